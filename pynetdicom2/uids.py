@@ -1,0 +1,937 @@
+"""The DICOM UIDs pynetdicom2 offers: transfer syntaxes, service and storage SOP classes.
+
+Every constant is a ``pydicom.uid.UID`` whose value comes from PS3.6 Annex A (as
+pydicom's UID dictionary carries it), plus the groups ``ALL_TS``, ``DEFAULT_TS``,
+``UNCOMPRESSED_TS`` and ``STORAGE_SOP_CLASSES`` that the AEs and services negotiate.
+
+Naming rule: a constant is the standard's name in UPPER_SNAKE_CASE. Every run of
+characters other than letters and digits ('-', '/', '(', ')', '[', ']', '.', '&',
+spaces) becomes one underscore, so "X-Ray Angiographic Image Storage" is
+``X_RAY_ANGIOGRAPHIC_IMAGE_STORAGE`` and "Digital X-Ray Image Storage - For
+Presentation" is ``DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION``. A name cannot start
+with a digit, so a leading number is spelled out: "12-lead ECG Waveform Storage" is
+``TWELVE_LEAD_ECG_WAVEFORM_STORAGE``. Retired UIDs keep their plain name; only where a
+retired UID shares its name with a current one (three ultrasound and nuclear medicine
+classes) does the retired one get a ``_RETIRED`` suffix. The spellings of pynetdicom2
+0.9.x (``CR_IMAGE_STORAGE``, ``SC_IMAGE_STORAGE``, ``JPEG_LS_LOSSLESS_IMAGE_COMPRESSION``
+...) remain as aliases of the same values.
+
+The constants are written out literally (generated once from pydicom's UID dictionary),
+so importing this module needs only ``pydicom.uid.UID``.
+"""
+
+from __future__ import annotations
+
+from pydicom.uid import UID
+
+# Transfer syntaxes, PS3.5 Section 10 and Annex A; values from PS3.6 Annex A.
+#: Implicit VR Little Endian
+IMPLICIT_VR_LITTLE_ENDIAN = UID('1.2.840.10008.1.2')
+#: Explicit VR Little Endian
+EXPLICIT_VR_LITTLE_ENDIAN = UID('1.2.840.10008.1.2.1')
+#: Encapsulated Uncompressed Explicit VR Little Endian
+ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN = UID('1.2.840.10008.1.2.1.98')
+#: Deflated Explicit VR Little Endian
+DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = UID('1.2.840.10008.1.2.1.99')
+#: Explicit VR Big Endian (retired)
+EXPLICIT_VR_BIG_ENDIAN = UID('1.2.840.10008.1.2.2')
+#: JPEG Baseline (Process 1)
+JPEG_BASELINE_PROCESS_1 = UID('1.2.840.10008.1.2.4.50')
+#: JPEG Extended (Process 2 and 4)
+JPEG_EXTENDED_PROCESS_2_AND_4 = UID('1.2.840.10008.1.2.4.51')
+#: JPEG Extended (Process 3 and 5) (retired)
+JPEG_EXTENDED_PROCESS_3_AND_5 = UID('1.2.840.10008.1.2.4.52')
+#: JPEG Spectral Selection, Non-Hierarchical (Process 6 and 8) (retired)
+JPEG_SPECTRAL_SELECTION_NON_HIERARCHICAL_PROCESS_6_AND_8 = UID('1.2.840.10008.1.2.4.53')
+#: JPEG Spectral Selection, Non-Hierarchical (Process 7 and 9) (retired)
+JPEG_SPECTRAL_SELECTION_NON_HIERARCHICAL_PROCESS_7_AND_9 = UID('1.2.840.10008.1.2.4.54')
+#: JPEG Full Progression, Non-Hierarchical (Process 10 and 12) (retired)
+JPEG_FULL_PROGRESSION_NON_HIERARCHICAL_PROCESS_10_AND_12 = UID('1.2.840.10008.1.2.4.55')
+#: JPEG Full Progression, Non-Hierarchical (Process 11 and 13) (retired)
+JPEG_FULL_PROGRESSION_NON_HIERARCHICAL_PROCESS_11_AND_13 = UID('1.2.840.10008.1.2.4.56')
+#: JPEG Lossless, Non-Hierarchical (Process 14)
+JPEG_LOSSLESS_NON_HIERARCHICAL_PROCESS_14 = UID('1.2.840.10008.1.2.4.57')
+#: JPEG Lossless, Non-Hierarchical (Process 15) (retired)
+JPEG_LOSSLESS_NON_HIERARCHICAL_PROCESS_15 = UID('1.2.840.10008.1.2.4.58')
+#: JPEG Extended, Hierarchical (Process 16 and 18) (retired)
+JPEG_EXTENDED_HIERARCHICAL_PROCESS_16_AND_18 = UID('1.2.840.10008.1.2.4.59')
+#: JPEG Extended, Hierarchical (Process 17 and 19) (retired)
+JPEG_EXTENDED_HIERARCHICAL_PROCESS_17_AND_19 = UID('1.2.840.10008.1.2.4.60')
+#: JPEG Spectral Selection, Hierarchical (Process 20 and 22) (retired)
+JPEG_SPECTRAL_SELECTION_HIERARCHICAL_PROCESS_20_AND_22 = UID('1.2.840.10008.1.2.4.61')
+#: JPEG Spectral Selection, Hierarchical (Process 21 and 23) (retired)
+JPEG_SPECTRAL_SELECTION_HIERARCHICAL_PROCESS_21_AND_23 = UID('1.2.840.10008.1.2.4.62')
+#: JPEG Full Progression, Hierarchical (Process 24 and 26) (retired)
+JPEG_FULL_PROGRESSION_HIERARCHICAL_PROCESS_24_AND_26 = UID('1.2.840.10008.1.2.4.63')
+#: JPEG Full Progression, Hierarchical (Process 25 and 27) (retired)
+JPEG_FULL_PROGRESSION_HIERARCHICAL_PROCESS_25_AND_27 = UID('1.2.840.10008.1.2.4.64')
+#: JPEG Lossless, Hierarchical (Process 28) (retired)
+JPEG_LOSSLESS_HIERARCHICAL_PROCESS_28 = UID('1.2.840.10008.1.2.4.65')
+#: JPEG Lossless, Hierarchical (Process 29) (retired)
+JPEG_LOSSLESS_HIERARCHICAL_PROCESS_29 = UID('1.2.840.10008.1.2.4.66')
+#: JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])
+JPEG_LOSSLESS_NON_HIERARCHICAL_FIRST_ORDER_PREDICTION_PROCESS_14_SELECTION_VALUE_1 = UID(
+    '1.2.840.10008.1.2.4.70')
+#: JPEG-LS Lossless Image Compression
+JPEG_LS_LOSSLESS_IMAGE_COMPRESSION = UID('1.2.840.10008.1.2.4.80')
+#: JPEG-LS Lossy (Near-Lossless) Image Compression
+JPEG_LS_LOSSY_NEAR_LOSSLESS_IMAGE_COMPRESSION = UID('1.2.840.10008.1.2.4.81')
+#: JPEG 2000 Image Compression (Lossless Only)
+JPEG_2000_IMAGE_COMPRESSION_LOSSLESS_ONLY = UID('1.2.840.10008.1.2.4.90')
+#: JPEG 2000 Image Compression
+JPEG_2000_IMAGE_COMPRESSION = UID('1.2.840.10008.1.2.4.91')
+#: JPEG 2000 Part 2 Multi-component Image Compression (Lossless Only)
+JPEG_2000_PART_2_MULTI_COMPONENT_IMAGE_COMPRESSION_LOSSLESS_ONLY = UID('1.2.840.10008.1.2.4.92')
+#: JPEG 2000 Part 2 Multi-component Image Compression
+JPEG_2000_PART_2_MULTI_COMPONENT_IMAGE_COMPRESSION = UID('1.2.840.10008.1.2.4.93')
+#: JPIP Referenced
+JPIP_REFERENCED = UID('1.2.840.10008.1.2.4.94')
+#: JPIP Referenced Deflate
+JPIP_REFERENCED_DEFLATE = UID('1.2.840.10008.1.2.4.95')
+#: MPEG2 Main Profile / Main Level
+MPEG2_MAIN_PROFILE_MAIN_LEVEL = UID('1.2.840.10008.1.2.4.100')
+#: Fragmentable MPEG2 Main Profile / Main Level
+FRAGMENTABLE_MPEG2_MAIN_PROFILE_MAIN_LEVEL = UID('1.2.840.10008.1.2.4.100.1')
+#: MPEG2 Main Profile / High Level
+MPEG2_MAIN_PROFILE_HIGH_LEVEL = UID('1.2.840.10008.1.2.4.101')
+#: Fragmentable MPEG2 Main Profile / High Level
+FRAGMENTABLE_MPEG2_MAIN_PROFILE_HIGH_LEVEL = UID('1.2.840.10008.1.2.4.101.1')
+#: MPEG-4 AVC/H.264 High Profile / Level 4.1
+MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_1 = UID('1.2.840.10008.1.2.4.102')
+#: Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.1
+FRAGMENTABLE_MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_1 = UID('1.2.840.10008.1.2.4.102.1')
+#: MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1
+MPEG_4_AVC_H_264_BD_COMPATIBLE_HIGH_PROFILE_LEVEL_4_1 = UID('1.2.840.10008.1.2.4.103')
+#: Fragmentable MPEG-4 AVC/H.264 BD-compatible High Profile / Level 4.1
+FRAGMENTABLE_MPEG_4_AVC_H_264_BD_COMPATIBLE_HIGH_PROFILE_LEVEL_4_1 = UID(
+    '1.2.840.10008.1.2.4.103.1')
+#: MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video
+MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_2_FOR_2D_VIDEO = UID('1.2.840.10008.1.2.4.104')
+#: Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 2D Video
+FRAGMENTABLE_MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_2_FOR_2D_VIDEO = UID(
+    '1.2.840.10008.1.2.4.104.1')
+#: MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video
+MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_2_FOR_3D_VIDEO = UID('1.2.840.10008.1.2.4.105')
+#: Fragmentable MPEG-4 AVC/H.264 High Profile / Level 4.2 For 3D Video
+FRAGMENTABLE_MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_2_FOR_3D_VIDEO = UID(
+    '1.2.840.10008.1.2.4.105.1')
+#: MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2
+MPEG_4_AVC_H_264_STEREO_HIGH_PROFILE_LEVEL_4_2 = UID('1.2.840.10008.1.2.4.106')
+#: Fragmentable MPEG-4 AVC/H.264 Stereo High Profile / Level 4.2
+FRAGMENTABLE_MPEG_4_AVC_H_264_STEREO_HIGH_PROFILE_LEVEL_4_2 = UID('1.2.840.10008.1.2.4.106.1')
+#: HEVC/H.265 Main Profile / Level 5.1
+HEVC_H_265_MAIN_PROFILE_LEVEL_5_1 = UID('1.2.840.10008.1.2.4.107')
+#: HEVC/H.265 Main 10 Profile / Level 5.1
+HEVC_H_265_MAIN_10_PROFILE_LEVEL_5_1 = UID('1.2.840.10008.1.2.4.108')
+#: High-Throughput JPEG 2000 Image Compression (Lossless Only)
+HIGH_THROUGHPUT_JPEG_2000_IMAGE_COMPRESSION_LOSSLESS_ONLY = UID('1.2.840.10008.1.2.4.201')
+#: High-Throughput JPEG 2000 with RPCL Options Image Compression (Lossless Only)
+HIGH_THROUGHPUT_JPEG_2000_WITH_RPCL_OPTIONS_IMAGE_COMPRESSION_LOSSLESS_ONLY = UID(
+    '1.2.840.10008.1.2.4.202')
+#: High-Throughput JPEG 2000 Image Compression
+HIGH_THROUGHPUT_JPEG_2000_IMAGE_COMPRESSION = UID('1.2.840.10008.1.2.4.203')
+#: JPIP HTJ2K Referenced
+JPIP_HTJ2K_REFERENCED = UID('1.2.840.10008.1.2.4.204')
+#: JPIP HTJ2K Referenced Deflate
+JPIP_HTJ2K_REFERENCED_DEFLATE = UID('1.2.840.10008.1.2.4.205')
+#: RLE Lossless
+RLE_LOSSLESS = UID('1.2.840.10008.1.2.5')
+#: RFC 2557 MIME encapsulation (retired)
+RFC_2557_MIME_ENCAPSULATION = UID('1.2.840.10008.1.2.6.1')
+#: XML Encoding (retired)
+XML_ENCODING = UID('1.2.840.10008.1.2.6.2')
+#: SMPTE ST 2110-20 Uncompressed Progressive Active Video
+SMPTE_ST_2110_20_UNCOMPRESSED_PROGRESSIVE_ACTIVE_VIDEO = UID('1.2.840.10008.1.2.7.1')
+#: SMPTE ST 2110-20 Uncompressed Interlaced Active Video
+SMPTE_ST_2110_20_UNCOMPRESSED_INTERLACED_ACTIVE_VIDEO = UID('1.2.840.10008.1.2.7.2')
+#: SMPTE ST 2110-30 PCM Digital Audio
+SMPTE_ST_2110_30_PCM_DIGITAL_AUDIO = UID('1.2.840.10008.1.2.7.3')
+#: Papyrus 3 Implicit VR Little Endian (retired)
+PAPYRUS_3_IMPLICIT_VR_LITTLE_ENDIAN = UID('1.2.840.10008.1.20')
+
+# Shorter spellings of the transfer syntaxes above.
+JPEG_EXTENDED_PROCESS_2_4 = JPEG_EXTENDED_PROCESS_2_AND_4
+JPEG_LOSSLESS_NON_HIERARCHICAL_FIRST_ORDER_PREDICTION = (
+    JPEG_LOSSLESS_NON_HIERARCHICAL_FIRST_ORDER_PREDICTION_PROCESS_14_SELECTION_VALUE_1)
+JPEG_LS_LOSSLESS = JPEG_LS_LOSSLESS_IMAGE_COMPRESSION
+JPEG_LS_LOSSY_NEAR_LOSSLESS = JPEG_LS_LOSSY_NEAR_LOSSLESS_IMAGE_COMPRESSION
+
+# The DICOM application context, PS3.7 Annex A.2.1.
+#: DICOM Application Context Name
+APPLICATION_CONTEXT_NAME = UID('1.2.840.10008.3.1.1.1')
+
+# Service SOP classes (PS3.4): verification, query/retrieve, worklist, storage
+# commitment, performed procedure step, instance availability, unified procedure step.
+#: Verification SOP Class (PS3.4 Annex A)
+VERIFICATION_SOP_CLASS = UID('1.2.840.10008.1.1')
+
+#: Patient Root Query/Retrieve Information Model - FIND (PS3.4 Annex C)
+PATIENT_ROOT_FIND_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.1.1')
+#: Patient Root Query/Retrieve Information Model - MOVE
+PATIENT_ROOT_MOVE_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.1.2')
+#: Patient Root Query/Retrieve Information Model - GET
+PATIENT_ROOT_GET_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.1.3')
+#: Study Root Query/Retrieve Information Model - FIND
+STUDY_ROOT_FIND_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.2.1')
+#: Study Root Query/Retrieve Information Model - MOVE
+STUDY_ROOT_MOVE_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.2.2')
+#: Study Root Query/Retrieve Information Model - GET
+STUDY_ROOT_GET_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.2.3')
+#: Patient/Study Only Query/Retrieve Information Model - FIND (retired)
+PATIENT_STUDY_ONLY_FIND_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.3.1')
+#: Patient/Study Only Query/Retrieve Information Model - MOVE (retired)
+PATIENT_STUDY_ONLY_MOVE_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.3.2')
+#: Patient/Study Only Query/Retrieve Information Model - GET (retired)
+PATIENT_STUDY_ONLY_GET_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.3.3')
+#: Composite Instance Root Retrieve - MOVE (PS3.4 Annex Y)
+COMPOSITE_INSTANCE_ROOT_MOVE_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.4.2')
+#: Composite Instance Root Retrieve - GET
+COMPOSITE_INSTANCE_ROOT_GET_SOP_CLASS = UID('1.2.840.10008.5.1.4.1.2.4.3')
+#: Composite Instance Retrieve Without Bulk Data - GET (PS3.4 Annex Z)
+COMPOSITE_INSTANCE_RETRIEVE_WITHOUT_BULK_DATA_GET_SOP_CLASS = UID(
+    '1.2.840.10008.5.1.4.1.2.5.3')
+
+#: Modality Worklist Information Model - FIND (PS3.4 Annex K)
+MODALITY_WORK_LIST_INFORMATION_FIND_SOP_CLASS = UID('1.2.840.10008.5.1.4.31')
+
+#: Storage Commitment Push Model SOP Class (PS3.4 Annex J)
+STORAGE_COMMITMENT_PUSH_MODEL_SOP_CLASS = UID('1.2.840.10008.1.20.1')
+#: The name pynetdicom2 0.9.x gave the push model SOP class
+STORAGE_COMMITMENT_SOP_CLASS = STORAGE_COMMITMENT_PUSH_MODEL_SOP_CLASS
+#: Storage Commitment Push Model SOP Instance (the well-known instance N-ACTION names)
+STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE = UID('1.2.840.10008.1.20.1.1')
+#: Storage Commitment Pull Model SOP Class (retired)
+STORAGE_COMMITMENT_PULL_MODEL_SOP_CLASS = UID('1.2.840.10008.1.20.2')
+
+#: Modality Performed Procedure Step SOP Class (PS3.4 Annex F)
+MODALITY_PERFORMED_PROCEDURE_STEP_SOP_CLASS = UID('1.2.840.10008.3.1.2.3.3')
+#: Modality Performed Procedure Step Retrieve SOP Class
+MODALITY_PERFORMED_PROCEDURE_STEP_RETRIEVE_SOP_CLASS = UID('1.2.840.10008.3.1.2.3.4')
+#: Modality Performed Procedure Step Notification SOP Class
+MODALITY_PERFORMED_PROCEDURE_STEP_NOTIFICATION_SOP_CLASS = UID('1.2.840.10008.3.1.2.3.5')
+
+#: Instance Availability Notification SOP Class (PS3.4 Annex R)
+INSTANCE_AVAILABILITY_NOTIFICATION_SOP_CLASS = UID('1.2.840.10008.5.1.4.33')
+
+#: Unified Procedure Step - Push SOP Class (PS3.4 Annex CC)
+UNIFIED_PROCEDURE_STEP_PUSH_SOP_CLASS = UID('1.2.840.10008.5.1.4.34.6.1')
+#: Unified Procedure Step - Watch SOP Class
+UNIFIED_PROCEDURE_STEP_WATCH_SOP_CLASS = UID('1.2.840.10008.5.1.4.34.6.2')
+#: Unified Procedure Step - Pull SOP Class
+UNIFIED_PROCEDURE_STEP_PULL_SOP_CLASS = UID('1.2.840.10008.5.1.4.34.6.3')
+#: Unified Procedure Step - Event SOP Class
+UNIFIED_PROCEDURE_STEP_EVENT_SOP_CLASS = UID('1.2.840.10008.5.1.4.34.6.4')
+#: Unified Procedure Step - Query SOP Class
+UNIFIED_PROCEDURE_STEP_QUERY_SOP_CLASS = UID('1.2.840.10008.5.1.4.34.6.5')
+
+# Storage SOP classes (PS3.4 Annex B), retired ones included: every SOP class whose
+# name ends in "Storage" or carries "Storage - For Presentation / For Processing /
+# Trial".
+#: Media Storage Directory Storage
+MEDIA_STORAGE_DIRECTORY_STORAGE = UID('1.2.840.10008.1.3.10')
+#: Computed Radiography Image Storage
+COMPUTED_RADIOGRAPHY_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.1')
+#: Digital X-Ray Image Storage - For Presentation
+DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION = UID('1.2.840.10008.5.1.4.1.1.1.1')
+#: Digital X-Ray Image Storage - For Processing
+DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING = UID('1.2.840.10008.5.1.4.1.1.1.1.1')
+#: Digital Mammography X-Ray Image Storage - For Presentation
+DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION = UID('1.2.840.10008.5.1.4.1.1.1.2')
+#: Digital Mammography X-Ray Image Storage - For Processing
+DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PROCESSING = UID('1.2.840.10008.5.1.4.1.1.1.2.1')
+#: Digital Intra-Oral X-Ray Image Storage - For Presentation
+DIGITAL_INTRA_ORAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION = UID('1.2.840.10008.5.1.4.1.1.1.3')
+#: Digital Intra-Oral X-Ray Image Storage - For Processing
+DIGITAL_INTRA_ORAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING = UID('1.2.840.10008.5.1.4.1.1.1.3.1')
+#: CT Image Storage
+CT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.2')
+#: Enhanced CT Image Storage
+ENHANCED_CT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.2.1')
+#: Legacy Converted Enhanced CT Image Storage
+LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.2.2')
+#: Ultrasound Multi-frame Image Storage (retired)
+ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE_RETIRED = UID('1.2.840.10008.5.1.4.1.1.3')
+#: Ultrasound Multi-frame Image Storage
+ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.3.1')
+#: MR Image Storage
+MR_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.4')
+#: Enhanced MR Image Storage
+ENHANCED_MR_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.4.1')
+#: MR Spectroscopy Storage
+MR_SPECTROSCOPY_STORAGE = UID('1.2.840.10008.5.1.4.1.1.4.2')
+#: Enhanced MR Color Image Storage
+ENHANCED_MR_COLOR_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.4.3')
+#: Legacy Converted Enhanced MR Image Storage
+LEGACY_CONVERTED_ENHANCED_MR_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.4.4')
+#: Nuclear Medicine Image Storage (retired)
+NUCLEAR_MEDICINE_IMAGE_STORAGE_RETIRED = UID('1.2.840.10008.5.1.4.1.1.5')
+#: Ultrasound Image Storage (retired)
+ULTRASOUND_IMAGE_STORAGE_RETIRED = UID('1.2.840.10008.5.1.4.1.1.6')
+#: Ultrasound Image Storage
+ULTRASOUND_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.6.1')
+#: Enhanced US Volume Storage
+ENHANCED_US_VOLUME_STORAGE = UID('1.2.840.10008.5.1.4.1.1.6.2')
+#: Photoacoustic Image Storage
+PHOTOACOUSTIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.6.3')
+#: Secondary Capture Image Storage
+SECONDARY_CAPTURE_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.7')
+#: Multi-frame Single Bit Secondary Capture Image Storage
+MULTI_FRAME_SINGLE_BIT_SECONDARY_CAPTURE_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.7.1')
+#: Multi-frame Grayscale Byte Secondary Capture Image Storage
+MULTI_FRAME_GRAYSCALE_BYTE_SECONDARY_CAPTURE_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.7.2')
+#: Multi-frame Grayscale Word Secondary Capture Image Storage
+MULTI_FRAME_GRAYSCALE_WORD_SECONDARY_CAPTURE_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.7.3')
+#: Multi-frame True Color Secondary Capture Image Storage
+MULTI_FRAME_TRUE_COLOR_SECONDARY_CAPTURE_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.7.4')
+#: Standalone Overlay Storage (retired)
+STANDALONE_OVERLAY_STORAGE = UID('1.2.840.10008.5.1.4.1.1.8')
+#: Standalone Curve Storage (retired)
+STANDALONE_CURVE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9')
+#: Waveform Storage - Trial (retired)
+WAVEFORM_STORAGE_TRIAL = UID('1.2.840.10008.5.1.4.1.1.9.1')
+#: 12-lead ECG Waveform Storage
+TWELVE_LEAD_ECG_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.1.1')
+#: General ECG Waveform Storage
+GENERAL_ECG_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.1.2')
+#: Ambulatory ECG Waveform Storage
+AMBULATORY_ECG_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.1.3')
+#: General 32-bit ECG Waveform Storage
+GENERAL_32_BIT_ECG_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.1.4')
+#: Hemodynamic Waveform Storage
+HEMODYNAMIC_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.2.1')
+#: Cardiac Electrophysiology Waveform Storage
+CARDIAC_ELECTROPHYSIOLOGY_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.3.1')
+#: Basic Voice Audio Waveform Storage
+BASIC_VOICE_AUDIO_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.4.1')
+#: General Audio Waveform Storage
+GENERAL_AUDIO_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.4.2')
+#: Arterial Pulse Waveform Storage
+ARTERIAL_PULSE_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.5.1')
+#: Respiratory Waveform Storage
+RESPIRATORY_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.6.1')
+#: Multi-channel Respiratory Waveform Storage
+MULTI_CHANNEL_RESPIRATORY_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.6.2')
+#: Routine Scalp Electroencephalogram Waveform Storage
+ROUTINE_SCALP_ELECTROENCEPHALOGRAM_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.7.1')
+#: Electromyogram Waveform Storage
+ELECTROMYOGRAM_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.7.2')
+#: Electrooculogram Waveform Storage
+ELECTROOCULOGRAM_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.7.3')
+#: Sleep Electroencephalogram Waveform Storage
+SLEEP_ELECTROENCEPHALOGRAM_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.7.4')
+#: Body Position Waveform Storage
+BODY_POSITION_WAVEFORM_STORAGE = UID('1.2.840.10008.5.1.4.1.1.9.8.1')
+#: Standalone Modality LUT Storage (retired)
+STANDALONE_MODALITY_LUT_STORAGE = UID('1.2.840.10008.5.1.4.1.1.10')
+#: Standalone VOI LUT Storage (retired)
+STANDALONE_VOI_LUT_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11')
+#: Grayscale Softcopy Presentation State Storage
+GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.1')
+#: Color Softcopy Presentation State Storage
+COLOR_SOFTCOPY_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.2')
+#: Pseudo-Color Softcopy Presentation State Storage
+PSEUDO_COLOR_SOFTCOPY_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.3')
+#: Blending Softcopy Presentation State Storage
+BLENDING_SOFTCOPY_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.4')
+#: XA/XRF Grayscale Softcopy Presentation State Storage
+XA_XRF_GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.5')
+#: Grayscale Planar MPR Volumetric Presentation State Storage
+GRAYSCALE_PLANAR_MPR_VOLUMETRIC_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.6')
+#: Compositing Planar MPR Volumetric Presentation State Storage
+COMPOSITING_PLANAR_MPR_VOLUMETRIC_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.7')
+#: Advanced Blending Presentation State Storage
+ADVANCED_BLENDING_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.8')
+#: Volume Rendering Volumetric Presentation State Storage
+VOLUME_RENDERING_VOLUMETRIC_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.9')
+#: Segmented Volume Rendering Volumetric Presentation State Storage
+SEGMENTED_VOLUME_RENDERING_VOLUMETRIC_PRESENTATION_STATE_STORAGE = UID(
+    '1.2.840.10008.5.1.4.1.1.11.10')
+#: Multiple Volume Rendering Volumetric Presentation State Storage
+MULTIPLE_VOLUME_RENDERING_VOLUMETRIC_PRESENTATION_STATE_STORAGE = UID(
+    '1.2.840.10008.5.1.4.1.1.11.11')
+#: Variable Modality LUT Softcopy Presentation State Storage
+VARIABLE_MODALITY_LUT_SOFTCOPY_PRESENTATION_STATE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.11.12')
+#: X-Ray Angiographic Image Storage
+X_RAY_ANGIOGRAPHIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.12.1')
+#: Enhanced XA Image Storage
+ENHANCED_XA_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.12.1.1')
+#: X-Ray Radiofluoroscopic Image Storage
+X_RAY_RADIOFLUOROSCOPIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.12.2')
+#: Enhanced XRF Image Storage
+ENHANCED_XRF_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.12.2.1')
+#: X-Ray Angiographic Bi-Plane Image Storage (retired)
+X_RAY_ANGIOGRAPHIC_BI_PLANE_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.12.3')
+#: X-Ray 3D Angiographic Image Storage
+X_RAY_3D_ANGIOGRAPHIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.13.1.1')
+#: X-Ray 3D Craniofacial Image Storage
+X_RAY_3D_CRANIOFACIAL_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.13.1.2')
+#: Breast Tomosynthesis Image Storage
+BREAST_TOMOSYNTHESIS_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.13.1.3')
+#: Breast Projection X-Ray Image Storage - For Presentation
+BREAST_PROJECTION_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION = UID('1.2.840.10008.5.1.4.1.1.13.1.4')
+#: Breast Projection X-Ray Image Storage - For Processing
+BREAST_PROJECTION_X_RAY_IMAGE_STORAGE_FOR_PROCESSING = UID('1.2.840.10008.5.1.4.1.1.13.1.5')
+#: Intravascular Optical Coherence Tomography Image Storage - For Presentation
+INTRAVASCULAR_OPTICAL_COHERENCE_TOMOGRAPHY_IMAGE_STORAGE_FOR_PRESENTATION = UID(
+    '1.2.840.10008.5.1.4.1.1.14.1')
+#: Intravascular Optical Coherence Tomography Image Storage - For Processing
+INTRAVASCULAR_OPTICAL_COHERENCE_TOMOGRAPHY_IMAGE_STORAGE_FOR_PROCESSING = UID(
+    '1.2.840.10008.5.1.4.1.1.14.2')
+#: Nuclear Medicine Image Storage
+NUCLEAR_MEDICINE_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.20')
+#: Parametric Map Storage
+PARAMETRIC_MAP_STORAGE = UID('1.2.840.10008.5.1.4.1.1.30')
+#: Raw Data Storage
+RAW_DATA_STORAGE = UID('1.2.840.10008.5.1.4.1.1.66')
+#: Spatial Registration Storage
+SPATIAL_REGISTRATION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.66.1')
+#: Spatial Fiducials Storage
+SPATIAL_FIDUCIALS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.66.2')
+#: Deformable Spatial Registration Storage
+DEFORMABLE_SPATIAL_REGISTRATION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.66.3')
+#: Segmentation Storage
+SEGMENTATION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.66.4')
+#: Surface Segmentation Storage
+SURFACE_SEGMENTATION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.66.5')
+#: Tractography Results Storage
+TRACTOGRAPHY_RESULTS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.66.6')
+#: Real World Value Mapping Storage
+REAL_WORLD_VALUE_MAPPING_STORAGE = UID('1.2.840.10008.5.1.4.1.1.67')
+#: Surface Scan Mesh Storage
+SURFACE_SCAN_MESH_STORAGE = UID('1.2.840.10008.5.1.4.1.1.68.1')
+#: Surface Scan Point Cloud Storage
+SURFACE_SCAN_POINT_CLOUD_STORAGE = UID('1.2.840.10008.5.1.4.1.1.68.2')
+#: VL Image Storage - Trial (retired)
+VL_IMAGE_STORAGE_TRIAL = UID('1.2.840.10008.5.1.4.1.1.77.1')
+#: VL Multi-frame Image Storage - Trial (retired)
+VL_MULTI_FRAME_IMAGE_STORAGE_TRIAL = UID('1.2.840.10008.5.1.4.1.1.77.2')
+#: VL Endoscopic Image Storage
+VL_ENDOSCOPIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.1')
+#: Video Endoscopic Image Storage
+VIDEO_ENDOSCOPIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.1.1')
+#: VL Microscopic Image Storage
+VL_MICROSCOPIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.2')
+#: Video Microscopic Image Storage
+VIDEO_MICROSCOPIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.2.1')
+#: VL Slide-Coordinates Microscopic Image Storage
+VL_SLIDE_COORDINATES_MICROSCOPIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.3')
+#: VL Photographic Image Storage
+VL_PHOTOGRAPHIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.4')
+#: Video Photographic Image Storage
+VIDEO_PHOTOGRAPHIC_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.4.1')
+#: Ophthalmic Photography 8 Bit Image Storage
+OPHTHALMIC_PHOTOGRAPHY_8_BIT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.5.1')
+#: Ophthalmic Photography 16 Bit Image Storage
+OPHTHALMIC_PHOTOGRAPHY_16_BIT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.5.2')
+#: Stereometric Relationship Storage
+STEREOMETRIC_RELATIONSHIP_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.5.3')
+#: Ophthalmic Tomography Image Storage
+OPHTHALMIC_TOMOGRAPHY_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.5.4')
+#: Wide Field Ophthalmic Photography Stereographic Projection Image Storage
+WIDE_FIELD_OPHTHALMIC_PHOTOGRAPHY_STEREOGRAPHIC_PROJECTION_IMAGE_STORAGE = UID(
+    '1.2.840.10008.5.1.4.1.1.77.1.5.5')
+#: Wide Field Ophthalmic Photography 3D Coordinates Image Storage
+WIDE_FIELD_OPHTHALMIC_PHOTOGRAPHY_3D_COORDINATES_IMAGE_STORAGE = UID(
+    '1.2.840.10008.5.1.4.1.1.77.1.5.6')
+#: Ophthalmic Optical Coherence Tomography En Face Image Storage
+OPHTHALMIC_OPTICAL_COHERENCE_TOMOGRAPHY_EN_FACE_IMAGE_STORAGE = UID(
+    '1.2.840.10008.5.1.4.1.1.77.1.5.7')
+#: Ophthalmic Optical Coherence Tomography B-scan Volume Analysis Storage
+OPHTHALMIC_OPTICAL_COHERENCE_TOMOGRAPHY_B_SCAN_VOLUME_ANALYSIS_STORAGE = UID(
+    '1.2.840.10008.5.1.4.1.1.77.1.5.8')
+#: VL Whole Slide Microscopy Image Storage
+VL_WHOLE_SLIDE_MICROSCOPY_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.6')
+#: Dermoscopic Photography Image Storage
+DERMOSCOPIC_PHOTOGRAPHY_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.7')
+#: Confocal Microscopy Image Storage
+CONFOCAL_MICROSCOPY_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.8')
+#: Confocal Microscopy Tiled Pyramidal Image Storage
+CONFOCAL_MICROSCOPY_TILED_PYRAMIDAL_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.77.1.9')
+#: Lensometry Measurements Storage
+LENSOMETRY_MEASUREMENTS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.78.1')
+#: Autorefraction Measurements Storage
+AUTOREFRACTION_MEASUREMENTS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.78.2')
+#: Keratometry Measurements Storage
+KERATOMETRY_MEASUREMENTS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.78.3')
+#: Subjective Refraction Measurements Storage
+SUBJECTIVE_REFRACTION_MEASUREMENTS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.78.4')
+#: Visual Acuity Measurements Storage
+VISUAL_ACUITY_MEASUREMENTS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.78.5')
+#: Spectacle Prescription Report Storage
+SPECTACLE_PRESCRIPTION_REPORT_STORAGE = UID('1.2.840.10008.5.1.4.1.1.78.6')
+#: Ophthalmic Axial Measurements Storage
+OPHTHALMIC_AXIAL_MEASUREMENTS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.78.7')
+#: Intraocular Lens Calculations Storage
+INTRAOCULAR_LENS_CALCULATIONS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.78.8')
+#: Macular Grid Thickness and Volume Report Storage
+MACULAR_GRID_THICKNESS_AND_VOLUME_REPORT_STORAGE = UID('1.2.840.10008.5.1.4.1.1.79.1')
+#: Ophthalmic Visual Field Static Perimetry Measurements Storage
+OPHTHALMIC_VISUAL_FIELD_STATIC_PERIMETRY_MEASUREMENTS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.80.1')
+#: Ophthalmic Thickness Map Storage
+OPHTHALMIC_THICKNESS_MAP_STORAGE = UID('1.2.840.10008.5.1.4.1.1.81.1')
+#: Corneal Topography Map Storage
+CORNEAL_TOPOGRAPHY_MAP_STORAGE = UID('1.2.840.10008.5.1.4.1.1.82.1')
+#: Text SR Storage - Trial (retired)
+TEXT_SR_STORAGE_TRIAL = UID('1.2.840.10008.5.1.4.1.1.88.1')
+#: Audio SR Storage - Trial (retired)
+AUDIO_SR_STORAGE_TRIAL = UID('1.2.840.10008.5.1.4.1.1.88.2')
+#: Detail SR Storage - Trial (retired)
+DETAIL_SR_STORAGE_TRIAL = UID('1.2.840.10008.5.1.4.1.1.88.3')
+#: Comprehensive SR Storage - Trial (retired)
+COMPREHENSIVE_SR_STORAGE_TRIAL = UID('1.2.840.10008.5.1.4.1.1.88.4')
+#: Basic Text SR Storage
+BASIC_TEXT_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.11')
+#: Enhanced SR Storage
+ENHANCED_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.22')
+#: Comprehensive SR Storage
+COMPREHENSIVE_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.33')
+#: Comprehensive 3D SR Storage
+COMPREHENSIVE_3D_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.34')
+#: Extensible SR Storage
+EXTENSIBLE_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.35')
+#: Procedure Log Storage
+PROCEDURE_LOG_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.40')
+#: Mammography CAD SR Storage
+MAMMOGRAPHY_CAD_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.50')
+#: Key Object Selection Document Storage
+KEY_OBJECT_SELECTION_DOCUMENT_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.59')
+#: Chest CAD SR Storage
+CHEST_CAD_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.65')
+#: X-Ray Radiation Dose SR Storage
+X_RAY_RADIATION_DOSE_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.67')
+#: Radiopharmaceutical Radiation Dose SR Storage
+RADIOPHARMACEUTICAL_RADIATION_DOSE_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.68')
+#: Colon CAD SR Storage
+COLON_CAD_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.69')
+#: Implantation Plan SR Storage
+IMPLANTATION_PLAN_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.70')
+#: Acquisition Context SR Storage
+ACQUISITION_CONTEXT_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.71')
+#: Simplified Adult Echo SR Storage
+SIMPLIFIED_ADULT_ECHO_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.72')
+#: Patient Radiation Dose SR Storage
+PATIENT_RADIATION_DOSE_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.73')
+#: Planned Imaging Agent Administration SR Storage
+PLANNED_IMAGING_AGENT_ADMINISTRATION_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.74')
+#: Performed Imaging Agent Administration SR Storage
+PERFORMED_IMAGING_AGENT_ADMINISTRATION_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.75')
+#: Enhanced X-Ray Radiation Dose SR Storage
+ENHANCED_X_RAY_RADIATION_DOSE_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.76')
+#: Waveform Annotation SR Storage
+WAVEFORM_ANNOTATION_SR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.88.77')
+#: Content Assessment Results Storage
+CONTENT_ASSESSMENT_RESULTS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.90.1')
+#: Microscopy Bulk Simple Annotations Storage
+MICROSCOPY_BULK_SIMPLE_ANNOTATIONS_STORAGE = UID('1.2.840.10008.5.1.4.1.1.91.1')
+#: Encapsulated PDF Storage
+ENCAPSULATED_PDF_STORAGE = UID('1.2.840.10008.5.1.4.1.1.104.1')
+#: Encapsulated CDA Storage
+ENCAPSULATED_CDA_STORAGE = UID('1.2.840.10008.5.1.4.1.1.104.2')
+#: Encapsulated STL Storage
+ENCAPSULATED_STL_STORAGE = UID('1.2.840.10008.5.1.4.1.1.104.3')
+#: Encapsulated OBJ Storage
+ENCAPSULATED_OBJ_STORAGE = UID('1.2.840.10008.5.1.4.1.1.104.4')
+#: Encapsulated MTL Storage
+ENCAPSULATED_MTL_STORAGE = UID('1.2.840.10008.5.1.4.1.1.104.5')
+#: Positron Emission Tomography Image Storage
+POSITRON_EMISSION_TOMOGRAPHY_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.128')
+#: Legacy Converted Enhanced PET Image Storage
+LEGACY_CONVERTED_ENHANCED_PET_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.128.1')
+#: Standalone PET Curve Storage (retired)
+STANDALONE_PET_CURVE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.129')
+#: Enhanced PET Image Storage
+ENHANCED_PET_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.130')
+#: Basic Structured Display Storage
+BASIC_STRUCTURED_DISPLAY_STORAGE = UID('1.2.840.10008.5.1.4.1.1.131')
+#: CT Defined Procedure Protocol Storage
+CT_DEFINED_PROCEDURE_PROTOCOL_STORAGE = UID('1.2.840.10008.5.1.4.1.1.200.1')
+#: CT Performed Procedure Protocol Storage
+CT_PERFORMED_PROCEDURE_PROTOCOL_STORAGE = UID('1.2.840.10008.5.1.4.1.1.200.2')
+#: Protocol Approval Storage
+PROTOCOL_APPROVAL_STORAGE = UID('1.2.840.10008.5.1.4.1.1.200.3')
+#: XA Defined Procedure Protocol Storage
+XA_DEFINED_PROCEDURE_PROTOCOL_STORAGE = UID('1.2.840.10008.5.1.4.1.1.200.7')
+#: XA Performed Procedure Protocol Storage
+XA_PERFORMED_PROCEDURE_PROTOCOL_STORAGE = UID('1.2.840.10008.5.1.4.1.1.200.8')
+#: Inventory Storage
+INVENTORY_STORAGE = UID('1.2.840.10008.5.1.4.1.1.201.1')
+#: RT Image Storage
+RT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.1')
+#: RT Dose Storage
+RT_DOSE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.2')
+#: RT Structure Set Storage
+RT_STRUCTURE_SET_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.3')
+#: RT Beams Treatment Record Storage
+RT_BEAMS_TREATMENT_RECORD_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.4')
+#: RT Plan Storage
+RT_PLAN_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.5')
+#: RT Brachy Treatment Record Storage
+RT_BRACHY_TREATMENT_RECORD_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.6')
+#: RT Treatment Summary Record Storage
+RT_TREATMENT_SUMMARY_RECORD_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.7')
+#: RT Ion Plan Storage
+RT_ION_PLAN_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.8')
+#: RT Ion Beams Treatment Record Storage
+RT_ION_BEAMS_TREATMENT_RECORD_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.9')
+#: RT Physician Intent Storage
+RT_PHYSICIAN_INTENT_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.10')
+#: RT Segment Annotation Storage
+RT_SEGMENT_ANNOTATION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.11')
+#: RT Radiation Set Storage
+RT_RADIATION_SET_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.12')
+#: C-Arm Photon-Electron Radiation Storage
+C_ARM_PHOTON_ELECTRON_RADIATION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.13')
+#: Tomotherapeutic Radiation Storage
+TOMOTHERAPEUTIC_RADIATION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.14')
+#: Robotic-Arm Radiation Storage
+ROBOTIC_ARM_RADIATION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.15')
+#: RT Radiation Record Set Storage
+RT_RADIATION_RECORD_SET_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.16')
+#: RT Radiation Salvage Record Storage
+RT_RADIATION_SALVAGE_RECORD_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.17')
+#: Tomotherapeutic Radiation Record Storage
+TOMOTHERAPEUTIC_RADIATION_RECORD_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.18')
+#: C-Arm Photon-Electron Radiation Record Storage
+C_ARM_PHOTON_ELECTRON_RADIATION_RECORD_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.19')
+#: Robotic Radiation Record Storage
+ROBOTIC_RADIATION_RECORD_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.20')
+#: RT Radiation Set Delivery Instruction Storage
+RT_RADIATION_SET_DELIVERY_INSTRUCTION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.21')
+#: RT Treatment Preparation Storage
+RT_TREATMENT_PREPARATION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.22')
+#: Enhanced RT Image Storage
+ENHANCED_RT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.23')
+#: Enhanced Continuous RT Image Storage
+ENHANCED_CONTINUOUS_RT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.24')
+#: RT Patient Position Acquisition Instruction Storage
+RT_PATIENT_POSITION_ACQUISITION_INSTRUCTION_STORAGE = UID('1.2.840.10008.5.1.4.1.1.481.25')
+#: DICOS CT Image Storage
+DICOS_CT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.501.1')
+#: DICOS Digital X-Ray Image Storage - For Presentation
+DICOS_DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION = UID('1.2.840.10008.5.1.4.1.1.501.2.1')
+#: DICOS Digital X-Ray Image Storage - For Processing
+DICOS_DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING = UID('1.2.840.10008.5.1.4.1.1.501.2.2')
+#: DICOS Threat Detection Report Storage
+DICOS_THREAT_DETECTION_REPORT_STORAGE = UID('1.2.840.10008.5.1.4.1.1.501.3')
+#: DICOS 2D AIT Storage
+DICOS_2D_AIT_STORAGE = UID('1.2.840.10008.5.1.4.1.1.501.4')
+#: DICOS 3D AIT Storage
+DICOS_3D_AIT_STORAGE = UID('1.2.840.10008.5.1.4.1.1.501.5')
+#: DICOS Quadrupole Resonance (QR) Storage
+DICOS_QUADRUPOLE_RESONANCE_QR_STORAGE = UID('1.2.840.10008.5.1.4.1.1.501.6')
+#: Eddy Current Image Storage
+EDDY_CURRENT_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.601.1')
+#: Eddy Current Multi-frame Image Storage
+EDDY_CURRENT_MULTI_FRAME_IMAGE_STORAGE = UID('1.2.840.10008.5.1.4.1.1.601.2')
+#: RT Beams Delivery Instruction Storage - Trial (retired)
+RT_BEAMS_DELIVERY_INSTRUCTION_STORAGE_TRIAL = UID('1.2.840.10008.5.1.4.34.1')
+#: RT Beams Delivery Instruction Storage
+RT_BEAMS_DELIVERY_INSTRUCTION_STORAGE = UID('1.2.840.10008.5.1.4.34.7')
+#: RT Brachy Application Setup Delivery Instruction Storage
+RT_BRACHY_APPLICATION_SETUP_DELIVERY_INSTRUCTION_STORAGE = UID('1.2.840.10008.5.1.4.34.10')
+#: Hanging Protocol Storage
+HANGING_PROTOCOL_STORAGE = UID('1.2.840.10008.5.1.4.38.1')
+#: Color Palette Storage
+COLOR_PALETTE_STORAGE = UID('1.2.840.10008.5.1.4.39.1')
+#: Generic Implant Template Storage
+GENERIC_IMPLANT_TEMPLATE_STORAGE = UID('1.2.840.10008.5.1.4.43.1')
+#: Implant Assembly Template Storage
+IMPLANT_ASSEMBLY_TEMPLATE_STORAGE = UID('1.2.840.10008.5.1.4.44.1')
+#: Implant Template Group Storage
+IMPLANT_TEMPLATE_GROUP_STORAGE = UID('1.2.840.10008.5.1.4.45.1')
+
+# The spellings of pynetdicom2 0.9.x, where they differ from the standard's names.
+CR_IMAGE_STORAGE = COMPUTED_RADIOGRAPHY_IMAGE_STORAGE
+DX_IMAGE_STORAGE_FOR_PRESENTATION = DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION
+DX_IMAGE_STORAGE_FOR_PROCESSING = DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING
+MG_IMAGE_STORAGE_FOR_PRESENTATION = DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION
+MG_IMAGE_STORAGE_FOR_PROCESSING = DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PROCESSING
+IO_IMAGE_STORAGE_FOR_PRESENTATION = DIGITAL_INTRA_ORAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION
+IO_IMAGE_STORAGE_FOR_PROCESSING = DIGITAL_INTRA_ORAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING
+LEGACY_ENHANCED_CT_IMAGE_STORAGE = LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE
+ULTRASOUND_MULTI_FRAME_IMAGE = ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE
+ENHANCED_MR_IMAGE = ENHANCED_MR_IMAGE_STORAGE
+SC_IMAGE_STORAGE = SECONDARY_CAPTURE_IMAGE_STORAGE
+MULTI_FRAME_SINGLE_BIT_SC_IMAGE_STORAGE = MULTI_FRAME_SINGLE_BIT_SECONDARY_CAPTURE_IMAGE_STORAGE
+MULTI_FRAME_GRAYSCALE_BYTE_SC_IMAGE_STORAGE = (
+    MULTI_FRAME_GRAYSCALE_BYTE_SECONDARY_CAPTURE_IMAGE_STORAGE)
+MULTI_FRAME_GRAYSCALE_WORD_SC_IMAGE_STORAGE = (
+    MULTI_FRAME_GRAYSCALE_WORD_SECONDARY_CAPTURE_IMAGE_STORAGE)
+MULTI_FRAME_TRUE_COLOR_SC_IMAGE_STORAGE = MULTI_FRAME_TRUE_COLOR_SECONDARY_CAPTURE_IMAGE_STORAGE
+XA_IMAGE_STORAGE = X_RAY_ANGIOGRAPHIC_IMAGE_STORAGE
+RF_IMAGE_STORAGE = X_RAY_RADIOFLUOROSCOPIC_IMAGE_STORAGE
+ENHANCED_RF_IMAGE_STORAGE = ENHANCED_XRF_IMAGE_STORAGE
+NM_IMAGE_STORAGE = NUCLEAR_MEDICINE_IMAGE_STORAGE
+SPATIAL_REGISTRATION = SPATIAL_REGISTRATION_STORAGE
+XRAY_RADIATION_DOSE_SR_STORAGE = X_RAY_RADIATION_DOSE_SR_STORAGE
+PET_IMAGE_STORAGE = POSITRON_EMISSION_TOMOGRAPHY_IMAGE_STORAGE
+DICOS_QR_STORAGE = DICOS_QUADRUPOLE_RESONANCE_QR_STORAGE
+
+# Groups.
+
+#: Every storage SOP class above (current and retired), in UID order.
+STORAGE_SOP_CLASSES = (
+    MEDIA_STORAGE_DIRECTORY_STORAGE,
+    COMPUTED_RADIOGRAPHY_IMAGE_STORAGE,
+    DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
+    DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
+    DIGITAL_INTRA_ORAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    DIGITAL_INTRA_ORAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
+    CT_IMAGE_STORAGE,
+    ENHANCED_CT_IMAGE_STORAGE,
+    LEGACY_CONVERTED_ENHANCED_CT_IMAGE_STORAGE,
+    ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE_RETIRED,
+    ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE,
+    MR_IMAGE_STORAGE,
+    ENHANCED_MR_IMAGE_STORAGE,
+    MR_SPECTROSCOPY_STORAGE,
+    ENHANCED_MR_COLOR_IMAGE_STORAGE,
+    LEGACY_CONVERTED_ENHANCED_MR_IMAGE_STORAGE,
+    NUCLEAR_MEDICINE_IMAGE_STORAGE_RETIRED,
+    ULTRASOUND_IMAGE_STORAGE_RETIRED,
+    ULTRASOUND_IMAGE_STORAGE,
+    ENHANCED_US_VOLUME_STORAGE,
+    PHOTOACOUSTIC_IMAGE_STORAGE,
+    SECONDARY_CAPTURE_IMAGE_STORAGE,
+    MULTI_FRAME_SINGLE_BIT_SECONDARY_CAPTURE_IMAGE_STORAGE,
+    MULTI_FRAME_GRAYSCALE_BYTE_SECONDARY_CAPTURE_IMAGE_STORAGE,
+    MULTI_FRAME_GRAYSCALE_WORD_SECONDARY_CAPTURE_IMAGE_STORAGE,
+    MULTI_FRAME_TRUE_COLOR_SECONDARY_CAPTURE_IMAGE_STORAGE,
+    STANDALONE_OVERLAY_STORAGE,
+    STANDALONE_CURVE_STORAGE,
+    WAVEFORM_STORAGE_TRIAL,
+    TWELVE_LEAD_ECG_WAVEFORM_STORAGE,
+    GENERAL_ECG_WAVEFORM_STORAGE,
+    AMBULATORY_ECG_WAVEFORM_STORAGE,
+    GENERAL_32_BIT_ECG_WAVEFORM_STORAGE,
+    HEMODYNAMIC_WAVEFORM_STORAGE,
+    CARDIAC_ELECTROPHYSIOLOGY_WAVEFORM_STORAGE,
+    BASIC_VOICE_AUDIO_WAVEFORM_STORAGE,
+    GENERAL_AUDIO_WAVEFORM_STORAGE,
+    ARTERIAL_PULSE_WAVEFORM_STORAGE,
+    RESPIRATORY_WAVEFORM_STORAGE,
+    MULTI_CHANNEL_RESPIRATORY_WAVEFORM_STORAGE,
+    ROUTINE_SCALP_ELECTROENCEPHALOGRAM_WAVEFORM_STORAGE,
+    ELECTROMYOGRAM_WAVEFORM_STORAGE,
+    ELECTROOCULOGRAM_WAVEFORM_STORAGE,
+    SLEEP_ELECTROENCEPHALOGRAM_WAVEFORM_STORAGE,
+    BODY_POSITION_WAVEFORM_STORAGE,
+    STANDALONE_MODALITY_LUT_STORAGE,
+    STANDALONE_VOI_LUT_STORAGE,
+    GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+    COLOR_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+    PSEUDO_COLOR_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+    BLENDING_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+    XA_XRF_GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+    GRAYSCALE_PLANAR_MPR_VOLUMETRIC_PRESENTATION_STATE_STORAGE,
+    COMPOSITING_PLANAR_MPR_VOLUMETRIC_PRESENTATION_STATE_STORAGE,
+    ADVANCED_BLENDING_PRESENTATION_STATE_STORAGE,
+    VOLUME_RENDERING_VOLUMETRIC_PRESENTATION_STATE_STORAGE,
+    SEGMENTED_VOLUME_RENDERING_VOLUMETRIC_PRESENTATION_STATE_STORAGE,
+    MULTIPLE_VOLUME_RENDERING_VOLUMETRIC_PRESENTATION_STATE_STORAGE,
+    VARIABLE_MODALITY_LUT_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+    X_RAY_ANGIOGRAPHIC_IMAGE_STORAGE,
+    ENHANCED_XA_IMAGE_STORAGE,
+    X_RAY_RADIOFLUOROSCOPIC_IMAGE_STORAGE,
+    ENHANCED_XRF_IMAGE_STORAGE,
+    X_RAY_ANGIOGRAPHIC_BI_PLANE_IMAGE_STORAGE,
+    X_RAY_3D_ANGIOGRAPHIC_IMAGE_STORAGE,
+    X_RAY_3D_CRANIOFACIAL_IMAGE_STORAGE,
+    BREAST_TOMOSYNTHESIS_IMAGE_STORAGE,
+    BREAST_PROJECTION_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    BREAST_PROJECTION_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
+    INTRAVASCULAR_OPTICAL_COHERENCE_TOMOGRAPHY_IMAGE_STORAGE_FOR_PRESENTATION,
+    INTRAVASCULAR_OPTICAL_COHERENCE_TOMOGRAPHY_IMAGE_STORAGE_FOR_PROCESSING,
+    NUCLEAR_MEDICINE_IMAGE_STORAGE,
+    PARAMETRIC_MAP_STORAGE,
+    RAW_DATA_STORAGE,
+    SPATIAL_REGISTRATION_STORAGE,
+    SPATIAL_FIDUCIALS_STORAGE,
+    DEFORMABLE_SPATIAL_REGISTRATION_STORAGE,
+    SEGMENTATION_STORAGE,
+    SURFACE_SEGMENTATION_STORAGE,
+    TRACTOGRAPHY_RESULTS_STORAGE,
+    REAL_WORLD_VALUE_MAPPING_STORAGE,
+    SURFACE_SCAN_MESH_STORAGE,
+    SURFACE_SCAN_POINT_CLOUD_STORAGE,
+    VL_IMAGE_STORAGE_TRIAL,
+    VL_MULTI_FRAME_IMAGE_STORAGE_TRIAL,
+    VL_ENDOSCOPIC_IMAGE_STORAGE,
+    VIDEO_ENDOSCOPIC_IMAGE_STORAGE,
+    VL_MICROSCOPIC_IMAGE_STORAGE,
+    VIDEO_MICROSCOPIC_IMAGE_STORAGE,
+    VL_SLIDE_COORDINATES_MICROSCOPIC_IMAGE_STORAGE,
+    VL_PHOTOGRAPHIC_IMAGE_STORAGE,
+    VIDEO_PHOTOGRAPHIC_IMAGE_STORAGE,
+    OPHTHALMIC_PHOTOGRAPHY_8_BIT_IMAGE_STORAGE,
+    OPHTHALMIC_PHOTOGRAPHY_16_BIT_IMAGE_STORAGE,
+    STEREOMETRIC_RELATIONSHIP_STORAGE,
+    OPHTHALMIC_TOMOGRAPHY_IMAGE_STORAGE,
+    WIDE_FIELD_OPHTHALMIC_PHOTOGRAPHY_STEREOGRAPHIC_PROJECTION_IMAGE_STORAGE,
+    WIDE_FIELD_OPHTHALMIC_PHOTOGRAPHY_3D_COORDINATES_IMAGE_STORAGE,
+    OPHTHALMIC_OPTICAL_COHERENCE_TOMOGRAPHY_EN_FACE_IMAGE_STORAGE,
+    OPHTHALMIC_OPTICAL_COHERENCE_TOMOGRAPHY_B_SCAN_VOLUME_ANALYSIS_STORAGE,
+    VL_WHOLE_SLIDE_MICROSCOPY_IMAGE_STORAGE,
+    DERMOSCOPIC_PHOTOGRAPHY_IMAGE_STORAGE,
+    CONFOCAL_MICROSCOPY_IMAGE_STORAGE,
+    CONFOCAL_MICROSCOPY_TILED_PYRAMIDAL_IMAGE_STORAGE,
+    LENSOMETRY_MEASUREMENTS_STORAGE,
+    AUTOREFRACTION_MEASUREMENTS_STORAGE,
+    KERATOMETRY_MEASUREMENTS_STORAGE,
+    SUBJECTIVE_REFRACTION_MEASUREMENTS_STORAGE,
+    VISUAL_ACUITY_MEASUREMENTS_STORAGE,
+    SPECTACLE_PRESCRIPTION_REPORT_STORAGE,
+    OPHTHALMIC_AXIAL_MEASUREMENTS_STORAGE,
+    INTRAOCULAR_LENS_CALCULATIONS_STORAGE,
+    MACULAR_GRID_THICKNESS_AND_VOLUME_REPORT_STORAGE,
+    OPHTHALMIC_VISUAL_FIELD_STATIC_PERIMETRY_MEASUREMENTS_STORAGE,
+    OPHTHALMIC_THICKNESS_MAP_STORAGE,
+    CORNEAL_TOPOGRAPHY_MAP_STORAGE,
+    TEXT_SR_STORAGE_TRIAL,
+    AUDIO_SR_STORAGE_TRIAL,
+    DETAIL_SR_STORAGE_TRIAL,
+    COMPREHENSIVE_SR_STORAGE_TRIAL,
+    BASIC_TEXT_SR_STORAGE,
+    ENHANCED_SR_STORAGE,
+    COMPREHENSIVE_SR_STORAGE,
+    COMPREHENSIVE_3D_SR_STORAGE,
+    EXTENSIBLE_SR_STORAGE,
+    PROCEDURE_LOG_STORAGE,
+    MAMMOGRAPHY_CAD_SR_STORAGE,
+    KEY_OBJECT_SELECTION_DOCUMENT_STORAGE,
+    CHEST_CAD_SR_STORAGE,
+    X_RAY_RADIATION_DOSE_SR_STORAGE,
+    RADIOPHARMACEUTICAL_RADIATION_DOSE_SR_STORAGE,
+    COLON_CAD_SR_STORAGE,
+    IMPLANTATION_PLAN_SR_STORAGE,
+    ACQUISITION_CONTEXT_SR_STORAGE,
+    SIMPLIFIED_ADULT_ECHO_SR_STORAGE,
+    PATIENT_RADIATION_DOSE_SR_STORAGE,
+    PLANNED_IMAGING_AGENT_ADMINISTRATION_SR_STORAGE,
+    PERFORMED_IMAGING_AGENT_ADMINISTRATION_SR_STORAGE,
+    ENHANCED_X_RAY_RADIATION_DOSE_SR_STORAGE,
+    WAVEFORM_ANNOTATION_SR_STORAGE,
+    CONTENT_ASSESSMENT_RESULTS_STORAGE,
+    MICROSCOPY_BULK_SIMPLE_ANNOTATIONS_STORAGE,
+    ENCAPSULATED_PDF_STORAGE,
+    ENCAPSULATED_CDA_STORAGE,
+    ENCAPSULATED_STL_STORAGE,
+    ENCAPSULATED_OBJ_STORAGE,
+    ENCAPSULATED_MTL_STORAGE,
+    POSITRON_EMISSION_TOMOGRAPHY_IMAGE_STORAGE,
+    LEGACY_CONVERTED_ENHANCED_PET_IMAGE_STORAGE,
+    STANDALONE_PET_CURVE_STORAGE,
+    ENHANCED_PET_IMAGE_STORAGE,
+    BASIC_STRUCTURED_DISPLAY_STORAGE,
+    CT_DEFINED_PROCEDURE_PROTOCOL_STORAGE,
+    CT_PERFORMED_PROCEDURE_PROTOCOL_STORAGE,
+    PROTOCOL_APPROVAL_STORAGE,
+    XA_DEFINED_PROCEDURE_PROTOCOL_STORAGE,
+    XA_PERFORMED_PROCEDURE_PROTOCOL_STORAGE,
+    INVENTORY_STORAGE,
+    RT_IMAGE_STORAGE,
+    RT_DOSE_STORAGE,
+    RT_STRUCTURE_SET_STORAGE,
+    RT_BEAMS_TREATMENT_RECORD_STORAGE,
+    RT_PLAN_STORAGE,
+    RT_BRACHY_TREATMENT_RECORD_STORAGE,
+    RT_TREATMENT_SUMMARY_RECORD_STORAGE,
+    RT_ION_PLAN_STORAGE,
+    RT_ION_BEAMS_TREATMENT_RECORD_STORAGE,
+    RT_PHYSICIAN_INTENT_STORAGE,
+    RT_SEGMENT_ANNOTATION_STORAGE,
+    RT_RADIATION_SET_STORAGE,
+    C_ARM_PHOTON_ELECTRON_RADIATION_STORAGE,
+    TOMOTHERAPEUTIC_RADIATION_STORAGE,
+    ROBOTIC_ARM_RADIATION_STORAGE,
+    RT_RADIATION_RECORD_SET_STORAGE,
+    RT_RADIATION_SALVAGE_RECORD_STORAGE,
+    TOMOTHERAPEUTIC_RADIATION_RECORD_STORAGE,
+    C_ARM_PHOTON_ELECTRON_RADIATION_RECORD_STORAGE,
+    ROBOTIC_RADIATION_RECORD_STORAGE,
+    RT_RADIATION_SET_DELIVERY_INSTRUCTION_STORAGE,
+    RT_TREATMENT_PREPARATION_STORAGE,
+    ENHANCED_RT_IMAGE_STORAGE,
+    ENHANCED_CONTINUOUS_RT_IMAGE_STORAGE,
+    RT_PATIENT_POSITION_ACQUISITION_INSTRUCTION_STORAGE,
+    DICOS_CT_IMAGE_STORAGE,
+    DICOS_DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    DICOS_DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PROCESSING,
+    DICOS_THREAT_DETECTION_REPORT_STORAGE,
+    DICOS_2D_AIT_STORAGE,
+    DICOS_3D_AIT_STORAGE,
+    DICOS_QUADRUPOLE_RESONANCE_QR_STORAGE,
+    EDDY_CURRENT_IMAGE_STORAGE,
+    EDDY_CURRENT_MULTI_FRAME_IMAGE_STORAGE,
+    RT_BEAMS_DELIVERY_INSTRUCTION_STORAGE_TRIAL,
+    RT_BEAMS_DELIVERY_INSTRUCTION_STORAGE,
+    RT_BRACHY_APPLICATION_SETUP_DELIVERY_INSTRUCTION_STORAGE,
+    HANGING_PROTOCOL_STORAGE,
+    COLOR_PALETTE_STORAGE,
+    GENERIC_IMPLANT_TEMPLATE_STORAGE,
+    IMPLANT_ASSEMBLY_TEMPLATE_STORAGE,
+    IMPLANT_TEMPLATE_GROUP_STORAGE,
+)
+
+#: The three uncompressed transfer syntaxes pydicom can re-encode a data set between.
+UNCOMPRESSED_TS = (
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+)
+
+#: What an AE proposes and accepts when no ``supported_ts`` is given (as 0.9.x).
+DEFAULT_TS = (
+    EXPLICIT_VR_LITTLE_ENDIAN,
+    IMPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,
+)
+
+#: Every transfer syntax that encodes a data set for DIMSE exchange: the current ones
+#: plus Explicit VR Big Endian (retired but still met). Left out: the other retired
+#: JPEG processes, RFC 2557 MIME encapsulation and XML encoding (they encode no data
+#: set), the SMPTE ST 2110 syntaxes (real-time video, PS3.22) and Papyrus 3.
+ALL_TS = DEFAULT_TS + (
+    ENCAPSULATED_UNCOMPRESSED_EXPLICIT_VR_LITTLE_ENDIAN,
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    JPEG_BASELINE_PROCESS_1,
+    JPEG_EXTENDED_PROCESS_2_AND_4,
+    JPEG_LOSSLESS_NON_HIERARCHICAL_PROCESS_14,
+    JPEG_LOSSLESS_NON_HIERARCHICAL_FIRST_ORDER_PREDICTION_PROCESS_14_SELECTION_VALUE_1,
+    JPEG_LS_LOSSLESS_IMAGE_COMPRESSION,
+    JPEG_LS_LOSSY_NEAR_LOSSLESS_IMAGE_COMPRESSION,
+    JPEG_2000_IMAGE_COMPRESSION_LOSSLESS_ONLY,
+    JPEG_2000_IMAGE_COMPRESSION,
+    JPEG_2000_PART_2_MULTI_COMPONENT_IMAGE_COMPRESSION_LOSSLESS_ONLY,
+    JPEG_2000_PART_2_MULTI_COMPONENT_IMAGE_COMPRESSION,
+    JPIP_REFERENCED,
+    JPIP_REFERENCED_DEFLATE,
+    MPEG2_MAIN_PROFILE_MAIN_LEVEL,
+    FRAGMENTABLE_MPEG2_MAIN_PROFILE_MAIN_LEVEL,
+    MPEG2_MAIN_PROFILE_HIGH_LEVEL,
+    FRAGMENTABLE_MPEG2_MAIN_PROFILE_HIGH_LEVEL,
+    MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_1,
+    FRAGMENTABLE_MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_1,
+    MPEG_4_AVC_H_264_BD_COMPATIBLE_HIGH_PROFILE_LEVEL_4_1,
+    FRAGMENTABLE_MPEG_4_AVC_H_264_BD_COMPATIBLE_HIGH_PROFILE_LEVEL_4_1,
+    MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_2_FOR_2D_VIDEO,
+    FRAGMENTABLE_MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_2_FOR_2D_VIDEO,
+    MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_2_FOR_3D_VIDEO,
+    FRAGMENTABLE_MPEG_4_AVC_H_264_HIGH_PROFILE_LEVEL_4_2_FOR_3D_VIDEO,
+    MPEG_4_AVC_H_264_STEREO_HIGH_PROFILE_LEVEL_4_2,
+    FRAGMENTABLE_MPEG_4_AVC_H_264_STEREO_HIGH_PROFILE_LEVEL_4_2,
+    HEVC_H_265_MAIN_PROFILE_LEVEL_5_1,
+    HEVC_H_265_MAIN_10_PROFILE_LEVEL_5_1,
+    HIGH_THROUGHPUT_JPEG_2000_IMAGE_COMPRESSION_LOSSLESS_ONLY,
+    HIGH_THROUGHPUT_JPEG_2000_WITH_RPCL_OPTIONS_IMAGE_COMPRESSION_LOSSLESS_ONLY,
+    HIGH_THROUGHPUT_JPEG_2000_IMAGE_COMPRESSION,
+    JPIP_HTJ2K_REFERENCED,
+    JPIP_HTJ2K_REFERENCED_DEFLATE,
+    RLE_LOSSLESS,
+)
+
+# Every UPPER_CASE constant above is public; computing the list keeps it from drifting.
+__all__ = sorted(name for name, value in dict(globals()).items()
+                 if name.isupper() and isinstance(value, (str, tuple)))
