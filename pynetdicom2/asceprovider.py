@@ -1,0 +1,529 @@
+"""Associations: the requester and the acceptor over the upper layer (ACSE, PS3.8 7.1).
+
+An ``Association`` negotiates presentation contexts, roles, the maximum PDU length, the
+implementation identity and user identity, then carries DIMSE messages: ``send`` splits
+a message into P-DATA-TF PDUs within the peer's maximum length, ``receive`` reassembles
+the next one. Release, release collision and abort follow PS3.8; every failure reaches
+the caller as the ``NetDICOMError`` subclass that says what happened.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from pynetdicom2 import dimse, pdu, userdataitems
+from pynetdicom2._version import __version_info__
+from pynetdicom2.dulprovider import DULServiceProvider
+from pynetdicom2.exceptions import (
+    AssociationAbortedError, AssociationRejectedError, AssociationReleasedError,
+    ClassNotSupportedError, DCMTimeoutError, DIMSEProcessingError, NetDICOMError,
+    PDUProcessingError)
+from pynetdicom2.fsm import PContextDef
+
+logger = logging.getLogger(__name__)
+
+APPLICATION_CONTEXT_NAME = '1.2.840.10008.3.1.1.1'
+#: Our Implementation Class UID: a UUID-derived UID (PS3.5 B.2), ours alone.
+IMPLEMENTATION_UID = '2.25.149430270217588509430352667648591798782'
+#: Our Implementation Version Name (at most 16 characters, PS3.7 D.3.3.2).
+IMPLEMENTATION_VERSION_NAME = ('PYNETDICOM2_' + ''.join(
+    str(part) for part in __version_info__[:3]))[:16]
+#: PS3.8 9.3.2.2: presentation context IDs are odd numbers 1..255, so at most 128.
+MAX_PRESENTATION_CONTEXTS = 128
+
+# Presentation context results, PS3.8 9.3.3.2.
+ACCEPTANCE = 0
+USER_REJECTION = 1
+NO_REASON = 2
+ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
+TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
+
+# Identity keys of a remote AE and the User Identity Type each gives (PS3.7 D.3.3.7).
+_IDENTITY_TYPES = {'username': 1, 'kerberos': 3, 'saml': 4, 'jwt': 5}
+
+
+class PContextDefList(NamedTuple):
+    """A presentation context we propose: its ID, SOP class and transfer syntaxes."""
+    id: int
+    sop_class: str
+    supported_ts: Any
+
+
+@dataclass
+class AETParams:
+    """Where an AE listens: ``address``, ``aet`` (AE title) and ``port``.
+
+    Also answers ``params['aet']`` like the dict it replaces.
+    """
+    address: str
+    aet: str
+    port: Optional[int] = None
+
+    def __getitem__(self, key: str):
+        try:
+            return getattr(self, key)
+        except AttributeError:
+            raise KeyError(key) from None
+
+
+@dataclass
+class RemoteAEConfig:
+    """The peer to associate with, and the user identity to present to it.
+
+    ``username`` with ``password`` is identity type 2, ``username`` alone type 1,
+    ``kerberos`` 3, ``saml`` 4, ``jwt`` 5. ``user_data`` holds extra user
+    information sub-items to propose.
+    """
+    aet: str
+    address: str
+    port: int
+    username: Optional[str] = None
+    password: Optional[str] = None
+    kerberos: Optional[bytes] = None
+    saml: Optional[str] = None
+    jwt: Optional[str] = None
+    user_data: list = field(default_factory=list)
+
+    @classmethod
+    def from_value(cls, remote_ae) -> 'RemoteAEConfig':
+        """Accept a ``RemoteAEConfig`` or a dict; an unknown key raises ``TypeError``."""
+        if isinstance(remote_ae, cls):
+            return remote_ae
+        return cls(**remote_ae)
+
+    def user_identity(self) -> Optional[userdataitems.UserIdentityNegotiationSubItem]:
+        """The User Identity sub-item these settings ask for, or None."""
+        if self.username is not None and self.password is not None:
+            return userdataitems.UserIdentityNegotiationSubItem(
+                self.username, self.password, user_identity_type=2, positive_response_req=1)
+        for key, identity_type in _IDENTITY_TYPES.items():
+            value = getattr(self, key)
+            if value is not None:
+                return userdataitems.UserIdentityNegotiationSubItem(
+                    value, user_identity_type=identity_type, positive_response_req=1)
+        return None
+
+
+def build_pres_context_def_list(context_def_list: Dict[int, PContextDefList]) -> list:
+    """The presentation context items of an A-ASSOCIATE-RQ for ``context_def_list``."""
+    return [
+        pdu.PresentationContextItemRQ(
+            ctx.id, pdu.AbstractSyntaxSubItem(ctx.sop_class),
+            [pdu.TransferSyntaxSubItem(ts) for ts in ctx.supported_ts])
+        for ctx in context_def_list.values()
+    ]
+
+
+def _sub_items(assoc_pdu, cls) -> list:
+    info = assoc_pdu.user_information
+    return [item for item in (info.user_data if info else []) if isinstance(item, cls)]
+
+
+class Association:
+    """The part common to both ends: DIMSE transfer, release and abort.
+
+    ``accepted_contexts`` maps each accepted presentation context ID to a
+    ``PContextDef`` whose ``supported_ts`` is the accepted transfer syntax.
+    """
+
+    def __init__(self, ae, dul: Optional[DULServiceProvider] = None) -> None:
+        self.ae = ae
+        self.dul = dul
+        self.accepted_contexts: Dict[int, PContextDef] = {}
+        #: The peer's Maximum Length Received (0 = unlimited): caps what we send.
+        self.peer_max_pdu_length = 0
+        self.association_established = False
+        #: Negotiated SCP/SCU role selection: SOP class -> (scu_role, scp_role).
+        self.roles: Dict[str, Tuple[int, int]] = {}
+        self._pending: list = []
+        self._assembler = dimse.MessageAssembler(self._data_sink)
+
+    # -- DIMSE transfer -------------------------------------------------------------
+
+    def send(self, dimse_msg, pc_id: int) -> None:
+        """Send one DIMSE message on presentation context ``pc_id``."""
+        timeout = self.ae.dcm_timeout
+        for chunk in dimse_msg.iter_pdu_bytes(pc_id, self.peer_max_pdu_length):
+            self.dul.send_pdata(chunk, timeout)
+
+    def receive(self) -> Tuple[Any, int]:
+        """Wait for the next DIMSE message; returns ``(message, presentation context ID)``.
+
+        A-RELEASE-RQ from the peer is answered and raises ``AssociationReleasedError``;
+        A-ABORT raises ``AssociationAbortedError``; nothing within ``dcm_timeout``
+        raises ``DCMTimeoutError``; a message that does not assemble raises
+        ``DIMSEProcessingError`` after aborting the association.
+        """
+        while True:
+            while self._pending:
+                context_id, control, fragment = self._pending.pop(0)
+                msg = self._feed(context_id, control, fragment)
+                if msg is not None:
+                    return msg, context_id
+            received = self.dul.receive_pdu(self.ae.dcm_timeout)
+            if isinstance(received, list):
+                self._pending = received
+            elif isinstance(received, pdu.AReleaseRqPDU):
+                self._peer_released()
+            else:
+                self.abort_provider(2)
+                raise PDUProcessingError(f'unexpected {type(received).__name__} '
+                                         f'from {self.dul.peer}')
+
+    def _feed(self, context_id: int, control: int, fragment: memoryview):
+        try:
+            if context_id not in self.accepted_contexts:
+                raise DIMSEProcessingError(
+                    f'P-DATA for presentation context {context_id}, which was not accepted')
+            return self._assembler.feed(context_id, control, fragment)
+        except DIMSEProcessingError as exc:
+            self._discard_partial()
+            self.abort_provider(0)
+            raise DIMSEProcessingError(f'from {self.dul.peer}: {exc}') from exc
+
+    def _data_sink(self, msg):
+        """Where an incoming data set goes: a file for ``store_in_file`` SOP classes."""
+        ctx = self.accepted_contexts.get(getattr(msg, 'context_id', None))
+        if ctx is None or not isinstance(msg, dimse.CStoreRQMessage):
+            return None
+        if ctx.sop_class not in getattr(self.ae, 'store_in_file', ()):
+            return None
+        fp, start = self.ae.get_file(ctx, msg.command_set)
+        msg.data_set_offset = start
+        return fp
+
+    def _discard_partial(self) -> None:
+        discard = getattr(self.ae, 'discard_file', None)
+        partial = self._assembler.abort()
+        if partial is not None and discard is not None:
+            discard(partial)
+
+    def _peer_released(self):
+        self._discard_partial()
+        try:
+            self.dul.send_release_rp(self.ae.dcm_timeout)
+        finally:
+            self.association_established = False
+        raise AssociationReleasedError(f'{self.dul.peer} released the association')
+
+    # -- release and abort ----------------------------------------------------------
+
+    def release(self, reason: int = 0) -> None:
+        """Release the association (A-RELEASE), answering a release collision."""
+        if self.dul is None or self.dul.sock is None:
+            return
+        timeout = self.ae.dcm_timeout
+        self.dul.send_release_rq(timeout)
+        try:
+            while self.dul.state != 'Sta1':
+                received = self.dul.receive_pdu(timeout)
+                if isinstance(received, pdu.AReleaseRqPDU):
+                    # Release collision, PS3.8 9.2.2: the requestor answers first.
+                    if self.dul.is_requestor:
+                        self.dul.send_release_rp(timeout)
+                    continue
+                if isinstance(received, pdu.AReleaseRpPDU) and self.dul.state == 'Sta12':
+                    self.dul.send_release_rp(timeout)
+                # P-DATA still in flight while we wait (AR-6) is dropped.
+        finally:
+            self.association_established = False
+            self._discard_partial()
+            self.dul.close()
+
+    def abort(self, reason: int = 0) -> None:
+        """Abort the association as the service user (A-ABORT source 0)."""
+        self._abort(0, reason)
+
+    def abort_provider(self, reason: int = 0) -> None:
+        """Abort as the service provider (A-ABORT source 2)."""
+        self._abort(2, reason)
+
+    def _abort(self, source: int, reason: int) -> None:
+        self.association_established = False
+        self._discard_partial()
+        if self.dul is not None:
+            self.dul.abort(source, reason)
+
+    def kill(self) -> None:
+        """Close the connection at once, sending nothing."""
+        self.association_established = False
+        self._discard_partial()
+        if self.dul is not None:
+            self.dul.close()
+
+    # -- services -------------------------------------------------------------------
+
+    def get_scu(self, sop_class: str) -> Callable:
+        """The SCU service for ``sop_class`` bound to this association and its context.
+
+        Raises ``ClassNotSupportedError`` when no context for the SOP class was
+        accepted or no SCU service is registered for it.
+        """
+        service = self.ae.supported_scu.get(sop_class)
+        if service is None:
+            raise ClassNotSupportedError(f'no SCU service is registered for SOP class {sop_class}')
+        ctx = self.context_for(sop_class)
+        return functools.partial(service, self, ctx)
+
+    def context_for(self, sop_class: str, transfer_syntax: Optional[str] = None) -> PContextDef:
+        """An accepted context for ``sop_class`` (preferring ``transfer_syntax``)."""
+        matches = [ctx for ctx in self.accepted_contexts.values() if ctx.sop_class == sop_class]
+        if not matches:
+            raise ClassNotSupportedError(
+                f'SOP class {sop_class} was not accepted by {self.dul.peer if self.dul else "the peer"}')
+        for ctx in matches:
+            if ctx.supported_ts == transfer_syntax:
+                return ctx
+        return matches[0]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.release()
+        else:
+            self.abort()
+        return False
+
+
+class AssociationRequester(Association):
+    """The side that sends A-ASSOCIATE-RQ.
+
+    :param local_ae: the AE (its title, contexts, services and timeouts)
+    :param max_pdu_length: the Maximum Length Received we offer
+    :param remote_ae: a dict or ``RemoteAEConfig`` naming the peer
+    """
+
+    def __init__(self, local_ae, max_pdu_length: int, remote_ae,
+                 context_def_list: Optional[Dict[int, PContextDefList]] = None) -> None:
+        super().__init__(local_ae)
+        self.max_pdu_length = max_pdu_length
+        self.remote_ae = RemoteAEConfig.from_value(remote_ae)
+        self.context_def_list = (local_ae.context_def_list if context_def_list is None
+                                 else context_def_list)
+        self.ac: Optional[pdu.AAssociateAcPDU] = None
+
+    def request(self) -> None:
+        """Connect, send A-ASSOCIATE-RQ and wait for the answer.
+
+        Raises ``AssociationRejectedError`` with the peer's values when rejected.
+        """
+        if len(self.context_def_list) > MAX_PRESENTATION_CONTEXTS:
+            raise NetDICOMError(
+                f'{len(self.context_def_list)} presentation contexts requested; one '
+                f'A-ASSOCIATE-RQ carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 9.3.2.2)')
+        remote = self.remote_ae
+        rq = self._build_rq()
+        self.dul = DULServiceProvider.connect(
+            remote.address, remote.port, self.ae.dcm_timeout, max_pdu_length=self.max_pdu_length,
+            artim_timeout=self.ae.artim_timeout)
+        self.dul.peer = f'{remote.aet}@{remote.address}:{remote.port}'
+        self.dul.send_associate_rq(rq, self.ae.dcm_timeout)
+        received = self.dul.receive_pdu(self.ae.dcm_timeout)
+        if not isinstance(received, pdu.AAssociateAcPDU):
+            self.abort_provider(2)
+            raise PDUProcessingError(
+                f'{self.dul.peer} answered A-ASSOCIATE-RQ with {type(received).__name__}')
+        self._negotiated(received)
+        self.ae.on_association_response(received)
+
+    def _build_rq(self) -> pdu.AAssociateRqPDU:
+        user_data = [userdataitems.MaximumLengthSubItem(self.max_pdu_length),
+                     userdataitems.ImplementationClassUIDSubItem(IMPLEMENTATION_UID),
+                     userdataitems.ImplementationVersionNameSubItem(IMPLEMENTATION_VERSION_NAME)]
+        proposed = {ctx.sop_class for ctx in self.context_def_list.values()}
+        for sop_class in sorted(proposed & set(self.ae.supported_scp)):
+            # We also serve this class on our own association (C-GET storage, or
+            # N-EVENT-REPORT of storage commitment): ask for the SCP role.
+            scu_role = 1 if sop_class in self.ae.supported_scu else 0
+            user_data.append(userdataitems.ScpScuRoleSelectionSubItem(sop_class, scu_role, 1))
+        identity = self.remote_ae.user_identity()
+        if identity is not None:
+            user_data.append(identity)
+        user_data.extend(self.remote_ae.user_data)
+        items = ([pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME)]
+                 + build_pres_context_def_list(self.context_def_list)
+                 + [pdu.UserInformationItem(user_data)])
+        return pdu.AAssociateRqPDU(self.remote_ae.aet, self.ae.local_ae.aet, items)
+
+    def _negotiated(self, ac: pdu.AAssociateAcPDU) -> None:
+        self.ac = ac
+        proposed = self.context_def_list
+        for item in ac.presentation_context_items:
+            ctx = proposed.get(item.context_id)
+            if item.result_reason != ACCEPTANCE or ctx is None or item.ts_sub_item is None:
+                continue
+            self.accepted_contexts[item.context_id] = PContextDef(
+                item.context_id, ctx.sop_class, item.ts_sub_item.name)
+        for item in _sub_items(ac, userdataitems.MaximumLengthSubItem):
+            self.peer_max_pdu_length = item.maximum_length_received
+        for item in _sub_items(ac, userdataitems.ScpScuRoleSelectionSubItem):
+            self.roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
+        self.association_established = True
+
+
+class AssociationAcceptor(Association):
+    """The side that answers an A-ASSOCIATE-RQ; built by the AE for each connection.
+
+    ``remote_ae`` is the calling AE title; ``user_identity`` the requester's User
+    Identity sub-item (or None). A handler may set ``user_identity_response`` (bytes)
+    to send back when the requester asked for a positive response.
+    """
+
+    def __init__(self, ae, sock, client_address=None) -> None:
+        peer = '%s:%s' % tuple(client_address[:2]) if client_address else ''
+        super().__init__(ae, DULServiceProvider(
+            sock, is_requestor=False, max_pdu_length=ae.max_pdu_length,
+            artim_timeout=ae.artim_timeout, peer=peer))
+        self.remote_ae = ''
+        self.rq: Optional[pdu.AAssociateRqPDU] = None
+        self.user_identity = None
+        self.user_identity_response = b''
+
+    def receive_request(self) -> pdu.AAssociateRqPDU:
+        """Wait (ARTIM) for the A-ASSOCIATE-RQ that opens the association."""
+        received = self.dul.receive_pdu(self.ae.artim_timeout)
+        if not isinstance(received, pdu.AAssociateRqPDU):
+            self.abort_provider(2)
+            raise PDUProcessingError(f'{self.dul.peer} sent {type(received).__name__} '
+                                     'instead of A-ASSOCIATE-RQ')
+        self.rq = received
+        self.remote_ae = received.calling_ae_title
+        self.dul.peer = f'{received.calling_ae_title}@{self.dul.peer}'
+        identities = _sub_items(received, userdataitems.UserIdentityNegotiationSubItem)
+        self.user_identity = identities[0] if identities else None
+        return received
+
+    def check_request(self, rq: pdu.AAssociateRqPDU) -> None:
+        """Reject (raise ``AssociationRejectedError``) what the provider cannot serve."""
+        if rq.application_context_name != APPLICATION_CONTEXT_NAME:
+            raise AssociationRejectedError(
+                1, 1, 2, f'application context {rq.application_context_name} not supported')
+        if not rq.protocol_version & 1:
+            raise AssociationRejectedError(
+                1, 2, 2, f'protocol version {rq.protocol_version} not supported')
+
+    def accept(self, rq: pdu.AAssociateRqPDU) -> None:
+        """Send A-ASSOCIATE-AC built from our own configuration."""
+        ac = self._build_ac(rq)
+        self.dul.send_associate_ac(ac, self.ae.dcm_timeout)
+        self.association_established = True
+
+    def reject(self, result: int, source: int, diag: int) -> None:
+        """Send A-ASSOCIATE-RJ with exactly these values, then close."""
+        self.dul.send_associate_rj(pdu.AAssociateRjPDU(result, source, diag),
+                                   self.ae.dcm_timeout)
+
+    def abort(self, reason: int = 0) -> None:
+        """Abort as the service provider (A-ABORT source 2)."""
+        self._abort(2, reason)
+
+    def _build_ac(self, rq: pdu.AAssociateRqPDU) -> pdu.AAssociateAcPDU:
+        items = [pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME)]
+        for item in rq.presentation_context_items:
+            result, ts = self._choose(item)
+            if result == ACCEPTANCE:
+                self.accepted_contexts[item.context_id] = PContextDef(
+                    item.context_id, item.abs_sub_item.name, ts)
+            items.append(pdu.PresentationContextItemAC(
+                item.context_id, result, pdu.TransferSyntaxSubItem(ts) if ts else None))
+        for sub in _sub_items(rq, userdataitems.MaximumLengthSubItem):
+            self.peer_max_pdu_length = sub.maximum_length_received
+        user_data = [userdataitems.MaximumLengthSubItem(self.ae.max_pdu_length),
+                     userdataitems.ImplementationClassUIDSubItem(IMPLEMENTATION_UID)]
+        if _sub_items(rq, userdataitems.AsynchronousOperationsWindowSubItem):
+            # We perform one operation at a time, and say so (PS3.7 D.3.3.3).
+            user_data.append(userdataitems.AsynchronousOperationsWindowSubItem(1, 1))
+        accepted_classes = {ctx.sop_class for ctx in self.accepted_contexts.values()}
+        for sub in _sub_items(rq, userdataitems.ScpScuRoleSelectionSubItem):
+            if sub.sop_class_uid in accepted_classes:
+                self.roles[sub.sop_class_uid] = (sub.scu_role, sub.scp_role)
+                user_data.append(userdataitems.ScpScuRoleSelectionSubItem(
+                    sub.sop_class_uid, sub.scu_role, sub.scp_role))
+        user_data.append(
+            userdataitems.ImplementationVersionNameSubItem(IMPLEMENTATION_VERSION_NAME))
+        if self.user_identity is not None and self.user_identity.positive_response_req:
+            user_data.append(
+                userdataitems.UserIdentityNegotiationSubItemAc(self.user_identity_response))
+        items.append(pdu.UserInformationItem(user_data))
+        return pdu.AAssociateAcPDU(rq.called_ae_title, rq.calling_ae_title, items)
+
+    def _choose(self, item) -> Tuple[int, Optional[str]]:
+        """Result and transfer syntax for one proposed context (PS3.8 9.3.3.2)."""
+        sop_class = item.abs_sub_item.name if item.abs_sub_item else None
+        if sop_class not in self.ae.acceptable_sop_classes():
+            return ABSTRACT_SYNTAX_NOT_SUPPORTED, None
+        proposed = [ts.name for ts in item.ts_sub_items]
+        for ts in self.ae.transfer_syntax_preference():
+            if ts in proposed:
+                return ACCEPTANCE, ts
+        return TRANSFER_SYNTAXES_NOT_SUPPORTED, None
+
+    # -- serving --------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve one association from A-ASSOCIATE-RQ to release or abort.
+
+        ``EventHandlingError`` is handled inside the services; any other exception
+        from a handler is logged with its traceback and aborts this association only.
+        """
+        try:
+            rq = self.receive_request()
+            try:
+                self.check_request(rq)
+                self.ae.on_association_request(self, rq)
+            except AssociationRejectedError as exc:
+                logger.info('rejecting %s: %s', self.dul.peer, exc.describe())
+                self.reject(exc.result, exc.source, exc.diagnostic)
+                return
+            self.accept(rq)
+            self._serve()
+        except AssociationReleasedError:
+            logger.debug('%s released the association', self.dul.peer)
+        except AssociationAbortedError as exc:
+            logger.info('association with %s aborted: %s', self.dul.peer, exc)
+            self._notify('on_abort', exc)
+        except NetDICOMError as exc:
+            logger.warning('association with %s failed: %s', self.dul.peer, exc)
+            hook = 'on_dcm_timeout' if isinstance(exc, DCMTimeoutError) else 'on_abort'
+            self._notify(hook, exc)
+        except Exception as exc:
+            logger.exception('association with %s aborted: a handler raised', self.dul.peer)
+            self.abort_as_user()
+            self._notify('on_abort', exc)
+        finally:
+            if self.dul.sock is not None:
+                self.dul.close()
+
+    def _serve(self) -> None:
+        while True:
+            msg, pc_id = self.receive()
+            ctx = self.accepted_contexts[pc_id]
+            service = self.ae.supported_scp.get(ctx.sop_class)
+            if service is None:
+                self.abort()
+                raise ClassNotSupportedError(
+                    f'{self.dul.peer} sent {type(msg).__name__} for SOP class {ctx.sop_class},'
+                    ' for which no SCP service is registered')
+            service(self, ctx, msg)
+
+    def abort_as_user(self) -> None:
+        """Abort with source 0 (service user): a handler failed."""
+        self._abort(0, 0)
+
+    def _notify(self, hook: str, exc: Exception) -> None:
+        try:
+            getattr(self.ae, hook)(self, exc)
+        except Exception:
+            logger.exception('%s handler raised', hook)
+
+
+__all__ = [
+    'APPLICATION_CONTEXT_NAME', 'IMPLEMENTATION_UID', 'IMPLEMENTATION_VERSION_NAME',
+    'AETParams', 'Association', 'AssociationAcceptor', 'AssociationRequester',
+    'PContextDef', 'PContextDefList', 'RemoteAEConfig', 'build_pres_context_def_list',
+]

@@ -1,0 +1,994 @@
+"""DIMSE messages (PS3.7 9.3 and 10.3) and how they travel in P-DATA (PS3.8 Annex E).
+
+One class per message over a pydicom command set; a hand-written codec for command sets
+(always implicit VR little endian, PS3.7 6.3.1); fragmentation of a message into P-DATA-TF
+PDUs for the peer's maximum length, and reassembly of received fragments into messages.
+No sockets and no associations here: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any, BinaryIO, Callable, Iterator, List, Optional, Tuple, Union
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID
+
+from pynetdicom2 import pdu
+from pynetdicom2.exceptions import DIMSEProcessingError
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    'NO_DATASET', 'DATASET_PRESENT', 'PRIORITY_LOW', 'PRIORITY_MEDIUM', 'PRIORITY_HIGH',
+    'COMMAND_FRAGMENT', 'LAST_FRAGMENT', 'P_DATA_TF_PDU_TYPE',
+    'MAX_FRAGMENT_LENGTH', 'MAX_COMMAND_SET_LENGTH', 'COMMAND_ELEMENTS',
+    'DIMSEMessage', 'DIMSERequestMessage', 'DIMSEResponseMessage',
+    'CEchoRQMessage', 'CEchoRSPMessage', 'CStoreRQMessage', 'CStoreRSPMessage',
+    'CFindRQMessage', 'CFindRSPMessage', 'CGetRQMessage', 'CGetRSPMessage',
+    'CMoveRQMessage', 'CMoveRSPMessage', 'CCancelRQMessage',
+    'NEventReportRQMessage', 'NEventReportRSPMessage', 'NGetRQMessage', 'NGetRSPMessage',
+    'NSetRQMessage', 'NSetRSPMessage', 'NActionRQMessage', 'NActionRSPMessage',
+    'NCreateRQMessage', 'NCreateRSPMessage', 'NDeleteRQMessage', 'NDeleteRSPMessage',
+    'MESSAGE_TYPE', 'encode_command_set', 'decode_command_set', 'decode_message',
+    'fragment_length', 'MessageAssembler',
+]
+
+# Command Data Set Type (0000,0800), PS3.7 E.1: 0101H means "no data set"; any other
+# value means one follows. DCMTK and pynetdicom both send 0001H, so do we.
+NO_DATASET = 0x0101
+DATASET_PRESENT = 0x0001
+
+# Priority (0000,0700), PS3.7 E.1.
+PRIORITY_LOW = 0x0002
+PRIORITY_MEDIUM = 0x0000
+PRIORITY_HIGH = 0x0001
+
+# Message Control Header, PS3.8 E.2: bit 0 command (1) / data (0), bit 1 last fragment.
+# Bits 2-7 are sent as 0 and never checked by the receiver.
+COMMAND_FRAGMENT = 0x01
+LAST_FRAGMENT = 0x02
+
+P_DATA_TF_PDU_TYPE = 0x04
+
+#: Largest fragment we put in one PDV, even when the peer sets no limit (Maximum Length
+#: Received 0, PS3.8 D.1) or a huge one: a big data set then streams in 4 MiB pieces.
+MAX_FRAGMENT_LENGTH = 4 * 1024 * 1024
+
+#: Largest command set the assembler accepts. Real ones are a few hundred bytes; the
+#: bound keeps a hostile peer from growing one without end.
+MAX_COMMAND_SET_LENGTH = 1024 * 1024
+
+# PDU header (PS3.8 9.3.5: type, reserved, length) and PDV item header (PS3.8 9.3.5.1:
+# item length, presentation context ID, message control header).
+_PDU_HEADER = struct.Struct('>BxL')
+_PDV_HEADER = struct.Struct('>LBB')
+_PDU_AND_PDV_HEADER = struct.Struct('>BxLLBB')
+_PDV_HEADER_LENGTH = _PDV_HEADER.size  # 4-byte length + context ID + control header
+
+# Command element header in implicit VR little endian (PS3.5 7.1.3): group, element,
+# 32-bit value length.
+_ELEMENT_HEADER = struct.Struct('<HHL')
+_US_ELEMENT = struct.Struct('<HHLH')
+_UL_ELEMENT = struct.Struct('<HHLL')
+
+#: Every command element of PS3.7 Annex E (E.1 and the retired ones of E.2), by element
+#: number (the group is always 0000): element -> (VR, keyword).
+COMMAND_ELEMENTS = {
+    0x0000: ('UL', 'CommandGroupLength'),
+    0x0001: ('UL', 'CommandLengthToEnd'),
+    0x0002: ('UI', 'AffectedSOPClassUID'),
+    0x0003: ('UI', 'RequestedSOPClassUID'),
+    0x0010: ('SH', 'CommandRecognitionCode'),
+    0x0100: ('US', 'CommandField'),
+    0x0110: ('US', 'MessageID'),
+    0x0120: ('US', 'MessageIDBeingRespondedTo'),
+    0x0200: ('AE', 'Initiator'),
+    0x0300: ('AE', 'Receiver'),
+    0x0400: ('AE', 'FindLocation'),
+    0x0600: ('AE', 'MoveDestination'),
+    0x0700: ('US', 'Priority'),
+    0x0800: ('US', 'CommandDataSetType'),
+    0x0850: ('US', 'NumberOfMatches'),
+    0x0860: ('US', 'ResponseSequenceNumber'),
+    0x0900: ('US', 'Status'),
+    0x0901: ('AT', 'OffendingElement'),
+    0x0902: ('LO', 'ErrorComment'),
+    0x0903: ('US', 'ErrorID'),
+    0x1000: ('UI', 'AffectedSOPInstanceUID'),
+    0x1001: ('UI', 'RequestedSOPInstanceUID'),
+    0x1002: ('US', 'EventTypeID'),
+    0x1005: ('AT', 'AttributeIdentifierList'),
+    0x1008: ('US', 'ActionTypeID'),
+    0x1020: ('US', 'NumberOfRemainingSuboperations'),
+    0x1021: ('US', 'NumberOfCompletedSuboperations'),
+    0x1022: ('US', 'NumberOfFailedSuboperations'),
+    0x1023: ('US', 'NumberOfWarningSuboperations'),
+    0x1030: ('AE', 'MoveOriginatorApplicationEntityTitle'),
+    0x1031: ('US', 'MoveOriginatorMessageID'),
+    0x4000: ('LT', 'DialogReceiver'),
+    0x4010: ('LT', 'TerminalType'),
+    0x5010: ('SH', 'MessageSetID'),
+    0x5020: ('SH', 'EndMessageID'),
+    0x5110: ('LT', 'DisplayFormat'),
+    0x5120: ('LT', 'PagePositionID'),
+    0x5130: ('CS', 'TextFormatID'),
+    0x5140: ('CS', 'NormalReverse'),
+    0x5150: ('CS', 'AddGrayScale'),
+    0x5160: ('CS', 'Borders'),
+    0x5170: ('IS', 'Copies'),
+    0x5180: ('CS', 'CommandMagnificationType'),
+    0x5190: ('CS', 'Erase'),
+    0x51A0: ('CS', 'Print'),
+    0x51B0: ('US', 'Overlays'),
+}
+
+# VRs whose values are text padded with a trailing space (PS3.5 6.2); UI pads with NUL.
+_TEXT_VRS = frozenset(('AE', 'SH', 'LO', 'LT', 'CS', 'IS', 'DS', 'ST', 'UT', 'PN', 'DA',
+                       'TM', 'DT', 'AS', 'UC', 'UR'))
+_RAW_VRS = frozenset(('OB', 'OW', 'UN', 'OD', 'OF', 'OL', 'OV'))
+
+_COMMAND_GROUP_LENGTH = 0x00000000
+_COMMAND_FIELD = 0x00000100
+_COMMAND_DATA_SET_TYPE = 0x00000800
+
+
+# -- the command-set codec ---------------------------------------------------------
+
+def _is_multi(value: Any) -> bool:
+    return isinstance(value, (list, tuple, MultiValue))
+
+
+def _encode_text(value: Any, vr: str, element: int) -> bytes:
+    if _is_multi(value):
+        # Multiple values are separated by backslash (PS3.5 6.4).
+        value = '\\'.join(str(v) for v in value)
+    text = str(value)
+    try:
+        raw = text.encode('ascii')
+    except UnicodeEncodeError:
+        if vr in ('UI', 'AE'):
+            raise DIMSEProcessingError(
+                f'command element (0000,{element:04X}) {vr} {text!r} is not ASCII; the '
+                f'command set uses the default character repertoire (PS3.7 6.3.1)') from None
+        # Human-readable text (Error Comment): keep it, rather than fail the message.
+        raw = text.encode('ascii', 'replace')
+    if len(raw) % 2:
+        # PS3.5 6.2: UI values are padded with NUL, other strings with a space.
+        raw += b'\x00' if vr == 'UI' else b' '
+    return raw
+
+
+def _encode_tags(value: Any, element: int) -> bytes:
+    tags = _to_tags(value, element)
+    values = tags if isinstance(tags, list) else [tags]
+    return b''.join(struct.pack('<HH', tag >> 16, tag & 0xFFFF) for tag in values)
+
+
+def _to_tags(value: Any, element: int) -> Any:
+    """One tag, or a list of tags, from ints, ``(group, element)`` pairs or keywords."""
+    try:
+        if _is_multi(value) and not _is_tag_pair(value):
+            return [Tag(item) for item in value]
+        return Tag(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DIMSEProcessingError(
+            f'command element (0000,{element:04X}) AT: {value!r} is not a tag or a list '
+            f'of tags') from exc
+
+
+def _is_tag_pair(value: Any) -> bool:
+    """True for ``(group, element)``, a single tag written as a pair of ints."""
+    return (isinstance(value, tuple) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, BaseTag) for v in value))
+
+
+def _encode_numbers(value: Any, fmt: str, vr: str, element: int) -> bytes:
+    values = list(value) if _is_multi(value) else [value]
+    try:
+        return struct.pack(f'<{len(values)}{fmt}', *(int(v) for v in values))
+    except (struct.error, TypeError, ValueError) as exc:
+        raise DIMSEProcessingError(
+            f'command element (0000,{element:04X}) {vr}: {value!r} does not fit') from exc
+
+
+def _encode_value(element: int, vr: str, value: Any) -> bytes:
+    if value is None or value == '' or (_is_multi(value) and len(value) == 0):
+        return b''
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        # Raw bytes (an unknown element kept from a decoded command set) go as they are.
+        raw = bytes(value)
+        return raw + b'\x00' if len(raw) % 2 else raw
+    if vr == 'US':
+        return _encode_numbers(value, 'H', vr, element)
+    if vr == 'UL':
+        return _encode_numbers(value, 'L', vr, element)
+    if vr == 'AT':
+        return _encode_tags(value, element)
+    if vr == 'UI' or vr in _TEXT_VRS:
+        return _encode_text(value, vr, element)
+    raise DIMSEProcessingError(
+        f'command element (0000,{element:04X}) has VR {vr} with a {type(value).__name__} '
+        f'value; only bytes can be sent for it')
+
+
+def encode_command_set(ds: Dataset) -> bytes:
+    """Encode a command set in implicit VR little endian (PS3.7 6.3.1), in one pass.
+
+    Elements go in ascending tag order; Command Group Length (0000,0000) is computed
+    from what follows, whatever the data set holds. Only group 0000 is allowed.
+    """
+    parts: List[bytes] = []
+    for elem in ds:
+        tag = elem.tag
+        if tag >> 16:
+            raise DIMSEProcessingError(
+                f'{elem.tag} ({elem.keyword or "unknown"}) cannot be in a command set: '
+                f'command elements are group 0000 only (PS3.7 6.3.1)')
+        element = tag & 0xFFFF
+        if element == 0x0000:
+            continue
+        known = COMMAND_ELEMENTS.get(element)
+        vr = known[0] if known else elem.VR
+        value = elem.value
+        # The common elements take the short path: one struct call each.
+        if vr == 'US' and type(value) is int:
+            parts.append(_US_ELEMENT.pack(0, element, 2, value) if 0 <= value <= 0xFFFF
+                         else _encode_numbers(value, 'H', vr, element))
+            continue
+        raw = _encode_value(element, vr, value)
+        parts.append(_ELEMENT_HEADER.pack(0, element, len(raw)))
+        parts.append(raw)
+    body = b''.join(parts)
+    return _UL_ELEMENT.pack(0, 0, 4, len(body)) + body
+
+
+def _decode_numbers(value: memoryview, fmt: str, size: int, vr: str, element: int,
+                    offset: int) -> Any:
+    if len(value) % size:
+        raise DIMSEProcessingError(
+            f'command set: element (0000,{element:04X}) {vr} at offset {offset} has length '
+            f'{len(value)}, not a multiple of {size}')
+    count = len(value) // size
+    if count == 0:
+        return None
+    numbers = struct.unpack(f'<{count}{fmt}', value)
+    return numbers[0] if count == 1 else MultiValue(int, numbers)
+
+
+def _decode_value(element: int, vr: str, value: memoryview, offset: int) -> Any:
+    if vr == 'US':
+        return _decode_numbers(value, 'H', 2, vr, element, offset)
+    if vr == 'UL':
+        return _decode_numbers(value, 'L', 4, vr, element, offset)
+    if vr == 'AT':
+        if len(value) % 4:
+            raise DIMSEProcessingError(
+                f'command set: element (0000,{element:04X}) AT at offset {offset} has '
+                f'length {len(value)}, not a multiple of 4')
+        if not value:
+            return None
+        numbers = struct.unpack(f'<{len(value) // 2}H', value)
+        tags = [Tag(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)]
+        return tags[0] if len(tags) == 1 else MultiValue(Tag, tags)
+    if vr in _RAW_VRS:
+        return bytes(value)
+    text = bytes(value).decode('ascii', 'replace')
+    if vr == 'UI':
+        # DCMTK pads UIDs with NUL; some peers pad with space.
+        return UID(text.rstrip('\x00 '))
+    if vr in ('AE', 'SH', 'LO', 'CS', 'IS', 'DS'):
+        # Leading and trailing spaces are not significant here (PS3.5 6.2).
+        return text.strip(' \x00')
+    return text.rstrip(' \x00')
+
+
+def decode_command_set(raw: Union[bytes, bytearray, memoryview]) -> Dataset:
+    """Decode an implicit VR little endian command set (PS3.7 6.3.1) into a Dataset.
+
+    Every element length is checked against what remains; an element outside group 0000
+    or a repeated tag is an error; an unknown group-0000 element is kept as raw ``UN``
+    bytes. Any problem raises ``DIMSEProcessingError`` saying where.
+    """
+    view = memoryview(raw).cast('B') if not isinstance(raw, bytes) else memoryview(raw)
+    total = len(view)
+    ds = Dataset()
+    offset = 0
+    seen = set()
+    while offset < total:
+        if total - offset < 8:
+            raise DIMSEProcessingError(
+                f'command set: {total - offset} byte(s) left at offset {offset}, too few for '
+                f'an element header (8 bytes)')
+        group, element, length = _ELEMENT_HEADER.unpack_from(view, offset)
+        if group != 0x0000:
+            raise DIMSEProcessingError(
+                f'command set: element ({group:04X},{element:04X}) at offset {offset} is '
+                f'not in group 0000 (PS3.7 6.3.1 allows command elements only)')
+        start = offset + 8
+        if length > total - start:
+            raise DIMSEProcessingError(
+                f'command set: element (0000,{element:04X}) at offset {offset} declares '
+                f'{length} bytes but only {total - start} remain')
+        if element in seen:
+            raise DIMSEProcessingError(
+                f'command set: element (0000,{element:04X}) occurs twice (offset {offset}); '
+                f'PS3.7 6.3.1 allows each at most once')
+        seen.add(element)
+        known = COMMAND_ELEMENTS.get(element)
+        vr = known[0] if known else 'UN'
+        value = _decode_value(element, vr, view[start:start + length], offset)
+        # The value already has pydicom's type for its VR: skip pydicom's conversion
+        # (several times slower, and it would warn about a peer's odd values).
+        ds.add(DataElement(element, vr, value, already_converted=True))
+        offset = start + length
+    return ds
+
+
+# -- the messages -------------------------------------------------------------------
+
+def _command_property(element: int, doc: str) -> property:
+    """A property reading command element (0000,element): None when absent.
+
+    Setting None removes the element, so it is not sent.
+    """
+    tag = element
+    vr = COMMAND_ELEMENTS[element][0]
+
+    def getter(self: DIMSEMessage) -> Any:
+        elem = self.command_set.get(tag)
+        return None if elem is None else elem.value
+
+    def setter(self: DIMSEMessage, value: Any) -> None:
+        self._set_element(tag, vr, value)
+
+    return property(getter, setter, doc=doc)
+
+
+class DIMSEMessage:
+    """A DIMSE message: a command set (``command_set``) and an optional data set.
+
+    ``data_set`` is None, bytes, or a binary file positioned at the data set's start
+    (a received message whose data set went to a sink file holds that file, positioned
+    after its last byte). Every class has every element property (``message_id``,
+    ``status``, ...); one the message does not carry reads None, and ``command_fields``
+    says which ones the standard gives it. ``context_id`` is the presentation context
+    a received message arrived on (set by ``MessageAssembler``).
+    """
+
+    #: Command Field (0000,0100) of this message, PS3.7 E.1.
+    command_field: Optional[int] = None
+    #: Keywords of the command elements this message may carry (PS3.7 9.3 and 10.3
+    #: tables, and the status-related elements of PS3.7 Annex C for responses).
+    command_fields: List[str] = []
+    # Element that ``sop_class_uid`` reads: Affected SOP Class UID (0000,0002), except
+    # for the N-GET, N-SET, N-ACTION and N-DELETE requests, which name the Requested
+    # SOP Class UID (0000,0003) instead (PS3.7 10.3.2, 10.3.3, 10.3.4, 10.3.6).
+    _sop_class_element = 0x0002
+
+    def __init__(self, command_set: Optional[Dataset] = None) -> None:
+        self.context_id: Optional[int] = None
+        self._data_set: Any = None
+        if command_set is None:
+            command_set = Dataset()
+            command_set.add(DataElement(_COMMAND_FIELD, 'US', self.command_field,
+                                        already_converted=True))
+            command_set.add(DataElement(_COMMAND_DATA_SET_TYPE, 'US', NO_DATASET,
+                                        already_converted=True))
+        self.command_set = command_set
+
+    def _set_element(self, tag: int, vr: str, value: Any) -> None:
+        if value is None:
+            if tag in self.command_set:
+                del self.command_set[tag]
+            return
+        if vr in ('US', 'UL'):
+            try:
+                # Status objects and other int-likes are stored as plain ints.
+                value = [int(v) for v in value] if _is_multi(value) else int(value)
+            except (TypeError, ValueError) as exc:
+                raise DIMSEProcessingError(
+                    f'command element (0000,{tag:04X}) {vr} needs an integer, '
+                    f'got {value!r}') from exc
+        elif vr == 'AT':
+            value = _to_tags(value, tag)
+        self.command_set.add(DataElement(tag, vr, value))
+
+    # Elements common to many messages (PS3.7 E.1).
+    message_id = _command_property(0x0110, 'Message ID (0000,0110).')
+    message_id_being_responded_to = _command_property(
+        0x0120, 'Message ID Being Responded To (0000,0120).')
+    affected_sop_class_uid = _command_property(0x0002, 'Affected SOP Class UID (0000,0002).')
+    requested_sop_class_uid = _command_property(0x0003, 'Requested SOP Class UID (0000,0003).')
+    status = _command_property(0x0900, 'Status (0000,0900).')
+    offending_element = _command_property(0x0901, 'Offending Element (0000,0901), AT.')
+    error_comment = _command_property(0x0902, 'Error Comment (0000,0902).')
+    error_id = _command_property(0x0903, 'Error ID (0000,0903).')
+    priority = _command_property(0x0700, 'Priority (0000,0700): PRIORITY_LOW/MEDIUM/HIGH.')
+    affected_sop_instance_uid = _command_property(
+        0x1000, 'Affected SOP Instance UID (0000,1000).')
+    requested_sop_instance_uid = _command_property(
+        0x1001, 'Requested SOP Instance UID (0000,1001).')
+    move_destination = _command_property(0x0600, 'Move Destination (0000,0600).')
+    move_originator_aet = _command_property(
+        0x1030, 'Move Originator Application Entity Title (0000,1030).')
+    move_originator_message_id = _command_property(
+        0x1031, 'Move Originator Message ID (0000,1031).')
+    num_of_remaining_sub_ops = _command_property(
+        0x1020, 'Number of Remaining Sub-operations (0000,1020).')
+    num_of_completed_sub_ops = _command_property(
+        0x1021, 'Number of Completed Sub-operations (0000,1021).')
+    num_of_failed_sub_ops = _command_property(
+        0x1022, 'Number of Failed Sub-operations (0000,1022).')
+    num_of_warning_sub_ops = _command_property(
+        0x1023, 'Number of Warning Sub-operations (0000,1023).')
+    event_type_id = _command_property(0x1002, 'Event Type ID (0000,1002).')
+    action_type_id = _command_property(0x1008, 'Action Type ID (0000,1008).')
+    attribute_identifier_list = _command_property(
+        0x1005, 'Attribute Identifier List (0000,1005): a tag or a list of tags.')
+    command_data_set_type = _command_property(
+        0x0800, 'Command Data Set Type (0000,0800): NO_DATASET or another value.')
+
+    @property
+    def sop_class_uid(self) -> Any:
+        """The SOP class this message is about.
+
+        Affected SOP Class UID (0000,0002), or Requested SOP Class UID (0000,0003) for
+        N-GET-RQ, N-SET-RQ, N-ACTION-RQ and N-DELETE-RQ, as the PS3.7 tables say.
+        """
+        elem = self.command_set.get(self._sop_class_element)
+        return None if elem is None else elem.value
+
+    @sop_class_uid.setter
+    def sop_class_uid(self, value: Any) -> None:
+        self._set_element(self._sop_class_element, 'UI', value)
+
+    @property
+    def has_data_set(self) -> bool:
+        """True when Command Data Set Type says a data set follows (PS3.7 E.1)."""
+        elem = self.command_set.get(_COMMAND_DATA_SET_TYPE)
+        return elem is not None and elem.value is not None and elem.value != NO_DATASET
+
+    @property
+    def data_set(self) -> Any:
+        """The data set: None, bytes, or a binary file positioned at its start."""
+        return self._data_set
+
+    @data_set.setter
+    def data_set(self, value: Any) -> None:
+        # Keep a received non-0101H value as it came; mark ours with 0001H.
+        if value is None:
+            self.command_set.add(DataElement(_COMMAND_DATA_SET_TYPE, 'US', NO_DATASET))
+        elif not self.has_data_set:
+            self.command_set.add(DataElement(_COMMAND_DATA_SET_TYPE, 'US', DATASET_PRESENT))
+        self._data_set = value
+
+    def set_length(self) -> int:
+        """Compute Command Group Length (0000,0000) and store it; returns the value."""
+        length = len(encode_command_set(self.command_set)) - 12
+        self.command_set.add(DataElement(_COMMAND_GROUP_LENGTH, 'UL', length))
+        return length
+
+    def encode_command_set(self) -> bytes:
+        """The command set as sent, with its Command Group Length set."""
+        raw = encode_command_set(self.command_set)
+        self.command_set.add(DataElement(_COMMAND_GROUP_LENGTH, 'UL', len(raw) - 12))
+        return raw
+
+    # -- sending --------------------------------------------------------------------
+
+    def iter_fragments(self, max_pdu_length: Optional[int]
+                       ) -> Iterator[List[Tuple[int, memoryview]]]:
+        """Plan the P-DATA-TF PDUs: for each PDU, its list of (control header, fragment).
+
+        ``max_pdu_length`` is the peer's Maximum Length Received (PS3.8 D.1): the limit
+        on a P-DATA-TF PDU's variable field; 0 or None means no limit. A file data set
+        is read in chunks into two buffers that take turns, so a fragment stays valid
+        only until the next PDU is requested.
+        """
+        size = fragment_length(max_pdu_length)
+        # The variable field we allow ourselves: never above the peer's limit.
+        limit = size + _PDV_HEADER_LENGTH
+        command = memoryview(self.encode_command_set())
+        command_frags = [command[pos:pos + size] for pos in range(0, len(command), size)]
+        for frag in command_frags[:-1]:
+            yield [(COMMAND_FRAGMENT, frag)]
+        last_command = (COMMAND_FRAGMENT | LAST_FRAGMENT, command_frags[-1])
+        if self._data_set is None:
+            yield [last_command]
+            return
+        data = self._iter_data_fragments(size)
+        first = next(data)
+        if (2 * _PDV_HEADER_LENGTH + len(last_command[1]) + len(first[1]) <= limit):
+            # PS3.8 E.1: PDVs of one P-DATA must belong to one message; command and a
+            # small data set may share it.
+            yield [last_command, first]
+        else:
+            yield [last_command]
+            yield [first]
+        for item in data:
+            yield [item]
+
+    def _iter_data_fragments(self, size: int) -> Iterator[Tuple[int, memoryview]]:
+        data = self._data_set
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            view = memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast('B')
+            total = len(view)
+            if total == 0:
+                yield LAST_FRAGMENT, view
+                return
+            for pos in range(0, total, size):
+                end = pos + size
+                yield (LAST_FRAGMENT if end >= total else 0), view[pos:end]
+            return
+        if not (hasattr(data, 'readinto') or hasattr(data, 'read')):
+            raise DIMSEProcessingError(
+                f'data_set must be bytes or a binary file, not {type(data).__name__}; '
+                f'encode a Dataset before sending it')
+        # Read ahead one chunk to know which fragment is the last (a file's length is
+        # not known up front); two buffers take turns so the one yielded stays intact.
+        buffers = [memoryview(bytearray(size)), memoryview(bytearray(size))]
+        turn = 0
+        count = _read_chunk(data, buffers[turn])
+        current = buffers[turn][:count]
+        while True:
+            turn ^= 1
+            count = _read_chunk(data, buffers[turn]) if len(current) == size else 0
+            if count == 0:
+                yield LAST_FRAGMENT, current
+                return
+            yield 0, current
+            current = buffers[turn][:count]
+
+    def iter_pdu_bytes(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[bytes]:
+        """Yield complete P-DATA-TF PDUs (PS3.8 9.3.5) as bytes, ready for ``sendall``.
+
+        Each PDU's variable field is at most ``max_pdu_length`` bytes (the peer's
+        Maximum Length Received; 0 or None: no limit, fragments of 4 MiB at most).
+        Memory stays bounded whatever the data set's size.
+        """
+        _check_context_id(pc_id)
+        for pdvs in self.iter_fragments(max_pdu_length):
+            if len(pdvs) == 1:
+                control, frag = pdvs[0]
+                length = len(frag)
+                yield _PDU_AND_PDV_HEADER.pack(
+                    P_DATA_TF_PDU_TYPE, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
+                    control) + frag
+                continue
+            body_length = sum(len(frag) + _PDV_HEADER_LENGTH for _, frag in pdvs)
+            parts = [_PDU_HEADER.pack(P_DATA_TF_PDU_TYPE, body_length)]
+            for control, frag in pdvs:
+                parts.append(_PDV_HEADER.pack(len(frag) + 2, pc_id, control))
+                parts.append(frag)
+            yield b''.join(parts)
+
+    def encode(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[Any]:
+        """Yield the message as ``pdu.PDataTfPDU`` objects (the original API).
+
+        The same fragments as ``iter_pdu_bytes``; each ``PresentationDataValueItem``'s
+        ``data_value`` starts with the message control header byte.
+        """
+        _check_context_id(pc_id)
+        for pdvs in self.iter_fragments(max_pdu_length):
+            yield pdu.PDataTfPDU([
+                pdu.PresentationDataValueItem(pc_id, bytes((control,)) + bytes(frag))
+                for control, frag in pdvs])
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}\n{self.command_set}\n'
+
+
+def _check_context_id(pc_id: Any) -> None:
+    if not isinstance(pc_id, int) or not 1 <= pc_id <= 255:
+        raise DIMSEProcessingError(
+            f'presentation context ID must be 1-255 (PS3.8 9.3.5.1), got {pc_id!r}')
+
+
+def fragment_length(max_pdu_length: Optional[int]) -> int:
+    """Largest fragment to put in one PDV for a peer's Maximum Length Received.
+
+    The PDV item adds 6 bytes (length, context ID, control header) inside the PDU's
+    variable field; fragments have an even length (PS3.8 E.1); 0 or None means no
+    limit, and we still stop at ``MAX_FRAGMENT_LENGTH``.
+    """
+    if not max_pdu_length:
+        return MAX_FRAGMENT_LENGTH
+    size = min(int(max_pdu_length) - _PDV_HEADER_LENGTH, MAX_FRAGMENT_LENGTH) & ~1
+    if size < 2:
+        raise DIMSEProcessingError(
+            f'maximum PDU length {max_pdu_length} leaves no room for a fragment: a PDV '
+            f'needs 6 bytes of header and an even fragment of at least 2 bytes')
+    return size
+
+
+def _read_chunk(fp: Any, buf: memoryview) -> int:
+    """Fill ``buf`` from ``fp`` as far as it goes; fewer bytes only at end of file."""
+    filled = 0
+    want = len(buf)
+    readinto = getattr(fp, 'readinto', None)
+    try:
+        while filled < want:
+            if readinto is not None:
+                count = readinto(buf[filled:])
+            else:
+                chunk = fp.read(want - filled)
+                if chunk is not None and not isinstance(chunk, (bytes, bytearray)):
+                    raise DIMSEProcessingError(
+                        f'the data set file gave {type(chunk).__name__}, not bytes: open '
+                        f'it in binary mode')
+                count = None if chunk is None else len(chunk)
+                if count:
+                    buf[filled:filled + count] = chunk
+            if count is None:
+                raise DIMSEProcessingError(
+                    'the data set file has no data ready (non-blocking?); a blocking '
+                    'binary file is needed')
+            if count == 0:
+                break
+            filled += count
+    except OSError as exc:
+        raise DIMSEProcessingError(f'reading the data set file failed: {exc}') from exc
+    return filled
+
+
+class DIMSERequestMessage(DIMSEMessage):
+    """Base of the request messages (…-RQ)."""
+
+
+class DIMSEResponseMessage(DIMSEMessage):
+    """Base of the response messages (…-RSP)."""
+
+
+# Status-related elements a response may add, PS3.7 Annex C.
+_C_STATUS_FIELDS = ['Status', 'OffendingElement', 'ErrorComment']
+_N_STATUS_FIELDS = ['Status', 'OffendingElement', 'ErrorComment', 'ErrorID']
+_SUB_OPS = ['NumberOfRemainingSuboperations', 'NumberOfCompletedSuboperations',
+            'NumberOfFailedSuboperations', 'NumberOfWarningSuboperations']
+
+
+class CEchoRQMessage(DIMSERequestMessage):
+    """C-ECHO-RQ, PS3.7 9.3.5.1."""
+    command_field = 0x0030
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageID', 'CommandDataSetType']
+
+
+class CEchoRSPMessage(DIMSEResponseMessage):
+    """C-ECHO-RSP, PS3.7 9.3.5.2."""
+    command_field = 0x8030
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_C_STATUS_FIELDS]
+
+
+class CStoreRQMessage(DIMSERequestMessage):
+    """C-STORE-RQ, PS3.7 9.3.1.1."""
+    command_field = 0x0001
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageID', 'Priority', 'CommandDataSetType',
+                      'AffectedSOPInstanceUID', 'MoveOriginatorApplicationEntityTitle',
+                      'MoveOriginatorMessageID']
+
+
+class CStoreRSPMessage(DIMSEResponseMessage):
+    """C-STORE-RSP, PS3.7 9.3.1.2."""
+    command_field = 0x8001
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType',
+                      *_C_STATUS_FIELDS, 'AffectedSOPInstanceUID']
+
+
+class CFindRQMessage(DIMSERequestMessage):
+    """C-FIND-RQ, PS3.7 9.3.2.1."""
+    command_field = 0x0020
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageID', 'Priority', 'CommandDataSetType']
+
+
+class CFindRSPMessage(DIMSEResponseMessage):
+    """C-FIND-RSP, PS3.7 9.3.2.2."""
+    command_field = 0x8020
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_C_STATUS_FIELDS]
+
+
+class CGetRQMessage(DIMSERequestMessage):
+    """C-GET-RQ, PS3.7 9.3.3.1."""
+    command_field = 0x0010
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageID', 'Priority', 'CommandDataSetType']
+
+
+class CGetRSPMessage(DIMSEResponseMessage):
+    """C-GET-RSP, PS3.7 9.3.3.2."""
+    command_field = 0x8010
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_C_STATUS_FIELDS,
+                      *_SUB_OPS]
+
+
+class CMoveRQMessage(DIMSERequestMessage):
+    """C-MOVE-RQ, PS3.7 9.3.4.1."""
+    command_field = 0x0021
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageID', 'Priority', 'CommandDataSetType', 'MoveDestination']
+
+
+class CMoveRSPMessage(DIMSEResponseMessage):
+    """C-MOVE-RSP, PS3.7 9.3.4.2."""
+    command_field = 0x8021
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_C_STATUS_FIELDS,
+                      *_SUB_OPS]
+
+
+class CCancelRQMessage(DIMSERequestMessage):
+    """C-CANCEL-RQ, PS3.7 9.3.2.3: names the request it cancels by Message ID Being
+    Responded To (0000,0120)."""
+    command_field = 0x0FFF
+    command_fields = ['CommandGroupLength', 'CommandField', 'MessageIDBeingRespondedTo',
+                      'CommandDataSetType']
+
+
+class NEventReportRQMessage(DIMSERequestMessage):
+    """N-EVENT-REPORT-RQ, PS3.7 10.3.1.1."""
+    command_field = 0x0100
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageID', 'CommandDataSetType', 'AffectedSOPInstanceUID',
+                      'EventTypeID']
+
+
+class NEventReportRSPMessage(DIMSEResponseMessage):
+    """N-EVENT-REPORT-RSP, PS3.7 10.3.1.2."""
+    command_field = 0x8100
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_N_STATUS_FIELDS,
+                      'AffectedSOPInstanceUID', 'EventTypeID']
+
+
+class NGetRQMessage(DIMSERequestMessage):
+    """N-GET-RQ, PS3.7 10.3.2.1; ``sop_class_uid`` is the Requested SOP Class UID."""
+    command_field = 0x0110
+    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'CommandField',
+                      'MessageID', 'CommandDataSetType', 'RequestedSOPInstanceUID',
+                      'AttributeIdentifierList']
+    _sop_class_element = 0x0003
+
+
+class NGetRSPMessage(DIMSEResponseMessage):
+    """N-GET-RSP, PS3.7 10.3.2.2."""
+    command_field = 0x8110
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_N_STATUS_FIELDS,
+                      'AffectedSOPInstanceUID', 'AttributeIdentifierList']
+
+
+class NSetRQMessage(DIMSERequestMessage):
+    """N-SET-RQ, PS3.7 10.3.3.1; ``sop_class_uid`` is the Requested SOP Class UID."""
+    command_field = 0x0120
+    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'CommandField',
+                      'MessageID', 'CommandDataSetType', 'RequestedSOPInstanceUID']
+    _sop_class_element = 0x0003
+
+
+class NSetRSPMessage(DIMSEResponseMessage):
+    """N-SET-RSP, PS3.7 10.3.3.2."""
+    command_field = 0x8120
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_N_STATUS_FIELDS,
+                      'AffectedSOPInstanceUID', 'AttributeIdentifierList']
+
+
+class NActionRQMessage(DIMSERequestMessage):
+    """N-ACTION-RQ, PS3.7 10.3.4.1; ``sop_class_uid`` is the Requested SOP Class UID."""
+    command_field = 0x0130
+    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'CommandField',
+                      'MessageID', 'CommandDataSetType', 'RequestedSOPInstanceUID',
+                      'ActionTypeID']
+    _sop_class_element = 0x0003
+
+
+class NActionRSPMessage(DIMSEResponseMessage):
+    """N-ACTION-RSP, PS3.7 10.3.4.2."""
+    command_field = 0x8130
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_N_STATUS_FIELDS,
+                      'AffectedSOPInstanceUID', 'ActionTypeID']
+
+
+class NCreateRQMessage(DIMSERequestMessage):
+    """N-CREATE-RQ, PS3.7 10.3.5.1."""
+    command_field = 0x0140
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageID', 'CommandDataSetType', 'AffectedSOPInstanceUID']
+
+
+class NCreateRSPMessage(DIMSEResponseMessage):
+    """N-CREATE-RSP, PS3.7 10.3.5.2."""
+    command_field = 0x8140
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_N_STATUS_FIELDS,
+                      'AffectedSOPInstanceUID', 'AttributeIdentifierList']
+
+
+class NDeleteRQMessage(DIMSERequestMessage):
+    """N-DELETE-RQ, PS3.7 10.3.6.1; ``sop_class_uid`` is the Requested SOP Class UID."""
+    command_field = 0x0150
+    command_fields = ['CommandGroupLength', 'RequestedSOPClassUID', 'CommandField',
+                      'MessageID', 'CommandDataSetType', 'RequestedSOPInstanceUID']
+    _sop_class_element = 0x0003
+
+
+class NDeleteRSPMessage(DIMSEResponseMessage):
+    """N-DELETE-RSP, PS3.7 10.3.6.2."""
+    command_field = 0x8150
+    command_fields = ['CommandGroupLength', 'AffectedSOPClassUID', 'CommandField',
+                      'MessageIDBeingRespondedTo', 'CommandDataSetType', *_N_STATUS_FIELDS,
+                      'AffectedSOPInstanceUID']
+
+
+#: Command Field (0000,0100) -> message class, PS3.7 E.1.
+MESSAGE_TYPE = {cls.command_field: cls for cls in (
+    CStoreRQMessage, CStoreRSPMessage, CGetRQMessage, CGetRSPMessage,
+    CFindRQMessage, CFindRSPMessage, CMoveRQMessage, CMoveRSPMessage,
+    CEchoRQMessage, CEchoRSPMessage, CCancelRQMessage,
+    NEventReportRQMessage, NEventReportRSPMessage, NGetRQMessage, NGetRSPMessage,
+    NSetRQMessage, NSetRSPMessage, NActionRQMessage, NActionRSPMessage,
+    NCreateRQMessage, NCreateRSPMessage, NDeleteRQMessage, NDeleteRSPMessage)}
+
+
+def decode_message(command_bytes: Union[bytes, bytearray, memoryview]) -> DIMSEMessage:
+    """Decode a complete command set into the message class its Command Field names."""
+    ds = decode_command_set(command_bytes)
+    elem = ds.get(_COMMAND_FIELD)
+    if elem is None or elem.value is None:
+        raise DIMSEProcessingError('command set has no Command Field (0000,0100)')
+    cls = MESSAGE_TYPE.get(elem.value) if isinstance(elem.value, int) else None
+    if cls is None:
+        value = elem.value
+        shown = f'0x{value:04X}' if isinstance(value, int) else repr(value)
+        raise DIMSEProcessingError(f'unknown Command Field {shown} (PS3.7 E.1)')
+    return cls(ds)
+
+
+# -- receiving ---------------------------------------------------------------------
+
+class MessageAssembler:
+    """Reassemble DIMSE messages from P-DATA fragments (PS3.8 Annex E).
+
+    Feed it every ``(context_id, control_header, fragment)`` in arrival order;
+    ``feed`` returns the complete message (``data_set`` filled, ``context_id`` set) when
+    its last fragment arrives, and None before that.
+
+    ``data_sink(msg)``, if given, is called once per message when its command set is
+    complete and a data set follows (``msg.context_id`` is already set). It returns a
+    writable binary file, and the data fragments are written straight into it as they
+    arrive (``msg.data_set`` is then that file, positioned after the last byte), or None,
+    and the data set is gathered in memory (``msg.data_set`` is bytes).
+
+    After a ``DIMSEProcessingError`` (or when the association ends mid-message) call
+    ``abort()``: it forgets the partial message and returns the sink file that was being
+    written, if any, for the caller to close and discard. The assembler never closes or
+    deletes a sink file itself.
+    """
+
+    def __init__(self, data_sink: Optional[Callable[[DIMSEMessage], Optional[BinaryIO]]]
+                 = None) -> None:
+        self.data_sink = data_sink
+        self._last_message: Optional[DIMSEMessage] = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self._context_id: Optional[int] = None
+        self._command = bytearray()
+        self._msg: Optional[DIMSEMessage] = None
+        self._sink: Optional[BinaryIO] = None
+        self._chunks: List[bytes] = []
+
+    @property
+    def in_progress(self) -> bool:
+        """True when a message has started but is not complete."""
+        return self._context_id is not None
+
+    def feed(self, context_id: int, control_header: int,
+             fragment: Union[bytes, bytearray, memoryview]) -> Optional[DIMSEMessage]:
+        """Take one PDV's fragment; return the message its last fragment completes."""
+        if self._context_id is None:
+            self._context_id = context_id
+        elif context_id != self._context_id:
+            # PS3.8 E.1: every fragment of a message uses one presentation context.
+            raise DIMSEProcessingError(
+                f'fragment for presentation context {context_id} arrived in the middle '
+                f'of a message on context {self._context_id}')
+        # Bits 2-7 are reserved: never checked by the receiver (PS3.8 E.2).
+        if control_header & COMMAND_FRAGMENT:
+            return self._feed_command(context_id, control_header, fragment)
+        return self._feed_data(control_header, fragment)
+
+    def _feed_command(self, context_id: int, control_header: int,
+                      fragment: Union[bytes, bytearray, memoryview]) -> Optional[DIMSEMessage]:
+        if self._msg is not None:
+            raise DIMSEProcessingError(
+                f'command fragment after the command set of {type(self._msg).__name__} '
+                f'was complete; its data set was expected')
+        if len(self._command) + len(fragment) > MAX_COMMAND_SET_LENGTH:
+            raise DIMSEProcessingError(
+                f'command set longer than {MAX_COMMAND_SET_LENGTH} bytes; refusing it')
+        # The fragment may point into a receive buffer that is reused: copy it.
+        self._command += fragment
+        if not control_header & LAST_FRAGMENT:
+            return None
+        msg = decode_message(bytes(self._command))
+        msg.context_id = context_id
+        if not msg.has_data_set:
+            self._complete(msg)
+            return msg
+        self._msg = msg
+        if self.data_sink is not None:
+            try:
+                self._sink = self.data_sink(msg)
+            except OSError as exc:
+                raise DIMSEProcessingError(
+                    f'opening a file for the data set of {type(msg).__name__} failed: '
+                    f'{exc}') from exc
+        return None
+
+    def _feed_data(self, control_header: int,
+                   fragment: Union[bytes, bytearray, memoryview]) -> Optional[DIMSEMessage]:
+        msg = self._msg
+        if msg is None:
+            if self._command:
+                problem = 'before its command set was complete'
+            elif self._last_message is not None and not self._last_message.has_data_set:
+                last = self._last_message
+                problem = (f'after {type(last).__name__} (message ID '
+                           f'{last.message_id or last.message_id_being_responded_to}), '
+                           f'whose Command Data Set Type says no data set follows')
+            else:
+                problem = 'without a command set before it'
+            raise DIMSEProcessingError(f'data fragment arrived {problem} (PS3.8 E.1)')
+        if self._sink is not None:
+            try:
+                self._sink.write(fragment)
+            except (OSError, ValueError) as exc:
+                raise DIMSEProcessingError(
+                    f'writing the data set of {type(msg).__name__} to its file failed: '
+                    f'{exc}') from exc
+        else:
+            self._chunks.append(bytes(fragment))
+        if not control_header & LAST_FRAGMENT:
+            return None
+        if self._sink is not None:
+            msg._data_set = self._sink
+        else:
+            msg._data_set = b''.join(self._chunks)
+        self._complete(msg)
+        return msg
+
+    def _complete(self, msg: DIMSEMessage) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            data = msg.data_set
+            logger.debug('received %s on context %s, message ID %s, data set: %s',
+                         type(msg).__name__, msg.context_id,
+                         msg.message_id if msg.message_id is not None
+                         else msg.message_id_being_responded_to,
+                         'none' if data is None else
+                         f'{len(data)} bytes' if isinstance(data, bytes) else 'in a file')
+        self._last_message = msg
+        self._reset()
+
+    def abort(self) -> Optional[BinaryIO]:
+        """Forget the partial message; return its open sink file to discard, if any."""
+        sink = self._sink
+        self._reset()
+        return sink
+
+    def reset(self) -> None:
+        """Forget any partial message (a sink file is left to ``abort``'s caller)."""
+        self._reset()

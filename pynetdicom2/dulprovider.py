@@ -1,0 +1,381 @@
+"""The DICOM upper layer (PS3.8) over one blocking socket.
+
+A ``DULServiceProvider`` owns one association's socket. There is no thread of its own:
+the thread that uses the association sends through it and, when it waits for the peer,
+reads the next PDU itself. Every local primitive and every received PDU is an event of
+the PS3.8 state machine (``fsm.py``); the table says which action to run and the next
+state, and this module performs the action's I/O. Failures leave as ``NetDICOMError``
+subclasses carrying the wire values, with the socket closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections import deque
+from typing import Optional, Union
+
+from pynetdicom2 import fsm, pdu
+from pynetdicom2.exceptions import (
+    AssociationAbortedError, AssociationRejectedError, DCMTimeoutError, NetDICOMError,
+    PDUProcessingError)
+
+logger = logging.getLogger(__name__)
+
+#: Default cap on the length of an A-ASSOCIATE PDU we are willing to read.
+DEFAULT_MAX_ASSOCIATE_PDU_LENGTH = 1024 * 1024
+#: P-DATA cap when we offered "unlimited" (0) as our maximum length received.
+UNLIMITED_PDATA_CAP = 256 * 1024 * 1024
+#: A-RELEASE and A-ABORT PDUs have a fixed 4-byte variable field (PS3.8 9.3.6-9.3.8).
+FIXED_PDU_LENGTH = 4
+#: How long and how much we drain after sending A-ABORT, waiting for the peer to close.
+ABORT_LINGER_SECONDS = 1.0
+DRAIN_LIMIT = 64 * 1024
+_INITIAL_BUFFER = 64 * 1024 + pdu.PDU_HEADER_LENGTH
+_RECEIVE_CHUNK = 256 * 1024
+
+# A-ABORT reasons (PS3.8 9.3.8) for the failures we detect.
+REASON_NOT_SPECIFIED = 0
+REASON_UNRECOGNIZED_PDU = 1
+REASON_UNEXPECTED_PDU = 2
+REASON_INVALID_PARAMETER = 6
+
+PDataFragments = list  # [(context_id, message_control_header, memoryview)]
+
+
+class TransportClosed(Exception):
+    """Internal: the peer closed the TCP connection (Evt17)."""
+
+
+class DULServiceProvider:
+    """One association's upper layer: PDU framing and the state machine on a socket.
+
+    :param sock: a connected socket (``None`` before ``connect``)
+    :param is_requestor: True on the side that sent A-ASSOCIATE-RQ
+    :param max_pdu_length: the Maximum Length Received we offer (0 = unlimited);
+        it caps the P-DATA PDUs we accept
+    :param artim_timeout: the ARTIM timer in seconds (PS3.8 9.1.5)
+    :param max_associate_pdu_length: cap on A-ASSOCIATE PDUs we read (64 KiB - 1 MiB)
+    """
+
+    def __init__(self, sock: Optional[socket.socket], *, is_requestor: bool,
+                 max_pdu_length: int = 65536, artim_timeout: float = 10,
+                 max_associate_pdu_length: int = DEFAULT_MAX_ASSOCIATE_PDU_LENGTH,
+                 peer: str = '') -> None:
+        self.sock = sock
+        self.is_requestor = is_requestor
+        self.max_pdu_length = max_pdu_length
+        self.artim_timeout = artim_timeout
+        self.max_associate_pdu_length = max(64 * 1024, min(max_associate_pdu_length,
+                                                           DEFAULT_MAX_ASSOCIATE_PDU_LENGTH))
+        self.peer = peer
+        self.state = 'Sta1'
+        self.last_action: Optional[str] = None
+        #: The latest transitions as (state, event, action, next state), for logs and tests.
+        self.trace: deque = deque(maxlen=16)
+        self._buf = bytearray(_INITIAL_BUFFER)
+        if sock is not None:
+            self._configure(sock)
+            self._event('Evt5')
+
+    # -- connection ---------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, address: str, port: int, timeout: float, **kwargs) -> 'DULServiceProvider':
+        """Open the transport connection (Evt1 -> AE-1, Evt2); IPv4 or IPv6.
+
+        A refused or unreachable peer raises ``NetDICOMError`` naming host and port,
+        with the ``OSError`` chained.
+        """
+        dul = cls(None, is_requestor=True, peer=f'{address}:{port}', **kwargs)
+        dul._event('Evt1')
+        try:
+            sock = socket.create_connection((address, port), timeout=timeout)
+        except socket.timeout as exc:
+            dul.state = 'Sta1'
+            raise DCMTimeoutError(
+                f'no TCP connection to {address}:{port} within {timeout} s') from exc
+        except OSError as exc:
+            dul.state = 'Sta1'
+            raise NetDICOMError(
+                f'cannot connect to {address}:{port}: {exc.strerror or exc}') from exc
+        dul.sock = sock
+        dul._configure(sock)
+        return dul
+
+    @staticmethod
+    def _configure(sock: socket.socket) -> None:
+        # Small DIMSE responses must not wait for Nagle's algorithm.
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
+    # -- local primitives -----------------------------------------------------------
+
+    def send_associate_rq(self, rq: 'pdu.AAssociateRqPDU', timeout: float) -> None:
+        """A-ASSOCIATE request: the connection is up (Evt2 -> AE-2 sends the RQ)."""
+        self._event('Evt2', rq, timeout)
+
+    def send_associate_ac(self, ac: 'pdu.AAssociateAcPDU', timeout: float) -> None:
+        """A-ASSOCIATE response (accept), Evt7 -> AE-7."""
+        self._event('Evt7', ac, timeout)
+
+    def send_associate_rj(self, rj: 'pdu.AAssociateRjPDU', timeout: float) -> None:
+        """A-ASSOCIATE response (reject), Evt8 -> AE-8; then wait for the peer to close."""
+        self._event('Evt8', rj, timeout)
+        self._await_close(self.artim_timeout)
+
+    def send_pdata(self, data: Union[bytes, bytearray, memoryview], timeout: float) -> None:
+        """P-DATA request (Evt9): ``data`` is one or more whole encoded P-DATA-TF PDUs."""
+        self._event('Evt9', data, timeout)
+
+    def send_release_rq(self, timeout: float) -> None:
+        """A-RELEASE request, Evt11 -> AR-1."""
+        self._event('Evt11', pdu.AReleaseRqPDU(), timeout)
+
+    def send_release_rp(self, timeout: float) -> None:
+        """A-RELEASE response, Evt14 (AR-4 on the acceptor, AR-9 in a collision)."""
+        self._event('Evt14', pdu.AReleaseRpPDU(), timeout)
+        if self.state == 'Sta13':
+            self._await_close(self.artim_timeout)
+
+    def abort(self, source: int = 0, reason: int = 0) -> None:
+        """A-ABORT request (Evt15 -> AA-1), then close. Safe in any state."""
+        if (self.state, 'Evt15') not in fsm.TRANSITIONS or self.sock is None:
+            self.close()                # nothing established to abort (Sta1, Sta2, Sta13)
+            return
+        try:
+            self._event('Evt15', pdu.AAbortPDU(source, reason), self._linger())
+        except NetDICOMError:
+            pass
+        self._await_close(self._linger())
+
+    def close(self) -> None:
+        """Close the socket at once and go idle (Sta1)."""
+        sock, self.sock = self.sock, None
+        self.state = 'Sta1'
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    # -- receiving ------------------------------------------------------------------
+
+    def receive_pdu(self, timeout: Optional[float]) -> Union[pdu.PDU, PDataFragments]:
+        """Wait up to ``timeout`` seconds for the next PDU and run the state machine on it.
+
+        Returns the decoded PDU, or for P-DATA-TF a list of ``(context_id,
+        message_control_header, fragment)`` whose memoryviews stay valid until the next
+        call. A-ABORT, A-ASSOCIATE-RJ, a closed connection, an undecodable or unexpected
+        PDU and the timeout raise the matching ``NetDICOMError`` with the socket closed.
+        """
+        if self.sock is None:
+            raise AssociationAbortedError(
+                2, 0, f'the connection to {self.peer or "the peer"} is closed')
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            pdu_type, length = self._read_header(deadline)
+            body = self._read_body(pdu_type, length, deadline)
+        except TransportClosed:
+            self._event('Evt17')
+            raise AssociationAbortedError(
+                2, 0, f'{self._who()} closed the connection in {self.state_name()}') from None
+        except socket.timeout:
+            return self._timed_out(timeout)
+        except OSError as exc:
+            self._event('Evt17')
+            raise AssociationAbortedError(
+                2, 0, f'connection to {self._who()} failed: {exc}') from exc
+        return self._dispatch(pdu_type, body)
+
+    def _dispatch(self, pdu_type: int, body: memoryview):
+        event = fsm.EVENT_FOR_PDU_TYPE[pdu_type]
+        try:
+            if pdu_type == pdu.P_DATA_TF:
+                received = list(pdu.iter_pdvs(body[pdu.PDU_HEADER_LENGTH:]))
+            else:
+                received = pdu.decode_pdu(body)
+        except PDUProcessingError as exc:
+            self._provider_abort(REASON_INVALID_PARAMETER)
+            raise PDUProcessingError(f'from {self._who()}: {exc}') from exc
+        state = self.state_name()
+        action = self._event(event)
+        if action == 'AA-8':
+            self._await_close(self._linger())
+            name = 'P-DATA-TF' if pdu_type == pdu.P_DATA_TF else type(received).__name__
+            raise AssociationAbortedError(
+                2, REASON_UNEXPECTED_PDU,
+                f'unexpected {name} from {self._who()} in {state}; the association was aborted')
+        if action == 'AA-3':
+            raise AssociationAbortedError(
+                received.source, received.reason_diag,
+                f'{self._who()} aborted the association: '
+                + AssociationAbortedError(received.source, received.reason_diag).describe())
+        if action == 'AE-4':
+            err = AssociationRejectedError(received.result, received.source, received.reason_diag)
+            raise AssociationRejectedError(
+                received.result, received.source, received.reason_diag,
+                f'{self._who()} rejected the association: {err.describe()}')
+        return received
+
+    def _read_header(self, deadline: Optional[float]) -> tuple:
+        view = memoryview(self._buf)
+        self._recv_into(view[:pdu.PDU_HEADER_LENGTH], deadline)
+        try:
+            pdu_type, length = pdu.parse_pdu_header(bytes(view[:pdu.PDU_HEADER_LENGTH]))
+        except PDUProcessingError as exc:
+            self._provider_abort(REASON_UNRECOGNIZED_PDU)
+            raise PDUProcessingError(f'from {self._who()}: {exc}') from exc
+        cap = self._cap(pdu_type)
+        if length > cap:
+            # Never read (or allocate for) a body longer than we agreed to accept.
+            self._provider_abort(REASON_INVALID_PARAMETER)
+            raise PDUProcessingError(
+                f'{pdu.PDU_TYPES[pdu_type].__name__} from {self._who()} declares {length} bytes,'
+                f' more than the {cap} we accept')
+        return pdu_type, length
+
+    def _cap(self, pdu_type: int) -> int:
+        if pdu_type == pdu.P_DATA_TF:
+            return self.max_pdu_length or UNLIMITED_PDATA_CAP
+        if pdu_type in (pdu.A_ASSOCIATE_RQ, pdu.A_ASSOCIATE_AC):
+            return self.max_associate_pdu_length
+        return FIXED_PDU_LENGTH
+
+    def _read_body(self, pdu_type: int, length: int, deadline: Optional[float]) -> memoryview:
+        total = pdu.PDU_HEADER_LENGTH + length
+        got = pdu.PDU_HEADER_LENGTH
+        while got < total:
+            if got == len(self._buf):
+                # Grow only as bytes really arrive: a declared length allocates nothing.
+                grown = bytearray(min(total, max(2 * len(self._buf), got + _RECEIVE_CHUNK)))
+                grown[:got] = self._buf[:got]
+                self._buf = grown
+            end = min(total, len(self._buf))
+            self._recv_into(memoryview(self._buf)[got:end], deadline)
+            got = end
+        return memoryview(self._buf)[:total]
+
+    def _recv_into(self, view: memoryview, deadline: Optional[float]) -> None:
+        sock = self.sock
+        while len(view):
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout('deadline passed')
+                sock.settimeout(remaining)
+            else:
+                sock.settimeout(None)
+            n = sock.recv_into(view)
+            if n == 0:
+                raise TransportClosed()
+            view = view[n:]
+
+    def _timed_out(self, timeout):
+        state = self.state_name()
+        if self.state == 'Sta2' or self.state == 'Sta13':
+            self._event('Evt18')        # ARTIM expired: AA-2 closes.
+            self.close()
+        else:
+            self.abort(0, 0)
+        raise DCMTimeoutError(f'no PDU from {self._who()} within {timeout} s in {state}; '
+                              'the association was aborted')
+
+    def _provider_abort(self, reason: int) -> None:
+        """Evt19 (invalid PDU) -> AA-8: send A-ABORT with source 2, then close."""
+        try:
+            self._event('Evt19', pdu.AAbortPDU(2, reason), self._linger())
+        except NetDICOMError:
+            pass
+        self._await_close(self._linger())
+
+    def _await_close(self, seconds: float) -> None:
+        """Sta13: wait (bounded in time and bytes) for the peer to close, then close.
+
+        The peer closing is Evt17 (AR-5); the wait running out is Evt18 (AA-2).
+        Whatever the peer still sends meanwhile is ignored (AA-6).
+        """
+        sock = self.sock
+        if sock is None:
+            return
+        deadline = time.monotonic() + seconds
+        drained = 0
+        closed_by_peer = False
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            while drained < DRAIN_LIMIT:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                sock.settimeout(remaining)
+                chunk = sock.recv(4096)
+                if not chunk:
+                    closed_by_peer = True
+                    break
+                drained += len(chunk)
+        except OSError:
+            closed_by_peer = True
+        if self.state == 'Sta13':
+            self._event('Evt17' if closed_by_peer else 'Evt18')
+        self.close()
+
+    # -- the state machine ----------------------------------------------------------
+
+    def _event(self, event: str, outgoing=None, timeout: Optional[float] = None) -> str:
+        """Look up (state, event) in the PS3.8 table, move to the next state, act.
+
+        ``outgoing`` is what a sending action puts on the wire; an abort that a
+        received PDU triggers builds its own A-ABORT.
+        """
+        action, next_state = fsm.next_step(self.state, event, self.is_requestor)
+        logger.debug('%s: %s + %s -> %s -> %s', self.peer, self.state, event, action,
+                     next_state)
+        self.trace.append((self.state, event, action, next_state))
+        self.last_action = action
+        self.state = next_state
+        if action in _SENDING_ACTIONS:
+            if outgoing is None:
+                # A received PDU triggered an abort: AA-1 is a service-user abort,
+                # AA-7 and AA-8 are the provider's (PS3.8 Table 9-9).
+                outgoing = pdu.AAbortPDU(0 if action == 'AA-1' else 2,
+                                         0 if action == 'AA-1' else REASON_UNEXPECTED_PDU)
+            self._send(outgoing, self._linger() if timeout is None else timeout)
+        if action in _CLOSING_ACTIONS:
+            self.close()
+        return action
+
+    def _send(self, item, timeout: Optional[float]) -> None:
+        data = item if isinstance(item, (bytes, bytearray, memoryview)) else item.encode()
+        sock = self.sock
+        if sock is None:
+            raise AssociationAbortedError(2, 0, f'the connection to {self._who()} is closed')
+        try:
+            sock.settimeout(timeout)
+            sock.sendall(data)
+        except socket.timeout as exc:
+            self.close()
+            raise DCMTimeoutError(f'{self._who()} did not read what we sent within '
+                                  f'{timeout} s; the association was aborted') from exc
+        except OSError as exc:
+            self.close()
+            raise AssociationAbortedError(
+                2, 0, f'sending to {self._who()} failed: {exc}') from exc
+
+    def _linger(self) -> float:
+        return min(self.artim_timeout, ABORT_LINGER_SECONDS)
+
+    def state_name(self) -> str:
+        """The current state with its PS3.8 description, for messages."""
+        return f'{self.state} ({fsm.STATES.get(self.state, "?")})'
+
+    def _who(self) -> str:
+        return f'peer {self.peer}' if self.peer else 'the peer'
+
+
+# Actions that put a PDU on the wire, and actions that close the transport (PS3.8 9.2).
+_SENDING_ACTIONS = frozenset({'AE-2', 'AE-7', 'AE-8', 'DT-1', 'AR-1', 'AR-4', 'AR-7',
+                              'AR-9', 'AA-1', 'AA-7', 'AA-8'})
+_CLOSING_ACTIONS = frozenset({'AE-4', 'AR-3', 'AA-2', 'AA-3', 'AA-4', 'AA-5', 'AR-5'})

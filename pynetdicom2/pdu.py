@@ -1,0 +1,687 @@
+"""The PDUs of the DICOM upper layer and their items, as value objects (PS3.8 9.3).
+
+``encode()`` gives the bytes for the wire; ``decode()`` checks every length against the
+bytes it really has. ``iter_pdvs()`` is the zero-copy P-DATA path of the socket layer.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from typing import Any, BinaryIO, ClassVar, Iterable, Iterator, Optional, Union
+
+from pynetdicom2.exceptions import PDUProcessingError
+from pynetdicom2.userdataitems import (
+    ITEM_HEADER, ByteReader, SubItem, TypedItem, WireObject, as_byte_view, check_int,
+    decode_value, encode_uid, pack_length, parse_user_data_item, read_exact,
+    read_item_header, stream_offset,
+)
+
+__all__ = [
+    'A_ASSOCIATE_RQ', 'A_ASSOCIATE_AC', 'A_ASSOCIATE_RJ', 'P_DATA_TF', 'A_RELEASE_RQ',
+    'A_RELEASE_RP', 'A_ABORT', 'PDU_HEADER_LENGTH',
+    'APPLICATION_CONTEXT_ITEM', 'PRESENTATION_CONTEXT_ITEM_RQ', 'PRESENTATION_CONTEXT_ITEM_AC',
+    'ABSTRACT_SYNTAX_SUB_ITEM', 'TRANSFER_SYNTAX_SUB_ITEM', 'USER_INFORMATION_ITEM',
+    'ACCEPTANCE', 'USER_REJECTION', 'NO_REASON', 'ABSTRACT_SYNTAX_NOT_SUPPORTED',
+    'TRANSFER_SYNTAXES_NOT_SUPPORTED',
+    'PDU', 'AAssociateRqPDU', 'AAssociateAcPDU', 'AAssociateRjPDU', 'PDataTfPDU',
+    'AReleaseRqPDU', 'AReleaseRpPDU', 'AAbortPDU', 'PDU_TYPES',
+    'Item', 'ApplicationContextItem', 'PresentationContextItemRQ', 'PresentationContextItemAC',
+    'AbstractSyntaxSubItem', 'TransferSyntaxSubItem', 'UserInformationItem',
+    'PresentationDataValueItem', 'decode_pdu', 'parse_pdu_header', 'iter_pdvs',
+]
+
+logger = logging.getLogger(__name__)
+
+# PDU types, PS3.8 9.3.1.
+A_ASSOCIATE_RQ = 0x01
+A_ASSOCIATE_AC = 0x02
+A_ASSOCIATE_RJ = 0x03
+P_DATA_TF = 0x04
+A_RELEASE_RQ = 0x05
+A_RELEASE_RP = 0x06
+A_ABORT = 0x07
+
+# Every PDU starts with type, reserved, 4-byte length of what follows (PS3.8 9.3.1).
+PDU_HEADER_LENGTH = 6
+_PDU_HEADER = struct.Struct('>BBI')
+
+# Item types of the A-ASSOCIATE PDUs, PS3.8 9.3.2 and 9.3.3.
+APPLICATION_CONTEXT_ITEM = 0x10
+PRESENTATION_CONTEXT_ITEM_RQ = 0x20
+PRESENTATION_CONTEXT_ITEM_AC = 0x21
+ABSTRACT_SYNTAX_SUB_ITEM = 0x30
+TRANSFER_SYNTAX_SUB_ITEM = 0x40
+USER_INFORMATION_ITEM = 0x50
+
+# Presentation context results in A-ASSOCIATE-AC, PS3.8 9.3.3.2.
+ACCEPTANCE = 0
+USER_REJECTION = 1
+NO_REASON = 2
+ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
+TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
+
+# A-ASSOCIATE-RQ/AC: protocol version, reserved, called and calling AE titles, 32
+# reserved bytes, then the variable items (PS3.8 9.3.2).
+_ASSOCIATE_FIXED = 2 + 2 + 16 + 16 + 32
+_AE_TITLE_LENGTH = 16
+
+# A PDV item: 4-byte item length, presentation context ID, then the PDV (PS3.8 9.3.5.1).
+_PDV_HEADER = struct.Struct('>IB')
+_U32 = struct.Struct('>I')
+
+_PRINTABLE = bytes(range(0x20, 0x7F))
+
+
+def _check_context_id(value: Any) -> int:
+    # PS3.8 9.3.2.2: presentation context IDs are odd integers 1..255.
+    if not isinstance(value, int) or not 1 <= value <= 255 or not value % 2:
+        raise PDUProcessingError(f'presentation context ID must be an odd integer 1..255, '
+                                 f'not {value!r}')
+    return value
+
+
+# --- items ---------------------------------------------------------------------------------
+
+class Item(TypedItem):
+    """Base of the A-ASSOCIATE items: type, reserved, 2-byte length, value (PS3.8 9.3.2)."""
+
+    def total_length(self) -> int:
+        """Length of the encoded item, header included."""
+        return ITEM_HEADER.size + len(self._encode_value())
+
+
+class _UIDItem(Item):
+    """An item whose value is one UID."""
+
+    _field: ClassVar[str] = 'name'
+
+    def _encode_value(self) -> bytes:
+        return encode_uid(getattr(self, self._field), self._label)
+
+    @classmethod
+    def _decode_value(cls, reader: ByteReader, item_type: int) -> Any:
+        return cls(reader.uid(reader.remaining, cls._label))
+
+
+class ApplicationContextItem(_UIDItem):
+    """The application context name, a UID (PS3.8 9.3.2.1, PS3.7 A.2.1)."""
+
+    item_type = APPLICATION_CONTEXT_ITEM
+    _label = 'Application Context Item'
+    _field = 'context_name'
+
+    def __init__(self, context_name: str) -> None:
+        self.context_name = context_name
+
+
+class AbstractSyntaxSubItem(_UIDItem):
+    """The abstract syntax (SOP class UID) of a proposed presentation context (PS3.8 9.3.2.2.1)."""
+
+    item_type = ABSTRACT_SYNTAX_SUB_ITEM
+    _label = 'Abstract Syntax Sub-Item'
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class TransferSyntaxSubItem(_UIDItem):
+    """A transfer syntax UID, proposed or accepted (PS3.8 9.3.2.2.2)."""
+
+    item_type = TRANSFER_SYNTAX_SUB_ITEM
+    _label = 'Transfer Syntax Sub-Item'
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class PresentationContextItemRQ(Item):
+    """A proposed presentation context: ID, abstract syntax, transfer syntaxes (PS3.8 9.3.2.2)."""
+
+    item_type = PRESENTATION_CONTEXT_ITEM_RQ
+    _label = 'Presentation Context Item (RQ)'
+
+    def __init__(self, context_id: int, abs_sub_item: AbstractSyntaxSubItem,
+                 ts_sub_items: Iterable[TransferSyntaxSubItem]) -> None:
+        self.context_id = context_id
+        self.abs_sub_item = abs_sub_item
+        self.ts_sub_items = list(ts_sub_items)
+
+    def _encode_value(self) -> bytes:
+        context_id = _check_context_id(self.context_id)
+        if not isinstance(self.abs_sub_item, AbstractSyntaxSubItem):
+            raise PDUProcessingError(f'{self._label} {context_id}: an AbstractSyntaxSubItem '
+                                     f'is needed, not {self.abs_sub_item!r}')
+        if not self.ts_sub_items or not all(
+                isinstance(ts, TransferSyntaxSubItem) for ts in self.ts_sub_items):
+            raise PDUProcessingError(f'{self._label} {context_id}: one or more '
+                                     f'TransferSyntaxSubItems are needed')
+        return b''.join([bytes((context_id, 0, 0, 0)), self.abs_sub_item.encode(),
+                         *(ts.encode() for ts in self.ts_sub_items)])
+
+    @classmethod
+    def _decode_value(cls, reader: ByteReader, item_type: int) -> PresentationContextItemRQ:
+        start = reader.offset
+        context_id = reader.u8(f'{cls._label} presentation-context-ID')
+        reader.skip(3, f'{cls._label} reserved fields')
+        abs_sub_item = None
+        ts_sub_items = []
+        while reader.remaining:
+            at = reader.offset
+            sub_type, value = read_item_header(reader, f'{cls._label} sub-item')
+            if sub_type == ABSTRACT_SYNTAX_SUB_ITEM:
+                if abs_sub_item is not None:
+                    raise reader.fail(f'{cls._label} {context_id}: more than one Abstract '
+                                      f'Syntax Sub-Item', at)
+                abs_sub_item = decode_value(AbstractSyntaxSubItem, value, sub_type)
+            elif sub_type == TRANSFER_SYNTAX_SUB_ITEM:
+                ts_sub_items.append(decode_value(TransferSyntaxSubItem, value, sub_type))
+            else:
+                raise reader.fail(f'{cls._label} {context_id}: sub-item type '
+                                  f'0x{sub_type:02X} is not allowed here', at)
+        # PS3.8 9.3.2.2: exactly one abstract syntax and at least one transfer syntax.
+        if abs_sub_item is None or not ts_sub_items:
+            raise reader.fail(f'{cls._label} {context_id}: needs one Abstract Syntax '
+                              f'Sub-Item and one or more Transfer Syntax Sub-Items', start)
+        return cls(context_id, abs_sub_item, ts_sub_items)
+
+
+class PresentationContextItemAC(Item):
+    """The answer to one proposed presentation context (PS3.8 9.3.3.2).
+
+    ``result_reason``: 0 acceptance, 1 user-rejection, 2 no-reason, 3 abstract syntax
+    not supported, 4 transfer syntaxes not supported. When the context is rejected the
+    transfer syntax is "not significant": ``ts_sub_item=None`` is sent as an empty
+    Transfer Syntax Sub-Item (as DCMTK does), and an empty or absent one decodes to
+    None, as does an invalid one in a rejected context.
+    """
+
+    item_type = PRESENTATION_CONTEXT_ITEM_AC
+    _label = 'Presentation Context Item (AC)'
+
+    def __init__(self, context_id: int, result_reason: int,
+                 ts_sub_item: Optional[TransferSyntaxSubItem]) -> None:
+        self.context_id = context_id
+        self.result_reason = result_reason
+        self.ts_sub_item = ts_sub_item
+
+    def _encode_value(self) -> bytes:
+        context_id = _check_context_id(self.context_id)
+        result = check_int(self.result_reason, 0, 4, f'{self._label} result/reason')
+        if self.ts_sub_item is None:
+            ts = ITEM_HEADER.pack(TRANSFER_SYNTAX_SUB_ITEM, 0, 0)
+        elif isinstance(self.ts_sub_item, TransferSyntaxSubItem):
+            ts = self.ts_sub_item.encode()
+        else:
+            raise PDUProcessingError(f'{self._label} {context_id}: a TransferSyntaxSubItem '
+                                     f'or None is needed, not {self.ts_sub_item!r}')
+        return bytes((context_id, 0, result, 0)) + ts
+
+    @classmethod
+    def _decode_value(cls, reader: ByteReader, item_type: int) -> PresentationContextItemAC:
+        context_id = reader.u8(f'{cls._label} presentation-context-ID')
+        reader.skip(1, f'{cls._label} reserved field')
+        result = reader.u8(f'{cls._label} result/reason')
+        reader.skip(1, f'{cls._label} reserved field')
+        ts_sub_item = None
+        seen = False
+        while reader.remaining:
+            at = reader.offset
+            sub_type, value = read_item_header(reader, f'{cls._label} sub-item')
+            if sub_type != TRANSFER_SYNTAX_SUB_ITEM or seen:
+                raise reader.fail(f'{cls._label} {context_id}: only one Transfer Syntax '
+                                  f'Sub-Item is allowed, found type 0x{sub_type:02X}', at)
+            seen = True
+            if not value.remaining:
+                continue
+            try:
+                ts_sub_item = decode_value(TransferSyntaxSubItem, value, sub_type)
+            except PDUProcessingError:
+                if result == ACCEPTANCE:
+                    raise
+                # PS3.8 9.3.3.2: not significant when rejected, so not tested.
+                logger.debug('ignored the transfer syntax of rejected presentation '
+                             'context %d', context_id)
+        return cls(context_id, result, ts_sub_item)
+
+
+class UserInformationItem(Item):
+    """The user information item: a list of ``userdataitems`` sub-items (PS3.8 9.3.2.3)."""
+
+    item_type = USER_INFORMATION_ITEM
+    _label = 'User Information Item'
+
+    def __init__(self, user_data: Iterable[SubItem]) -> None:
+        self.user_data = list(user_data)
+
+    def _encode_value(self) -> bytes:
+        for sub in self.user_data:
+            if not isinstance(sub, SubItem):
+                raise PDUProcessingError(f'{self._label}: a userdataitems sub-item is '
+                                         f'needed, not {sub!r}')
+        return b''.join(sub.encode() for sub in self.user_data)
+
+    @classmethod
+    def _decode_value(cls, reader: ByteReader, item_type: int) -> UserInformationItem:
+        user_data = []
+        while reader.remaining:
+            user_data.append(parse_user_data_item(reader))
+        return cls(user_data)
+
+
+class PresentationDataValueItem(WireObject):
+    """One PDV of a P-DATA-TF PDU (PS3.8 9.3.5.1).
+
+    ``data_value`` is the PDV itself: the message control header byte (PS3.8 E.2)
+    followed by the command or data set fragment. A PDV item has no item type on
+    the wire: its header is a 4-byte length and the presentation context ID.
+    """
+
+    item_type: ClassVar[Optional[int]] = None
+    _label = 'Presentation Data Value Item'
+
+    def __init__(self, context_id: int, data_value: bytes) -> None:
+        self.context_id = context_id
+        self.data_value = data_value
+
+    def encode(self) -> bytes:
+        """The PDV item's bytes, header included."""
+        context_id = _check_context_id(self.context_id)
+        if not isinstance(self.data_value, (bytes, bytearray, memoryview)) \
+                or not len(self.data_value):
+            raise PDUProcessingError(f'{self._label}: data_value must be bytes holding at '
+                                     f'least the message control header')
+        pack_length(len(self.data_value) + 1, 0xFFFFFFFF, self._label)
+        return _PDV_HEADER.pack(len(self.data_value) + 1, context_id) + bytes(self.data_value)
+
+    def total_length(self) -> int:
+        """Length of the encoded PDV item, header included."""
+        return _PDV_HEADER.size + len(self.data_value)
+
+    @classmethod
+    def decode(cls, stream: BinaryIO) -> PresentationDataValueItem:
+        """Read one PDV item from the stream's current position."""
+        start = stream_offset(stream)
+        length = _U32.unpack(read_exact(stream, 4, f'{cls._label} item-length', start))[0]
+        if length < 2:
+            raise PDUProcessingError(f'{cls._label}: item length {length} is below 2 (at '
+                                     f'byte offset {start} of the stream)')
+        body = read_exact(stream, length, f'{cls._label} ({length} bytes declared)', start + 4)
+        return cls(body[0], body[1:])
+
+
+# --- PDUs ----------------------------------------------------------------------------------
+
+class PDU(WireObject):
+    """Base of the seven PDUs: type, reserved, 4-byte length, body (PS3.8 9.3.1)."""
+
+    pdu_type: ClassVar[int]
+
+    def _encode_body(self) -> bytes:
+        raise NotImplementedError
+
+    @classmethod
+    def _decode_body(cls, reader: ByteReader) -> Any:
+        raise NotImplementedError
+
+    def encode(self) -> bytes:
+        """The whole PDU as sent, header included."""
+        body = self._encode_body()
+        pack_length(len(body), 0xFFFFFFFF, f'{self._label} PDU')
+        return _PDU_HEADER.pack(self.pdu_type, 0, len(body)) + body
+
+    @classmethod
+    def decode(cls, raw: Union[bytes, bytearray, memoryview]) -> Any:
+        """Decode the whole PDU, header included; ``raw`` holds exactly one PDU."""
+        view = as_byte_view(raw)
+        reader = ByteReader(view, context=f'{cls._label} PDU')
+        reader.need(PDU_HEADER_LENGTH, 'PDU header')
+        pdu_type, _reserved, length = _PDU_HEADER.unpack_from(view, 0)
+        if pdu_type != cls.pdu_type:
+            raise reader.fail(f'PDU type 0x{cls.pdu_type:02X} ({cls._label}) expected, got '
+                              f'0x{pdu_type:02X}', 0)
+        if length != len(view) - PDU_HEADER_LENGTH:
+            raise reader.fail(f'PDU length field says {length} bytes, '
+                              f'{len(view) - PDU_HEADER_LENGTH} follow the header', 2)
+        reader.pos = PDU_HEADER_LENGTH
+        pdu = cls._decode_body(reader)
+        if reader.remaining:
+            raise reader.fail(f'{reader.remaining} bytes left over after the {cls._label} '
+                              f'fields')
+        return pdu
+
+
+def _encode_ae_title(title: Any, what: str) -> bytes:
+    # PS3.8 9.3.2 and PS3.5 6.2 (AE): 1..16 ISO 646 characters, no backslash, not all
+    # spaces, space padded. Never truncated: a wrong title must fail loudly.
+    if isinstance(title, (bytes, bytearray)):
+        try:
+            title = bytes(title).decode('ascii')
+        except UnicodeDecodeError:
+            pass
+    if (not isinstance(title, str) or not 1 <= len(title) <= _AE_TITLE_LENGTH
+            or any(not ' ' <= char <= '~' for char in title) or '\\' in title
+            or not title.strip(' ')):
+        raise PDUProcessingError(f'{what} must be 1 to 16 printable ASCII characters, '
+                                 f'not all spaces and without backslash, not {title!r}')
+    return title.encode('ascii').ljust(_AE_TITLE_LENGTH, b' ')
+
+
+class _AAssociatePDU(PDU):
+    """The common layout of A-ASSOCIATE-RQ and A-ASSOCIATE-AC (PS3.8 9.3.2, 9.3.3)."""
+
+    _context_class: ClassVar[type]
+    _item_classes: ClassVar[dict[int, type]]
+
+    def __init__(self, called_ae_title: str, calling_ae_title: str,
+                 variable_items: Iterable[Item], protocol_version: int = 1) -> None:
+        self.called_ae_title = called_ae_title
+        self.calling_ae_title = calling_ae_title
+        self.variable_items = list(variable_items)
+        self.protocol_version = protocol_version
+
+    @property
+    def application_context_name(self) -> Optional[str]:
+        """The application context name, or None when there is no such item."""
+        for item in self.variable_items:
+            if isinstance(item, ApplicationContextItem):
+                return item.context_name
+        return None
+
+    @property
+    def presentation_context_items(self) -> list:
+        """The presentation context items, in order."""
+        return [item for item in self.variable_items
+                if isinstance(item, self._context_class)]
+
+    @property
+    def user_information(self) -> Optional[UserInformationItem]:
+        """The user information item, or None."""
+        for item in self.variable_items:
+            if isinstance(item, UserInformationItem):
+                return item
+        return None
+
+    def _encode_body(self) -> bytes:
+        version = check_int(self.protocol_version, 0, 0xFFFF, 'protocol version')
+        allowed = tuple(self._item_classes.values())
+        app_contexts = 0
+        for index, item in enumerate(self.variable_items):
+            # The same placement rules the decoder enforces (PS3.8 9.3.2, 9.3.3).
+            if type(item) not in allowed:
+                raise PDUProcessingError(f'{self._label}: {item!r} is not allowed among its '
+                                         f'variable items')
+            app_contexts += isinstance(item, ApplicationContextItem)
+            if app_contexts > 1:
+                raise PDUProcessingError(f'{self._label}: more than one Application '
+                                         f'Context Item')
+            if isinstance(item, UserInformationItem) and index != len(self.variable_items) - 1:
+                raise PDUProcessingError(f'{self._label}: the User Information Item must '
+                                         f'be the last item')
+        return b''.join([
+            struct.pack('>HH', version, 0),
+            _encode_ae_title(self.called_ae_title, 'called AE title'),
+            _encode_ae_title(self.calling_ae_title, 'calling AE title'),
+            bytes(32),
+            *(item.encode() for item in self.variable_items)])
+
+    @classmethod
+    def _decode_ae_title(cls, reader: ByteReader, what: str) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def _decode_body(cls, reader: ByteReader) -> _AAssociatePDU:
+        # Reserved fields are sent as zeros and not tested on receipt (PS3.8 9.3.2).
+        version = reader.u16('protocol-version')
+        reader.skip(2, 'reserved field')
+        called = cls._decode_ae_title(reader, 'called AE title')
+        calling = cls._decode_ae_title(reader, 'calling AE title')
+        reader.skip(32, 'reserved field')
+        items = []
+        app_context = user_info = False
+        while reader.remaining:
+            at = reader.offset
+            if user_info:
+                raise reader.fail(f'{cls._label}: the User Information Item must be the last '
+                                  f'item', at)
+            item_type, value = read_item_header(reader, f'{cls._label} variable item')
+            item_class = cls._item_classes.get(item_type)
+            if item_class is None:
+                raise reader.fail(f'{cls._label}: item type 0x{item_type:02X} is not allowed '
+                                  f'among its variable items', at)
+            if item_class is ApplicationContextItem:
+                if app_context:
+                    raise reader.fail(f'{cls._label}: more than one Application Context '
+                                      f'Item', at)
+                app_context = True
+            user_info = item_class is UserInformationItem
+            items.append(decode_value(item_class, value, item_type))
+        return cls(called, calling, items, version)
+
+
+class AAssociateRqPDU(_AAssociatePDU):
+    """A-ASSOCIATE-RQ: the association request (PS3.8 9.3.2).
+
+    AE titles are str, stripped of padding when decoded. A title with control or
+    non-ASCII bytes fails to decode; an all-space title decodes to '' so that the
+    association layer can reject it (called/calling AE title not recognized).
+    """
+
+    pdu_type = A_ASSOCIATE_RQ
+    _label = 'A-ASSOCIATE-RQ'
+
+    @classmethod
+    def _decode_ae_title(cls, reader: ByteReader, what: str) -> str:
+        at = reader.offset
+        # Space padded by PS3.8 9.3.2; some broken peers pad with NUL: tolerated.
+        raw = bytes(reader.take(_AE_TITLE_LENGTH, what)).strip(b' \x00')
+        if raw.translate(None, _PRINTABLE):
+            raise reader.fail(f'{what} {raw!r} holds bytes that are not printable ASCII', at)
+        return raw.decode('ascii')
+
+
+class AAssociateAcPDU(_AAssociatePDU):
+    """A-ASSOCIATE-AC: the association acceptance (PS3.8 9.3.3).
+
+    The AE title fields repeat the request's and are "not tested" (PS3.8 9.3.3): they
+    decode leniently, stripped, with unprintable bytes read as '?'.
+    """
+
+    pdu_type = A_ASSOCIATE_AC
+    _label = 'A-ASSOCIATE-AC'
+
+    @classmethod
+    def _decode_ae_title(cls, reader: ByteReader, what: str) -> str:
+        raw = bytes(reader.take(_AE_TITLE_LENGTH, what)).strip(b' \x00')
+        return ''.join(chr(b) if 0x20 <= b < 0x7F else '?' for b in raw)
+
+
+AAssociateRqPDU._context_class = PresentationContextItemRQ
+AAssociateRqPDU._item_classes = {
+    APPLICATION_CONTEXT_ITEM: ApplicationContextItem,
+    PRESENTATION_CONTEXT_ITEM_RQ: PresentationContextItemRQ,
+    USER_INFORMATION_ITEM: UserInformationItem,
+}
+AAssociateAcPDU._context_class = PresentationContextItemAC
+AAssociateAcPDU._item_classes = {
+    APPLICATION_CONTEXT_ITEM: ApplicationContextItem,
+    PRESENTATION_CONTEXT_ITEM_AC: PresentationContextItemAC,
+    USER_INFORMATION_ITEM: UserInformationItem,
+}
+
+
+class AAssociateRjPDU(PDU):
+    """A-ASSOCIATE-RJ: the association rejection (PS3.8 9.3.4).
+
+    ``result`` 1 permanent / 2 transient, ``source`` 1..3, ``reason_diag`` as listed in
+    ``exceptions.AssociationRejectedError``.
+    """
+
+    pdu_type = A_ASSOCIATE_RJ
+    _label = 'A-ASSOCIATE-RJ'
+
+    def __init__(self, result: int, source: int, reason_diag: int) -> None:
+        self.result = result
+        self.source = source
+        self.reason_diag = reason_diag
+
+    def _encode_body(self) -> bytes:
+        return bytes((0, check_int(self.result, 0, 0xFF, 'result'),
+                      check_int(self.source, 0, 0xFF, 'source'),
+                      check_int(self.reason_diag, 0, 0xFF, 'reason/diag.')))
+
+    @classmethod
+    def _decode_body(cls, reader: ByteReader) -> AAssociateRjPDU:
+        reader.skip(1, 'reserved field')
+        return cls(reader.u8('result'), reader.u8('source'), reader.u8('reason/diag.'))
+
+
+class PDataTfPDU(PDU):
+    """P-DATA-TF: one or more presentation data values (PS3.8 9.3.5).
+
+    Decoding copies each PDV; the socket layer uses ``iter_pdvs`` instead.
+    """
+
+    pdu_type = P_DATA_TF
+    _label = 'P-DATA-TF'
+
+    def __init__(self, data_value_items: Iterable[PresentationDataValueItem]) -> None:
+        self.data_value_items = list(data_value_items)
+
+    def _encode_body(self) -> bytes:
+        for item in self.data_value_items:
+            if not isinstance(item, PresentationDataValueItem):
+                raise PDUProcessingError(f'{self._label}: a PresentationDataValueItem is '
+                                         f'needed, not {item!r}')
+        return b''.join(item.encode() for item in self.data_value_items)
+
+    @classmethod
+    def _decode_body(cls, reader: ByteReader) -> PDataTfPDU:
+        items = [PresentationDataValueItem(context_id, bytes(data_value))
+                 for context_id, data_value in _pdv_spans(reader)]
+        return cls(items)
+
+
+class _FixedEmptyPDU(PDU):
+    """A PDU whose body is four reserved bytes (PS3.8 9.3.6, 9.3.7)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def _encode_body(self) -> bytes:
+        return bytes(4)
+
+    @classmethod
+    def _decode_body(cls, reader: ByteReader) -> Any:
+        reader.skip(4, 'reserved field')
+        return cls()
+
+
+class AReleaseRqPDU(_FixedEmptyPDU):
+    """A-RELEASE-RQ: request an orderly release (PS3.8 9.3.6)."""
+
+    pdu_type = A_RELEASE_RQ
+    _label = 'A-RELEASE-RQ'
+
+
+class AReleaseRpPDU(_FixedEmptyPDU):
+    """A-RELEASE-RP: confirm the release (PS3.8 9.3.7)."""
+
+    pdu_type = A_RELEASE_RP
+    _label = 'A-RELEASE-RP'
+
+
+class AAbortPDU(PDU):
+    """A-ABORT: abort the association (PS3.8 9.3.8).
+
+    ``source`` 0 service-user, 2 service-provider; ``reason_diag`` as listed in
+    ``exceptions.AssociationAbortedError`` (meaningful for source 2).
+    """
+
+    pdu_type = A_ABORT
+    _label = 'A-ABORT'
+
+    def __init__(self, source: int, reason_diag: int) -> None:
+        self.source = source
+        self.reason_diag = reason_diag
+
+    def _encode_body(self) -> bytes:
+        return bytes((0, 0, check_int(self.source, 0, 0xFF, 'source'),
+                      check_int(self.reason_diag, 0, 0xFF, 'reason/diag.')))
+
+    @classmethod
+    def _decode_body(cls, reader: ByteReader) -> AAbortPDU:
+        reader.skip(2, 'reserved fields')
+        return cls(reader.u8('source'), reader.u8('reason/diag.'))
+
+
+PDU_TYPES: dict[int, type[PDU]] = {
+    cls.pdu_type: cls for cls in (
+        AAssociateRqPDU, AAssociateAcPDU, AAssociateRjPDU, PDataTfPDU, AReleaseRqPDU,
+        AReleaseRpPDU, AAbortPDU)
+}
+
+
+# --- entry points for the socket layer ------------------------------------------------------
+
+def parse_pdu_header(header: Union[bytes, bytearray, memoryview]) -> tuple[int, int]:
+    """``(pdu_type, length)`` from the first 6 bytes of a PDU; the type must be known."""
+    view = as_byte_view(header)
+    if len(view) < PDU_HEADER_LENGTH:
+        raise PDUProcessingError(f'PDU header: {PDU_HEADER_LENGTH} bytes needed, got '
+                                 f'{len(view)}')
+    pdu_type, _reserved, length = _PDU_HEADER.unpack_from(view, 0)
+    if pdu_type not in PDU_TYPES:
+        raise PDUProcessingError(f'unknown PDU type 0x{pdu_type:02X} (at byte offset 0 of '
+                                 f'the PDU)')
+    return pdu_type, length
+
+
+def decode_pdu(raw: Union[bytes, bytearray, memoryview],
+               max_length: Optional[int] = None) -> PDU:
+    """Decode one whole PDU of any type.
+
+    ``max_length`` bounds the declared length (the body after the 6-byte header);
+    None or 0 means no bound, as 0 means unlimited in PS3.8 D.1.
+    """
+    view = as_byte_view(raw)
+    pdu_type, length = parse_pdu_header(view)
+    if max_length and length > max_length:
+        raise PDUProcessingError(f'{PDU_TYPES[pdu_type]._label} PDU declares {length} bytes, '
+                                 f'above the maximum of {max_length}')
+    if length != len(view) - PDU_HEADER_LENGTH:
+        raise PDUProcessingError(f'{PDU_TYPES[pdu_type]._label} PDU declares {length} bytes, '
+                                 f'{len(view) - PDU_HEADER_LENGTH} follow the header')
+    return PDU_TYPES[pdu_type].decode(view)
+
+
+def _pdv_spans(reader: ByteReader) -> Iterator[tuple[int, memoryview]]:
+    """``(context_id, data_value)`` per PDV item left in ``reader``, as zero-copy slices."""
+    view = reader.view
+    while reader.pos < reader.end:
+        at = reader.offset
+        left = reader.end - reader.pos
+        if left < 4:
+            raise reader.fail(f'PDV item: truncated item length ({left} bytes left)', at)
+        length = _U32.unpack_from(view, reader.pos)[0]
+        # PS3.8 9.3.5.1: the item holds the context ID and a PDV of at least its
+        # message control header.
+        if length < 2:
+            raise reader.fail(f'PDV item: item length {length} is below 2', at)
+        if length > left - 4:
+            raise reader.fail(f'PDV item declares {length} bytes, only {left - 4} left', at)
+        start = reader.pos + 4
+        reader.pos = start + length
+        yield view[start], view[start + 1:reader.pos]
+
+
+def iter_pdvs(body: Union[bytes, bytearray, memoryview]
+              ) -> Iterator[tuple[int, int, memoryview]]:
+    """``(context_id, message_control_header, fragment)`` for each PDV of a P-DATA-TF body.
+
+    ``body`` is what follows the 6-byte PDU header; fragments are zero-copy slices of
+    it. Offsets in errors count from the start of the PDU.
+    """
+    reader = ByteReader(as_byte_view(body), base=PDU_HEADER_LENGTH, context='P-DATA-TF PDU')
+    for context_id, data_value in _pdv_spans(reader):
+        yield context_id, data_value[0], data_value[1:]

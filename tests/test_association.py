@@ -1,0 +1,362 @@
+"""Associations end to end over loopback: our requester, our acceptor, scripted raw peers.
+
+Each row of the error contract (DESIGN.md) is proven here by what the user sees:
+the exception class and the wire values it carries.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from pynetdicom2 import ae as ae_module
+from pynetdicom2 import pdu, sopclass, uids, userdataitems
+from pynetdicom2.exceptions import (
+    AssociationAbortedError, AssociationRejectedError, AssociationReleasedError,
+    ClassNotSupportedError, DCMTimeoutError, NetDICOMError, PDUProcessingError)
+from tests.fakepeer import FakePeer, associate_ac_for, read_pdu, read_until_closed
+
+
+def make_server(ae_class=ae_module.AE, title='OUR_SCP'):
+    server = ae_class(title, 0, bind_address='127.0.0.1')
+    server.add_scp(sopclass.verification_scp)
+    server.dcm_timeout = 5
+    server.artim_timeout = 2
+    return server
+
+
+def client(title='OUR_SCU'):
+    scu = ae_module.ClientAE(title).add_scu(sopclass.verification_scu)
+    scu.dcm_timeout = 5
+    return scu
+
+
+def remote(server, aet='OUR_SCP'):
+    return {'aet': aet, 'address': '127.0.0.1', 'port': server.local_ae.port}
+
+
+def echo(scu, remote_ae, msg_id=1):
+    with scu.request_association(remote_ae) as assoc:
+        return assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(msg_id)
+
+
+@pytest.fixture
+def server():
+    with make_server() as srv:
+        yield srv
+
+
+# -- success and negotiation ---------------------------------------------------------
+
+def test_echo_between_our_requester_and_acceptor(server):
+    status = echo(client(), remote(server))
+    assert int(status) == 0 and status.is_success
+
+
+def test_port_zero_gives_a_real_port_and_timeout_alias(server):
+    assert server.local_ae.port > 0
+    assert server.local_ae['port'] == server.local_ae.port
+    server.timeout = 3
+    assert server.dcm_timeout == 3
+    server.dcm_timeout = 4
+    assert server.timeout == 4
+
+
+def test_quit_returns_at_once_when_never_started():
+    srv = make_server()
+    started = time.monotonic()
+    srv.quit()
+    assert time.monotonic() - started < 1
+
+
+def test_negotiation_accepts_by_our_preference_and_refuses_the_rest(server):
+    scu = client()
+    scu.add_scu(sopclass.verification_scu, [uids.CT_IMAGE_STORAGE])
+    with scu.request_association(remote(server)) as assoc:
+        accepted = {ctx.sop_class: ctx.supported_ts for ctx in assoc.accepted_contexts.values()}
+        results = {item.context_id: item.result_reason
+                   for item in assoc.ac.presentation_context_items}
+    # Our acceptor prefers explicit VR little endian among the proposed syntaxes.
+    assert accepted == {uids.VERIFICATION_SOP_CLASS: uids.EXPLICIT_VR_LITTLE_ENDIAN}
+    assert results == {1: 0, 3: 3}   # CT storage: abstract syntax not supported
+
+
+def test_transfer_syntaxes_not_supported_gives_result_4():
+    with make_server() as srv:
+        scu = ae_module.ClientAE('OUR_SCU', supported_ts=[uids.JPEG_BASELINE_PROCESS_1])
+        scu.add_scu(sopclass.verification_scu)
+        with pytest.raises(ClassNotSupportedError, match=uids.VERIFICATION_SOP_CLASS):
+            with scu.request_association(remote(srv)) as assoc:
+                assert [i.result_reason for i in assoc.ac.presentation_context_items] == [4]
+                assoc.get_scu(uids.VERIFICATION_SOP_CLASS)
+
+
+def test_get_scu_for_a_class_not_accepted_names_the_uid(server):
+    scu = client()
+    scu.add_scu(sopclass.verification_scu, [uids.CT_IMAGE_STORAGE])
+    with scu.request_association(remote(server)) as assoc:
+        with pytest.raises(ClassNotSupportedError, match=uids.CT_IMAGE_STORAGE.replace('.', r'\.')):
+            assoc.get_scu(uids.CT_IMAGE_STORAGE)
+        assert assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(7).is_success
+
+
+def test_unknown_remote_ae_key_is_a_type_error_naming_it(server):
+    with pytest.raises(TypeError, match='hostname'):
+        with client().request_association(dict(remote(server), hostname='x')):
+            pass
+
+
+def test_ac_is_built_from_our_configuration_not_echoed():
+    seen = {}
+
+    class Acceptor(ae_module.AE):
+        def on_association_request(self, asce, assoc):
+            seen['identity'] = asce.user_identity
+
+    with make_server(Acceptor) as srv:
+        scu = client()
+        scu.max_pdu_length = 32768
+        ident = dict(remote(srv), username='alice', password='s3cret')
+        with scu.request_association(ident) as assoc:
+            ac = assoc.ac
+    info = ac.user_information.user_data
+    types = [type(item) for item in info]
+    assert userdataitems.UserIdentityNegotiationSubItem not in types
+    assert userdataitems.UserIdentityNegotiationSubItemAc in types
+    max_len = [i for i in info if isinstance(i, userdataitems.MaximumLengthSubItem)][0]
+    assert max_len.maximum_length_received == 65536          # ours, not the requester's
+    impl = [i for i in info if isinstance(i, userdataitems.ImplementationClassUIDSubItem)][0]
+    from pynetdicom2.asceprovider import IMPLEMENTATION_UID
+    assert impl.implementation_class_uid == IMPLEMENTATION_UID
+    assert seen['identity'].user_identity_type == 2
+    assert seen['identity'].primary_field == b'alice'
+    assert seen['identity'].secondary_field == b's3cret'
+
+
+# -- rejection ------------------------------------------------------------------------
+
+def test_hook_rejection_reaches_the_requester_with_exact_values():
+    class Picky(ae_module.AE):
+        def on_association_request(self, asce, assoc):
+            raise AssociationRejectedError(1, 1, 3)
+
+    with make_server(Picky) as srv:
+        with pytest.raises(AssociationRejectedError) as info:
+            echo(client(), remote(srv))
+    assert (info.value.result, info.value.source, info.value.diagnostic) == (1, 1, 3)
+    assert 'calling-AE-title-not-recognized' in str(info.value)
+
+
+def test_over_the_association_limit_is_rejected_transient_local_limit():
+    with make_server() as srv:
+        srv.max_associations = 1
+        scu = client()
+        with scu.request_association(remote(srv)):
+            with pytest.raises(AssociationRejectedError) as info:
+                echo(client('SECOND'), remote(srv))
+        assert (info.value.result, info.value.source, info.value.diagnostic) == (2, 3, 2)
+        # The limit frees up once the first association is released.
+        deadline = time.monotonic() + 5
+        while srv._active and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert echo(scu, remote(srv)).is_success
+
+
+def test_raw_rejection_values_come_from_the_wire():
+    def script(conn):
+        read_pdu(conn)
+        conn.sendall(pdu.AAssociateRjPDU(2, 3, 1).encode())
+        return read_until_closed(conn, 3)
+
+    with FakePeer(script) as peer:
+        with pytest.raises(AssociationRejectedError) as info:
+            echo(client(), peer.remote_ae)
+        peer.stop()
+    assert (info.value.result, info.value.source, info.value.diagnostic) == (2, 3, 1)
+
+
+# -- abort, release, timeout ------------------------------------------------------------
+
+def _accept_then(after_ac):
+    def script(conn):
+        rq = read_pdu(conn)
+        conn.sendall(associate_ac_for(rq))
+        return after_ac(conn)
+    return script
+
+
+def test_peer_abort_gives_its_source_and_reason():
+    def after(conn):
+        read_pdu(conn)                      # the C-ECHO-RQ
+        conn.sendall(pdu.AAbortPDU(2, 6).encode())
+        return read_until_closed(conn, 3)
+
+    with FakePeer(_accept_then(after)) as peer:
+        with pytest.raises(AssociationAbortedError) as info:
+            echo(client(), peer.remote_ae)
+        peer.stop()
+    assert (info.value.source, info.value.reason_diag) == (2, 6)
+
+
+def test_peer_release_while_we_wait_gives_released_error_and_an_rp():
+    def after(conn):
+        read_pdu(conn)
+        conn.sendall(pdu.AReleaseRqPDU().encode())
+        return read_pdu(conn)
+
+    with FakePeer(_accept_then(after)) as peer:
+        with pytest.raises(AssociationReleasedError):
+            echo(client(), peer.remote_ae)
+        answer = peer.stop()
+    assert answer[0] == pdu.A_RELEASE_RP
+
+
+def test_silent_peer_times_out_within_the_dcm_timeout():
+    def script(conn):
+        read_pdu(conn)
+        return read_until_closed(conn, 6)   # says nothing, sees what we do
+
+    scu = client()
+    scu.dcm_timeout = 2
+    with FakePeer(script) as peer:
+        started = time.monotonic()
+        with pytest.raises(DCMTimeoutError):
+            echo(scu, peer.remote_ae)
+        elapsed = time.monotonic() - started
+        after_timeout = peer.stop()
+    assert elapsed < 2 + 1.5
+    # Our side aborted (A-ABORT, source 0) and closed the socket.
+    assert after_timeout[:1] == bytes([pdu.A_ABORT])
+
+
+def test_refused_connection_names_host_and_port_with_oserror_chained():
+    sock = socket.socket()
+    sock.bind(('127.0.0.1', 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    with pytest.raises(NetDICOMError) as info:
+        echo(client(), {'aet': 'NOBODY', 'address': '127.0.0.1', 'port': port})
+    assert not isinstance(info.value, AssociationAbortedError)
+    assert f'127.0.0.1:{port}' in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_garbage_instead_of_ac_is_pdu_error_and_the_peer_gets_provider_abort():
+    def script(conn):
+        read_pdu(conn)
+        conn.sendall(b'\x02\x00\x00\x00\x00\x05hello')
+        return read_until_closed(conn, 3)
+
+    with FakePeer(script) as peer:
+        with pytest.raises(PDUProcessingError):
+            echo(client(), peer.remote_ae)
+        sent_back = peer.stop()
+    abort = pdu.AAbortPDU.decode(sent_back[:10])
+    assert abort.source == 2
+
+
+# -- a hostile requester against our AE: the AE keeps serving ---------------------------
+
+def _raw_session(port, payload, wait=3.0):
+    with socket.create_connection(('127.0.0.1', port), timeout=5) as conn:
+        conn.sendall(payload)
+        return read_until_closed(conn, wait)
+
+
+@pytest.mark.parametrize('payload, reason', [
+    (b'\x09\x00\x00\x00\x00\x04abcd', 1),                   # unknown PDU type
+    (b'\x01\x00\x7f\xff\xff\xff', 6),                        # 2 GiB declared
+    (b'\x01\x00\x00\x00\x00\x10' + b'\x00\x01' + b'\x00' * 14, 6),   # short RQ body
+])
+def test_bad_pdus_abort_that_association_and_the_ae_keeps_serving(server, payload, reason):
+    answer = _raw_session(server.local_ae.port, payload)
+    abort = pdu.AAbortPDU.decode(answer[:10])
+    assert (abort.source, abort.reason_diag) == (2, reason)
+    assert echo(client(), remote(server)).is_success
+
+
+def test_truncated_request_then_close_leaves_the_ae_serving(server):
+    _raw_session(server.local_ae.port, b'\x01\x00\x00\x00\x01\x00\x00\x01', wait=1)
+    assert echo(client(), remote(server)).is_success
+
+
+def test_handler_exception_aborts_only_that_association():
+    class Broken(ae_module.AE):
+        calls = 0
+
+        def on_receive_echo(self, context):
+            Broken.calls += 1
+            if Broken.calls == 1:
+                raise RuntimeError('handler bug')
+            return 0
+
+    with make_server(Broken) as srv:
+        with pytest.raises(AssociationAbortedError) as info:
+            echo(client(), remote(srv))
+        assert info.value.source == 0
+        assert echo(client(), remote(srv)).is_success
+
+
+def test_event_handling_error_answers_0110_and_keeps_the_association():
+    from pynetdicom2.exceptions import EventHandlingError
+
+    class Failing(ae_module.AE):
+        def on_receive_echo(self, context):
+            raise EventHandlingError('cannot')
+
+    with make_server(Failing) as srv:
+        with client().request_association(remote(srv)) as assoc:
+            svc = assoc.get_scu(uids.VERIFICATION_SOP_CLASS)
+            assert int(svc(1)) == 0x0110
+            assert int(svc(2)) == 0x0110
+
+
+def test_many_sequential_associations_leave_no_threads_behind(server):
+    before = threading.active_count()
+    scu = client()
+    for msg_id in range(20):
+        assert echo(scu, remote(server), msg_id + 1).is_success
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() <= before
+
+
+def test_release_collision_is_resolved():
+    def after(conn):
+        # Answer our A-RELEASE-RQ with one of its own: a collision (PS3.8 9.2.2).
+        got = read_pdu(conn)
+        assert got[0] == pdu.A_RELEASE_RQ
+        conn.sendall(pdu.AReleaseRqPDU().encode())
+        rp = read_pdu(conn)                 # the requestor answers first
+        conn.sendall(pdu.AReleaseRpPDU().encode())
+        return rp
+
+    with FakePeer(_accept_then(after)) as peer:
+        with client().request_association(peer.remote_ae):
+            pass
+        assert peer.stop()[0] == pdu.A_RELEASE_RP
+
+
+def test_max_pdu_length_of_the_peer_is_honoured():
+    def after(conn):
+        sizes = []
+        pdata = read_pdu(conn)
+        sizes.append(struct.unpack('>L', pdata[2:6])[0])
+        conn.sendall(pdu.AAbortPDU(0, 0).encode())
+        return sizes
+
+    def script(conn):
+        rq = read_pdu(conn)
+        conn.sendall(associate_ac_for(rq, max_length=32))
+        return after(conn)
+
+    with FakePeer(script) as peer:
+        with pytest.raises(AssociationAbortedError):
+            echo(client(), peer.remote_ae)
+        sizes = peer.stop()
+    assert all(size <= 32 for size in sizes)

@@ -1,0 +1,161 @@
+"""The DUL against a scripted fake peer: every defined cell of PS3.8 Table 9-10.
+
+For each (state, event) of ``fsm.TRANSITIONS`` the DUL is put in the state on one end
+of a socket pair, the event is caused (a local call, or bytes the fake peer writes, or
+the peer closing, or silence), and the test checks the transition taken, the next
+state, and the PDU that reached the peer.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+from pynetdicom2 import dulprovider, fsm, pdu
+from pynetdicom2.exceptions import NetDICOMError, PDUProcessingError
+
+RQ = pdu.AAssociateRqPDU('CALLED', 'CALLING', [
+    pdu.ApplicationContextItem('1.2.840.10008.3.1.1.1'),
+    pdu.PresentationContextItemRQ(1, pdu.AbstractSyntaxSubItem('1.2.840.10008.1.1'),
+                                  [pdu.TransferSyntaxSubItem('1.2.840.10008.1.2')]),
+    pdu.UserInformationItem([])])
+AC = pdu.AAssociateAcPDU('CALLED', 'CALLING', [
+    pdu.ApplicationContextItem('1.2.840.10008.3.1.1.1'),
+    pdu.PresentationContextItemAC(1, 0, pdu.TransferSyntaxSubItem('1.2.840.10008.1.2')),
+    pdu.UserInformationItem([])])
+PDATA = pdu.PDataTfPDU([pdu.PresentationDataValueItem(1, b'\x03' + b'\x00' * 8)])
+
+# What the fake peer sends to cause each received-PDU event.
+PEER_BYTES = {
+    'Evt3': AC.encode(),
+    'Evt4': pdu.AAssociateRjPDU(1, 1, 1).encode(),
+    'Evt6': RQ.encode(),
+    'Evt10': PDATA.encode(),
+    'Evt12': pdu.AReleaseRqPDU().encode(),
+    'Evt13': pdu.AReleaseRpPDU().encode(),
+    'Evt16': pdu.AAbortPDU(0, 0).encode(),
+    'Evt19': b'\x0a\x00\x00\x00\x00\x02xx',
+}
+
+# The PDU type each sending action puts on the wire (PS3.8 Tables 9-6 to 9-9).
+SENT_BY_ACTION = {
+    'AE-2': pdu.A_ASSOCIATE_RQ, 'AE-7': pdu.A_ASSOCIATE_AC, 'AE-8': pdu.A_ASSOCIATE_RJ,
+    'DT-1': pdu.P_DATA_TF, 'AR-7': pdu.P_DATA_TF, 'AR-1': pdu.A_RELEASE_RQ,
+    'AR-4': pdu.A_RELEASE_RP, 'AR-9': pdu.A_RELEASE_RP, 'AA-1': pdu.A_ABORT,
+    'AA-7': pdu.A_ABORT, 'AA-8': pdu.A_ABORT,
+}
+
+LOCAL_CALLS = {
+    'Evt2': lambda dul: dul.send_associate_rq(RQ, 1),
+    'Evt7': lambda dul: dul.send_associate_ac(AC, 1),
+    'Evt8': lambda dul: dul.send_associate_rj(pdu.AAssociateRjPDU(1, 1, 1), 1),
+    'Evt9': lambda dul: dul.send_pdata(PDATA.encode(), 1),
+    'Evt11': lambda dul: dul.send_release_rq(1),
+    'Evt14': lambda dul: dul.send_release_rp(1),
+    'Evt15': lambda dul: dul.abort(0, 0),
+}
+
+# Events the walk cannot cause on an already connected socket pair: tested below.
+CONNECTION_EVENTS = {'Evt1', 'Evt5'}
+
+
+def _cells():
+    for (state, event), action in sorted(fsm.TRANSITIONS.items()):
+        if event in CONNECTION_EVENTS:
+            continue
+        for requestor in ((True, False) if action == 'AR-8' else (True,)):
+            yield state, event, action, requestor
+
+
+def _expected_next(action, requestor):
+    if action == 'AR-8':
+        return 'Sta9' if requestor else 'Sta10'
+    if action == 'AE-6':
+        return 'Sta3'
+    return fsm.ACTIONS[action].next_state
+
+
+def _cause(dul, peer, event):
+    if event in LOCAL_CALLS:
+        LOCAL_CALLS[event](dul)
+    elif event == 'Evt17':
+        peer.close()
+        dul.receive_pdu(2)
+    elif event == 'Evt18':
+        dul.receive_pdu(0.2)
+    else:
+        peer.sendall(PEER_BYTES[event])
+        dul.receive_pdu(2)
+
+
+def _first_pdu_type(peer):
+    peer.settimeout(2)
+    try:
+        header = peer.recv(6)
+    except OSError:
+        return None
+    return header[0] if header else None
+
+
+@pytest.mark.parametrize('state, event, action, requestor', list(_cells()))
+def test_every_defined_transition(state, event, action, requestor):
+    ours, peer = socket.socketpair()
+    try:
+        dul = dulprovider.DULServiceProvider(None, is_requestor=requestor, artim_timeout=0.15)
+        dul.sock, dul.state = ours, state
+        try:
+            _cause(dul, peer, event)
+        except NetDICOMError:
+            pass                                  # failures are the point of some cells
+        steps = [step for step in dul.trace if step[:2] == (state, event)]
+        assert steps, f'{state}+{event} was never looked up; trace: {list(dul.trace)}'
+        assert steps[0][2:] == (action, _expected_next(action, requestor))
+        if action in SENT_BY_ACTION and event != 'Evt17':
+            assert _first_pdu_type(peer) == SENT_BY_ACTION[action]
+    finally:
+        ours.close()
+        peer.close()
+
+
+def test_connect_is_evt1_then_the_request_is_evt2():
+    listener = socket.create_server(('127.0.0.1', 0))
+    try:
+        dul = dulprovider.DULServiceProvider.connect(
+            '127.0.0.1', listener.getsockname()[1], 2)
+        assert dul.state == 'Sta4'
+        conn, _ = listener.accept()
+        dul.send_associate_rq(RQ, 1)
+        assert dul.state == 'Sta5'
+        assert conn.recv(1) == bytes([pdu.A_ASSOCIATE_RQ])
+        conn.close()
+        dul.close()
+    finally:
+        listener.close()
+
+
+def test_an_accepted_socket_starts_in_sta2_and_artim_bounds_the_wait():
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False, artim_timeout=0.3)
+        assert dul.state == 'Sta2'
+        started = time.monotonic()
+        with pytest.raises(NetDICOMError):
+            dul.receive_pdu(dul.artim_timeout)
+        assert time.monotonic() - started < 1.5
+        assert dul.sock is None
+
+
+def test_declared_length_over_the_cap_is_refused_before_reading():
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False, max_pdu_length=1000)
+        dul.state = 'Sta6'
+        peer.sendall(struct.pack('>BxL', pdu.P_DATA_TF, 2 ** 31))
+        with pytest.raises(PDUProcessingError, match='2147483648'):
+            dul.receive_pdu(2)
+        assert len(dul._buf) < 1 << 20
+        abort = pdu.AAbortPDU.decode(peer.recv(10))
+        assert (abort.source, abort.reason_diag) == (2, 6)
