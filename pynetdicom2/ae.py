@@ -23,14 +23,20 @@ from pydicom.filewriter import write_file_meta_info
 
 from pynetdicom2 import statuses, uids
 from pynetdicom2.asceprovider import (
-    IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, AETParams, AssociationAcceptor,
-    AssociationRequester, PContextDefList)
+    IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS, AETParams,
+    AssociationAcceptor, AssociationRequester, PContextDefList)
+from pynetdicom2.exceptions import NetDICOMError
 
 logger = logging.getLogger(__name__)
 
 #: Transfer syntaxes an AE supports unless told otherwise, in order of preference.
 default_ts = [uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN,
               uids.EXPLICIT_VR_BIG_ENDIAN]
+
+
+_GET_SOP_CLASSES = frozenset({
+    uids.PATIENT_ROOT_GET_SOP_CLASS, uids.STUDY_ROOT_GET_SOP_CLASS,
+    uids.PATIENT_STUDY_ONLY_GET_SOP_CLASS, uids.COMPOSITE_INSTANCE_ROOT_GET_SOP_CLASS})
 
 
 class AEBase:
@@ -124,11 +130,8 @@ class AEBase:
         contexts for those SOP classes. A clean exit releases; an exception inside
         the block aborts and propagates.
         """
-        contexts = self.copy_context_def_list()
-        if sop_classes is not None:
-            wanted = set(sop_classes)
-            contexts = {i: c for i, c in contexts.items() if c.sop_class in wanted}
-        assoc = AssociationRequester(self, self.max_pdu_length, remote_ae, contexts)
+        assoc = AssociationRequester(self, self.max_pdu_length, remote_ae,
+                                     self.contexts_to_propose(sop_classes))
         assoc.request()
         try:
             yield assoc
@@ -136,6 +139,31 @@ class AEBase:
             assoc.abort()
             raise
         assoc.release()
+
+    def contexts_to_propose(self, sop_classes: Optional[Iterable[str]] = None) -> dict:
+        """The presentation contexts an association request proposes.
+
+        ``sop_classes`` chooses them explicitly. Otherwise every context is proposed
+        when they fit in one A-ASSOCIATE-RQ (128); when they do not, only those the
+        association can need: the SOP classes we use as SCU, plus the classes we
+        serve as SCP when a C-GET SCU may receive them on the same association.
+        """
+        contexts = self.copy_context_def_list()
+        if sop_classes is None and len(contexts) <= MAX_PRESENTATION_CONTEXTS:
+            return contexts
+        if sop_classes is None:
+            wanted = set(self.supported_scu)
+            if wanted & _GET_SOP_CLASSES:
+                wanted |= set(self.supported_scp)
+        else:
+            wanted = set(sop_classes)
+        chosen = {i: c for i, c in contexts.items() if c.sop_class in wanted}
+        if len(chosen) > MAX_PRESENTATION_CONTEXTS:
+            raise NetDICOMError(
+                f'{len(chosen)} presentation contexts would be proposed; one A-ASSOCIATE-RQ '
+                f'carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 9.3.2.2): pass '
+                'request_association(remote_ae, sop_classes=[...]) with the classes needed')
+        return chosen
 
     def get_file(self, context, command_set):
         """Where an incoming data set of a ``store_in_file`` SOP class is written.

@@ -403,6 +403,10 @@ class AssociationAcceptor(Association):
         if rq.application_context_name != APPLICATION_CONTEXT_NAME:
             raise AssociationRejectedError(
                 1, 1, 2, f'application context {rq.application_context_name} not supported')
+        if not rq.calling_ae_title:
+            raise AssociationRejectedError(1, 1, 3, 'the calling AE title is empty')
+        if not rq.called_ae_title:
+            raise AssociationRejectedError(1, 1, 7, 'the called AE title is empty')
         if not rq.protocol_version & 1:
             raise AssociationRejectedError(
                 1, 2, 2, f'protocol version {rq.protocol_version} not supported')

@@ -171,17 +171,17 @@ class PresentationContextItemRQ(Item):
             sub_type, value = read_item_header(reader, f'{cls._label} sub-item')
             if sub_type == ABSTRACT_SYNTAX_SUB_ITEM:
                 if abs_sub_item is not None:
-                    raise reader.fail(f'{cls._label} {context_id}: more than one Abstract '
+                    raise reader.error(f'{cls._label} {context_id}: more than one Abstract '
                                       f'Syntax Sub-Item', at)
                 abs_sub_item = decode_value(AbstractSyntaxSubItem, value, sub_type)
             elif sub_type == TRANSFER_SYNTAX_SUB_ITEM:
                 ts_sub_items.append(decode_value(TransferSyntaxSubItem, value, sub_type))
             else:
-                raise reader.fail(f'{cls._label} {context_id}: sub-item type '
+                raise reader.error(f'{cls._label} {context_id}: sub-item type '
                                   f'0x{sub_type:02X} is not allowed here', at)
         # PS3.8 9.3.2.2: exactly one abstract syntax and at least one transfer syntax.
         if abs_sub_item is None or not ts_sub_items:
-            raise reader.fail(f'{cls._label} {context_id}: needs one Abstract Syntax '
+            raise reader.error(f'{cls._label} {context_id}: needs one Abstract Syntax '
                               f'Sub-Item and one or more Transfer Syntax Sub-Items', start)
         return cls(context_id, abs_sub_item, ts_sub_items)
 
@@ -229,7 +229,7 @@ class PresentationContextItemAC(Item):
             at = reader.offset
             sub_type, value = read_item_header(reader, f'{cls._label} sub-item')
             if sub_type != TRANSFER_SYNTAX_SUB_ITEM or seen:
-                raise reader.fail(f'{cls._label} {context_id}: only one Transfer Syntax '
+                raise reader.error(f'{cls._label} {context_id}: only one Transfer Syntax '
                                   f'Sub-Item is allowed, found type 0x{sub_type:02X}', at)
             seen = True
             if not value.remaining:
@@ -338,15 +338,15 @@ class PDU(WireObject):
         reader.need(PDU_HEADER_LENGTH, 'PDU header')
         pdu_type, _reserved, length = _PDU_HEADER.unpack_from(view, 0)
         if pdu_type != cls.pdu_type:
-            raise reader.fail(f'PDU type 0x{cls.pdu_type:02X} ({cls._label}) expected, got '
+            raise reader.error(f'PDU type 0x{cls.pdu_type:02X} ({cls._label}) expected, got '
                               f'0x{pdu_type:02X}', 0)
         if length != len(view) - PDU_HEADER_LENGTH:
-            raise reader.fail(f'PDU length field says {length} bytes, '
+            raise reader.error(f'PDU length field says {length} bytes, '
                               f'{len(view) - PDU_HEADER_LENGTH} follow the header', 2)
         reader.pos = PDU_HEADER_LENGTH
         pdu = cls._decode_body(reader)
         if reader.remaining:
-            raise reader.fail(f'{reader.remaining} bytes left over after the {cls._label} '
+            raise reader.error(f'{reader.remaining} bytes left over after the {cls._label} '
                               f'fields')
         return pdu
 
@@ -442,16 +442,16 @@ class _AAssociatePDU(PDU):
         while reader.remaining:
             at = reader.offset
             if user_info:
-                raise reader.fail(f'{cls._label}: the User Information Item must be the last '
+                raise reader.error(f'{cls._label}: the User Information Item must be the last '
                                   f'item', at)
             item_type, value = read_item_header(reader, f'{cls._label} variable item')
             item_class = cls._item_classes.get(item_type)
             if item_class is None:
-                raise reader.fail(f'{cls._label}: item type 0x{item_type:02X} is not allowed '
+                raise reader.error(f'{cls._label}: item type 0x{item_type:02X} is not allowed '
                                   f'among its variable items', at)
             if item_class is ApplicationContextItem:
                 if app_context:
-                    raise reader.fail(f'{cls._label}: more than one Application Context '
+                    raise reader.error(f'{cls._label}: more than one Application Context '
                                       f'Item', at)
                 app_context = True
             user_info = item_class is UserInformationItem
@@ -476,7 +476,7 @@ class AAssociateRqPDU(_AAssociatePDU):
         # Space padded by PS3.8 9.3.2; some broken peers pad with NUL: tolerated.
         raw = bytes(reader.take(_AE_TITLE_LENGTH, what)).strip(b' \x00')
         if raw.translate(None, _PRINTABLE):
-            raise reader.fail(f'{what} {raw!r} holds bytes that are not printable ASCII', at)
+            raise reader.error(f'{what} {raw!r} holds bytes that are not printable ASCII', at)
         return raw.decode('ascii')
 
 
@@ -662,14 +662,14 @@ def _pdv_spans(reader: ByteReader) -> Iterator[tuple[int, memoryview]]:
         at = reader.offset
         left = reader.end - reader.pos
         if left < 4:
-            raise reader.fail(f'PDV item: truncated item length ({left} bytes left)', at)
+            raise reader.error(f'PDV item: truncated item length ({left} bytes left)', at)
         length = _U32.unpack_from(view, reader.pos)[0]
         # PS3.8 9.3.5.1: the item holds the context ID and a PDV of at least its
         # message control header.
         if length < 2:
-            raise reader.fail(f'PDV item: item length {length} is below 2', at)
+            raise reader.error(f'PDV item: item length {length} is below 2', at)
         if length > left - 4:
-            raise reader.fail(f'PDV item declares {length} bytes, only {left - 4} left', at)
+            raise reader.error(f'PDV item declares {length} bytes, only {left - 4} left', at)
         start = reader.pos + 4
         reader.pos = start + length
         yield view[start], view[start + 1:reader.pos]

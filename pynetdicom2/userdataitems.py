@@ -42,7 +42,6 @@ USER_IDENTITY_NEGOTIATION_SUB_ITEM_AC = 0x59
 
 # Every item and sub-item of the A-ASSOCIATE PDUs starts with type, reserved, length (PS3.8 9.3.2).
 ITEM_HEADER = struct.Struct('>BBH')
-_U8 = struct.Struct('>B')
 _U16 = struct.Struct('>H')
 _U32 = struct.Struct('>I')
 
@@ -99,7 +98,7 @@ class ByteReader:
         """Current position as an offset for messages."""
         return self.base + self.pos
 
-    def fail(self, message: str, at: Optional[int] = None) -> PDUProcessingError:
+    def error(self, message: str, at: Optional[int] = None) -> PDUProcessingError:
         """A PDUProcessingError naming ``message`` and the byte offset (to raise)."""
         offset = self.offset if at is None else at
         return PDUProcessingError(f'{message} (at byte offset {offset} of the {self.context})')
@@ -107,7 +106,7 @@ class ByteReader:
     def need(self, n: int, what: str) -> None:
         """Raise unless ``n`` bytes are left."""
         if n > self.end - self.pos:
-            raise self.fail(f'{what}: {n} bytes needed, only {self.end - self.pos} left')
+            raise self.error(f'{what}: {n} bytes needed, only {self.end - self.pos} left')
 
     def u8(self, what: str) -> int:
         self.need(1, what)
@@ -153,7 +152,7 @@ class ByteReader:
         if raw.endswith(b'\x00'):
             raw = raw[:-1]
         if not _UID_BYTES.fullmatch(raw):
-            raise self.fail(f'{what}: invalid UID {raw[:80]!r} (1 to 64 digits and dots '
+            raise self.error(f'{what}: invalid UID {raw[:80]!r} (1 to 64 digits and dots '
                             f'expected)', at)
         return raw.decode('ascii')
 
@@ -165,7 +164,7 @@ def read_item_header(reader: ByteReader, what: str) -> tuple[int, ByteReader]:
     item_type, _reserved, length = ITEM_HEADER.unpack_from(reader.view, reader.pos)
     reader.pos += 4
     if length > reader.remaining:
-        raise reader.fail(f'{what} of type 0x{item_type:02X} declares {length} bytes, only '
+        raise reader.error(f'{what} of type 0x{item_type:02X} declares {length} bytes, only '
                           f'{reader.remaining} left in its parent', start)
     return item_type, reader.sub(length, what)
 
@@ -260,7 +259,7 @@ def decode_value(cls: Any, reader: ByteReader, item_type: int) -> Any:
     """Decode an item's value with ``cls`` and check that its length was used exactly."""
     obj = cls._decode_value(reader, item_type)
     if reader.remaining:
-        raise reader.fail(f'{cls._label}: {reader.remaining} bytes left over after its '
+        raise reader.error(f'{cls._label}: {reader.remaining} bytes left over after its '
                           f'fields (item length disagrees with its content)')
     return obj
 
@@ -292,7 +291,7 @@ class TypedItem(WireObject):
         """Read one item of this class from the stream's current position."""
         item_type, reader = read_stream_item(stream, cls._label)
         if item_type != cls.item_type:
-            raise reader.fail(f'{cls._label}: item type 0x{cls.item_type:02X} expected, '
+            raise reader.error(f'{cls._label}: item type 0x{cls.item_type:02X} expected, '
                               f'got 0x{item_type:02X}', reader.offset - 4)
         return decode_value(cls, reader, item_type)
 

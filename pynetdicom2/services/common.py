@@ -1,0 +1,108 @@
+"""What every service shares: the decorators, message dispatch, request/response helpers."""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterable
+
+from pynetdicom2 import dimse
+from pynetdicom2.exceptions import DIMSEProcessingError
+
+logger = logging.getLogger(__name__)
+
+
+def sop_classes(uid_list: Iterable[str]):
+    """Decorator: the SOP classes a service serves."""
+    def decorate(service):
+        service.sop_classes = list(uid_list)
+        if not hasattr(service, 'store_in_file'):
+            service.store_in_file = False
+        return service
+    return decorate
+
+
+def store_in_file(service):
+    """Decorator: incoming data sets of this service stream into a file."""
+    service.store_in_file = True
+    return service
+
+
+def receive_response(asce, response_class, msg_id: int):
+    """The next message, checked to be a ``response_class`` answering ``msg_id``.
+
+    Anything else aborts the association and raises ``DIMSEProcessingError``.
+    """
+    msg, _ = asce.receive()
+    if not isinstance(msg, response_class):
+        asce.abort()
+        raise DIMSEProcessingError(
+            f'expected {response_class.__name__}, received {type(msg).__name__}')
+    if msg.message_id_being_responded_to != msg_id:
+        asce.abort()
+        raise DIMSEProcessingError(
+            f'{response_class.__name__} answers message {msg.message_id_being_responded_to},'
+            f' expected {msg_id}')
+    return msg
+
+
+def response_to(request, response_class, status):
+    """A response carrying the request's message ID, SOP class and instance, and ``status``."""
+    rsp = response_class()
+    rsp.message_id_being_responded_to = request.message_id
+    if request.sop_class_uid is not None:
+        rsp.affected_sop_class_uid = request.sop_class_uid
+    if request.affected_sop_instance_uid is not None:
+        rsp.affected_sop_instance_uid = request.affected_sop_instance_uid
+    rsp.status = int(status)
+    return rsp
+
+
+class MessageDispatcher:
+    """Call the method named after a message's command (``c_store``, ``n_action``, ...).
+
+    A message with no such method raises ``DIMSEProcessingError``.
+    """
+
+    _METHODS = {
+        dimse.CStoreRQMessage: 'c_store', dimse.CStoreRSPMessage: 'c_store',
+        dimse.CFindRQMessage: 'c_find', dimse.CFindRSPMessage: 'c_find',
+        dimse.CGetRQMessage: 'c_get', dimse.CGetRSPMessage: 'c_get',
+        dimse.CMoveRQMessage: 'c_move', dimse.CMoveRSPMessage: 'c_move',
+        dimse.CEchoRQMessage: 'c_echo', dimse.CEchoRSPMessage: 'c_echo',
+        dimse.NEventReportRQMessage: 'n_event_report',
+        dimse.NEventReportRSPMessage: 'n_event_report',
+        dimse.NGetRQMessage: 'n_get', dimse.NGetRSPMessage: 'n_get',
+        dimse.NSetRQMessage: 'n_set', dimse.NSetRSPMessage: 'n_set',
+        dimse.NActionRQMessage: 'n_action', dimse.NActionRSPMessage: 'n_action',
+        dimse.NCreateRQMessage: 'n_create', dimse.NCreateRSPMessage: 'n_create',
+        dimse.NDeleteRQMessage: 'n_delete', dimse.NDeleteRSPMessage: 'n_delete',
+    }
+
+    def dispatch(self, msg, *args, **kwargs):
+        """Run the handler for ``msg``'s command."""
+        name = self._METHODS.get(type(msg))
+        handler = getattr(self, name, None) if name else None
+        if handler is None:
+            raise DIMSEProcessingError(
+                f'{type(self).__name__} cannot handle {type(msg).__name__}')
+        return handler(msg, *args, **kwargs)
+
+
+class MessageDispatcherSCU(MessageDispatcher):
+    """Dispatcher for a service used as SCU: bound to one association and context."""
+
+    def __init__(self, asce, ctx) -> None:
+        self.asce = asce
+        self.ctx = ctx
+
+
+class MessageDispatcherSCP(MessageDispatcher):
+    """Dispatcher for a service used as SCP: ``self(asce, ctx, msg)`` dispatches ``msg``."""
+
+    sop_classes: list = []
+    store_in_file = False
+
+    def __call__(self, asce, ctx, msg) -> None:
+        self.asce = asce
+        self.ctx = ctx
+        self.dispatch(msg)
