@@ -20,7 +20,8 @@ setup(
     python_requires='>=3.9',
     install_requires=['pydicom>=2.4,<4'],
     extras_require={
-        'test': ['pytest>=7', 'pytest-timeout', 'hypothesis>=6', 'pynetdicom==3.0.4'],
+        'test': ['pytest>=7', 'pytest-timeout', 'hypothesis>=6',
+                 'pynetdicom==3.0.4; python_version >= "3.10"'],
         'docs': ['sphinx>=5'],
     },
     entry_points={'console_scripts': ['pynetdicom2 = pynetdicom2.__main__:main']},

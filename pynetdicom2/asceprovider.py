@@ -320,7 +320,7 @@ class AssociationRequester(Association):
         rq = self._build_rq()
         self.dul = DULServiceProvider.connect(
             remote.address, remote.port, self.ae.dcm_timeout, max_pdu_length=self.max_pdu_length,
-            artim_timeout=self.ae.artim_timeout)
+            artim_timeout=self.ae.artim_timeout, wrap=getattr(self.ae, 'wrap_client_socket', None))
         self.dul.peer = f'{remote.aet}@{remote.address}:{remote.port}'
         self.dul.send_associate_rq(rq, self.ae.dcm_timeout)
         received = self.dul.receive_pdu(self.ae.dcm_timeout)

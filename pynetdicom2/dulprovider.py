@@ -14,7 +14,7 @@ import logging
 import socket
 import time
 from collections import deque
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 from pynetdicom2 import fsm, pdu
 from pynetdicom2.exceptions import (
@@ -82,16 +82,23 @@ class DULServiceProvider:
     # -- connection ---------------------------------------------------------------
 
     @classmethod
-    def connect(cls, address: str, port: int, timeout: float, **kwargs) -> 'DULServiceProvider':
+    def connect(cls, address: str, port: int, timeout: float,
+                wrap: Optional[Callable] = None, **kwargs) -> 'DULServiceProvider':
         """Open the transport connection (Evt1 -> AE-1, Evt2); IPv4 or IPv6.
 
-        A refused or unreachable peer raises ``NetDICOMError`` naming host and port,
-        with the ``OSError`` chained.
+        ``wrap(sock, address, timeout)``, when given, returns the socket to use
+        instead (TLS). A refused or unreachable peer raises ``NetDICOMError`` naming
+        host and port, with the ``OSError`` chained.
         """
         dul = cls(None, is_requestor=True, peer=f'{address}:{port}', **kwargs)
         dul._event('Evt1')
         try:
             sock = socket.create_connection((address, port), timeout=timeout)
+            if wrap is not None:
+                sock = wrap(sock, address, timeout)
+        except NetDICOMError:
+            dul.state = 'Sta1'
+            raise
         except socket.timeout as exc:
             dul.state = 'Sta1'
             raise DCMTimeoutError(

@@ -360,3 +360,19 @@ def test_max_pdu_length_of_the_peer_is_honoured():
             echo(client(), peer.remote_ae)
         sizes = peer.stop()
     assert all(size <= 32 for size in sizes)
+
+
+def test_ipv6_loopback():
+    if not socket.has_ipv6:
+        pytest.skip('no IPv6 in this Python')
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(('::1', 0))
+        probe.close()
+    except OSError:
+        pytest.skip('no IPv6 loopback on this machine')
+    srv = ae_module.AE('OUR_SCP', 0, bind_address='::1')
+    srv.add_scp(sopclass.verification_scp)
+    with srv:
+        status = echo(client(), {'aet': 'OUR_SCP', 'address': '::1', 'port': srv.local_ae.port})
+    assert status.is_success
