@@ -10,14 +10,16 @@ whatever a single association does.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import socket
 import socketserver
 import tempfile
 import threading
 from typing import Iterable, Optional
 
-from pydicom.dataset import FileMetaDataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomFileLike
 from pydicom.filewriter import write_file_meta_info
 
@@ -25,7 +27,8 @@ from pynetdicom2 import statuses, uids
 from pynetdicom2.asceprovider import (
     IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS, AETParams,
     AssociationAcceptor, AssociationRequester, PContextDefList)
-from pynetdicom2.exceptions import NetDICOMError
+from pynetdicom2.exceptions import EventHandlingError, NetDICOMError
+from pynetdicom2.services import storage as storage_service, verification as verification_service
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,10 @@ class AEBase:
         self.supported_scp: dict = {}
         self.context_def_list: dict = {}
         self.store_in_file: set = set()
+        #: Access control for incoming associations: None accepts any title; a set
+        #: rejects others (calling: source 1 diagnostic 3; called: diagnostic 7).
+        self.allowed_calling_aets: Optional[set] = None
+        self.allowed_called_aets: Optional[set] = None
         self.lock = threading.Lock()
 
     @property
@@ -181,6 +188,20 @@ class AEBase:
         """An A-ASSOCIATE-RQ arrived (``assoc``); raise ``AssociationRejectedError``
         to reject it with exactly its values. Default: accept."""
 
+    def on_user_identity(self, asce, identity) -> Optional[bytes]:
+        """The requester presented ``identity`` (a ``UserIdentityNegotiationSubItem``:
+        ``user_identity_type``, ``primary_field``, ``secondary_field``).
+
+        Raise ``AssociationRejectedError`` to refuse it; return bytes to send as the
+        server response when the requester asked for one. Default: accept, empty
+        response.
+        """
+        return None
+
+    def discard_file(self, fp) -> None:
+        """A data set streaming into ``fp`` (from ``get_file``) will not complete: drop it."""
+        fp.close()
+
     def on_association_response(self, response) -> None:
         """Our request was accepted: ``response`` is the A-ASSOCIATE-AC PDU."""
 
@@ -275,8 +296,18 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         self._bound = True
         self.local_ae.port = self.server_address[1]
 
+    def wrap_server_socket(self, sock):
+        """The socket an accepted connection uses; the TLS AE wraps it here, in the
+        association's own thread."""
+        return sock
+
     def serve_association(self, sock, client_address) -> None:
         """Run one incoming association in the calling thread."""
+        try:
+            sock = self.wrap_server_socket(sock)
+        except Exception as exc:  # a failed TLS handshake ends this connection only
+            logger.warning('connection from %s refused: %s', client_address, exc)
+            return
         acceptor = AssociationAcceptor(self, sock, client_address)
         with self.lock:
             over_limit = len(self._active) >= self.max_associations
@@ -334,6 +365,196 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         logger.exception('unexpected error serving %s', client_address)
 
 
+_UID_CHARACTERS = frozenset('0123456789.')
+
+
+def _uid_problem(uid) -> Optional[str]:
+    """Why ``uid`` cannot name a stored file, or None when it is a valid UID.
+
+    PS3.5 9.1: digits and dots, at most 64 characters, no empty component (so no
+    leading, trailing or double dot). Leading zeros, which some devices send, pass.
+    Checked before a UID becomes a file name, so a hostile one ("../x", "a/b") never
+    leaves the storage directory.
+    """
+    if not isinstance(uid, str) or not uid:
+        return 'no SOP Instance UID'
+    shown = uid[:40] + ('...' if len(uid) > 40 else '')
+    if len(uid) > 64:
+        return f'SOP Instance UID longer than 64 characters: {shown!r}'
+    if not set(uid) <= _UID_CHARACTERS or any(not part for part in uid.split('.')):
+        return f'invalid SOP Instance UID {shown!r}'
+    return None
+
+
+class FolderStorageMixin:
+    """Store each received data set as ``<storage_dir>/<SOPInstanceUID>.dcm``.
+
+    Mixed in before an AE class; needs ``storage_dir``. A data set streams into a
+    temporary ``.tmp-<random>.part`` file inside the directory and is linked to its
+    final name only when complete, so a final name never shows a partial file. A
+    name already taken gets ``_1`` ... ``_<max_iterations>``; beyond that the store
+    fails with ``OSError`` (answered 0xA700, out of resources). A SOP Instance UID
+    that is not a valid UID is refused with 0xC000 (cannot understand) and an Error
+    Comment saying why; nothing is written under any final name.
+    """
+
+    #: How many ``_<n>`` suffixes to try when ``<uid>.dcm`` is taken.
+    max_iterations = 10
+
+    # -- the temporary files this AE has open, by file object -------------------
+
+    def _temp_files(self) -> dict:
+        # dict.setdefault is atomic, so two threads never create two registries.
+        return self.__dict__.setdefault('_folder_storage_temp_files', {})
+
+    def _temp_lock(self) -> threading.Lock:
+        return self.__dict__.setdefault('_folder_storage_lock', threading.Lock())
+
+    def _create_temp_file(self):
+        """A new ``.tmp-<random>.part`` file in the storage directory, open 'w+b'."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
+        for _ in range(100):
+            path = os.path.join(self.storage_dir, f'.tmp-{os.urandom(8).hex()}.part')
+            try:
+                # 0o666 minus the umask, as any other file the user's programs write.
+                fd = os.open(path, flags, 0o666)
+            except FileExistsError:
+                continue
+            return os.fdopen(fd, 'w+b'), path
+        raise OSError(f'no free temporary file name in {self.storage_dir}')
+
+    def get_file(self, context, command_set):
+        """A temporary file in the storage directory holding the Part-10 meta.
+
+        Returns ``(file, start_offset)``. A file whose UID is not valid gets no meta
+        (it is refused when complete, and deleted).
+        """
+        uid = command_set.get('AffectedSOPInstanceUID')
+        uid = str(uid).rstrip('\x00 ') if uid is not None else None
+        problem = _uid_problem(uid)
+        fp, path = self._create_temp_file()
+        try:
+            if problem is None:
+                write_meta(fp, command_set, context.supported_ts)
+        except BaseException:
+            fp.close()
+            os.unlink(path)
+            raise
+        with self._temp_lock():
+            self._temp_files()[fp] = (path, uid, problem)
+        return fp, fp.tell()
+
+    def discard_file(self, fp) -> None:
+        """Close ``fp``; delete it when it is still a temporary file of ours.
+
+        Called when a transfer dies half-way and after every store: a file moved to
+        its final name is only closed.
+        """
+        with self._temp_lock():
+            entry = self._temp_files().pop(fp, None)
+        try:
+            fp.close()
+        finally:
+            if entry is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry[0])
+
+    def on_receive_store(self, context, ds):
+        """Move the received file to ``<storage_dir>/<SOPInstanceUID>.dcm``.
+
+        ``ds`` is the file from ``get_file`` (raw bytes are written to one first).
+        Returns SUCCESS; raises ``EventHandlingError`` for a refused UID and
+        ``OSError`` when no free name is left or the disk fails.
+        """
+        if isinstance(ds, (bytes, bytearray, memoryview)):
+            return self._store_bytes(context, bytes(ds))
+        with self._temp_lock():
+            entry = self._temp_files().get(ds)
+        if entry is None:
+            raise EventHandlingError('the data set file did not come from get_file')
+        path, uid, problem = entry
+        if problem is not None:
+            raise EventHandlingError(problem)
+        ds.close()  # complete; a closed file can be renamed on every platform
+        final = self._link_final(path, uid)
+        with self._temp_lock():
+            self._temp_files().pop(ds, None)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        logger.debug('stored %s', final)
+        return statuses.SUCCESS
+
+    def _store_bytes(self, context, raw: bytes):
+        """Store a data set that arrived in memory: write it to a temporary file first."""
+        try:
+            sop_class, sop_instance = storage_service.read_instance_uids(
+                raw, context.supported_ts)
+        except NetDICOMError as exc:
+            raise EventHandlingError(str(exc)) from exc
+        command_set = Dataset()
+        command_set.AffectedSOPClassUID = sop_class
+        command_set.AffectedSOPInstanceUID = sop_instance
+        fp, _ = self.get_file(context, command_set)
+        try:
+            fp.write(raw)
+            return self.on_receive_store(context, fp)
+        finally:
+            self.discard_file(fp)
+
+    def _link_final(self, path: str, uid: str) -> str:
+        """Give the complete file ``path`` its final name; returns that name.
+
+        ``os.link`` fails when the name exists, so two associations storing the
+        same UID never overwrite each other; where hard links are not supported,
+        a check and ``os.replace`` under a lock do the same within this process.
+        """
+        for n in range(self.max_iterations + 1):
+            final = os.path.join(self.storage_dir, f'{uid}.dcm' if n == 0 else f'{uid}_{n}.dcm')
+            try:
+                os.link(path, final)
+                return final
+            except FileExistsError:
+                continue
+            except (OSError, AttributeError, NotImplementedError):
+                with self._temp_lock():
+                    if os.path.lexists(final):
+                        continue
+                    os.replace(path, final)
+                return final
+        raise OSError(errno.EEXIST, f'{uid}.dcm and its {self.max_iterations} numbered '
+                      f'variants already exist in {self.storage_dir}')
+
+
+class StorageAE(FolderStorageMixin, AE):
+    """An AE (server) storing every received instance in ``storage_dir``.
+
+    Serves verification and every storage SOP class. ``storage_dir`` is created when
+    missing. Extra keywords (``bind_address``) go to ``AE``.
+    """
+
+    def __init__(self, storage_dir, ae_title: str, port: int,
+                 supported_ts: Optional[Iterable[str]] = None, max_pdu_length: int = 65536,
+                 bind_and_activate: bool = True, **kwargs) -> None:
+        self.storage_dir = os.fspath(storage_dir)
+        os.makedirs(self.storage_dir, exist_ok=True)
+        AE.__init__(self, ae_title, port, supported_ts, max_pdu_length, bind_and_activate,
+                    **kwargs)
+        self.add_scp(verification_service.verification_scp)
+        self.add_scp(storage_service.storage_scp)
+
+
+class ClientStorageAE(FolderStorageMixin, ClientAE):
+    """A client AE storing the instances it receives (C-GET, storage commitment
+    peers that push) in ``storage_dir``."""
+
+    def __init__(self, storage_dir, ae_title: str, supported_ts: Optional[Iterable[str]] = None,
+                 max_pdu_length: int = 65536) -> None:
+        self.storage_dir = os.fspath(storage_dir)
+        os.makedirs(self.storage_dir, exist_ok=True)
+        ClientAE.__init__(self, ae_title, supported_ts, max_pdu_length)
+        self.add_scp(storage_service.storage_scp)
+
+
 def write_meta(fp, command_set, ts) -> None:
     """Write the Part-10 preamble, ``DICM`` and file meta information to ``fp``.
 
@@ -350,4 +571,5 @@ def write_meta(fp, command_set, ts) -> None:
     write_file_meta_info(DicomFileLike(fp), meta, enforce_standard=True)
 
 
-__all__ = ['AEBase', 'ClientAE', 'AE', 'write_meta', 'default_ts', 'AETParams']
+__all__ = ['AEBase', 'ClientAE', 'AE', 'FolderStorageMixin', 'StorageAE', 'ClientStorageAE',
+           'write_meta', 'default_ts', 'AETParams']

@@ -163,7 +163,11 @@ class Association:
                 msg = self._feed(context_id, control, fragment)
                 if msg is not None:
                     return msg, context_id
-            received = self.dul.receive_pdu(self.ae.dcm_timeout)
+            try:
+                received = self.dul.receive_pdu(self.ae.dcm_timeout)
+            except NetDICOMError:
+                self._discard_partial()       # a half-received data set never lands
+                raise
             if isinstance(received, list):
                 self._pending = received
             elif isinstance(received, pdu.AReleaseRqPDU):
@@ -196,10 +200,9 @@ class Association:
         return fp
 
     def _discard_partial(self) -> None:
-        discard = getattr(self.ae, 'discard_file', None)
         partial = self._assembler.abort()
-        if partial is not None and discard is not None:
-            discard(partial)
+        if partial is not None:
+            self.ae.discard_file(partial)
 
     def _peer_released(self):
         self._discard_partial()
@@ -407,6 +410,14 @@ class AssociationAcceptor(Association):
             raise AssociationRejectedError(1, 1, 3, 'the calling AE title is empty')
         if not rq.called_ae_title:
             raise AssociationRejectedError(1, 1, 7, 'the called AE title is empty')
+        allowed = getattr(self.ae, 'allowed_calling_aets', None)
+        if allowed is not None and rq.calling_ae_title not in allowed:
+            raise AssociationRejectedError(
+                1, 1, 3, f'calling AE title {rq.calling_ae_title!r} is not allowed')
+        allowed = getattr(self.ae, 'allowed_called_aets', None)
+        if allowed is not None and rq.called_ae_title not in allowed:
+            raise AssociationRejectedError(
+                1, 1, 7, f'called AE title {rq.called_ae_title!r} is not ours')
         if not rq.protocol_version & 1:
             raise AssociationRejectedError(
                 1, 2, 2, f'protocol version {rq.protocol_version} not supported')
@@ -479,6 +490,10 @@ class AssociationAcceptor(Association):
             rq = self.receive_request()
             try:
                 self.check_request(rq)
+                if self.user_identity is not None:
+                    response = self.ae.on_user_identity(self, self.user_identity)
+                    if response is not None:
+                        self.user_identity_response = response
                 self.ae.on_association_request(self, rq)
             except AssociationRejectedError as exc:
                 logger.info('rejecting %s: %s', self.dul.peer, exc.describe())

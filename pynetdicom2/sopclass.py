@@ -12,3 +12,13 @@ from pynetdicom2.services.common import (  # noqa: F401
     MessageDispatcher, MessageDispatcherSCP, MessageDispatcherSCU, receive_response,
     response_to, sop_classes, store_in_file)
 from pynetdicom2.services.verification import verification_scp, verification_scu  # noqa: F401
+from pynetdicom2.services.storage import storage_scp, storage_scu  # noqa: F401
+from pynetdicom2.services.queryretrieve import (  # noqa: F401
+    FIND_SOP_CLASSES, GET_SOP_CLASSES, MOVE_SOP_CLASSES, modality_work_list_scp,
+    modality_work_list_scu, qr_find_scp, qr_find_scu, qr_get_scp, qr_get_scu, qr_move_scp,
+    qr_move_scu)
+from pynetdicom2.services.commitment import StorageCommitment, storage_commitment_scu  # noqa: F401
+from pynetdicom2.services.nservices import (  # noqa: F401
+    ModalityPerformedProcedureStepSCP, ModalityPerformedProcedureStepSCU, NServiceSCP,
+    NServiceSCU, mpps_create_scu, mpps_scp, mpps_scu, mpps_set_scu, n_action_scu,
+    n_create_scu, n_delete_scu, n_event_report_scu, n_get_scu, n_service_scp, n_set_scu)

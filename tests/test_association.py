@@ -376,3 +376,33 @@ def test_ipv6_loopback():
     with srv:
         status = echo(client(), {'aet': 'OUR_SCP', 'address': '::1', 'port': srv.local_ae.port})
     assert status.is_success
+
+
+def test_allow_lists_reject_with_the_standard_diagnostics():
+    with make_server() as srv:
+        srv.allowed_calling_aets = {'FRIEND'}
+        with pytest.raises(AssociationRejectedError) as info:
+            echo(client('STRANGER'), remote(srv))
+        assert (info.value.result, info.value.source, info.value.diagnostic) == (1, 1, 3)
+        assert echo(client('FRIEND'), remote(srv)).is_success
+        srv.allowed_called_aets = {'OUR_SCP'}
+        with pytest.raises(AssociationRejectedError) as info:
+            echo(client('FRIEND'), remote(srv, aet='SOMEONE_ELSE'))
+        assert (info.value.result, info.value.source, info.value.diagnostic) == (1, 1, 7)
+
+
+def test_user_identity_hook_can_refuse_and_answer():
+    class Checking(ae_module.AE):
+        def on_user_identity(self, asce, identity):
+            if identity.secondary_field != b'open sesame':
+                raise AssociationRejectedError(1, 1, 1)
+            return b'welcome'
+
+    with make_server(Checking) as srv:
+        with pytest.raises(AssociationRejectedError):
+            echo(client(), dict(remote(srv), username='ali', password='wrong'))
+        with client().request_association(
+                dict(remote(srv), username='ali', password='open sesame')) as assoc:
+            answers = [i for i in assoc.ac.user_information.user_data
+                       if isinstance(i, userdataitems.UserIdentityNegotiationSubItemAc)]
+        assert answers[0].server_response == b'welcome'

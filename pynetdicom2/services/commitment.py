@@ -1,0 +1,353 @@
+"""Storage Commitment Push Model (PS3.4 J.3): the SCU asks with N-ACTION that the SCP
+commit to keeping a list of instances; the SCP answers later with N-EVENT-REPORT, on
+the same association (when the requester took the SCP role) or on a new one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+from pydicom.dataset import Dataset
+
+from pynetdicom2 import dimse, statuses, uids
+from pynetdicom2.exceptions import (
+    AssociationAbortedError, AssociationReleasedError, DIMSEProcessingError,
+    EventHandlingError, NetDICOMError)
+from pynetdicom2.services.common import MessageDispatcherSCP, receive_response, sop_classes
+from pynetdicom2.services.nservices import decode_data_set, encode_n_data_set
+
+logger = logging.getLogger(__name__)
+
+STORAGE_COMMITMENT_PUSH_MODEL_SOP_CLASS = uids.STORAGE_COMMITMENT_PUSH_MODEL_SOP_CLASS
+#: The well-known SOP instance every request and report names (PS3.4 J.3.5).
+STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE = uids.STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE
+#: Action Type ID "Request Storage Commitment" (PS3.4 J.3.2.1, Table J.3-1).
+REQUEST_STORAGE_COMMITMENT = 1
+#: Event Type IDs of the report (PS3.4 J.3.3.1, Table J.3-2).
+STORAGE_COMMITMENT_SUCCESSFUL = 1
+STORAGE_COMMITMENT_FAILURES_EXIST = 2
+
+_SC = STORAGE_COMMITMENT_PUSH_MODEL_SOP_CLASS
+_MAX_COMMENT = 64  # Error Comment is LO (PS3.5 6.2)
+# Message IDs of the reports we send; unique enough among a peer's outstanding ones.
+_report_ids = itertools.count(1)
+
+
+def _next_report_id() -> int:
+    return next(_report_ids) % 0xFFFF + 1
+
+
+def _reference(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = sop_class_uid
+    item.ReferencedSOPInstanceUID = sop_instance_uid
+    return item
+
+
+def build_action_information(transaction_uid: str,
+                             references: Iterable[Tuple[str, str]]) -> Dataset:
+    """The N-ACTION Action Information of a commitment request (PS3.4 Table J.3-1)."""
+    ds = Dataset()
+    ds.TransactionUID = transaction_uid
+    ds.ReferencedSOPSequence = [_reference(cls, inst) for cls, inst in references]
+    return ds
+
+
+def build_event_information(transaction_uid: str, success: Sequence[Tuple[str, str]],
+                            failure: Sequence[tuple]) -> Dataset:
+    """The N-EVENT-REPORT Event Information of a commitment result (PS3.4 Table J.3-2).
+
+    ``failure`` items are ``(cls, inst, failure_reason)``, or ``(cls, inst)`` meaning
+    0x0110 *processing failure*.
+    """
+    ds = Dataset()
+    ds.TransactionUID = transaction_uid
+    if success or not failure:
+        # Required for event type 1, and for type 2 when anything succeeded (1C).
+        ds.ReferencedSOPSequence = [_reference(item[0], item[1]) for item in success]
+    if failure:
+        items = []
+        for entry in failure:
+            item = _reference(entry[0], entry[1])
+            item.FailureReason = int(entry[2]) if len(entry) > 2 else 0x0110
+            items.append(item)
+        ds.FailedSOPSequence = items
+    return ds
+
+
+def _references(ds: Dataset, keyword: str, with_reason: bool = False) -> List[tuple]:
+    found = []
+    for item in ds.get(keyword) or ():
+        cls = item.get('ReferencedSOPClassUID')
+        inst = item.get('ReferencedSOPInstanceUID')
+        if not cls or not inst:
+            raise DIMSEProcessingError(f'a {keyword} item lacks Referenced SOP Class UID '
+                                       'or Referenced SOP Instance UID')
+        if with_reason:
+            reason = item.get('FailureReason')
+            found.append((str(cls), str(inst), None if reason is None else int(reason)))
+        else:
+            found.append((str(cls), str(inst)))
+    return found
+
+
+def _comment(text: str) -> str:
+    return text.replace('\\', '/')[:_MAX_COMMENT]
+
+
+def _send_event_report(asce, ctx, event_type: int, ds: Dataset) -> statuses.Status:
+    """Send one commitment N-EVENT-REPORT-RQ on ``ctx`` and return its response's status."""
+    msg_id = _next_report_id()
+    rq = dimse.NEventReportRQMessage()
+    rq.message_id = msg_id
+    rq.affected_sop_class_uid = _SC
+    rq.affected_sop_instance_uid = STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE
+    rq.event_type_id = event_type
+    rq.data_set = encode_n_data_set(ds, ctx.supported_ts)
+    asce.send(rq, ctx.id)
+    rsp = receive_response(asce, dimse.NEventReportRSPMessage, msg_id)
+    status = statuses.Status(rsp.status if rsp.status is not None else 0x0110,
+                             dimse.NEventReportRSPMessage)
+    if not status.is_success:
+        logger.warning('storage commitment report to %s answered %s', asce.dul.peer, status)
+    return status
+
+
+def answer_event_report(asce, ctx, msg) -> statuses.Status:
+    """Take a commitment N-EVENT-REPORT-RQ: tell ``ae.on_commitment_response``, answer it.
+
+    Returns the status sent in the N-EVENT-REPORT-RSP: 0x0000; 0x0113 for an unknown
+    Event Type ID; 0x0110 when the data set does not decode or lacks the Transaction
+    UID, when the AE has no hook (or it raises ``NotImplementedError``), or when the
+    hook raises ``EventHandlingError``.
+    """
+    status, comment = statuses.SUCCESS, None
+    if msg.event_type_id not in (STORAGE_COMMITMENT_SUCCESSFUL,
+                                 STORAGE_COMMITMENT_FAILURES_EXIST):
+        status, comment = statuses.Status(0x0113), f'no such event type {msg.event_type_id}'
+    else:
+        status, comment = _deliver_report(asce, ctx, msg)
+    rsp = dimse.NEventReportRSPMessage()
+    rsp.message_id_being_responded_to = msg.message_id
+    rsp.affected_sop_class_uid = msg.sop_class_uid
+    rsp.affected_sop_instance_uid = msg.affected_sop_instance_uid
+    rsp.event_type_id = msg.event_type_id
+    rsp.status = int(status)
+    if comment:
+        rsp.error_comment = _comment(comment)
+    asce.send(rsp, ctx.id)
+    return statuses.Status(status, dimse.NEventReportRSPMessage)
+
+
+def _deliver_report(asce, ctx, msg) -> Tuple[statuses.Status, Optional[str]]:
+    try:
+        if msg.data_set is None:
+            raise DIMSEProcessingError('the report has no Event Information')
+        ds = decode_data_set(msg.data_set, ctx.supported_ts)
+        transaction_uid = ds.get('TransactionUID')
+        if not transaction_uid:
+            raise DIMSEProcessingError('the report has no Transaction UID')
+        success = _references(ds, 'ReferencedSOPSequence')
+        failure = _references(ds, 'FailedSOPSequence', with_reason=True)
+    except NetDICOMError as exc:
+        logger.info('storage commitment report from %s: %s', asce.dul.peer, exc)
+        return statuses.PROCESSING_FAILURE, str(exc)
+    hook = getattr(asce.ae, 'on_commitment_response', None)
+    if hook is None:
+        return statuses.PROCESSING_FAILURE, 'storage commitment results are not accepted here'
+    try:
+        hook(str(transaction_uid), success, failure)
+    except NotImplementedError:
+        return statuses.PROCESSING_FAILURE, 'storage commitment results are not accepted here'
+    except EventHandlingError as exc:
+        logger.info('on_commitment_response failed: %s', exc)
+        return statuses.PROCESSING_FAILURE, str(exc) or 'on_commitment_response failed'
+    return statuses.SUCCESS, None
+
+
+@sop_classes([_SC])
+def storage_commitment_scu(asce, ctx, transaction_uid: str,
+                           references: Iterable[Tuple[str, str]], msg_id: int,
+                           wait_for_report: bool = False) -> statuses.Status:
+    """Request storage commitment (N-ACTION, PS3.4 J.3.2) of ``[(cls, inst), ...]``.
+
+    Returns the N-ACTION-RSP status: success means the SCP took the request, not that
+    it committed. The result comes later as an N-EVENT-REPORT that reaches
+    ``ae.on_commitment_response(transaction_uid, success, failure)``:
+
+    * on a new association from the SCP: this AE must listen (an ``AE``) and serve
+      ``add_scp(StorageCommitment())`` too;
+    * on this association, when the SCP sends it here (we proposed the SCP role,
+      which the requester does by itself when the AE serves ``StorageCommitment``):
+      pass ``wait_for_report=True`` to wait (``dcm_timeout``) for it and answer it
+      before returning. Without it, release the association right after this call
+      (a compliant SCP then reports on a new association, PS3.4 J.3.3.1.2) and send
+      nothing else on it: a report arriving while another response is expected
+      aborts the association.
+    """
+    rq = dimse.NActionRQMessage()
+    rq.message_id = msg_id
+    rq.sop_class_uid = ctx.sop_class  # Requested SOP Class UID
+    rq.requested_sop_instance_uid = STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE
+    rq.action_type_id = REQUEST_STORAGE_COMMITMENT
+    rq.data_set = encode_n_data_set(build_action_information(transaction_uid, references),
+                                    ctx.supported_ts)
+    asce.send(rq, ctx.id)
+    rsp = receive_response(asce, dimse.NActionRSPMessage, msg_id)
+    if rsp.status is None:
+        asce.abort()
+        raise DIMSEProcessingError(f'N-ACTION-RSP from {asce.dul.peer} has no Status')
+    status = statuses.Status(rsp.status, dimse.NActionRSPMessage)
+    if wait_for_report and status.is_success:
+        msg, pc_id = asce.receive()
+        if not isinstance(msg, dimse.NEventReportRQMessage) or msg.sop_class_uid != _SC:
+            asce.abort()
+            raise DIMSEProcessingError(f'expected a storage commitment N-EVENT-REPORT-RQ '
+                                       f'from {asce.dul.peer}, received {type(msg).__name__}')
+        answer_event_report(asce, asce.accepted_contexts[pc_id], msg)
+    return status
+
+
+class StorageCommitment(MessageDispatcherSCP):
+    """Storage Commitment Push Model SCP (N-ACTION) and result receiver (N-EVENT-REPORT).
+
+    Add an instance as SCP: ``ae.add_scp(StorageCommitment())``. An AE that *requests*
+    commitment registers it too, to take the result on a new association.
+
+    N-ACTION (PS3.4 J.3.2): the request goes to ``ae.on_commitment_request(remote_aet,
+    uids)`` (``uids`` is a list of ``(sop_class_uid, sop_instance_uid)``), which returns
+    ``(remote_ae, success, failure)``: where to send the result if not on this
+    association (a dict with ``aet``, ``address``, ``port``, or None), the committed
+    ``(cls, inst)`` and the failed ``(cls, inst, failure_reason)``. The SCP answers
+    N-ACTION-RSP 0x0000, then sends the N-EVENT-REPORT-RQ (event type 1 when all
+    succeeded, 2 when some failed, PS3.4 J.3.3) and waits for its response:
+
+    * on this association when the requester negotiated the SCP role for this SOP
+      class; if the requester releases or aborts first, on a new association to
+      ``remote_ae`` (the association's release or abort is still raised);
+    * else on a new association to ``remote_ae``, proposing only this SOP class
+      (we propose the SCP role for it, PS3.4 J.3.3.1.3). A failure there is logged;
+      the original association carries on.
+
+    N-ACTION-RSP statuses (PS3.4 J.3.2.1.4; the class constants): 0x0110 when the
+    request does not decode or lacks the Transaction UID or references, when the AE
+    has no hook (or it raises ``NotImplementedError``), or when it raises
+    ``EventHandlingError`` — the association stays usable; a hook may give its
+    ``EventHandlingError`` a ``status`` attribute (e.g. ``RESOURCE_LIMITATION``) to
+    answer that instead. 0x0112 when the Requested SOP Instance UID is not the
+    well-known 1.2.840.10008.1.20.1.1; 0x0123 (no such action) for an Action Type ID
+    other than 1.
+
+    N-EVENT-REPORT (the result, as the requesting AE): see ``answer_event_report``.
+    """
+
+    PROCESSING_FAILURE = 0x0110
+    NO_SUCH_OBJECT_INSTANCE = 0x0112
+    RESOURCE_LIMITATION = 0x0213
+    REFERENCED_SOP_CLASS_NOT_SUPPORTED = 0x0122
+    CLASS_OR_INSTANCE_CONFLICT = 0x0119
+    DUPLICATE_TRANSACTION_UID = 0x0131
+
+    sop_classes = [_SC]
+
+    def __call__(self, asce, ctx, msg) -> None:
+        # One instance serves every association thread: keep no per-call state on self.
+        self.dispatch(msg, asce, ctx)
+
+    def n_event_report(self, msg, asce, ctx) -> None:
+        if not isinstance(msg, dimse.NEventReportRQMessage):
+            raise DIMSEProcessingError(f'{asce.dul.peer} sent an unexpected {type(msg).__name__}')
+        answer_event_report(asce, ctx, msg)
+
+    def n_action(self, msg, asce, ctx) -> None:
+        if not isinstance(msg, dimse.NActionRQMessage):
+            raise DIMSEProcessingError(f'{asce.dul.peer} sent an unexpected {type(msg).__name__}')
+        status, comment, outcome = self._commit(asce, msg, ctx)
+        rsp = dimse.NActionRSPMessage()
+        rsp.message_id_being_responded_to = msg.message_id
+        rsp.affected_sop_class_uid = msg.sop_class_uid
+        rsp.affected_sop_instance_uid = msg.requested_sop_instance_uid
+        rsp.action_type_id = msg.action_type_id
+        rsp.status = int(status)
+        if comment:
+            rsp.error_comment = _comment(comment)
+        asce.send(rsp, ctx.id)
+        if outcome is not None:
+            self._report(asce, ctx, *outcome)
+
+    def _commit(self, asce, msg, ctx):
+        """``(status, error comment, (transaction_uid, remote_ae, success, failure) or None)``."""
+        failure_status = statuses.Status(self.PROCESSING_FAILURE)
+        if msg.action_type_id != REQUEST_STORAGE_COMMITMENT:
+            return statuses.Status(0x0123), f'no such action {msg.action_type_id}', None
+        if msg.requested_sop_instance_uid != STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE:
+            return (statuses.Status(self.NO_SUCH_OBJECT_INSTANCE),
+                    f'no such instance {msg.requested_sop_instance_uid}', None)
+        try:
+            if msg.data_set is None:
+                raise DIMSEProcessingError('the request has no Action Information')
+            ds = decode_data_set(msg.data_set, ctx.supported_ts)
+            transaction_uid = ds.get('TransactionUID')
+            if not transaction_uid:
+                raise DIMSEProcessingError('the request has no Transaction UID')
+            references = _references(ds, 'ReferencedSOPSequence')
+            if not references:
+                raise DIMSEProcessingError('the request references no instance')
+        except NetDICOMError as exc:
+            logger.info('storage commitment request from %s: %s', asce.dul.peer, exc)
+            return failure_status, str(exc), None
+        hook = getattr(asce.ae, 'on_commitment_request', None)
+        if hook is None:
+            return failure_status, 'storage commitment is not supported here', None
+        try:
+            remote_ae, success, failure = hook(asce.remote_ae, references)
+        except NotImplementedError:
+            return failure_status, 'storage commitment is not supported here', None
+        except EventHandlingError as exc:
+            logger.info('on_commitment_request failed: %s', exc)
+            status = statuses.Status(getattr(exc, 'status', self.PROCESSING_FAILURE))
+            return status, str(exc) or 'on_commitment_request failed', None
+        outcome = (str(transaction_uid), remote_ae, list(success), list(failure))
+        return statuses.SUCCESS, None, outcome
+
+    def _report(self, asce, ctx, transaction_uid, remote_ae, success, failure) -> None:
+        """Send the result where the requester can take it (PS3.4 J.3.3.1.2)."""
+        event_type = (STORAGE_COMMITMENT_FAILURES_EXIST if failure
+                      else STORAGE_COMMITMENT_SUCCESSFUL)
+        ds = build_event_information(transaction_uid, success, failure)
+        role = asce.roles.get(_SC)
+        if role is not None and role[1]:
+            try:
+                _send_event_report(asce, ctx, event_type, ds)
+                return
+            except (AssociationReleasedError, AssociationAbortedError):
+                # PS3.4 J.3.3.1.2 note 1: the SCU may release before the report.
+                if remote_ae is not None:
+                    logger.info('%s left before the storage commitment report; sending '
+                                'it on a new association', asce.dul.peer)
+                    self._report_on_new_association(asce.ae, remote_ae, event_type, ds)
+                raise
+        if remote_ae is None:
+            logger.warning('storage commitment result %s for %s not sent: no remote AE to '
+                           'send it to and no SCP role on this association',
+                           transaction_uid, asce.dul.peer)
+            return
+        self._report_on_new_association(asce.ae, remote_ae, event_type, ds)
+
+    @staticmethod
+    def _report_on_new_association(ae, remote_ae, event_type: int, ds: Dataset) -> None:
+        try:
+            with ae.request_association(remote_ae, sop_classes=[_SC]) as assoc:
+                _send_event_report(assoc, assoc.context_for(_SC), event_type, ds)
+        except (NetDICOMError, OSError) as exc:
+            logger.error('storage commitment result %s could not be sent to %r: %s',
+                         ds.TransactionUID, remote_ae, exc)
+
+
+__all__ = ['StorageCommitment', 'storage_commitment_scu', 'answer_event_report',
+           'build_action_information', 'build_event_information',
+           'STORAGE_COMMITMENT_PUSH_MODEL_SOP_CLASS',
+           'STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE', 'REQUEST_STORAGE_COMMITMENT',
+           'STORAGE_COMMITMENT_SUCCESSFUL', 'STORAGE_COMMITMENT_FAILURES_EXIST']

@@ -1,0 +1,385 @@
+"""Storage service class (PS3.4 Annex B): C-STORE as SCU and SCP.
+
+The SCU sends a pydicom ``Dataset`` or a Part-10 file; a file whose transfer syntax is
+the accepted one goes out straight from disk, never decoded. The SCP hands the data set
+to ``ae.on_receive_store`` and answers with its status.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import logging
+import os
+import struct
+import zlib
+from typing import Any, BinaryIO, NamedTuple, Optional, Union
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import correct_ambiguous_vr, write_dataset
+
+from pynetdicom2 import dimse, statuses, uids
+from pynetdicom2.exceptions import ClassNotSupportedError, EventHandlingError, NetDICOMError
+from pynetdicom2.services.common import receive_response, response_to, sop_classes, store_in_file
+
+logger = logging.getLogger(__name__)
+
+#: Transfer syntaxes whose data sets we can decode and re-encode with pydicom: the
+#: uncompressed ones (PS3.5 A.1, A.2, A.3) and deflate (PS3.5 A.5).
+REENCODABLE_TS = frozenset({
+    uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN,
+    uids.EXPLICIT_VR_BIG_ENDIAN, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
+
+# PS3.10 7.1: a 128-byte preamble, then the prefix "DICM", then the File Meta group.
+_PREAMBLE_LENGTH = 128
+_PREFIX = b'DICM'
+# File Meta elements are always Explicit VR Little Endian (PS3.10 7.1); these VRs have
+# a 2-byte reserved field and a 4-byte length (PS3.5 7.1.2), the others a 2-byte length.
+_LONG_VRS = frozenset({b'OB', b'OD', b'OF', b'OL', b'OV', b'OW', b'SQ', b'SV', b'UC',
+                       b'UN', b'UR', b'UT', b'UV'})
+# The File Meta group is small; refuse to read more than this of it.
+_MAX_META_LENGTH = 1 << 20
+# Bytes per value of the "other" VRs that are swapped between little and big endian
+# (PS3.5 7.3); pydicom keeps them as raw bytes and does not swap them.
+_SWAP_SIZE = {'OW': 2, 'OF': 4, 'OL': 4, 'OD': 8, 'OV': 8}
+
+
+class FileMeta(NamedTuple):
+    """What a Part-10 file's meta information says, and where its data set starts."""
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    data_set_offset: int
+
+
+def read_file_meta(fp: BinaryIO) -> Optional[FileMeta]:
+    """Read the preamble and File Meta group of the Part-10 file ``fp`` (PS3.10 7.1).
+
+    Reads only group 0002, element by element, up to where its group length says the
+    data set starts (or, without one, up to the first element of another group);
+    leaves ``fp`` anywhere. Returns None when the file has
+    no ``DICM`` prefix or its meta lacks the SOP class, instance or transfer syntax.
+    """
+    fp.seek(0)
+    head = fp.read(_PREAMBLE_LENGTH + len(_PREFIX))
+    if len(head) != _PREAMBLE_LENGTH + len(_PREFIX) or head[_PREAMBLE_LENGTH:] != _PREFIX:
+        return None
+    values = {}
+    offset = len(head)
+    group_end = None
+    while group_end is None or offset < group_end:
+        header = fp.read(8)
+        if len(header) < 8:
+            break
+        group, element = struct.unpack('<HH', header[:4])
+        if group != 0x0002:
+            break
+        vr = header[4:6]
+        if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
+            return None  # not explicit VR: a non-conformant meta, left to pydicom
+        if vr in _LONG_VRS:
+            extra = fp.read(4)
+            if len(extra) < 4:
+                return None
+            length = struct.unpack('<L', extra)[0]
+            header_length = 12
+        else:
+            length = struct.unpack('<H', header[6:8])[0]
+            header_length = 8
+        if length > _MAX_META_LENGTH or offset + header_length + length > _MAX_META_LENGTH:
+            return None
+        value = fp.read(length)
+        if len(value) < length:
+            return None
+        offset += header_length + length
+        if element == 0x0000 and vr == b'UL' and length == 4:
+            # File Meta Information Group Length: bytes after this element (PS3.10 7.1).
+            group_end = offset + struct.unpack('<L', value)[0]
+        elif element in (0x0002, 0x0003, 0x0010):
+            values[element] = value.rstrip(b'\x00 ').decode('ascii', 'replace')
+    if group_end is not None and group_end != offset:
+        logger.debug('File Meta Information Group Length says the data set starts at %d, '
+                     'the elements end at %d; using the elements', group_end, offset)
+    if not all(values.get(element) for element in (0x0002, 0x0003, 0x0010)):
+        return None
+    return FileMeta(values[0x0002], values[0x0003], values[0x0010], offset)
+
+
+def read_instance_uids(raw: bytes, ts: str) -> tuple:
+    """``(SOPClassUID, SOPInstanceUID)`` of the raw data set ``raw`` encoded in ``ts``.
+
+    Decodes only the elements up to (0008,0018). Raises ``NetDICOMError`` when the
+    syntax is not one we decode or the data set does not carry both UIDs.
+    """
+    if ts not in REENCODABLE_TS:
+        raise NetDICOMError(f'cannot read a data set in {_ts_name(ts)}')
+    stream = io.BytesIO(raw)
+    if ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        stream = io.BytesIO(zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw))
+    try:
+        ds = read_dataset(stream, ts == uids.IMPLICIT_VR_LITTLE_ENDIAN, _is_little_endian(ts),
+                          stop_when=lambda tag, *_: tag > 0x00080018)
+        found = str(ds.get('SOPClassUID', '')), str(ds.get('SOPInstanceUID', ''))
+    except Exception as exc:
+        raise NetDICOMError(f'the data set does not decode as {_ts_name(ts)}: {exc}') from exc
+    if not all(found):
+        raise NetDICOMError('the data set has no SOP Class UID or SOP Instance UID')
+    return found
+
+
+def _is_little_endian(ts: str) -> bool:
+    return ts != uids.EXPLICIT_VR_BIG_ENDIAN
+
+
+def _swap_bytes(ds: Dataset) -> None:
+    """Byte-swap the raw values of the OW/OF/OL/OD/OV elements of ``ds`` in place.
+
+    Used when a data set changes endianness (PS3.5 7.3): pydicom decodes numbers but
+    keeps these values as the bytes it read.
+    """
+    for elem in ds:
+        if elem.VR == 'SQ':
+            for item in elem.value:
+                _swap_bytes(item)
+            continue
+        size = _SWAP_SIZE.get(elem.VR)
+        value = elem.value
+        if size is None or not isinstance(value, (bytes, bytearray)) or len(value) % size:
+            continue
+        swapped = bytearray(len(value))
+        for i in range(size):
+            swapped[i::size] = value[size - 1 - i::size]
+        elem.value = bytes(swapped)
+
+
+def encode_data_set(ds: Dataset, ts: str, source_ts: Optional[str] = None) -> bytes:
+    """Encode ``ds`` in the uncompressed or deflated transfer syntax ``ts``.
+
+    ``source_ts`` is the syntax the data set's raw values (pixel data) are in; when its
+    byte order differs from ``ts``'s, those values are swapped.
+    """
+    if ts not in REENCODABLE_TS:
+        raise ClassNotSupportedError(f'cannot encode a data set in {_ts_name(ts)}')
+    little_endian = _is_little_endian(ts)
+    if source_ts is not None and _is_little_endian(source_ts) != little_endian:
+        ds = copy.deepcopy(ds)  # the caller's data set keeps its bytes
+        correct_ambiguous_vr(ds, _is_little_endian(source_ts))
+        _swap_bytes(ds)
+    fp = DicomBytesIO()
+    fp.is_little_endian = little_endian
+    fp.is_implicit_VR = ts == uids.IMPLICIT_VR_LITTLE_ENDIAN
+    write_dataset(fp, ds)
+    raw = fp.getvalue()
+    if ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        # PS3.5 A.5: the whole data set is deflated (RFC 1951, no zlib header).
+        compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+        raw = compressor.compress(raw) + compressor.flush()
+    return raw
+
+
+def _ts_name(ts: str) -> str:
+    name = pydicom.uid.UID(ts).name
+    return f'{name} ({ts})' if name and name != ts else str(ts)
+
+
+def _choose_context(asce, sop_class: str, ts: Optional[str], reencodable: bool):
+    """The accepted context to send a data set of ``sop_class`` in syntax ``ts`` on.
+
+    The context whose syntax is ``ts`` first; else, when the data set can be
+    re-encoded, one with a syntax we can encode it in. Raises
+    ``ClassNotSupportedError`` naming the syntaxes when no context will do.
+    """
+    preferred = asce.context_for(sop_class, ts)  # ClassNotSupportedError: none accepted
+    if preferred.supported_ts == ts:
+        return preferred
+    candidates = [ctx for ctx in asce.accepted_contexts.values() if ctx.sop_class == sop_class]
+    if reencodable:
+        for ctx in candidates:
+            if ctx.supported_ts in REENCODABLE_TS:
+                return ctx
+    accepted = ', '.join(_ts_name(ctx.supported_ts) for ctx in candidates)
+    what = f'a data set in {_ts_name(ts)}' if ts else 'an unencoded data set'
+    raise ClassNotSupportedError(
+        f'cannot send {what} of SOP class {sop_class}: the peer accepted it only in '
+        f'{accepted}, and converting {"between these syntaxes" if ts else "to it"} '
+        f'would need (de)compression')
+
+
+def _dataset_ts(ds: Dataset) -> Optional[str]:
+    """The transfer syntax a Dataset's raw values are in, when it says so."""
+    meta = getattr(ds, 'file_meta', None)
+    ts = getattr(meta, 'TransferSyntaxUID', None) if meta is not None else None
+    if ts:
+        return str(ts)
+    encoding = getattr(ds, 'original_encoding', (None, None))
+    if encoding[1] is False:
+        return uids.EXPLICIT_VR_BIG_ENDIAN
+    return None
+
+
+class _Prepared(NamedTuple):
+    ctx: Any
+    sop_class: str
+    sop_instance: str
+    data: Union[bytes, BinaryIO]
+
+
+def _prepare_dataset(asce, ds: Dataset) -> _Prepared:
+    """Choose a context for ``ds`` and encode it in that context's syntax."""
+    missing = [kw for kw in ('SOPClassUID', 'SOPInstanceUID') if not ds.get(kw)]
+    if missing:
+        raise NetDICOMError(f'the data set to store has no {" or ".join(missing)}')
+    sop_class = str(ds.SOPClassUID)
+    source_ts = _dataset_ts(ds)
+    if source_ts is not None and source_ts not in REENCODABLE_TS:
+        # Compressed (encapsulated) pixel data: only a context in that syntax will do.
+        ctx = _choose_context(asce, sop_class, source_ts, reencodable=False)
+        return _Prepared(ctx, sop_class, str(ds.SOPInstanceUID), _encode_compressed(ds))
+    ctx = _choose_context(asce, sop_class, source_ts, reencodable=True)
+    return _Prepared(ctx, sop_class, str(ds.SOPInstanceUID),
+                     encode_data_set(ds, ctx.supported_ts, source_ts))
+
+
+def _encode_compressed(ds: Dataset) -> bytes:
+    """A data set with encapsulated pixel data, in explicit VR little endian encoding."""
+    fp = DicomBytesIO()
+    fp.is_little_endian = True
+    fp.is_implicit_VR = False
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def _prepare_file(asce, fp: BinaryIO, path: str) -> _Prepared:
+    """Choose a context for the Part-10 file ``fp`` and say what to send from it.
+
+    When the file's syntax is accepted, ``fp`` itself positioned at the data set; when
+    it must be re-encoded, the re-encoded bytes.
+    """
+    meta = read_file_meta(fp)
+    if meta is None:
+        # No (usable) File Meta Information: let pydicom make sense of it.
+        fp.seek(0)
+        try:
+            ds = pydicom.dcmread(fp, force=True)
+        except Exception as exc:
+            raise NetDICOMError(f'{path} cannot be read as a DICOM file: {exc}') from exc
+        return _prepare_dataset(asce, ds)
+    source_ts = meta.transfer_syntax
+    reencodable = source_ts in REENCODABLE_TS
+    ctx = _choose_context(asce, meta.sop_class_uid, source_ts, reencodable)
+    if ctx.supported_ts == source_ts:
+        fp.seek(meta.data_set_offset)
+        return _Prepared(ctx, meta.sop_class_uid, meta.sop_instance_uid, fp)
+    logger.debug('re-encoding %s from %s to %s', path, _ts_name(source_ts),
+                 _ts_name(ctx.supported_ts))
+    fp.seek(0)
+    ds = pydicom.dcmread(fp)
+    return _Prepared(ctx, meta.sop_class_uid, meta.sop_instance_uid,
+                     encode_data_set(ds, ctx.supported_ts, source_ts))
+
+
+@sop_classes([])
+def storage_scu(asce, ctx, ds_or_path: Union[Dataset, str, os.PathLike], msg_id: int,
+                move_originator_aet: Optional[str] = None,
+                move_originator_message_id: Optional[int] = None) -> statuses.Status:
+    """C-STORE a ``Dataset`` or a Part-10 file (path); returns the response's status.
+
+    The presentation context is chosen by the data set's own SOP class and transfer
+    syntax (``ctx`` may be another class's); a file in the accepted syntax is sent
+    as it is on disk. Raises ``ClassNotSupportedError`` before sending anything when
+    no accepted context can carry the data set (e.g. compressed to another syntax).
+    The move originator fields are for C-STORE sub-operations of a C-MOVE.
+    """
+    fp = None
+    try:
+        if isinstance(ds_or_path, Dataset):
+            prepared = _prepare_dataset(asce, ds_or_path)
+        else:
+            path = os.fspath(ds_or_path)
+            fp = open(path, 'rb')
+            prepared = _prepare_file(asce, fp, path)
+        rq = dimse.CStoreRQMessage()
+        rq.message_id = msg_id
+        rq.affected_sop_class_uid = prepared.sop_class
+        rq.affected_sop_instance_uid = prepared.sop_instance
+        rq.priority = dimse.PRIORITY_MEDIUM
+        if move_originator_aet is not None:
+            rq.move_originator_aet = move_originator_aet
+        if move_originator_message_id is not None:
+            rq.move_originator_message_id = move_originator_message_id
+        rq.data_set = prepared.data
+        asce.send(rq, prepared.ctx.id)
+    finally:
+        if fp is not None:
+            fp.close()
+    rsp = receive_response(asce, dimse.CStoreRSPMessage, msg_id)
+    return statuses.Status(rsp.status, dimse.CStoreRSPMessage)
+
+
+def _release_file(ae, fp) -> None:
+    """Hand a received data set file back: ``ae.discard_file`` if the AE has it, else close.
+
+    ``discard_file`` deletes a file that is still a temporary one; a file the hook
+    moved to its final place is only closed.
+    """
+    discard = getattr(ae, 'discard_file', None)
+    try:
+        if discard is not None:
+            discard(fp)
+        else:
+            fp.close()
+    except OSError:
+        logger.warning('closing the received data set file failed', exc_info=True)
+
+
+@store_in_file
+@sop_classes(uids.STORAGE_SOP_CLASSES)
+def storage_scp(asce, ctx, msg) -> None:
+    """C-STORE SCP: answer with ``ae.on_receive_store(ctx, ds)``'s status.
+
+    ``ds`` is the received Part-10 file, positioned at its start, for SOP classes in
+    ``ae.store_in_file`` (the raw data-set bytes otherwise). After the hook returns or
+    raises, the file is released: ``ae.discard_file(fp)`` when the AE has one (it
+    deletes what is still a temporary file), else ``fp.close()``. A hook that keeps
+    the data moves or copies the file before it returns; it must not keep ``fp``.
+
+    ``EventHandlingError`` from the hook answers 0xC000 (cannot understand) with the
+    error as Error Comment; ``OSError`` (a full disk) answers 0xA700 (out of
+    resources). Both keep the association.
+    """
+    data = msg.data_set
+    in_file = data is not None and not isinstance(data, (bytes, bytearray, memoryview))
+    comment = None
+    try:
+        if data is None:
+            status = statuses.C_STORE_CANNOT_UNDERSTAND
+            comment = 'C-STORE-RQ without a data set'
+        else:
+            if in_file:
+                data.seek(0)
+            status = statuses.Status(asce.ae.on_receive_store(ctx, data),
+                                     dimse.CStoreRSPMessage)
+    except EventHandlingError as exc:
+        logger.info('on_receive_store failed for %s: %s', msg.affected_sop_instance_uid, exc)
+        status = statuses.C_STORE_CANNOT_UNDERSTAND
+        comment = str(exc)
+    except OSError as exc:
+        logger.warning('on_receive_store could not store %s: %s',
+                       msg.affected_sop_instance_uid, exc)
+        status = statuses.C_STORE_OUT_OF_RESOURCES
+        comment = exc.strerror or str(exc)
+    finally:
+        if in_file:
+            _release_file(asce.ae, data)
+    rsp = response_to(msg, dimse.CStoreRSPMessage, status)
+    if comment and status.is_failure:
+        # Error Comment is LO: 64 characters at most, no backslash (PS3.5 6.2).
+        rsp.error_comment = comment.replace('\\', '/')[:64]
+    asce.send(rsp, ctx.id)
+
+
+__all__ = ['storage_scu', 'storage_scp', 'read_file_meta', 'read_instance_uids',
+           'encode_data_set', 'FileMeta', 'REENCODABLE_TS']

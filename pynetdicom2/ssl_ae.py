@@ -1,0 +1,54 @@
+"""Application entities over TLS: ``SSLClientAE`` and ``SSLApplicationEntity``.
+
+They behave as ``ClientAE`` and ``AE`` with every connection wrapped in TLS by the
+given ``ssl.SSLContext`` (see ``pynetdicom2.tls.make_context`` for the DICOM profiles).
+The client checks the server's name (``server_hostname``); the server handshakes in
+the association's own thread, so a slow peer never blocks the accept loop.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Iterable, Optional
+
+from pynetdicom2 import tls
+from pynetdicom2.ae import AE, ClientAE
+
+
+class SSLClientAE(ClientAE):
+    """A ``ClientAE`` whose associations run over TLS."""
+
+    def __init__(self, context: ssl.SSLContext, ae_title: str,
+                 supported_ts: Optional[Iterable[str]] = None,
+                 max_pdu_length: int = 65536) -> None:
+        super().__init__(ae_title, supported_ts, max_pdu_length)
+        self.context = context
+
+    def wrap_client_socket(self, sock, address: str, timeout: float):
+        """Handshake with the server at ``address``."""
+        return tls.wrap_client(self.context, sock, address, timeout)
+
+
+class SSLApplicationEntity(AE):
+    """An ``AE`` (SCU and SCP) whose associations, both ways, run over TLS."""
+
+    def __init__(self, context: ssl.SSLContext, ae_title: str, port: int,
+                 supported_ts: Optional[Iterable[str]] = None, max_pdu_length: int = 65536,
+                 bind_and_activate: bool = True, **kwargs) -> None:
+        self.context = context
+        super().__init__(ae_title, port, supported_ts, max_pdu_length, bind_and_activate,
+                         **kwargs)
+
+    def wrap_server_socket(self, sock):
+        """Handshake with the requester (bounded by the ARTIM timer)."""
+        return tls.wrap_server(self.context, sock, self.artim_timeout)
+
+    def wrap_client_socket(self, sock, address: str, timeout: float):
+        """Our own requests (e.g. C-MOVE sub-associations) go over TLS too: with
+        ``client_context`` when set, else with ``context`` (a context made for both
+        sides, ``ssl.PROTOCOL_TLS``, serves both)."""
+        context = getattr(self, 'client_context', None) or self.context
+        return tls.wrap_client(context, sock, address, timeout)
+
+
+__all__ = ['SSLClientAE', 'SSLApplicationEntity']

@@ -1,0 +1,555 @@
+"""Storage service (C-STORE SCU and SCP) and the storage AEs, end to end over loopback.
+
+Every test looks at what lands on disk: names, bytes, pixel data, and the statuses the
+SCU receives, including what a hostile UID or a peer dying mid-transfer leaves behind.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pathlib
+import socket
+import struct
+import time
+import warnings
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from pynetdicom2 import ae as ae_module
+from pynetdicom2 import dimse, pdu, sopclass, statuses, uids, userdataitems
+from pynetdicom2.exceptions import (
+    AssociationAbortedError, ClassNotSupportedError, EventHandlingError)
+from pynetdicom2.services.storage import encode_data_set, read_file_meta, read_instance_uids
+from tests.fakepeer import read_pdu, read_until_closed
+from tests.peers import dcmtk, make_ct_file, run_tool
+
+CT = uids.CT_IMAGE_STORAGE
+
+
+# -- helpers --------------------------------------------------------------------------
+
+def make_server(storage_dir, ae_class=ae_module.StorageAE, **kwargs):
+    server = ae_class(storage_dir, 'STORE_SCP', 0, bind_address='127.0.0.1', **kwargs)
+    server.dcm_timeout = 5
+    server.artim_timeout = 2
+    return server
+
+
+def client(supported_ts=None):
+    scu = ae_module.ClientAE('STORE_SCU', supported_ts=supported_ts)
+    scu.add_scu(sopclass.storage_scu, [CT]).add_scu(sopclass.verification_scu)
+    scu.dcm_timeout = 5
+    return scu
+
+
+def remote(server):
+    return {'aet': 'STORE_SCP', 'address': '127.0.0.1', 'port': server.local_ae.port}
+
+
+def store(server, *items, supported_ts=None):
+    """C-STORE each item on one association; the statuses."""
+    with client(supported_ts).request_association(remote(server)) as assoc:
+        svc = assoc.get_scu(CT)
+        return [svc(item, i + 1) for i, item in enumerate(items)]
+
+
+def data_set_bytes(path) -> bytes:
+    """A Part-10 file's data set: the bytes after its File Meta group."""
+    raw = pathlib.Path(path).read_bytes()
+    meta = read_file_meta(io.BytesIO(raw))
+    assert meta is not None, f'{path} is not a Part-10 file'
+    return raw[meta.data_set_offset:]
+
+
+def wait_until(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def listing(directory) -> list:
+    return sorted(os.listdir(directory))
+
+
+@pytest.fixture
+def store_dir(tmp_path):
+    path = tmp_path / 'store'
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def server(store_dir):
+    with make_server(store_dir) as srv:
+        yield srv
+
+
+def uid_of(path) -> str:
+    return str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID)
+
+
+# -- our SCU to our StorageAE -----------------------------------------------------------
+
+def test_file_arrives_under_its_uid_with_identical_data_set(server, store_dir, tmp_path):
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.4.5.6.7')
+    [status] = store(server, str(src))
+    assert isinstance(status, statuses.Status) and int(status) == 0x0000
+    assert listing(store_dir) == ['1.2.3.4.5.6.7.dcm']
+    received = store_dir / '1.2.3.4.5.6.7.dcm'
+    assert data_set_bytes(received) == data_set_bytes(src)
+    got, want = pydicom.dcmread(received), pydicom.dcmread(src)
+    assert got.PixelData == want.PixelData
+    assert got.file_meta.MediaStorageSOPInstanceUID == '1.2.3.4.5.6.7'
+    assert got.file_meta.MediaStorageSOPClassUID == CT
+    assert got.file_meta.TransferSyntaxUID == uids.EXPLICIT_VR_LITTLE_ENDIAN
+    assert got.file_meta.ImplementationClassUID == ae_module.IMPLEMENTATION_UID
+
+
+def test_pathlike_and_dataset_both_work(server, store_dir, tmp_path):
+    src_a = make_ct_file(tmp_path / 'a.dcm', sop_instance_uid='1.2.3.1')
+    src_b = make_ct_file(tmp_path / 'b.dcm', sop_instance_uid='1.2.3.2', rows=32, cols=48)
+    statuses_ = store(server, src_a, pydicom.dcmread(src_b))
+    assert [int(s) for s in statuses_] == [0, 0]
+    assert listing(store_dir) == ['1.2.3.1.dcm', '1.2.3.2.dcm']
+    got = pydicom.dcmread(store_dir / '1.2.3.2.dcm')
+    want = pydicom.dcmread(src_b)
+    assert (got.Rows, got.Columns) == (32, 48)
+    assert got.PixelData == want.PixelData
+    assert str(got.PatientName) == 'TEST^CT'
+
+
+def test_twenty_instances_over_one_association(server, store_dir, tmp_path):
+    sources = [make_ct_file(tmp_path / f'{i}.dcm', sop_instance_uid=f'1.2.840.99.{i}')
+               for i in range(20)]
+    with client().request_association(remote(server)) as assoc:
+        svc = assoc.get_scu(CT)
+        results = [svc(str(src), i + 1) for i, src in enumerate(sources)]
+    assert [int(s) for s in results] == [0] * 20
+    assert listing(store_dir) == sorted(f'1.2.840.99.{i}.dcm' for i in range(20))
+    for i, src in enumerate(sources):
+        assert data_set_bytes(store_dir / f'1.2.840.99.{i}.dcm') == data_set_bytes(src)
+
+
+def test_duplicate_uid_gets_suffix_then_out_of_resources(store_dir, tmp_path):
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.9')
+    with make_server(store_dir) as srv:
+        srv.max_iterations = 2
+        results = store(srv, src, src, src, src)
+    assert [int(s) for s in results] == [0, 0, 0, 0xA700]
+    assert results[3].is_failure
+    assert listing(store_dir) == ['1.2.3.9.dcm', '1.2.3.9_1.dcm', '1.2.3.9_2.dcm']
+    for name in listing(store_dir):
+        assert data_set_bytes(store_dir / name) == data_set_bytes(src)
+
+
+def test_move_originator_and_priority_reach_the_scp(tmp_path):
+    seen = []
+
+    @sopclass.sop_classes([CT])
+    def recording_scp(asce, ctx, msg):
+        seen.append((msg.message_id, msg.affected_sop_class_uid, msg.affected_sop_instance_uid,
+                     msg.priority, msg.move_originator_aet, msg.move_originator_message_id,
+                     type(msg.data_set)))
+        asce.send(sopclass.response_to(msg, dimse.CStoreRSPMessage, 0xB000), ctx.id)
+
+    srv = ae_module.AE('STORE_SCP', 0, bind_address='127.0.0.1').add_scp(recording_scp)
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.77')
+    with srv:
+        with client().request_association(remote(srv)) as assoc:
+            svc = assoc.get_scu(CT)
+            status = svc(src, 7, move_originator_aet='MOVER', move_originator_message_id=3)
+            plain = svc(src, 8)
+    assert int(status) == 0xB000 and status.is_warning
+    assert int(plain) == 0xB000
+    assert seen[0] == (7, CT, '1.2.3.77', dimse.PRIORITY_MEDIUM, 'MOVER', 3, bytes)
+    assert seen[1][4:6] == (None, None)
+
+
+def test_hook_statuses_as_int_and_default_ae_hook(store_dir, tmp_path):
+    class IntStatusAE(ae_module.AE):
+        def on_receive_store(self, context, ds):
+            # A store_in_file class: an open Part-10 file at its start.
+            assert ds.tell() == 0
+            self.received = pydicom.dcmread(ds)
+            return 0xB007
+
+    srv = IntStatusAE('STORE_SCP', 0, bind_address='127.0.0.1').add_scp(sopclass.storage_scp)
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.78')
+    with srv:
+        [status] = store(srv, src)
+    assert int(status) == 0xB007 and status.is_warning
+    assert srv.received.SOPInstanceUID == '1.2.3.78'
+    assert srv.received.PixelData == pydicom.dcmread(src).PixelData
+
+    plain = ae_module.AE('STORE_SCP', 0, bind_address='127.0.0.1').add_scp(sopclass.storage_scp)
+    with plain:
+        [status] = store(plain, src)
+    assert int(status) == 0xB006  # the original's default answer
+
+
+# -- transfer syntaxes ------------------------------------------------------------------
+
+def test_explicit_file_reencoded_when_only_implicit_accepted(store_dir, tmp_path):
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.10')
+    with make_server(store_dir, supported_ts=[uids.IMPLICIT_VR_LITTLE_ENDIAN]) as srv:
+        [status] = store(srv, src)
+    assert int(status) == 0
+    got = pydicom.dcmread(store_dir / '1.2.3.10.dcm')
+    assert got.file_meta.TransferSyntaxUID == uids.IMPLICIT_VR_LITTLE_ENDIAN
+    assert got.PixelData == pydicom.dcmread(src).PixelData
+    assert got.Rows == 64 and str(got.PatientName) == 'TEST^CT'
+
+
+def test_big_endian_file_reencoded_to_little_endian_keeps_pixels(store_dir, tmp_path):
+    src = make_ct_file(tmp_path / 'be.dcm', sop_instance_uid='1.2.3.11', rows=8, cols=8,
+                       transfer_syntax=uids.EXPLICIT_VR_BIG_ENDIAN)
+    with make_server(store_dir, supported_ts=[uids.EXPLICIT_VR_LITTLE_ENDIAN]) as srv:
+        [status] = store(srv, src)
+    assert int(status) == 0
+    got = pydicom.dcmread(store_dir / '1.2.3.11.dcm')
+    assert got.file_meta.TransferSyntaxUID == uids.EXPLICIT_VR_LITTLE_ENDIAN
+    # The ramp make_ct_file writes: value i at pixel i, now in little endian order.
+    assert got.PixelData == b''.join(i.to_bytes(2, 'little') for i in range(64))
+
+
+def test_little_endian_dataset_to_big_endian_swaps_pixels(store_dir, tmp_path):
+    src = make_ct_file(tmp_path / 'le.dcm', sop_instance_uid='1.2.3.12', rows=4, cols=4)
+    ds = pydicom.dcmread(src)
+    before = ds.PixelData
+    with make_server(store_dir, supported_ts=[uids.EXPLICIT_VR_BIG_ENDIAN]) as srv:
+        [status] = store(srv, ds)
+    assert int(status) == 0
+    assert ds.PixelData == before  # the caller's data set is left as it was
+    got = pydicom.dcmread(store_dir / '1.2.3.12.dcm')
+    assert got.file_meta.TransferSyntaxUID == uids.EXPLICIT_VR_BIG_ENDIAN
+    assert got.PixelData == b''.join(i.to_bytes(2, 'big') for i in range(16))
+
+
+def test_deflated_both_ways(store_dir, tmp_path):
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.13')
+    deflated = [uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN]
+    with make_server(store_dir, supported_ts=deflated) as srv:
+        [status] = store(srv, src, supported_ts=deflated + [uids.EXPLICIT_VR_LITTLE_ENDIAN])
+    assert int(status) == 0
+    stored = store_dir / '1.2.3.13.dcm'
+    got = pydicom.dcmread(stored)
+    assert got.file_meta.TransferSyntaxUID == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+    assert got.PixelData == pydicom.dcmread(src).PixelData
+    # And back: the deflated file to an SCP that only takes explicit little endian.
+    second = tmp_path / 'second'
+    with make_server(second) as srv:
+        [status] = store(srv, stored)
+    assert int(status) == 0
+    back = pydicom.dcmread(second / '1.2.3.13.dcm')
+    assert back.file_meta.TransferSyntaxUID == uids.EXPLICIT_VR_LITTLE_ENDIAN
+    assert back.PixelData == got.PixelData
+
+
+@pytest.fixture
+def jpeg_file(tmp_path):
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.14')
+    out = tmp_path / 'jpeg.dcm'
+    result = run_tool([dcmtk('dcmcjpeg'), '+eb', str(src), str(out)])
+    assert result.returncode == 0, result.stderr
+    assert pydicom.dcmread(out).file_meta.TransferSyntaxUID == uids.JPEG_BASELINE_PROCESS_1
+    return out
+
+
+def test_jpeg_file_refused_when_only_uncompressed_accepted(server, store_dir, jpeg_file):
+    with client(supported_ts=[uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.JPEG_BASELINE_PROCESS_1]
+                ).request_association(remote(server)) as assoc:
+        assert [c.supported_ts for c in assoc.accepted_contexts.values()
+                if c.sop_class == CT] == [uids.EXPLICIT_VR_LITTLE_ENDIAN]
+        with pytest.raises(ClassNotSupportedError) as info:
+            assoc.get_scu(CT)(jpeg_file, 1)
+        # Nothing was sent: the association still answers an echo.
+        assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(2)) == 0
+    text = str(info.value)
+    assert 'JPEG Baseline' in text and uids.JPEG_BASELINE_PROCESS_1 in text
+    assert 'Explicit VR Little Endian' in text
+    assert listing(store_dir) == []
+
+
+def test_jpeg_file_arrives_byte_identical_when_accepted(store_dir, jpeg_file):
+    jpeg_first = [uids.JPEG_BASELINE_PROCESS_1, uids.EXPLICIT_VR_LITTLE_ENDIAN]
+    with make_server(store_dir, supported_ts=jpeg_first) as srv:
+        [status] = store(srv, jpeg_file, supported_ts=jpeg_first)
+    assert int(status) == 0
+    uid = uid_of(jpeg_file)
+    received = store_dir / f'{uid}.dcm'
+    assert listing(store_dir) == [f'{uid}.dcm']
+    assert data_set_bytes(received) == data_set_bytes(jpeg_file)
+    assert pydicom.dcmread(received).file_meta.TransferSyntaxUID == uids.JPEG_BASELINE_PROCESS_1
+
+
+def test_context_chosen_by_the_files_own_syntax(store_dir, tmp_path, jpeg_file):
+    """Two contexts for CT (JPEG and explicit LE): each file goes on the one in its syntax."""
+    plain = make_ct_file(tmp_path / 'plain.dcm', sop_instance_uid='1.2.3.15')
+    scu = client()
+    contexts = {1: ae_module.PContextDefList(1, CT, [uids.JPEG_BASELINE_PROCESS_1]),
+                3: ae_module.PContextDefList(3, CT, [uids.EXPLICIT_VR_LITTLE_ENDIAN])}
+    with make_server(store_dir, supported_ts=[uids.JPEG_BASELINE_PROCESS_1,
+                                              uids.EXPLICIT_VR_LITTLE_ENDIAN]) as srv:
+        assoc = ae_module.AssociationRequester(scu, scu.max_pdu_length, remote(srv), contexts)
+        assoc.request()
+        try:
+            svc = assoc.get_scu(CT)
+            results = [svc(plain, 1), svc(jpeg_file, 2), svc(pydicom.dcmread(plain), 3)]
+        finally:
+            assoc.release()
+    assert [int(s) for s in results] == [0, 0, 0]
+    jpeg_uid = uid_of(jpeg_file)
+    assert data_set_bytes(store_dir / f'{jpeg_uid}.dcm') == data_set_bytes(jpeg_file)
+    assert data_set_bytes(store_dir / '1.2.3.15.dcm') == data_set_bytes(plain)
+    assert (pydicom.dcmread(store_dir / '1.2.3.15_1.dcm').file_meta.TransferSyntaxUID
+            == uids.EXPLICIT_VR_LITTLE_ENDIAN)
+
+
+def test_context_chosen_by_the_data_sets_own_sop_class(server, store_dir, tmp_path):
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.16'))
+    ds.SOPClassUID = uids.MR_IMAGE_STORAGE
+    scu = client()
+    scu.add_scu(sopclass.storage_scu, [uids.MR_IMAGE_STORAGE])
+    with scu.request_association(remote(server)) as assoc:
+        # The service was fetched for CT; the MR data set still goes on the MR context.
+        assert int(assoc.get_scu(CT)(ds, 1)) == 0
+    got = pydicom.dcmread(store_dir / '1.2.3.16.dcm')
+    assert got.file_meta.MediaStorageSOPClassUID == uids.MR_IMAGE_STORAGE
+    assert got.SOPClassUID == uids.MR_IMAGE_STORAGE
+
+
+def test_unaccepted_sop_class_raises_before_sending(server, tmp_path):
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm'))
+    ds.SOPClassUID = uids.MR_IMAGE_STORAGE
+    with client().request_association(remote(server)) as assoc:
+        with pytest.raises(ClassNotSupportedError, match=uids.MR_IMAGE_STORAGE):
+            assoc.get_scu(CT)(ds, 1)
+        assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(2)) == 0
+
+
+# -- the SCP's refusals and failures ------------------------------------------------------
+
+@pytest.mark.filterwarnings('ignore:Invalid value for VR UI', 'ignore:The value length')
+@pytest.mark.parametrize('hostile', ['../evil', '../../etc/x', 'a/b', '1.2.3/../../x',
+                                     '1' * 65, '.1.2', '1..2', 'C:\\x'])
+def test_hostile_uid_is_refused_and_nothing_escapes(tmp_path, hostile):
+    outer = tmp_path / 'outer'
+    inner = outer / 'inner'
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # pydicom warns about the invalid UI value
+        ds.SOPInstanceUID = hostile
+    with make_server(inner) as srv:
+        with client().request_association(remote(srv)) as assoc:
+            status = assoc.get_scu(CT)(ds, 1)
+            # The association stays usable after the refusal.
+            assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(2)) == 0
+    assert int(status) == 0xC000 and status.is_failure
+    assert listing(inner) == []
+    assert listing(outer) == ['inner']
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['ct.dcm', 'outer']
+
+
+@pytest.mark.filterwarnings('ignore:Invalid value for VR UI')
+def test_hostile_uid_answer_carries_an_error_comment(store_dir, tmp_path):
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm'))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        ds.SOPInstanceUID = '../evil'
+    with make_server(store_dir) as srv:
+        with client().request_association(remote(srv)) as assoc:
+            ctx = assoc.context_for(CT)
+            rq = dimse.CStoreRQMessage()
+            rq.message_id = 5
+            rq.affected_sop_class_uid = CT
+            rq.affected_sop_instance_uid = '../evil'
+            rq.priority = dimse.PRIORITY_MEDIUM
+            rq.data_set = encode_data_set(ds, ctx.supported_ts)
+            assoc.send(rq, ctx.id)
+            rsp, _ = assoc.receive()
+    assert isinstance(rsp, dimse.CStoreRSPMessage)
+    assert rsp.status == 0xC000 and rsp.message_id_being_responded_to == 5
+    assert rsp.affected_sop_instance_uid == '../evil'
+    assert 'invalid SOP Instance UID' in rsp.error_comment
+    assert listing(store_dir) == []
+
+
+def test_event_handling_error_answers_c000_and_association_stays(store_dir, tmp_path):
+    class FlakyAE(ae_module.StorageAE):
+        failures = 1
+
+        def on_receive_store(self, context, ds):
+            if self.failures:
+                self.failures -= 1
+                raise EventHandlingError('not now')
+            return super().on_receive_store(context, ds)
+
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.20')
+    with make_server(store_dir, ae_class=FlakyAE) as srv:
+        results = store(srv, src, src)
+    assert [int(s) for s in results] == [0xC000, 0x0000]
+    # The refused one left no temporary file behind.
+    assert listing(store_dir) == ['1.2.3.20.dcm']
+
+
+def test_other_hook_exception_aborts_only_that_association(store_dir, tmp_path):
+    class BrokenAE(ae_module.StorageAE):
+        def on_receive_store(self, context, ds):
+            raise RuntimeError('bug in the handler')
+
+    src = make_ct_file(tmp_path / 'ct.dcm')
+    with make_server(store_dir, ae_class=BrokenAE) as srv:
+        with pytest.raises(AssociationAbortedError):
+            store(srv, src)
+        with client().request_association(remote(srv)) as assoc:
+            assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(1)) == 0
+    assert wait_until(lambda: listing(store_dir) == [])
+
+
+# -- a peer dying in the middle of a data set ------------------------------------------------
+
+def _associate_raw(port: int) -> tuple:
+    """Connect and associate by hand for CT in explicit VR LE; the socket and AC."""
+    sock = socket.create_connection(('127.0.0.1', port), timeout=5)
+    items = [pdu.ApplicationContextItem('1.2.840.10008.3.1.1.1'),
+             pdu.PresentationContextItemRQ(1, pdu.AbstractSyntaxSubItem(CT),
+                                           [pdu.TransferSyntaxSubItem(
+                                               uids.EXPLICIT_VR_LITTLE_ENDIAN)]),
+             pdu.UserInformationItem([userdataitems.MaximumLengthSubItem(16384),
+                                      userdataitems.ImplementationClassUIDSubItem('1.2.3.4')])]
+    sock.sendall(pdu.AAssociateRqPDU('STORE_SCP', 'RAW', items).encode())
+    answer = read_pdu(sock)
+    assert answer is not None and answer[0] == 0x02, 'expected A-ASSOCIATE-AC'
+    return sock
+
+
+@pytest.mark.parametrize('how', ['a-abort', 'close'])
+def test_peer_dying_mid_data_set_leaves_nothing(server, store_dir, tmp_path, how):
+    src = make_ct_file(tmp_path / 'big.dcm', sop_instance_uid='1.2.3.30', rows=256, cols=256)
+    rq = dimse.CStoreRQMessage()
+    rq.message_id = 1
+    rq.affected_sop_class_uid = CT
+    rq.affected_sop_instance_uid = '1.2.3.30'
+    rq.priority = dimse.PRIORITY_MEDIUM
+    rq.data_set = data_set_bytes(src)
+    pdus = list(rq.iter_pdu_bytes(1, 4096))
+    assert len(pdus) > 20
+    sock = _associate_raw(server.local_ae.port)
+    try:
+        for raw in pdus[:len(pdus) // 2]:
+            sock.sendall(raw)
+        # The data set is streaming into a temporary file, under no final name.
+        assert wait_until(lambda: any(n.endswith('.part') for n in listing(store_dir)))
+        assert not any(n.endswith('.dcm') for n in listing(store_dir))
+        if how == 'a-abort':
+            sock.sendall(pdu.AAbortPDU(0, 0).encode())
+    finally:
+        sock.close()
+    assert wait_until(lambda: listing(store_dir) == []), listing(store_dir)
+    # The AE keeps serving.
+    with client().request_association(remote(server)) as assoc:
+        assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(1)) == 0
+        assert int(assoc.get_scu(CT)(src, 2)) == 0
+    assert listing(store_dir) == ['1.2.3.30.dcm']
+
+
+def test_peer_stalling_mid_data_set_times_out_and_leaves_nothing(store_dir, tmp_path):
+    src = make_ct_file(tmp_path / 'big.dcm', sop_instance_uid='1.2.3.31', rows=128, cols=128)
+    rq = dimse.CStoreRQMessage()
+    rq.message_id = 1
+    rq.affected_sop_class_uid = CT
+    rq.affected_sop_instance_uid = '1.2.3.31'
+    rq.data_set = data_set_bytes(src)
+    pdus = list(rq.iter_pdu_bytes(1, 4096))
+    with make_server(store_dir) as srv:
+        srv.dcm_timeout = 0.5
+        sock = _associate_raw(srv.local_ae.port)
+        try:
+            for raw in pdus[:3]:
+                sock.sendall(raw)
+            assert wait_until(lambda: any(n.endswith('.part') for n in listing(store_dir)))
+            # We send nothing more: the SCP gives up after dcm_timeout and cleans up.
+            assert wait_until(lambda: listing(store_dir) == [], timeout=5), listing(store_dir)
+            # ... and the connection is closed (after an A-ABORT, PS3.8 9.2.3 ARTIM/AA-2).
+            rest = read_until_closed(sock, timeout=5)
+            assert rest == b'' or rest[0] == 0x07, rest[:16]
+        finally:
+            sock.close()
+
+
+# -- pieces: file meta reading, the mixin without a network ---------------------------------
+
+def test_read_file_meta_with_and_without_group_length(tmp_path):
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.40')
+    raw = src.read_bytes()
+    meta = read_file_meta(io.BytesIO(raw))
+    assert meta.sop_class_uid == CT and meta.sop_instance_uid == '1.2.3.40'
+    assert meta.transfer_syntax == uids.EXPLICIT_VR_LITTLE_ENDIAN
+    group_length = struct.unpack('<L', raw[140:144])[0]
+    assert raw[132:136] == b'\x02\x00\x00\x00' and meta.data_set_offset == 144 + group_length
+    # Without (0002,0000) the elements themselves say where the data set starts.
+    stripped = raw[:132] + raw[144:]
+    meta2 = read_file_meta(io.BytesIO(stripped))
+    assert meta2._replace(data_set_offset=0) == meta._replace(data_set_offset=0)
+    assert stripped[meta2.data_set_offset:] == raw[meta.data_set_offset:]
+    assert read_file_meta(io.BytesIO(b'\x00' * 128 + b'XXXX')) is None
+    assert read_file_meta(io.BytesIO(b'short')) is None
+
+
+def test_file_without_group_length_is_sent_as_is(server, store_dir, tmp_path):
+    raw = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.41').read_bytes()
+    stripped = tmp_path / 'nogl.dcm'
+    stripped.write_bytes(raw[:132] + raw[144:])
+    [status] = store(server, stripped)
+    assert int(status) == 0
+    assert data_set_bytes(store_dir / '1.2.3.41.dcm') == data_set_bytes(tmp_path / 'ct.dcm')
+
+
+def test_file_without_meta_is_read_by_pydicom(server, store_dir, tmp_path):
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.42')
+    bare = tmp_path / 'bare.dcm'
+    bare.write_bytes(data_set_bytes(src))
+    [status] = store(server, bare)
+    assert int(status) == 0
+    assert pydicom.dcmread(store_dir / '1.2.3.42.dcm').PixelData == pydicom.dcmread(src).PixelData
+
+
+def test_read_instance_uids_from_raw_bytes(tmp_path):
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.43'))
+    for ts in (uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_BIG_ENDIAN,
+               uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN):
+        assert read_instance_uids(encode_data_set(ds, ts), ts) == (CT, '1.2.3.43')
+
+
+def test_client_storage_ae_mixin_stores_bytes_and_files(tmp_path):
+    scu = ae_module.ClientStorageAE(tmp_path / 'got', 'GETSCU')
+    assert scu.supported_scp[CT] is sopclass.storage_scp and CT in scu.store_in_file
+    assert scu.max_iterations == 10
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.44'))
+    ctx = ae_module.PContextDefList(1, CT, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    raw = encode_data_set(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    # Raw bytes (a SOP class not stored in a file) land as a Part-10 file as well.
+    assert scu.on_receive_store(ctx, raw) == statuses.SUCCESS
+    # The file path: get_file, the data set streamed in, then on_receive_store.
+    command = Dataset()
+    command.AffectedSOPClassUID = CT
+    command.AffectedSOPInstanceUID = '1.2.3.44'
+    fp, start = scu.get_file(ctx, command)
+    assert os.path.dirname(scu._temp_files()[fp][0]) == str(tmp_path / 'got')
+    fp.write(raw)
+    assert scu.on_receive_store(ctx, fp) == statuses.SUCCESS
+    scu.discard_file(fp)
+    assert listing(tmp_path / 'got') == ['1.2.3.44.dcm', '1.2.3.44_1.dcm']
+    for name in listing(tmp_path / 'got'):
+        assert data_set_bytes(tmp_path / 'got' / name) == raw
+    # A discarded transfer leaves nothing.
+    fp, _ = scu.get_file(ctx, command)
+    fp.write(raw[:100])
+    scu.discard_file(fp)
+    assert fp.closed and len(listing(tmp_path / 'got')) == 2
