@@ -11,9 +11,9 @@ from pynetdicom2.asceprovider import AssociationAcceptor, AssociationRequester
 from pynetdicom2.commands import CMoveResponse, c_find, find, get, move, storage, store, verify
 from pynetdicom2.fsm import PContextDef
 from pynetdicom2.sopclass import (
-    modality_work_list_scp, modality_work_list_scu, qr_find_scp, qr_find_scu, qr_get_scp,
-    qr_get_scu, qr_move_scp, qr_move_scu, storage_scp, storage_scu, verification_scp,
-    verification_scu)
+    StorageCommitment, modality_work_list_scp, modality_work_list_scu, qr_find_scp, qr_find_scu,
+    qr_get_scp, qr_get_scu, qr_move_scp, qr_move_scu, storage_commitment_scu, storage_scp,
+    storage_scu, verification_scp, verification_scu)
 from pynetdicom2.statuses import PROCESSING_FAILURE, SUCCESS, Status
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     'CMoveResponse', 'c_find', 'find', 'get', 'move', 'storage', 'store', 'verify',
     'verification_scu', 'verification_scp', 'storage_scu', 'storage_scp',
     'qr_find_scu', 'qr_find_scp', 'qr_move_scu', 'qr_move_scp', 'qr_get_scu', 'qr_get_scp',
-    'modality_work_list_scu', 'modality_work_list_scp',
+    'modality_work_list_scu', 'modality_work_list_scp', 'StorageCommitment',
+    'storage_commitment_scu',
     'Status', 'SUCCESS', 'PROCESSING_FAILURE',
 ]

@@ -25,8 +25,8 @@ from pydicom.filewriter import write_file_meta_info
 
 from pynetdicom2 import statuses, uids
 from pynetdicom2.asceprovider import (
-    IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS, AETParams,
-    AssociationAcceptor, AssociationRequester, PContextDefList)
+    GET_SOP_CLASSES, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS,
+    AETParams, AssociationAcceptor, AssociationRequester, PContextDefList)
 from pynetdicom2.exceptions import EventHandlingError, NetDICOMError
 from pynetdicom2.services import storage as storage_service, verification as verification_service
 
@@ -35,11 +35,6 @@ logger = logging.getLogger(__name__)
 #: Transfer syntaxes an AE supports unless told otherwise, in order of preference.
 default_ts = [uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN,
               uids.EXPLICIT_VR_BIG_ENDIAN]
-
-
-_GET_SOP_CLASSES = frozenset({
-    uids.PATIENT_ROOT_GET_SOP_CLASS, uids.STUDY_ROOT_GET_SOP_CLASS,
-    uids.PATIENT_STUDY_ONLY_GET_SOP_CLASS, uids.COMPOSITE_INSTANCE_ROOT_GET_SOP_CLASS})
 
 
 class AEBase:
@@ -160,11 +155,13 @@ class AEBase:
             return contexts
         if sop_classes is None:
             wanted = set(self.supported_scu)
-            if wanted & _GET_SOP_CLASSES:
+            if wanted & GET_SOP_CLASSES:
                 wanted |= set(self.supported_scp)
         else:
             wanted = set(sop_classes)
-        chosen = {i: c for i, c in contexts.items() if c.sop_class in wanted}
+        # Renumber: the chosen contexts keep their order, with IDs 1, 3, 5, ...
+        chosen = {2 * n + 1: ctx._replace(id=2 * n + 1) for n, ctx in enumerate(
+            c for c in contexts.values() if c.sop_class in wanted)}
         if len(chosen) > MAX_PRESENTATION_CONTEXTS:
             raise NetDICOMError(
                 f'{len(chosen)} presentation contexts would be proposed; one A-ASSOCIATE-RQ '
@@ -237,6 +234,41 @@ class AEBase:
 
     def on_commitment_response(self, transaction_uid, success, failure) -> None:
         """A storage commitment result (N-EVENT-REPORT) arrived."""
+
+    # N-services. Each returns ``(Status, Dataset or None)`` (or a bare status); the
+    # defaults raise NotImplementedError, answered 0x0211 "unrecognized operation".
+
+    def on_mpps_create(self, context, sop_instance_uid, ds):
+        """MPPS N-CREATE (a procedure step begins, IN PROGRESS)."""
+        raise NotImplementedError('on_mpps_create is not implemented by this AE')
+
+    def on_mpps_set(self, context, sop_instance_uid, ds):
+        """MPPS N-SET (the step is updated, COMPLETED or DISCONTINUED)."""
+        raise NotImplementedError('on_mpps_set is not implemented by this AE')
+
+    def on_receive_n_get(self, context, msg, ds):
+        """Generic N-GET for ``msg.requested_sop_instance_uid`` (``ds`` is None)."""
+        raise NotImplementedError('on_receive_n_get is not implemented by this AE')
+
+    def on_receive_n_set(self, context, msg, ds):
+        """Generic N-SET with the modification list ``ds``."""
+        raise NotImplementedError('on_receive_n_set is not implemented by this AE')
+
+    def on_receive_n_action(self, context, msg, ds):
+        """Generic N-ACTION (``msg.action_type_id``) with its action information."""
+        raise NotImplementedError('on_receive_n_action is not implemented by this AE')
+
+    def on_receive_n_create(self, context, msg, ds):
+        """Generic N-CREATE of ``msg.affected_sop_instance_uid`` with ``ds``."""
+        raise NotImplementedError('on_receive_n_create is not implemented by this AE')
+
+    def on_receive_n_delete(self, context, msg, ds):
+        """Generic N-DELETE of ``msg.requested_sop_instance_uid`` (``ds`` is None)."""
+        raise NotImplementedError('on_receive_n_delete is not implemented by this AE')
+
+    def on_receive_n_event_report(self, context, msg, ds):
+        """Generic N-EVENT-REPORT (``msg.event_type_id``) with its event information."""
+        raise NotImplementedError('on_receive_n_event_report is not implemented by this AE')
 
 
 class ClientAE(AEBase):

@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from pynetdicom2 import dimse, pdu, userdataitems
+from pynetdicom2 import dimse, pdu, uids, userdataitems
 from pynetdicom2._version import __version_info__
 from pynetdicom2.dulprovider import DULServiceProvider
 from pynetdicom2.exceptions import (
@@ -40,6 +40,11 @@ USER_REJECTION = 1
 NO_REASON = 2
 ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
 TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
+
+#: Retrieve SOP classes whose C-STORE sub-operations come back on the same association.
+GET_SOP_CLASSES = frozenset({
+    uids.PATIENT_ROOT_GET_SOP_CLASS, uids.STUDY_ROOT_GET_SOP_CLASS,
+    uids.PATIENT_STUDY_ONLY_GET_SOP_CLASS, uids.COMPOSITE_INSTANCE_ROOT_GET_SOP_CLASS})
 
 # Identity keys of a remote AE and the User Identity Type each gives (PS3.7 D.3.3.7).
 _IDENTITY_TYPES = {'username': 1, 'kerberos': 3, 'saml': 4, 'jwt': 5}
@@ -176,6 +181,11 @@ class Association:
                 self.abort_provider(2)
                 raise PDUProcessingError(f'unexpected {type(received).__name__} '
                                          f'from {self.dul.peer}')
+
+    def message_waiting(self) -> bool:
+        """True when (part of) a message from the peer is ready: ``receive`` will not
+        wait for the network. Services use it to notice a C-CANCEL between responses."""
+        return bool(self._pending) or (self.dul is not None and self.dul.data_waiting())
 
     def _feed(self, context_id: int, control: int, fragment: memoryview):
         try:
@@ -338,12 +348,7 @@ class AssociationRequester(Association):
         user_data = [userdataitems.MaximumLengthSubItem(self.max_pdu_length),
                      userdataitems.ImplementationClassUIDSubItem(IMPLEMENTATION_UID),
                      userdataitems.ImplementationVersionNameSubItem(IMPLEMENTATION_VERSION_NAME)]
-        proposed = {ctx.sop_class for ctx in self.context_def_list.values()}
-        for sop_class in sorted(proposed & set(self.ae.supported_scp)):
-            # We also serve this class on our own association (C-GET storage, or
-            # N-EVENT-REPORT of storage commitment): ask for the SCP role.
-            scu_role = 1 if sop_class in self.ae.supported_scu else 0
-            user_data.append(userdataitems.ScpScuRoleSelectionSubItem(sop_class, scu_role, 1))
+        user_data.extend(self._role_selection_items())
         identity = self.remote_ae.user_identity()
         if identity is not None:
             user_data.append(identity)
@@ -352,6 +357,20 @@ class AssociationRequester(Association):
                  + build_pres_context_def_list(self.context_def_list)
                  + [pdu.UserInformationItem(user_data)])
         return pdu.AAssociateRqPDU(self.remote_ae.aet, self.ae.local_ae.aet, items)
+
+    def _role_selection_items(self) -> list:
+        """SCP/SCU role selection (PS3.7 D.3.3.4) for the classes we serve on our own
+        association: those we use both ways (e.g. storage commitment's report) and,
+        when a C-GET is proposed, the classes whose C-STOREs we will receive."""
+        proposed = {ctx.sop_class for ctx in self.context_def_list.values()}
+        getting = bool(proposed & GET_SOP_CLASSES)
+        items = []
+        for sop_class in sorted(proposed & set(self.ae.supported_scp)):
+            both_ways = sop_class in self.ae.supported_scu
+            if both_ways or getting:
+                items.append(userdataitems.ScpScuRoleSelectionSubItem(
+                    sop_class, 1 if both_ways else 0, 1))
+        return items
 
     def _negotiated(self, ac: pdu.AAssociateAcPDU) -> None:
         self.ac = ac

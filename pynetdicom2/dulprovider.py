@@ -11,6 +11,7 @@ subclasses carrying the wire values, with the socket closed.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import time
 from collections import deque
@@ -170,6 +171,27 @@ class DULServiceProvider:
                 pass
 
     # -- receiving ------------------------------------------------------------------
+
+    def data_waiting(self) -> bool:
+        """True when bytes from the peer can be read now, without blocking.
+
+        TLS data already decrypted counts; so does a closed connection (the next
+        ``receive_pdu`` then says what happened).
+        """
+        sock = self.sock
+        if sock is None:
+            return False
+        pending = getattr(sock, 'pending', None)
+        if pending is not None and pending():
+            return True
+        try:
+            if hasattr(select, 'poll'):  # no FD_SETSIZE limit on the descriptor number
+                poller = select.poll()
+                poller.register(sock, select.POLLIN)
+                return bool(poller.poll(0))
+            return bool(select.select([sock], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
 
     def receive_pdu(self, timeout: Optional[float]) -> Union[pdu.PDU, PDataFragments]:
         """Wait up to ``timeout`` seconds for the next PDU and run the state machine on it.

@@ -30,6 +30,8 @@ STORAGE_COMMITMENT_SUCCESSFUL = 1
 STORAGE_COMMITMENT_FAILURES_EXIST = 2
 
 _SC = STORAGE_COMMITMENT_PUSH_MODEL_SOP_CLASS
+# Results an SCP may send on the association before its N-ACTION-RSP; beyond, give up.
+_MAX_EARLY_REPORTS = 16
 _MAX_COMMENT = 64  # Error Comment is LO (PS3.5 6.2)
 # Message IDs of the reports we send; unique enough among a peer's outstanding ones.
 _report_ids = itertools.count(1)
@@ -182,10 +184,11 @@ def storage_commitment_scu(asce, ctx, transaction_uid: str,
     * on this association, when the SCP sends it here (we proposed the SCP role,
       which the requester does by itself when the AE serves ``StorageCommitment``):
       pass ``wait_for_report=True`` to wait (``dcm_timeout``) for it and answer it
-      before returning. Without it, release the association right after this call
-      (a compliant SCP then reports on a new association, PS3.4 J.3.3.1.2) and send
-      nothing else on it: a report arriving while another response is expected
-      aborts the association.
+      before returning. A result that arrives before the N-ACTION-RSP is answered
+      whatever ``wait_for_report`` says. Without it, release the association right
+      after this call (a compliant SCP then reports on a new association, PS3.4
+      J.3.3.1.2) and send nothing else on it: a report arriving while another
+      response is expected aborts the association.
     """
     rq = dimse.NActionRQMessage()
     rq.message_id = msg_id
@@ -195,19 +198,52 @@ def storage_commitment_scu(asce, ctx, transaction_uid: str,
     rq.data_set = encode_n_data_set(build_action_information(transaction_uid, references),
                                     ctx.supported_ts)
     asce.send(rq, ctx.id)
-    rsp = receive_response(asce, dimse.NActionRSPMessage, msg_id)
-    if rsp.status is None:
-        asce.abort()
-        raise DIMSEProcessingError(f'N-ACTION-RSP from {asce.dul.peer} has no Status')
+    rsp, reported = _receive_action_response(asce, msg_id)
     status = statuses.Status(rsp.status, dimse.NActionRSPMessage)
-    if wait_for_report and status.is_success:
+    if wait_for_report and status.is_success and not reported:
         msg, pc_id = asce.receive()
-        if not isinstance(msg, dimse.NEventReportRQMessage) or msg.sop_class_uid != _SC:
+        if not _is_report(msg):
             asce.abort()
             raise DIMSEProcessingError(f'expected a storage commitment N-EVENT-REPORT-RQ '
                                        f'from {asce.dul.peer}, received {type(msg).__name__}')
         answer_event_report(asce, asce.accepted_contexts[pc_id], msg)
     return status
+
+
+def _is_report(msg) -> bool:
+    return isinstance(msg, dimse.NEventReportRQMessage) and msg.sop_class_uid == _SC
+
+
+def _receive_action_response(asce, msg_id: int):
+    """``(N-ACTION-RSP, whether a report was answered before it)``.
+
+    An SCP may send the result on this association before its N-ACTION-RSP (pynetdicom
+    3 may, sending it from another thread): each such report is answered as it comes. Anything else
+    than these and the response aborts the association (``DIMSEProcessingError``).
+    """
+    reported = False
+    for _ in range(_MAX_EARLY_REPORTS + 1):
+        msg, pc_id = asce.receive()
+        if not _is_report(msg):
+            break
+        logger.debug('%s sent the storage commitment result before its N-ACTION-RSP',
+                     asce.dul.peer)
+        answer_event_report(asce, asce.accepted_contexts[pc_id], msg)
+        reported = True
+    else:
+        asce.abort()
+        raise DIMSEProcessingError(f'{asce.dul.peer} sent more than {_MAX_EARLY_REPORTS} '
+                                   'reports and no N-ACTION-RSP')
+    if not isinstance(msg, dimse.NActionRSPMessage):
+        asce.abort()
+        raise DIMSEProcessingError(f'expected NActionRSPMessage from {asce.dul.peer}, '
+                                   f'received {type(msg).__name__}')
+    if msg.message_id_being_responded_to != msg_id or msg.status is None:
+        asce.abort()
+        raise DIMSEProcessingError(
+            f'N-ACTION-RSP from {asce.dul.peer} answers message '
+            f'{msg.message_id_being_responded_to} (expected {msg_id}) with status {msg.status}')
+    return msg, reported
 
 
 class StorageCommitment(MessageDispatcherSCP):
@@ -252,17 +288,15 @@ class StorageCommitment(MessageDispatcherSCP):
 
     sop_classes = [_SC]
 
-    def __call__(self, asce, ctx, msg) -> None:
-        # One instance serves every association thread: keep no per-call state on self.
-        self.dispatch(msg, asce, ctx)
-
     def n_event_report(self, msg, asce, ctx) -> None:
         if not isinstance(msg, dimse.NEventReportRQMessage):
+            asce.abort()
             raise DIMSEProcessingError(f'{asce.dul.peer} sent an unexpected {type(msg).__name__}')
         answer_event_report(asce, ctx, msg)
 
     def n_action(self, msg, asce, ctx) -> None:
         if not isinstance(msg, dimse.NActionRQMessage):
+            asce.abort()
             raise DIMSEProcessingError(f'{asce.dul.peer} sent an unexpected {type(msg).__name__}')
         status, comment, outcome = self._commit(asce, msg, ctx)
         rsp = dimse.NActionRSPMessage()

@@ -97,12 +97,15 @@ class MessageDispatcherSCU(MessageDispatcher):
 
 
 class MessageDispatcherSCP(MessageDispatcher):
-    """Dispatcher for a service used as SCP: ``self(asce, ctx, msg)`` dispatches ``msg``."""
+    """Dispatcher for a service used as SCP: ``self(asce, ctx, msg)`` calls
+    ``self.<command>(msg, asce, ctx)``.
+
+    One instance serves every association at once, so the association and context
+    travel as arguments, never as attributes.
+    """
 
     sop_classes: list = []
     store_in_file = False
 
     def __call__(self, asce, ctx, msg) -> None:
-        self.asce = asce
-        self.ctx = ctx
-        self.dispatch(msg)
+        self.dispatch(msg, asce, ctx)

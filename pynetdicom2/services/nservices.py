@@ -317,10 +317,6 @@ class NServiceSCP(MessageDispatcherSCP):
     def __init__(self, sop_classes: Sequence[str] = ()) -> None:
         self.sop_classes = list(sop_classes)
 
-    def __call__(self, asce, ctx, msg) -> None:
-        # One instance serves every association thread: keep no per-call state on self.
-        self.dispatch(msg, asce, ctx)
-
     def n_get(self, msg, asce, ctx) -> None:
         self.serve(asce, ctx, msg)
 
@@ -333,6 +329,7 @@ class NServiceSCP(MessageDispatcherSCP):
     def serve(self, asce, ctx, msg) -> None:
         """Answer one N request with its hook's status and data set."""
         if not isinstance(msg, dimse.DIMSERequestMessage):
+            asce.abort()
             raise DIMSEProcessingError(f'{asce.dul.peer} sent {type(msg).__name__}, a '
                                        'response no request of ours asked for')
         response_class = _RESPONSE_CLASS[type(msg)]

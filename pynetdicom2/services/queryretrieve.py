@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import select
 import time
 import zlib
 from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
@@ -127,33 +126,6 @@ def _response_identifier(asce, rsp, ctx: PContextDef) -> Optional[Dataset]:
 
 # -- cancel --------------------------------------------------------------------------
 
-def _message_waiting(asce) -> bool:
-    """True when a message (or part of one) from the peer is ready to be received.
-
-    Looks without blocking: fragments the association already holds, then the socket
-    (TLS data already decrypted, then ``poll``/``select`` with a zero timeout). A
-    closed connection also reads as "waiting": ``receive`` then says what happened.
-    """
-    if getattr(asce, '_pending', None):
-        return True
-    dul = getattr(asce, 'dul', None)
-    sock = getattr(dul, 'sock', None)
-    if sock is None:
-        return False
-    pending = getattr(sock, 'pending', None)
-    if pending is not None and pending():
-        return True
-    try:
-        if hasattr(select, 'poll'):  # no FD_SETSIZE limit on the descriptor number
-            poller = select.poll()
-            poller.register(sock, select.POLLIN)
-            return bool(poller.poll(0))
-        readable, _, _ = select.select([sock], [], [], 0)
-    except (OSError, ValueError):
-        return False
-    return bool(readable)
-
-
 def _cancel_requested(asce, msg_id: int) -> bool:
     """True when the peer has sent C-CANCEL-RQ for request ``msg_id`` (PS3.7 9.3.2.3).
 
@@ -162,7 +134,7 @@ def _cancel_requested(asce, msg_id: int) -> bool:
     outstanding breaks the protocol (we negotiate no asynchronous operations): the
     association is aborted and ``DIMSEProcessingError`` raised.
     """
-    if not _message_waiting(asce):
+    if not asce.message_waiting():
         return False
     msg, _ = asce.receive()
     if isinstance(msg, dimse.CCancelRQMessage):
