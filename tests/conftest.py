@@ -49,6 +49,13 @@ def pki(tmp_path_factory):
         _openssl('x509', '-req', '-in', f'{name}.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
                  '-CAcreateserial', '-out', f'{name}.pem', '-days', '2', '-extfile',
                  f'{name}.ext', cwd=d)
+    # A server certificate that expired yesterday (notAfter before notBefore: -days -1).
+    _openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'expired.key', '-out',
+             'expired.csr', '-subj', '/CN=localhost', cwd=d)
+    (d / 'expired.ext').write_text('subjectAltName=DNS:localhost\n')
+    _openssl('x509', '-req', '-in', 'expired.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key',
+             '-CAcreateserial', '-out', 'expired.pem', '-days', '-1', '-extfile',
+             'expired.ext', cwd=d)
     _openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'rogue.key', '-out',
              'rogue.pem', '-days', '2', '-subj', '/CN=Rogue CA', cwd=d)
     return d

@@ -199,15 +199,16 @@ def start_dcmtk_scp(tool: str, args: Sequence[str], timeout: float = 10
 
 
 @contextlib.contextmanager
-def start_pynetdicom_peer(args: Sequence[str], timeout: float = 15
+def start_pynetdicom_peer(args: Sequence[str], timeout: float = 15, script=PEER_SCRIPT
                           ) -> Iterator[tuple[subprocess.Popen, int]]:
-    """Run the pynetdicom 3 peer script as an SCP; yield ``(proc, port)``.
+    """Run a pynetdicom 3 peer script (default: the general one) as an SCP; yield
+    ``(proc, port)``.
 
     The peer binds port 0 and prints ``PORT <n>``; we poll its stdout file for that
     line, bounded by ``timeout``.
     """
     require_pynetdicom()
-    proc = _spawn([sys.executable, str(PEER_SCRIPT), *args])
+    proc = _spawn([sys.executable, str(script), *args])
     try:
         port = _read_port_line(proc, timeout)
         yield proc, port

@@ -91,3 +91,15 @@ def test_a_stalled_handshake_does_not_block_other_associations(pki):
             started = time.monotonic()
             assert echo(client_ae(pki), 'localhost', srv.local_ae.port).is_success
             assert time.monotonic() - started < 2.5
+
+
+def test_an_expired_server_certificate_is_refused_with_the_ssl_error_chained(pki):
+    context = tls.make_context('server', certfile=str(pki / 'expired.pem'),
+                               keyfile=str(pki / 'expired.key'), cafile=str(pki / 'ca.pem'))
+    srv = SSLApplicationEntity(context, 'TLS_SCP', 0, bind_address='127.0.0.1')
+    srv.add_scp(sopclass.verification_scp)
+    with srv:
+        with pytest.raises(AssociationAbortedError) as info:
+            echo(client_ae(pki), 'localhost', srv.local_ae.port)
+        assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+        assert 'expired' in str(info.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pydicom
+
 from pynetdicom2 import sopclass, tls, uids
 from pynetdicom2.ssl_ae import SSLApplicationEntity, SSLClientAE
 from tests.peers import dcmtk, run_tool, start_dcmtk_scp
@@ -32,3 +34,27 @@ def test_dcmtk_echoscu_over_tls_to_our_ae(pki):
                           'TLS_SCP', '127.0.0.1', str(srv.local_ae.port)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert plain.returncode != 0        # no TLS, no association
+
+
+def test_dcmtk_storescu_over_tls_to_our_ae(pki, tmp_path):
+    from tests.peers import make_ct_file
+    received = []
+
+    class Receiver(SSLApplicationEntity):
+        def on_receive_store(self, context, ds):
+            received.append(pydicom.dcmread(ds))
+            return 0
+
+    ct = make_ct_file(tmp_path / 'ct.dcm')
+    context = tls.make_context('server', certfile=str(pki / 'server.pem'),
+                               keyfile=str(pki / 'server.key'), cafile=str(pki / 'ca.pem'))
+    srv = Receiver(context, 'TLS_SCP', 0, bind_address='127.0.0.1')
+    srv.add_scp(sopclass.storage_scp)
+    with srv:
+        result = run_tool([dcmtk('storescu'), '-to', '5', '-ta', '5', '-td', '5', '-aec',
+                           'TLS_SCP', '+tls', str(pki / 'client.key'), str(pki / 'client.pem'),
+                           '+cf', str(pki / 'ca.pem'), '127.0.0.1', str(srv.local_ae.port),
+                           str(ct)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert len(received) == 1
+    assert received[0].PixelData == pydicom.dcmread(ct).PixelData
