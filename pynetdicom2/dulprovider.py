@@ -209,9 +209,10 @@ class DULServiceProvider:
             pdu_type, length = self._read_header(deadline)
             body = self._read_body(pdu_type, length, deadline)
         except TransportClosed:
+            state = self.state_name()
             self._event('Evt17')
             raise AssociationAbortedError(
-                2, 0, f'{self._who()} closed the connection in {self.state_name()}') from None
+                2, 0, f'{self._who()} closed the connection in {state}') from None
         except socket.timeout:
             return self._timed_out(timeout)
         except OSError as exc:
@@ -238,7 +239,7 @@ class DULServiceProvider:
             raise AssociationAbortedError(
                 2, REASON_UNEXPECTED_PDU,
                 f'unexpected {name} from {self._who()} in {state}; the association was aborted')
-        if action == 'AA-3':
+        if isinstance(received, pdu.AAbortPDU) and action in ('AA-2', 'AA-3'):
             raise AssociationAbortedError(
                 received.source, received.reason_diag,
                 f'{self._who()} aborted the association: '
