@@ -15,13 +15,12 @@ import logging
 import os
 import socket
 import socketserver
+import struct
 import tempfile
 import threading
 from typing import Iterable, Optional
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filebase import DicomFileLike
-from pydicom.filewriter import write_file_meta_info
+from pydicom.dataset import Dataset
 
 from pynetdicom2 import statuses, uids
 from pynetdicom2.asceprovider import (
@@ -114,7 +113,13 @@ class AEBase:
     def acceptable_sop_classes(self) -> frozenset:
         """SOP classes this AE accepts when it is the acceptor."""
         with self.lock:
-            return frozenset(ctx.sop_class for ctx in self.context_def_list.values())
+            # Asked once per association; rebuilt only when the contexts change.
+            cached = self.__dict__.get('_acceptable')
+            if cached is None or cached[0] != len(self.context_def_list):
+                cached = (len(self.context_def_list),
+                          frozenset(ctx.sop_class for ctx in self.context_def_list.values()))
+                self._acceptable = cached
+            return cached[1]
 
     def transfer_syntax_preference(self) -> tuple:
         """Our transfer syntaxes, most preferred first (the acceptor chooses by it)."""
@@ -591,16 +596,34 @@ def write_meta(fp, command_set, ts) -> None:
     """Write the Part-10 preamble, ``DICM`` and file meta information to ``fp``.
 
     MediaStorageSOPClassUID and MediaStorageSOPInstanceUID come from the command's
-    Affected SOP Class and Instance UID; the Transfer Syntax UID is ``ts``.
+    Affected SOP Class and Instance UID; the Transfer Syntax UID is ``ts``. The group
+    is small and fixed, so it is encoded here directly (PS3.10 7.1, explicit VR little
+    endian) rather than through a pydicom data set: this runs once per stored file.
     """
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = command_set.AffectedSOPClassUID
-    meta.MediaStorageSOPInstanceUID = command_set.AffectedSOPInstanceUID
-    meta.TransferSyntaxUID = ts
-    meta.ImplementationClassUID = IMPLEMENTATION_UID
-    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
-    fp.write(b'\x00' * 128 + b'DICM')
-    write_file_meta_info(DicomFileLike(fp), meta, enforce_standard=True)
+    elements = b''.join([
+        _meta_element(0x0001, b'OB', b'\x00\x01'),
+        _meta_element(0x0002, b'UI', _uid_value(command_set.get('AffectedSOPClassUID'))),
+        _meta_element(0x0003, b'UI', _uid_value(command_set.get('AffectedSOPInstanceUID'))),
+        _meta_element(0x0010, b'UI', _uid_value(ts)),
+        _meta_element(0x0012, b'UI', _uid_value(IMPLEMENTATION_UID)),
+        _meta_element(0x0013, b'SH', IMPLEMENTATION_VERSION_NAME.encode('ascii')),
+    ])
+    group_length = _meta_element(0x0000, b'UL', struct.pack('<L', len(elements)))
+    fp.write(b'\x00' * 128 + b'DICM' + group_length + elements)
+
+
+def _uid_value(uid) -> bytes:
+    value = str(uid.value if hasattr(uid, 'value') else uid or '')
+    return value.encode('ascii', 'replace')[:64]
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    """One group-0002 element; UIDs pad with NUL, text with a space (PS3.5 6.2)."""
+    if len(value) % 2:
+        value += b'\x00' if vr == b'UI' else b' '
+    if vr == b'OB':   # OB has a reserved pair of bytes and a 4-byte length (PS3.5 7.1.2)
+        return struct.pack('<HH2s2xL', 0x0002, element, vr, len(value)) + value
+    return struct.pack('<HH2sH', 0x0002, element, vr, len(value)) + value
 
 
 __all__ = ['AEBase', 'ClientAE', 'AE', 'FolderStorageMixin', 'StorageAE', 'ClientStorageAE',

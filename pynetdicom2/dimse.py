@@ -8,8 +8,11 @@ No sockets and no associations here: bytes in, bytes out.
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import struct
+import threading
 from typing import Any, BinaryIO, Callable, Iterator, List, Optional, Tuple, Union
 
 from pydicom.dataelem import DataElement
@@ -533,7 +536,8 @@ class DIMSEMessage:
                 f'encode a Dataset before sending it')
         # Read ahead one chunk to know which fragment is the last (a file's length is
         # not known up front); two buffers take turns so the one yielded stays intact.
-        buffers = [memoryview(bytearray(size)), memoryview(bytearray(size))]
+        size = min(size, _bytes_left(data) or size)
+        buffers = _read_buffers(size)
         turn = 0
         count = _read_chunk(data, buffers[turn])
         current = buffers[turn][:count]
@@ -546,6 +550,27 @@ class DIMSEMessage:
             yield 0, current
             current = buffers[turn][:count]
 
+    def iter_pdu_buffers(self, pc_id: int, max_pdu_length: Optional[int]
+                         ) -> Iterator[List[Any]]:
+        """Yield each P-DATA-TF PDU as a list of buffers (headers and fragments) for
+        scatter/gather sending: the payload is never copied. A fragment stays valid
+        only until the next PDU is requested."""
+        _check_context_id(pc_id)
+        for pdvs in self.iter_fragments(max_pdu_length):
+            if len(pdvs) == 1:
+                control, frag = pdvs[0]
+                length = len(frag)
+                yield [_PDU_AND_PDV_HEADER.pack(
+                    P_DATA_TF_PDU_TYPE, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
+                    control), frag]
+                continue
+            body_length = sum(len(frag) + _PDV_HEADER_LENGTH for _, frag in pdvs)
+            parts = [_PDU_HEADER.pack(P_DATA_TF_PDU_TYPE, body_length)]
+            for control, frag in pdvs:
+                parts.append(_PDV_HEADER.pack(len(frag) + 2, pc_id, control))
+                parts.append(frag)
+            yield parts
+
     def iter_pdu_bytes(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[bytes]:
         """Yield complete P-DATA-TF PDUs (PS3.8 9.3.5) as bytes, ready for ``sendall``.
 
@@ -553,21 +578,8 @@ class DIMSEMessage:
         Maximum Length Received; 0 or None: no limit, fragments of 4 MiB at most).
         Memory stays bounded whatever the data set's size.
         """
-        _check_context_id(pc_id)
-        for pdvs in self.iter_fragments(max_pdu_length):
-            if len(pdvs) == 1:
-                control, frag = pdvs[0]
-                length = len(frag)
-                yield _PDU_AND_PDV_HEADER.pack(
-                    P_DATA_TF_PDU_TYPE, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
-                    control) + frag
-                continue
-            body_length = sum(len(frag) + _PDV_HEADER_LENGTH for _, frag in pdvs)
-            parts = [_PDU_HEADER.pack(P_DATA_TF_PDU_TYPE, body_length)]
-            for control, frag in pdvs:
-                parts.append(_PDV_HEADER.pack(len(frag) + 2, pc_id, control))
-                parts.append(frag)
-            yield b''.join(parts)
+        for buffers in self.iter_pdu_buffers(pc_id, max_pdu_length):
+            yield b''.join(buffers)
 
     def encode(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[Any]:
         """Yield the message as ``pdu.PDataTfPDU`` objects (the original API).
@@ -606,6 +618,29 @@ def fragment_length(max_pdu_length: Optional[int]) -> int:
             f'maximum PDU length {max_pdu_length} leaves no room for a fragment: a PDV '
             f'needs 6 bytes of header and an even fragment of at least 2 bytes')
     return size
+
+
+_thread_buffers = threading.local()
+
+
+def _read_buffers(size: int) -> List[memoryview]:
+    """Two read buffers of ``size`` bytes, kept per thread and reused by every message
+    the thread sends (messages are sent one after the other): allocating and zeroing
+    fresh ones per message cost more than the sending itself."""
+    pair = getattr(_thread_buffers, 'pair', None)
+    if pair is None or len(pair[0]) < size:
+        pair = [memoryview(bytearray(size)), memoryview(bytearray(size))]
+        _thread_buffers.pair = pair
+    return [pair[0][:size], pair[1][:size]]
+
+
+def _bytes_left(fp: Any) -> Optional[int]:
+    """How many bytes a regular file has after its position, or None if unknown."""
+    try:
+        left = os.fstat(fp.fileno()).st_size - fp.tell()
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return None
+    return left if left > 0 else None
 
 
 def _read_chunk(fp: Any, buf: memoryview) -> int:

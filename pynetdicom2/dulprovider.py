@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import select
 import socket
+import ssl
 import time
 from collections import deque
 from typing import Callable, Optional, Union
@@ -75,7 +76,11 @@ class DULServiceProvider:
         self.last_action: Optional[str] = None
         #: The latest transitions as (state, event, action, next state), for logs and tests.
         self.trace: deque = deque(maxlen=16)
+        # Received bytes live in _buf[_start:_end]; one recv_into may bring several
+        # PDUs, each parsed in place.
         self._buf = bytearray(_INITIAL_BUFFER)
+        self._start = self._end = 0
+        self._sock_timeout: object = ()       # what settimeout() was last given
         if sock is not None:
             self._configure(sock)
             self._event('Evt5')
@@ -135,8 +140,9 @@ class DULServiceProvider:
         self._event('Evt8', rj, timeout)
         self._await_close(self.artim_timeout)
 
-    def send_pdata(self, data: Union[bytes, bytearray, memoryview], timeout: float) -> None:
-        """P-DATA request (Evt9): ``data`` is one or more whole encoded P-DATA-TF PDUs."""
+    def send_pdata(self, data, timeout: float) -> None:
+        """P-DATA request (Evt9): ``data`` is one or more whole encoded P-DATA-TF PDUs,
+        as bytes or as a list of buffers."""
         self._event('Evt9', data, timeout)
 
     def send_release_rq(self, timeout: float) -> None:
@@ -181,6 +187,8 @@ class DULServiceProvider:
         sock = self.sock
         if sock is None:
             return False
+        if self._end > self._start:
+            return True
         pending = getattr(sock, 'pending', None)
         if pending is not None and pending():
             return True
@@ -252,10 +260,10 @@ class DULServiceProvider:
         return received
 
     def _read_header(self, deadline: Optional[float]) -> tuple:
-        view = memoryview(self._buf)
-        self._recv_into(view[:pdu.PDU_HEADER_LENGTH], deadline)
+        self._fill(pdu.PDU_HEADER_LENGTH, deadline)
+        header = bytes(self._buf[self._start:self._start + pdu.PDU_HEADER_LENGTH])
         try:
-            pdu_type, length = pdu.parse_pdu_header(bytes(view[:pdu.PDU_HEADER_LENGTH]))
+            pdu_type, length = pdu.parse_pdu_header(header)
         except PDUProcessingError as exc:
             self._provider_abort(REASON_UNRECOGNIZED_PDU)
             raise PDUProcessingError(f'from {self._who()}: {exc}') from exc
@@ -276,33 +284,57 @@ class DULServiceProvider:
         return FIXED_PDU_LENGTH
 
     def _read_body(self, pdu_type: int, length: int, deadline: Optional[float]) -> memoryview:
+        """The whole PDU (header included), as a view valid until the next read."""
         total = pdu.PDU_HEADER_LENGTH + length
-        got = pdu.PDU_HEADER_LENGTH
-        while got < total:
-            if got == len(self._buf):
-                # Grow only as bytes really arrive: a declared length allocates nothing.
-                grown = bytearray(min(total, max(2 * len(self._buf), got + _RECEIVE_CHUNK)))
-                grown[:got] = self._buf[:got]
-                self._buf = grown
-            end = min(total, len(self._buf))
-            self._recv_into(memoryview(self._buf)[got:end], deadline)
-            got = end
-        return memoryview(self._buf)[:total]
+        self._fill(total, deadline)
+        begin = self._start
+        self._start += total
+        return memoryview(self._buf)[begin:begin + total]
 
-    def _recv_into(self, view: memoryview, deadline: Optional[float]) -> None:
-        sock = self.sock
-        while len(view):
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise socket.timeout('deadline passed')
-                sock.settimeout(remaining)
-            else:
-                sock.settimeout(None)
-            n = sock.recv_into(view)
-            if n == 0:
-                raise TransportClosed()
-            view = view[n:]
+    def _fill(self, need: int, deadline: Optional[float]) -> None:
+        """Make ``need`` bytes available at ``_buf[_start:]``, reading as they come."""
+        available = self._end - self._start
+        if available >= need:
+            return
+        if self._start + need > len(self._buf):
+            # Move what is left to the front; grow only as far as bytes really arrive,
+            # so a declared length allocates nothing by itself.
+            size = len(self._buf)
+            if need > size:
+                size = min(need, max(2 * size, available + _RECEIVE_CHUNK))
+            buf = bytearray(size) if size != len(self._buf) else self._buf
+            buf[:available] = self._buf[self._start:self._end]
+            self._buf, self._start, self._end = buf, 0, available
+        while self._end - self._start < need:
+            if self._end == len(self._buf):
+                grown = bytearray(min(self._start + need, 2 * len(self._buf)))
+                grown[:self._end] = self._buf[:self._end]
+                self._buf = grown
+            self._end += self._recv_into(memoryview(self._buf)[self._end:], deadline)
+
+    def _recv_into(self, view: memoryview, deadline: Optional[float]) -> int:
+        """One ``recv_into``, bounded by ``deadline``; returns the count (never 0)."""
+        if deadline is None:
+            timeout = None
+        else:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                raise socket.timeout('deadline passed')
+            # Re-arm the socket timeout only when it drifts by a tenth or more: every
+            # settimeout is a system call, and this runs once per read.
+            last = self._sock_timeout
+            if isinstance(last, float) and 0.9 * last <= timeout <= last:
+                timeout = last
+        self._set_timeout(timeout)
+        n = self.sock.recv_into(view)
+        if n == 0:
+            raise TransportClosed()
+        return n
+
+    def _set_timeout(self, timeout: Optional[float]) -> None:
+        if timeout != self._sock_timeout:
+            self.sock.settimeout(timeout)
+            self._sock_timeout = timeout
 
     def _timed_out(self, timeout):
         state = self.state_name()
@@ -340,7 +372,7 @@ class DULServiceProvider:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                sock.settimeout(remaining)
+                self._set_timeout(remaining)
                 chunk = sock.recv(4096)
                 if not chunk:
                     closed_by_peer = True
@@ -378,13 +410,18 @@ class DULServiceProvider:
         return action
 
     def _send(self, item, timeout: Optional[float]) -> None:
-        data = item if isinstance(item, (bytes, bytearray, memoryview)) else item.encode()
+        """Put ``item`` on the wire: a PDU object, bytes, or a list of buffers that
+        together make whole PDUs (sent by scatter/gather, without joining them)."""
         sock = self.sock
         if sock is None:
             raise AssociationAbortedError(2, 0, f'the connection to {self._who()} is closed')
         try:
-            sock.settimeout(timeout)
-            sock.sendall(data)
+            self._set_timeout(timeout)
+            if isinstance(item, list):
+                self._send_buffers(item)
+            else:
+                sock.sendall(item if isinstance(item, (bytes, bytearray, memoryview))
+                             else item.encode())
         except socket.timeout as exc:
             self.close()
             raise DCMTimeoutError(f'{self._who()} did not read what we sent within '
@@ -393,6 +430,20 @@ class DULServiceProvider:
             self.close()
             raise AssociationAbortedError(
                 2, 0, f'sending to {self._who()} failed: {exc}') from exc
+
+    def _send_buffers(self, buffers: list) -> None:
+        sock = self.sock
+        if not hasattr(sock, 'sendmsg') or isinstance(sock, ssl.SSLSocket):
+            sock.sendall(b''.join(buffers))       # TLS has no scatter/gather
+            return
+        views = [memoryview(buf).cast('B') for buf in buffers]
+        while views:
+            sent = sock.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if views and sent:
+                views[0] = views[0][sent:]
 
     def _linger(self) -> float:
         return min(self.artim_timeout, ABORT_LINGER_SECONDS)

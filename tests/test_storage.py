@@ -553,3 +553,30 @@ def test_client_storage_ae_mixin_stores_bytes_and_files(tmp_path):
     fp.write(raw[:100])
     scu.discard_file(fp)
     assert fp.closed and len(listing(tmp_path / 'got')) == 2
+
+
+def test_write_meta_matches_pydicoms_own_file_meta_writer():
+    import io
+
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_file_meta_info
+
+    from pynetdicom2.ae import write_meta
+    from pynetdicom2.asceprovider import IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME
+
+    command_set = Dataset()
+    command_set.AffectedSOPClassUID = '1.2.840.10008.5.1.4.1.1.2'
+    command_set.AffectedSOPInstanceUID = '1.2.3.456'          # odd length: padded
+    ours = io.BytesIO()
+    write_meta(ours, command_set, '1.2.840.10008.1.2')
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = command_set.AffectedSOPClassUID
+    meta.MediaStorageSOPInstanceUID = command_set.AffectedSOPInstanceUID
+    meta.TransferSyntaxUID = '1.2.840.10008.1.2'
+    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+    theirs = io.BytesIO()
+    theirs.write(b'\x00' * 128 + b'DICM')
+    write_file_meta_info(DicomFileLike(theirs), meta, enforce_standard=True)
+    assert ours.getvalue() == theirs.getvalue()

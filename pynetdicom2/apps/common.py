@@ -1,0 +1,582 @@
+"""What every command-line tool shares: DCMTK-style flags, logging, exit codes, the
+association set-up (timeouts by phase, TLS, user identity), error messages in words
+and the progress bar.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import ssl
+import sys
+import threading
+import time
+from typing import Callable, Iterable, Optional, TextIO
+
+from pydicom.uid import UID
+
+from pynetdicom2 import tls
+from pynetdicom2._version import __version__
+from pynetdicom2.asceprovider import RemoteAEConfig
+from pynetdicom2.exceptions import (
+    AssociationAbortedError, AssociationRejectedError, AssociationReleasedError,
+    ClassNotSupportedError, DCMTimeoutError, DIMSEProcessingError, NetDICOMError,
+    PDUProcessingError)
+
+logger = logging.getLogger(__name__)
+
+# -- exit codes ----------------------------------------------------------------------
+
+EXIT_OK = 0            #: the job was done
+EXIT_FAILURE = 1       #: a DICOM operation failed (a failure status, instances not stored)
+EXIT_USAGE = 2         #: the command line is wrong (argparse's own code)
+EXIT_REJECTED = 3      #: the peer rejected the association (A-ASSOCIATE-RJ)
+EXIT_ABORTED = 4       #: the association was aborted or released early, or broke the protocol
+EXIT_TIMEOUT = 5       #: a wait timed out (connect -to, association -ta, DIMSE -td)
+EXIT_CONNECT = 6       #: no connection: refused, unreachable, TLS handshake failed
+EXIT_INTERRUPTED = 130  #: stopped by Ctrl-C
+
+#: AE titles are at most 16 characters of the default repertoire (PS3.5 6.2, AE).
+MAX_AE_TITLE = 16
+
+
+class ToolError(Exception):
+    """A failure the tool reports in one line and turns into an exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# -- argument types ------------------------------------------------------------------
+
+def ae_title(value: str) -> str:
+    """An AE title from the command line: 1-16 printable characters, no backslash."""
+    stripped = value.strip()
+    if not stripped or len(stripped) > MAX_AE_TITLE or '\\' in stripped or not all(
+            32 <= ord(c) < 127 for c in stripped):
+        raise argparse.ArgumentTypeError(
+            f'{value!r} is not an AE title (1 to {MAX_AE_TITLE} printable ASCII characters, '
+            'no backslash)')
+    return stripped
+
+
+def port_number(value: str) -> int:
+    """A TCP port, 0 (any free port, for listeners) to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{value!r} is not a port number') from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f'port {port} is not within 0..65535')
+    return port
+
+
+def seconds(value: str) -> float:
+    """A timeout in seconds, greater than zero."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{value!r} is not a number of seconds') from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f'a timeout must be above 0 s, not {value}')
+    return number
+
+
+def pdu_length(value: str) -> int:
+    """The Maximum Length Received we offer: 4096 .. 2^32-1 bytes, or 0 (unlimited)."""
+    try:
+        length = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{value!r} is not a number of bytes') from None
+    if length != 0 and not 4096 <= length <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(
+            f'max PDU length {length} is not 0 (unlimited) or within 4096..4294967295')
+    return length
+
+
+def host_port(value: str):
+    """``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) as ``(host, port)``."""
+    host, sep, port = value.rpartition(':')
+    if not sep or not host:
+        raise argparse.ArgumentTypeError(f'{value!r} is not HOST:PORT')
+    if host.startswith('[') and host.endswith(']'):
+        host = host[1:-1]
+    return host, port_number(port)
+
+
+# -- parsers -------------------------------------------------------------------------
+
+def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A parser taking DCMTK's single-dash long flags and ``+`` flags (``-aet``, ``+tls``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, prefix_chars='-+',
+                                     allow_abbrev=False)
+    parser.add_argument('--version', action='version', version=f'pynetdicom2 {__version__}')
+    group = parser.add_argument_group('output')
+    group.add_argument('-q', '--quiet', action='store_true', help='print errors only')
+    group.add_argument('-v', '--verbose', action='store_true',
+                       help='print processing details')
+    group.add_argument('-d', '--debug', action='store_true',
+                       help='print debug information (the PDUs and messages exchanged)')
+    return parser
+
+
+def add_peer_arguments(parser: argparse.ArgumentParser, calling: str) -> None:
+    """``peer port``, ``-aet``, ``-aec`` and user identity, for the SCU tools."""
+    parser.add_argument('peer', help='host name or address of the DICOM peer')
+    parser.add_argument('port', type=port_number, help='TCP port of the peer')
+    group = parser.add_argument_group('application entity titles')
+    group.add_argument('-aet', '--aetitle', dest='calling_aet', type=ae_title, default=calling,
+                       metavar='AET', help=f'our (calling) AE title (default: {calling})')
+    group.add_argument('-aec', '--call', dest='called_aet', type=ae_title, default='ANY-SCP',
+                       metavar='AET', help='called AE title of the peer (default: ANY-SCP)')
+    group = parser.add_argument_group('user identity (PS3.7 D.3.3.7)')
+    group.add_argument('-usr', '--user', dest='username', metavar='NAME',
+                       help='user name to present to the peer')
+    group.add_argument('-pwd', '--password', dest='password', metavar='PASSWORD',
+                       help='password (with -usr)')
+
+
+def add_network_arguments(parser: argparse.ArgumentParser, server: bool = False) -> None:
+    """Timeouts and the maximum PDU length; the connect timeout only for clients."""
+    group = parser.add_argument_group('network')
+    if not server:
+        group.add_argument('-to', '--timeout', dest='connect_timeout', type=seconds,
+                           default=15.0, metavar='S',
+                           help='timeout for the TCP connection (default: 15)')
+    group.add_argument('-ta', '--acse-timeout', dest='acse_timeout', type=seconds,
+                       default=30.0, metavar='S',
+                       help='timeout for association messages (default: 30)')
+    group.add_argument('-td', '--dimse-timeout', dest='dimse_timeout', type=seconds,
+                       default=60.0, metavar='S',
+                       help='timeout for DIMSE messages (default: 60)')
+    group.add_argument('-pdu', '--max-pdu', dest='max_pdu', type=pdu_length, default=65536,
+                       metavar='N', help='maximum PDU length we receive, 0 for unlimited '
+                       '(default: 65536)')
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser, server: bool = False) -> None:
+    """DCMTK's TLS flags: ``+tls key cert``, ``+tla``, ``+cf``, ``-rc/-vc/-ic``, profiles."""
+    group = parser.add_argument_group('transport layer security (PS3.15 B)')
+    group.add_argument('+tls', '--enable-tls', dest='tls', nargs=2, metavar=('KEY', 'CERT'),
+                       help='use TLS with this private key and certificate (PEM)')
+    if not server:
+        group.add_argument('+tla', '--anonymous-tls', dest='tls_anonymous',
+                           action='store_true', help='use TLS without a certificate of ours')
+    group.add_argument('+cf', '--add-cert-file', dest='tls_ca', action='append', default=[],
+                       metavar='FILE', help='trust the certificates in FILE (PEM); repeatable')
+    verify = group.add_mutually_exclusive_group()
+    verify.add_argument('-rc', '--require-peer-cert', dest='peer_cert', action='store_const',
+                        const='require', help='verify the peer certificate, fail if absent'
+                        + ('' if server else ' (default)'))
+    if server:
+        verify.add_argument('-vc', '--verify-peer-cert', dest='peer_cert',
+                            action='store_const', const='verify',
+                            help='verify the peer certificate if present (default)')
+    verify.add_argument('-ic', '--ignore-peer-cert', dest='peer_cert', action='store_const',
+                        const='ignore', help="don't verify the peer certificate")
+    profile = group.add_mutually_exclusive_group()
+    profile.add_argument('+py', '--profile-bcp195-nd', dest='tls_profile',
+                         action='store_const', const='bcp195-non-downgrading',
+                         help='non-downgrading BCP 195 TLS profile (default)')
+    profile.add_argument('+px', '--profile-bcp195', dest='tls_profile', action='store_const',
+                         const='bcp195', help='BCP 195 TLS profile')
+    profile.add_argument('+pz', '--profile-bcp195-ex', dest='tls_profile',
+                         action='store_const', const='bcp195-extended',
+                         help='extended BCP 195 TLS profile')
+    if not server:
+        group.add_argument('--no-hostname-check', dest='tls_check_hostname',
+                           action='store_false',
+                           help="don't check the peer's name against its certificate")
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """DCMTK-style log lines on stderr (``E:``, ``W:``, ``I:``, ``D:``)."""
+    level = logging.WARNING
+    if getattr(args, 'quiet', False):
+        level = logging.ERROR
+    if getattr(args, 'verbose', False):
+        level = logging.INFO
+    if getattr(args, 'debug', False):
+        level = logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_DcmtkFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+class _DcmtkFormatter(logging.Formatter):
+    _LETTERS = {logging.DEBUG: 'D', logging.INFO: 'I', logging.WARNING: 'W',
+                logging.ERROR: 'E', logging.CRITICAL: 'F'}
+
+    def format(self, record: logging.LogRecord) -> str:
+        letter = self._LETTERS.get(record.levelno, 'I')
+        text = record.getMessage()
+        if record.exc_info and logging.getLogger().level <= logging.DEBUG:
+            text += '\n' + self.formatException(record.exc_info)
+        return '\n'.join(f'{letter}: {line}' for line in text.splitlines() or [''])
+
+
+# -- TLS -------------------------------------------------------------------------------
+
+def tls_context(args: argparse.Namespace, role: str) -> Optional[ssl.SSLContext]:
+    """The ``SSLContext`` the TLS flags ask for, or None without TLS."""
+    key_cert = getattr(args, 'tls', None)
+    if not key_cert and not getattr(args, 'tls_anonymous', False):
+        return None
+    keyfile, certfile = key_cert if key_cert else (None, None)
+    cafiles = list(getattr(args, 'tls_ca', []) or [])
+    mode = getattr(args, 'peer_cert', None) or ('require' if role == 'client' else 'verify')
+    verify = mode == 'require' or (mode == 'verify' and bool(cafiles))
+    try:
+        context = tls.make_context(
+            role, profile=getattr(args, 'tls_profile', None) or 'bcp195-non-downgrading',
+            certfile=certfile, keyfile=keyfile, cafile=cafiles[0] if cafiles else None,
+            verify_peer=verify,
+            check_hostname=getattr(args, 'tls_check_hostname', True))
+        for extra in cafiles[1:]:
+            context.load_verify_locations(extra)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ToolError(f'TLS set-up failed: {exc}', EXIT_USAGE) from exc
+    if role == 'server' and mode == 'verify' and cafiles:
+        context.verify_mode = ssl.CERT_OPTIONAL  # DCMTK -vc: verify when presented
+    return context
+
+
+# -- AE behaviour shared by the tools --------------------------------------------------
+
+class PhasedTimeouts:
+    """Mixin for a requesting AE: ``-to`` bounds the TCP connect, ``-ta`` the association
+    answer, ``-td`` every DIMSE wait after it; optional TLS (``tls_client_context``).
+
+    The library has one ``dcm_timeout``; it is set for each phase as the phase begins
+    (the socket wrap hook runs right after the connect, ``on_association_response``
+    right after the answer). Use one such AE per association at a time.
+    """
+
+    connect_timeout = 15.0
+    acse_timeout = 30.0
+    dimse_timeout = 60.0
+    tls_client_context: Optional[ssl.SSLContext] = None
+    phase = 'idle'
+
+    def configure_timeouts(self, args: argparse.Namespace) -> None:
+        self.connect_timeout = getattr(args, 'connect_timeout', self.connect_timeout)
+        self.acse_timeout = getattr(args, 'acse_timeout', self.acse_timeout)
+        self.dimse_timeout = getattr(args, 'dimse_timeout', self.dimse_timeout)
+        self.artim_timeout = self.acse_timeout
+
+    def begin_request(self) -> None:
+        """Call before ``AssociationRequester.request()`` / ``request_association``."""
+        self.phase = 'connect'
+        self.dcm_timeout = self.connect_timeout
+
+    def wrap_client_socket(self, sock, address: str, timeout: float):
+        if self.tls_client_context is not None:
+            self.phase = 'tls'
+            sock = tls.wrap_client(self.tls_client_context, sock, address, timeout)
+        self.phase = 'acse'
+        self.dcm_timeout = self.acse_timeout
+        return sock
+
+    def on_association_response(self, response) -> None:
+        self.phase = 'dimse'
+        self.dcm_timeout = self.dimse_timeout
+
+
+class ServerTLS:
+    """Mixin for a listening AE: TLS on accepted connections (``tls_server_context``) and
+    on its own requests (``tls_client_context``, e.g. C-MOVE sub-associations)."""
+
+    tls_server_context: Optional[ssl.SSLContext] = None
+    tls_client_context: Optional[ssl.SSLContext] = None
+
+    def wrap_server_socket(self, sock):
+        if self.tls_server_context is None:
+            return sock
+        return tls.wrap_server(self.tls_server_context, sock, self.artim_timeout)
+
+    def wrap_client_socket(self, sock, address: str, timeout: float):
+        if self.tls_client_context is None:
+            return sock
+        return tls.wrap_client(self.tls_client_context, sock, address, timeout)
+
+
+def configure_server(ae, args: argparse.Namespace) -> None:
+    """Timeouts, access control and TLS of a listening AE from its flags."""
+    ae.artim_timeout = args.acse_timeout
+    ae.dcm_timeout = args.dimse_timeout
+    if getattr(args, 'max_associations', None):
+        ae.max_associations = args.max_associations
+    if getattr(args, 'require_called_aet', False):
+        ae.allowed_called_aets = {ae.local_ae.aet}
+    if getattr(args, 'allow_calling', None):
+        ae.allowed_calling_aets = set(args.allow_calling)
+    ae.tls_server_context = tls_context(args, 'server')
+    if ae.tls_server_context is not None:
+        # Our own requests (C-MOVE, commitment reports) present the same certificate.
+        client_args = argparse.Namespace(**vars(args))
+        client_args.peer_cert = 'require' if args.tls_ca else 'ignore'
+        client_args.tls_check_hostname = False
+        ae.tls_client_context = tls_context(client_args, 'client')
+
+
+def add_server_arguments(parser: argparse.ArgumentParser, aet: str,
+                         default_port: int = 11112) -> None:
+    """``port``/``--port``, ``--bind``, ``-aet`` and access control, for the SCP tools."""
+    parser.add_argument('port', nargs='?', type=port_number, default=None,
+                        help=f'TCP port to listen on (default: {default_port}; 0 picks '
+                        'a free one)')
+    parser.add_argument('--port', '-p', dest='port_option', type=port_number, metavar='PORT',
+                        help='the same as the positional port')
+    parser.set_defaults(default_port=default_port)
+    parser.add_argument('--bind', default='', metavar='ADDRESS',
+                        help='listen on this address only (default: every interface)')
+    group = parser.add_argument_group('application entity')
+    group.add_argument('-aet', '--aetitle', dest='aet', type=ae_title, default=aet,
+                       metavar='AET', help=f'our AE title (default: {aet})')
+    group.add_argument('--require-called-aet', action='store_true',
+                       help='reject associations not addressed to our AE title')
+    group.add_argument('--allow-calling', action='append', type=ae_title, metavar='AET',
+                       help='accept only these calling AE titles; repeatable')
+    group.add_argument('--max-associations', type=int, default=10, metavar='N',
+                       help='simultaneous associations (default: 10)')
+
+
+def listen_port(args: argparse.Namespace) -> int:
+    if args.port is not None and args.port_option is not None and args.port != args.port_option:
+        raise ToolError(f'two different ports given: {args.port} and {args.port_option}',
+                        EXIT_USAGE)
+    for port in (args.port_option, args.port):
+        if port is not None:
+            return port
+    return args.default_port
+
+
+def remote_ae(args: argparse.Namespace) -> RemoteAEConfig:
+    """The peer of an SCU tool, with its user identity."""
+    if getattr(args, 'password', None) and not getattr(args, 'username', None):
+        raise ToolError('-pwd needs -usr', EXIT_USAGE)
+    return RemoteAEConfig(aet=args.called_aet, address=args.peer, port=args.port,
+                          username=getattr(args, 'username', None),
+                          password=getattr(args, 'password', None))
+
+
+def prepare_client(ae, args: argparse.Namespace):
+    """Set a ``PhasedTimeouts`` AE's timeouts and TLS from the flags; returns it."""
+    ae.configure_timeouts(args)
+    ae.tls_client_context = tls_context(args, 'client')
+    return ae
+
+
+def service(assoc, sop_class: str, peer: str):
+    """``assoc.get_scu(sop_class)``; a class the peer did not accept is a ``ToolError``
+    naming it in words."""
+    try:
+        return assoc.get_scu(sop_class)
+    except ClassNotSupportedError as exc:
+        name = UID(sop_class).name
+        raise ToolError(f'{peer} did not accept {name} ({sop_class})', EXIT_FAILURE) from exc
+
+
+def describe_peer(remote: RemoteAEConfig) -> str:
+    return f'{remote.aet}@{remote.address}:{remote.port}'
+
+
+# -- running a tool ------------------------------------------------------------------
+
+_PHASES = {
+    'connect': ('connecting', '-to', 'connect_timeout'),
+    'tls': ('in the TLS handshake', '-to', 'connect_timeout'),
+    'acse': ('waiting for the association answer', '-ta', 'acse_timeout'),
+    'dimse': ('waiting for a DIMSE message', '-td', 'dimse_timeout'),
+}
+
+
+def explain(exc: BaseException, peer: str = 'the peer', ae=None) -> ToolError:
+    """The one-line message and exit code for a library error."""
+    if isinstance(exc, (ToolError, BrokenPipeError)):
+        raise exc  # already worded / the reader of our output went away
+    if isinstance(exc, AssociationRejectedError):
+        # The library's own message says the same values; say them once, in words.
+        return ToolError(f'association rejected by {peer}: {exc.describe()}', EXIT_REJECTED)
+    if isinstance(exc, DCMTimeoutError):
+        phase = getattr(ae, 'phase', None)
+        if phase in _PHASES:
+            what, flag, attr = _PHASES[phase]
+            limit = getattr(ae, attr)
+            return ToolError(f'timeout {what} with {peer} ({flag} {limit:g} s): {exc}',
+                             EXIT_TIMEOUT)
+        return ToolError(f'timeout with {peer}: {exc}', EXIT_TIMEOUT)
+    if isinstance(exc, AssociationAbortedError):
+        if getattr(ae, 'phase', None) in ('connect', 'tls'):
+            return ToolError(_cannot_connect(exc, peer), EXIT_CONNECT)
+        return ToolError(f'association with {peer} aborted: {exc}', EXIT_ABORTED)
+    if isinstance(exc, AssociationReleasedError):
+        return ToolError(f'{peer} released the association early: {exc}', EXIT_ABORTED)
+    if isinstance(exc, ClassNotSupportedError):
+        return ToolError(str(exc), EXIT_FAILURE)
+    if isinstance(exc, (PDUProcessingError, DIMSEProcessingError)):
+        return ToolError(f'protocol error with {peer}: {exc}', EXIT_ABORTED)
+    if isinstance(exc, NetDICOMError):
+        if isinstance(exc.__cause__, OSError) or getattr(ae, 'phase', None) == 'connect':
+            return ToolError(_cannot_connect(exc, peer), EXIT_CONNECT)
+        return ToolError(f'{exc}', EXIT_FAILURE)
+    if isinstance(exc, OSError):
+        return ToolError(f'{exc}', EXIT_FAILURE)
+    raise exc
+
+
+def _cannot_connect(exc: BaseException, peer: str) -> str:
+    text = str(exc)
+    return text if text.startswith('cannot connect') else f'cannot connect to {peer}: {text}'
+
+
+def execute(prog: str, job: Callable[[], int]) -> int:
+    """Run ``job``; print a failure as ``prog: error: ...`` and return the exit code."""
+    try:
+        return job()
+    except BrokenPipeError:
+        # Our output was piped into a program that stopped reading (``| head``):
+        # that is how the user wanted it to end.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print(f'{prog}: interrupted', file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ToolError as exc:
+        print(f'{prog}: error: {exc}', file=sys.stderr)
+        return exc.exit_code
+
+
+def serve_until_stopped(ae, banner: str, stop: Optional[threading.Event] = None) -> int:
+    """Serve ``ae`` until SIGINT / SIGTERM; print ``banner`` first (flushed)."""
+    stop = stop or threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread (tests run main() in a thread)
+            pass
+    try:
+        with ae:
+            print(banner, flush=True)
+            while not stop.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return EXIT_OK
+
+
+# -- progress ------------------------------------------------------------------------
+
+class Progress:
+    """A one-line progress bar on a terminal: instances done, instances/s and MB/s.
+
+    Silent when ``stream`` is not a terminal (a pipe, a file) unless forced on; it
+    redraws at most ten times a second.
+    """
+
+    def __init__(self, total: int, total_bytes: int, stream: Optional[TextIO] = None,
+                 enabled: Optional[bool] = None, label: str = 'instances') -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        if enabled is None:
+            isatty = getattr(self.stream, 'isatty', None)
+            enabled = bool(isatty and isatty())
+        self.enabled = enabled
+        self.total = total
+        self.total_bytes = total_bytes
+        self.label = label
+        self.done = 0
+        self.done_bytes = 0
+        self.start = time.monotonic()
+        self._last_draw = 0.0
+        self._drawn = False
+
+    def advance(self, count: int = 1, size: int = 0) -> None:
+        self.done += count
+        self.done_bytes += size
+        now = time.monotonic()
+        if self.enabled and (now - self._last_draw >= 0.1 or self.done >= self.total):
+            self._last_draw = now
+            self._draw(now)
+
+    def line(self, now: Optional[float] = None) -> str:
+        """The text of the bar for the current counts (without the leading ``\\r``)."""
+        now = time.monotonic() if now is None else now
+        elapsed = max(now - self.start, 1e-6)
+        rate = self.done / elapsed
+        mbps = self.done_bytes / elapsed / 1e6
+        fraction = self.done / self.total if self.total else 1.0
+        width = max(10, min(40, shutil.get_terminal_size((80, 24)).columns - 60))
+        filled = int(round(fraction * width))
+        bar = '#' * filled + '-' * (width - filled)
+        eta = ''
+        if 0 < self.done < self.total and rate > 0:
+            eta = f'  ETA {format_duration((self.total - self.done) / rate)}'
+        return (f'{fraction * 100:3.0f}% [{bar}] {self.done}/{self.total} {self.label}  '
+                f'{rate:.1f} {self.label}/s  {mbps:.2f} MB/s{eta}')
+
+    def _draw(self, now: float) -> None:
+        self.stream.write('\r' + self.line(now) + '\x1b[K')
+        self.stream.flush()
+        self._drawn = True
+
+    def message(self, text: str) -> None:
+        """Print a line above the bar (the bar is redrawn below it)."""
+        if self.enabled and self._drawn:
+            self.stream.write('\r\x1b[K')
+        self.stream.write(text + '\n')
+        if self.enabled and self._drawn:
+            self._draw(time.monotonic())
+        else:
+            self.stream.flush()
+
+    def finish(self) -> None:
+        """End the line on the terminal."""
+        if self.enabled and self._drawn:
+            self.stream.write('\n')
+            self.stream.flush()
+
+    def rates(self) -> tuple:
+        """(elapsed seconds, instances per second, MB per second) so far."""
+        elapsed = max(time.monotonic() - self.start, 1e-6)
+        return elapsed, self.done / elapsed, self.done_bytes / elapsed / 1e6
+
+
+def format_duration(secs: float) -> str:
+    secs = int(round(secs))
+    if secs < 60:
+        return f'{secs}s'
+    minutes, secs = divmod(secs, 60)
+    if minutes < 60:
+        return f'{minutes}m{secs:02d}s'
+    hours, minutes = divmod(minutes, 60)
+    return f'{hours}h{minutes:02d}m'
+
+
+def iter_files(paths: Iterable[str], recursive: bool = True) -> Iterable[str]:
+    """Every file named or found under the named directories, sorted per directory."""
+    for path in paths:
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                if not recursive:
+                    dirs[:] = []
+                for name in sorted(files):
+                    yield os.path.join(root, name)
+        else:
+            yield path

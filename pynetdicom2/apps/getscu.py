@@ -1,0 +1,127 @@
+"""``getscu``: retrieve the matches of a query over the same association (C-GET,
+PS3.4 C.4.3) into the ``-od`` directory.
+
+The association proposes the GET model and, with the SCP role (PS3.7 D.3.3.4), up to
+127 storage SOP classes for the instances coming back: the common ones first, or
+those named with ``--sop-class``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import List, Optional
+
+from pynetdicom2 import sopclass, uids
+from pynetdicom2.ae import ClientAE
+from pynetdicom2.apps import common, findscu
+from pynetdicom2.apps.filestore import ReceivedFiles
+from pynetdicom2.apps.storescp import ALL_TS, UNCOMPRESSED_TS
+from pynetdicom2.exceptions import NetDICOMError
+
+logger = logging.getLogger(__name__)
+
+GET_MODELS = {
+    'patient': uids.PATIENT_ROOT_GET_SOP_CLASS,
+    'study': uids.STUDY_ROOT_GET_SOP_CLASS,
+    'psonly': uids.PATIENT_STUDY_ONLY_GET_SOP_CLASS,
+}
+# Proposed first: the storage SOP classes met most often (PS3.4 B.5).
+COMMON_STORAGE = [
+    uids.CT_IMAGE_STORAGE, uids.MR_IMAGE_STORAGE, uids.COMPUTED_RADIOGRAPHY_IMAGE_STORAGE,
+    uids.DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    uids.DIGITAL_MAMMOGRAPHY_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION,
+    uids.ULTRASOUND_IMAGE_STORAGE, uids.ULTRASOUND_MULTI_FRAME_IMAGE_STORAGE,
+    uids.SECONDARY_CAPTURE_IMAGE_STORAGE, uids.NUCLEAR_MEDICINE_IMAGE_STORAGE,
+    uids.POSITRON_EMISSION_TOMOGRAPHY_IMAGE_STORAGE, uids.X_RAY_ANGIOGRAPHIC_IMAGE_STORAGE,
+    uids.ENHANCED_CT_IMAGE_STORAGE, uids.ENHANCED_MR_IMAGE_STORAGE,
+    uids.BASIC_TEXT_SR_STORAGE, uids.ENHANCED_SR_STORAGE, uids.COMPREHENSIVE_SR_STORAGE,
+    uids.ENCAPSULATED_PDF_STORAGE, uids.RT_IMAGE_STORAGE, uids.RT_DOSE_STORAGE,
+    uids.RT_STRUCTURE_SET_STORAGE, uids.RT_PLAN_STORAGE,
+    uids.GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
+]
+MAX_STORAGE_CONTEXTS = 127  # one of the 128 is the GET model's
+
+
+class GetClient(common.PhasedTimeouts, ReceivedFiles, ClientAE):
+    """The requesting AE of getscu; received instances go to ``storage_dir``."""
+
+
+def storage_classes(extra: List[str]) -> List[str]:
+    """The storage SOP classes to propose: ``extra`` (or the common ones) first, then
+    the others, at most ``MAX_STORAGE_CONTEXTS``."""
+    ordered = list(dict.fromkeys(list(extra) + COMMON_STORAGE + list(uids.STORAGE_SOP_CLASSES)))
+    return ordered[:MAX_STORAGE_CONTEXTS]
+
+
+def build_parser(prog: str = 'getscu') -> argparse.ArgumentParser:
+    parser = common.new_parser(
+        prog, 'Retrieve the matches of a query (C-GET) and store them in a directory.')
+    common.add_peer_arguments(parser, 'GETSCU')
+    findscu.add_model_arguments(parser, worklist=False, default='patient')
+    group = parser.add_argument_group('storage')
+    group.add_argument('-od', '--output-directory', dest='output', default='.',
+                       metavar='DIR', help='write the received instances here (default: .)')
+    group.add_argument('--study-folders', action='store_true',
+                       help='one folder per study: DIR/<StudyInstanceUID>/<SOPInstanceUID>.dcm')
+    group.add_argument('--sop-class', action='append', default=[], metavar='UID',
+                       help='propose this storage SOP class first; repeatable')
+    group.add_argument('+xa', '--accept-all', action='store_true',
+                       help='propose every known transfer syntax for the storage classes '
+                       '(default: the uncompressed ones)')
+    common.add_network_arguments(parser)
+    common.add_tls_arguments(parser)
+    return parser
+
+
+def get(args: argparse.Namespace, report=print) -> int:
+    """Run the C-GET(s) into ``args.output``; returns the exit code."""
+    queries = findscu.identifiers(args)
+    model = args.model or 'patient'  # DCMTK's getscu default
+    for query in queries:
+        if 'QueryRetrieveLevel' not in query:
+            query.QueryRetrieveLevel = 'PATIENT' if model == 'patient' else 'STUDY'
+    remote = common.remote_ae(args)
+    sop_class = GET_MODELS[model]
+    os.makedirs(args.output, exist_ok=True)
+    client = common.prepare_client(GetClient(
+        args.calling_aet, ALL_TS if args.accept_all else UNCOMPRESSED_TS,
+        max_pdu_length=args.max_pdu), args)
+    client.storage_dir = args.output
+    client.study_folders = args.study_folders
+    classes = storage_classes(args.sop_class)
+    client.add_scu(sopclass.qr_get_scu, [sop_class])
+    client.add_scp(sopclass.storage_scp)
+    failed = False
+    try:
+        client.begin_request()
+        with client.request_association(remote, sop_classes=[sop_class, *classes]) as assoc:
+            for msg_id, query in enumerate(queries, start=1):
+                received = 0
+                responses = common.service(assoc, sop_class, common.describe_peer(remote))(
+                    query, msg_id)
+                final = None
+                while True:
+                    try:
+                        next(responses)
+                    except StopIteration as stop:
+                        final = stop.value
+                        break
+                    received += 1
+                if final is None:
+                    raise common.ToolError('C-GET ended without a final status')
+                report(f'C-GET: {final}; received {received} instance(s) into '
+                       f'{os.path.abspath(args.output)}')
+                if final.is_failure or final.is_cancel or final.is_warning:
+                    failed = True
+    except (NetDICOMError, OSError) as exc:
+        raise common.explain(exc, common.describe_peer(remote), client) from exc
+    return common.EXIT_FAILURE if failed else common.EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None, prog: str = 'getscu') -> int:
+    args = build_parser(prog).parse_args(argv)
+    common.configure_logging(args)
+    report = (lambda text: None) if args.quiet else print
+    return common.execute(prog, lambda: get(args, report))

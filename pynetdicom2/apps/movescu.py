@@ -1,0 +1,124 @@
+"""``movescu``: ask a peer to send the matches of a query to a destination (C-MOVE,
+PS3.4 C.4.2). With ``--port`` it also receives them itself, into ``-od``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+from typing import List, Optional
+
+from pynetdicom2 import sopclass, uids
+from pynetdicom2.ae import ClientAE
+from pynetdicom2.apps import common, findscu
+from pynetdicom2.apps.storescp import ALL_TS, StorageSCP
+from pynetdicom2.exceptions import NetDICOMError
+
+logger = logging.getLogger(__name__)
+
+MOVE_MODELS = {
+    'patient': uids.PATIENT_ROOT_MOVE_SOP_CLASS,
+    'study': uids.STUDY_ROOT_MOVE_SOP_CLASS,
+    'psonly': uids.PATIENT_STUDY_ONLY_MOVE_SOP_CLASS,
+}
+
+
+class MoveClient(common.PhasedTimeouts, ClientAE):
+    """The requesting AE of movescu."""
+
+
+def build_parser(prog: str = 'movescu') -> argparse.ArgumentParser:
+    parser = common.new_parser(
+        prog, 'Ask a DICOM peer to send the matches of a query to a destination (C-MOVE).')
+    common.add_peer_arguments(parser, 'MOVESCU')
+    parser.add_argument('-aem', '--move', dest='move_destination', type=common.ae_title,
+                        metavar='AET', help='move destination AE title (default: our -aet)')
+    findscu.add_model_arguments(parser, worklist=False, default='patient')
+    group = parser.add_argument_group('receiving (optional)')
+    group.add_argument('+P', '--port', dest='listen_port', type=common.port_number,
+                       metavar='PORT',
+                       help='receive the instances ourselves on this port (the peer must '
+                       'know our -aet at this port)')
+    group.add_argument('-od', '--output-directory', dest='output', default='.',
+                       metavar='DIR', help='where received instances go (default: .)')
+    group.add_argument('--study-folders', action='store_true',
+                       help='one folder per study under -od')
+    common.add_network_arguments(parser)
+    common.add_tls_arguments(parser)
+    return parser
+
+
+def model_of(args: argparse.Namespace) -> str:
+    """-P, -S or -O; patient root when none is given, as DCMTK's movescu."""
+    return args.model or 'patient'
+
+
+def _receiver(args: argparse.Namespace) -> StorageSCP:
+    """The storage SCP (``--port``) taking the instances moved to us."""
+    try:
+        receiver = StorageSCP(args.output, args.calling_aet, args.listen_port, ALL_TS,
+                              args.max_pdu)
+    except OSError as exc:
+        raise common.ToolError(f'cannot listen on port {args.listen_port}: {exc}',
+                               common.EXIT_CONNECT) from exc
+    receiver.study_folders = args.study_folders
+    receiver.artim_timeout = args.acse_timeout
+    receiver.dcm_timeout = args.dimse_timeout
+    receiver.tls_server_context = common.tls_context(args, 'server') if args.tls else None
+    return receiver
+
+
+def _move_one(move_scu, query, destination: str, msg_id: int, report) -> bool:
+    """One C-MOVE; reports its final counts; True when every sub-operation succeeded."""
+    final = None
+    for status, rsp in move_scu(query, destination, msg_id):
+        if status.is_pending:
+            logger.info('C-MOVE pending: %s remaining, %s completed, %s failed, %s warning',
+                        rsp.num_of_remaining_sub_ops, rsp.num_of_completed_sub_ops,
+                        rsp.num_of_failed_sub_ops, rsp.num_of_warning_sub_ops)
+        final = (status, rsp)
+    if final is None:
+        raise common.ToolError('C-MOVE ended without a final response')
+    status, rsp = final
+    comment = f' ({rsp.error_comment})' if rsp.error_comment else ''
+    report(f'C-MOVE to {destination}: {status}{comment}; completed '
+           f'{rsp.num_of_completed_sub_ops or 0}, failed {rsp.num_of_failed_sub_ops or 0}, '
+           f'warning {rsp.num_of_warning_sub_ops or 0}')
+    return not (status.is_failure or status.is_cancel or (rsp.num_of_failed_sub_ops or 0))
+
+
+def move(args: argparse.Namespace, report=print) -> int:
+    """Run the C-MOVE(s); report the final counts; return the exit code."""
+    queries = findscu.identifiers(args)
+    for query in queries:
+        if 'QueryRetrieveLevel' not in query:
+            query.QueryRetrieveLevel = 'STUDY' if model_of(args) != 'patient' else 'PATIENT'
+    remote = common.remote_ae(args)
+    sop_class = MOVE_MODELS[model_of(args)]
+    client = common.prepare_client(
+        MoveClient(args.calling_aet, max_pdu_length=args.max_pdu), args)
+    client.add_scu(sopclass.qr_move_scu, [sop_class])
+    destination = args.move_destination or args.calling_aet
+    failed = False
+    with contextlib.ExitStack() as stack:
+        if args.listen_port is not None:
+            stack.enter_context(_receiver(args))
+        try:
+            client.begin_request()
+            with client.request_association(remote, sop_classes=[sop_class]) as assoc:
+                move_scu = common.service(assoc, sop_class, common.describe_peer(remote))
+                for msg_id, query in enumerate(queries, start=1):
+                    failed |= not _move_one(move_scu, query, destination, msg_id, report)
+        except (NetDICOMError, OSError) as exc:
+            raise common.explain(exc, common.describe_peer(remote), client) from exc
+    return common.EXIT_FAILURE if failed else common.EXIT_OK
+
+
+def main(argv: Optional[List[str]] = None, prog: str = 'movescu') -> int:
+    args = build_parser(prog).parse_args(argv)
+    common.configure_logging(args)
+    report = (lambda text: None) if args.quiet else print
+    if args.listen_port is not None:
+        os.makedirs(args.output, exist_ok=True)
+    return common.execute(prog, lambda: move(args, report))

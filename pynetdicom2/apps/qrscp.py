@@ -1,0 +1,271 @@
+"""``qrscp``: a small archive. Storage SCP, Query/Retrieve SCP (C-FIND, C-MOVE, C-GET;
+patient root, study root, patient/study only), Storage Commitment SCP and Verification.
+
+Received instances are kept as ``<storage>/<StudyInstanceUID>/<SOPInstanceUID>.dcm``
+(UIDs validated first) and indexed in an SQLite database (``--database``, default
+``<storage>/index.sqlite``); ``--reindex`` rebuilds the index from the files. C-MOVE
+sends to destinations named with ``--move-dest AET=HOST:PORT`` or in a ``--config``
+file's ``[move_destinations]`` section.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import logging
+import os
+import sqlite3
+from typing import Dict, List, Optional
+
+from pynetdicom2 import sopclass, statuses, uids
+from pynetdicom2.ae import AE
+from pynetdicom2.apps import common, qrindex
+from pynetdicom2.apps.filestore import ReceivedFiles, clean_uid, uid_problem
+from pynetdicom2.apps.storescp import ALL_TS
+from pynetdicom2.exceptions import EventHandlingError
+
+logger = logging.getLogger(__name__)
+
+#: The information model (``qrindex.levels_for``) of each FIND / MOVE / GET SOP class.
+MODELS = {
+    uids.PATIENT_ROOT_FIND_SOP_CLASS: 'patient', uids.PATIENT_ROOT_MOVE_SOP_CLASS: 'patient',
+    uids.PATIENT_ROOT_GET_SOP_CLASS: 'patient',
+    uids.STUDY_ROOT_FIND_SOP_CLASS: 'study', uids.STUDY_ROOT_MOVE_SOP_CLASS: 'study',
+    uids.STUDY_ROOT_GET_SOP_CLASS: 'study',
+    uids.PATIENT_STUDY_ONLY_FIND_SOP_CLASS: 'patient-study',
+    uids.PATIENT_STUDY_ONLY_MOVE_SOP_CLASS: 'patient-study',
+    uids.PATIENT_STUDY_ONLY_GET_SOP_CLASS: 'patient-study',
+}
+DEFAULT_STORAGE = 'pacs'
+DEFAULT_AET = 'QRSCP'
+DEFAULT_PORT = 11112
+# Storage commitment failure reasons (PS3.4 J.3.3, Failure Reason (0008,1197)).
+NO_SUCH_OBJECT_INSTANCE = 0x0112
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
+CLASS_INSTANCE_CONFLICT = 0x0119
+
+
+class Archive(common.ServerTLS, ReceivedFiles, AE):
+    """The qrscp AE: every hook answered from the storage directory and its index."""
+
+    study_folders = True
+    read_tags = qrindex.INDEXED_KEYWORDS
+
+    def __init__(self, storage_dir: str, index: qrindex.Index, ae_title: str, port: int,
+                 move_destinations: Optional[Dict[str, dict]] = None, supported_ts=None,
+                 max_pdu_length: int = 65536, bind_address: str = '') -> None:
+        self.storage_dir = os.fspath(storage_dir)
+        self.index = index
+        self.move_destinations = dict(move_destinations or {})
+        AE.__init__(self, ae_title, port, ALL_TS if supported_ts is None else supported_ts,
+                    max_pdu_length, bind_address=bind_address)
+        for service in (sopclass.verification_scp, sopclass.storage_scp,
+                        sopclass.qr_find_scp, sopclass.qr_move_scp, sopclass.qr_get_scp):
+            self.add_scp(service)
+        self.add_scp(sopclass.StorageCommitment())
+
+    # -- storage ---------------------------------------------------------------------
+
+    def final_path(self, command_uid, attrs):
+        """As ``ReceivedFiles``; an instance must also name its series to be indexed."""
+        path = super().final_path(command_uid, attrs)
+        problem = uid_problem(clean_uid(attrs.get('SeriesInstanceUID')), 'Series Instance UID')
+        if problem:
+            raise EventHandlingError(problem)
+        return path
+
+    def instance_stored(self, path: str, attrs, context) -> None:
+        if not attrs.get('SOPInstanceUID'):
+            attrs.SOPInstanceUID = os.path.splitext(os.path.basename(path))[0]
+        if not attrs.get('SOPClassUID'):
+            attrs.SOPClassUID = context.sop_class
+        try:
+            self.index.add(attrs, path, os.path.getsize(path), context.supported_ts)
+        except (sqlite3.Error, ValueError) as exc:
+            # The file is kept: ``--reindex`` can take it in later.
+            raise OSError(f'indexing {os.path.basename(path)} failed: {exc}') from exc
+
+    # -- query / retrieve ------------------------------------------------------------
+
+    def on_receive_find(self, context, ds):
+        model = MODELS.get(context.sop_class, 'patient')
+        try:
+            matches = self.index.find(ds, model)
+        except qrindex.QueryError as exc:
+            # 0xA900 "identifier does not match SOP class" (PS3.4 C.4.1.1.4).
+            logger.warning('C-FIND refused: %s', exc)
+            return iter([(None, IDENTIFIER_DOES_NOT_MATCH)])
+        except sqlite3.Error as exc:
+            raise EventHandlingError(f'index: {exc}') from exc
+        logger.info('C-FIND %s level %s: %d match(es)', model, matches[0].level if matches
+                    else ds.get('QueryRetrieveLevel'), len(matches))
+        return ((qrindex.match_dataset(m, ds, self.local_ae.aet), statuses.C_FIND_PENDING)
+                for m in matches)
+
+    def _retrieve(self, context, ds) -> List[str]:
+        try:
+            return self.index.retrieve(ds, MODELS.get(context.sop_class, 'patient'))
+        except qrindex.QueryError as exc:
+            raise EventHandlingError(str(exc)) from exc
+        except sqlite3.Error as exc:
+            raise EventHandlingError(f'index: {exc}') from exc
+
+    def on_receive_move(self, context, ds, destination):
+        remote = self.move_destinations.get(destination)
+        if remote is None:
+            logger.warning('C-MOVE to unknown destination %r (known: %s)', destination,
+                           ', '.join(sorted(self.move_destinations)) or 'none')
+            return None
+        paths = self._retrieve(context, ds)
+        logger.info('C-MOVE of %d instance(s) to %s', len(paths), destination)
+        return remote, len(paths), paths
+
+    def on_receive_get(self, context, ds):
+        paths = self._retrieve(context, ds)
+        logger.info('C-GET of %d instance(s)', len(paths))
+        return len(paths), paths
+
+    # -- storage commitment ----------------------------------------------------------
+
+    def on_commitment_request(self, remote_aet, uids_to_commit):
+        """Commit what the archive holds (file present, same SOP class)."""
+        success, failure = [], []
+        for sop_class, sop_instance in uids_to_commit:
+            found = self.index.instance(sop_instance)
+            if found is None or not os.path.isfile(found[1]):
+                failure.append((sop_class, sop_instance, NO_SUCH_OBJECT_INSTANCE))
+            elif found[0] != sop_class:
+                failure.append((sop_class, sop_instance, CLASS_INSTANCE_CONFLICT))
+            else:
+                success.append((sop_class, sop_instance))
+        logger.info('storage commitment for %s: %d committed, %d failed', remote_aet,
+                    len(success), len(failure))
+        return self.move_destinations.get(remote_aet), success, failure
+
+
+# -- configuration ---------------------------------------------------------------------
+
+def parse_destination(text: str):
+    """``AET=HOST:PORT`` as ``(aet, remote AE dict)``."""
+    aet, sep, where = text.partition('=')
+    if not sep:
+        raise ValueError(f'{text!r} is not AET=HOST:PORT')
+    aet = common.ae_title(aet)
+    host, port = common.host_port(where.strip())
+    return aet, {'aet': aet, 'address': host, 'port': port}
+
+
+def read_config(path: str) -> configparser.ConfigParser:
+    """An INI file: ``[qrscp]`` (aet, port, storage, database, bind) and
+    ``[move_destinations]`` (``AET = HOST:PORT`` lines)."""
+    config = configparser.ConfigParser()
+    config.optionxform = str  # AE titles keep their case
+    try:
+        with open(path, encoding='utf-8') as fp:
+            config.read_file(fp)
+    except (OSError, configparser.Error) as exc:
+        raise common.ToolError(f'cannot read {path}: {exc}', common.EXIT_USAGE) from exc
+    unknown = set(config.sections()) - {'qrscp', 'move_destinations'}
+    if unknown:
+        raise common.ToolError(f'{path}: unknown section(s) {", ".join(sorted(unknown))}',
+                               common.EXIT_USAGE)
+    return config
+
+
+def build_parser(prog: str = 'qrscp') -> argparse.ArgumentParser:
+    parser = common.new_parser(
+        prog, 'Run a DICOM archive: storage, query/retrieve (C-FIND, C-MOVE, C-GET), '
+        'storage commitment and verification, with an SQLite index.')
+    common.add_server_arguments(parser, DEFAULT_AET, DEFAULT_PORT)
+    parser.set_defaults(aet=None)
+    group = parser.add_argument_group('archive')
+    group.add_argument('--storage', '-od', dest='storage', metavar='DIR',
+                       help=f'where the instances are kept (default: ./{DEFAULT_STORAGE})')
+    group.add_argument('--database', metavar='PATH',
+                       help='the SQLite index (default: <storage>/index.sqlite)')
+    group.add_argument('--reindex', action='store_true',
+                       help='rebuild the index from the files in the storage, then exit')
+    group.add_argument('--move-dest', action='append', default=[], metavar='AET=HOST:PORT',
+                       help='a C-MOVE destination; repeatable')
+    group.add_argument('--config', metavar='FILE',
+                       help='INI file with [qrscp] settings and [move_destinations]')
+    common.add_network_arguments(parser, server=True)
+    common.add_tls_arguments(parser, server=True)
+    return parser
+
+
+def settings(args: argparse.Namespace) -> argparse.Namespace:
+    """Command line over config file over defaults."""
+    config = read_config(args.config) if args.config else None
+    section = config['qrscp'] if config is not None and config.has_section('qrscp') else {}
+    unknown = set(section) - {'aet', 'port', 'storage', 'database', 'bind'}
+    if unknown:
+        raise common.ToolError(f'{args.config}: unknown [qrscp] setting(s) '
+                               f'{", ".join(sorted(unknown))}', common.EXIT_USAGE)
+    try:
+        if args.aet is None:
+            args.aet = common.ae_title(section.get('aet', DEFAULT_AET))
+        if args.port is None and args.port_option is None and 'port' in section:
+            args.port_option = common.port_number(section['port'])
+    except argparse.ArgumentTypeError as exc:
+        raise common.ToolError(f'{args.config}: {exc}', common.EXIT_USAGE) from exc
+    args.storage = args.storage or section.get('storage') or DEFAULT_STORAGE
+    args.database = args.database or section.get('database') or os.path.join(
+        args.storage, 'index.sqlite')
+    args.bind = args.bind or section.get('bind', '')
+    destinations = {}
+    entries = [f'{aet.strip()}={where.strip()}' for aet, where in (
+        config['move_destinations'].items() if config is not None
+        and config.has_section('move_destinations') else [])]
+    for text in entries + list(args.move_dest):
+        try:
+            name, remote = parse_destination(text)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            raise common.ToolError(f'move destination: {exc}', common.EXIT_USAGE) from exc
+        destinations[name] = remote
+    args.destinations = destinations
+    return args
+
+
+def open_index(args: argparse.Namespace) -> qrindex.Index:
+    os.makedirs(args.storage, exist_ok=True)
+    try:
+        return qrindex.Index(args.database, args.storage)
+    except OSError as exc:
+        raise common.ToolError(str(exc), common.EXIT_FAILURE) from exc
+
+
+def main(argv: Optional[List[str]] = None, prog: str = 'qrscp') -> int:
+    args = build_parser(prog).parse_args(argv)
+    common.configure_logging(args)
+
+    def job() -> int:
+        settings(args)
+        index = open_index(args)
+        try:
+            if args.reindex:
+                indexed, skipped = index.rebuild()
+                if not args.quiet:
+                    print(f'{prog}: indexed {indexed} instance(s) from '
+                          f'{os.path.abspath(args.storage)} into '
+                          f'{os.path.abspath(args.database)}'
+                          + (f'; {skipped} file(s) skipped' if skipped else ''))
+                return common.EXIT_OK
+            try:
+                ae = Archive(args.storage, index, args.aet, common.listen_port(args),
+                             args.destinations, max_pdu_length=args.max_pdu,
+                             bind_address=args.bind)
+            except OSError as exc:
+                raise common.ToolError(f'cannot listen: {exc}', common.EXIT_CONNECT) from exc
+            common.configure_server(ae, args)
+            for aet, remote in sorted(args.destinations.items()):
+                logger.info('move destination %s at %s:%s', aet, remote['address'],
+                            remote['port'])
+            counts = index.counts()
+            return common.serve_until_stopped(
+                ae, f'{prog}: {args.aet} listening on {args.bind or "*"}:{ae.local_ae.port}; '
+                f'storage {os.path.abspath(args.storage)}, index {os.path.abspath(args.database)} '
+                f'({counts["IMAGE"]} instances, {counts["STUDY"]} studies)')
+        finally:
+            index.close()
+    return common.execute(prog, job)

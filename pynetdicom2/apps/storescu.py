@@ -1,0 +1,234 @@
+"""``storescu``: send Part-10 files and directories (recursively) with C-STORE.
+
+All the files go over one association, which proposes exactly the presentation
+contexts they need: one per SOP class for uncompressed files (their own transfer
+syntaxes first, then explicit and implicit VR little endian), one per SOP class and
+compressed syntax. Past 128 contexts (PS3.8 9.3.2.2) the files are split over as many
+associations as needed. A progress bar shows on a terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+import pydicom
+
+from pynetdicom2 import sopclass, uids
+from pynetdicom2.ae import ClientAE
+from pynetdicom2.apps import common
+from pynetdicom2.asceprovider import AssociationRequester, PContextDefList
+from pynetdicom2.exceptions import (
+    AssociationError, ClassNotSupportedError, DCMTimeoutError, DIMSEProcessingError,
+    NetDICOMError, PDUProcessingError)
+from pynetdicom2.services.storage import REENCODABLE_TS, read_file_meta
+
+logger = logging.getLogger(__name__)
+
+MAX_CONTEXTS = 128
+_FALLBACK_TS = (uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN)
+# Failures after which the association is gone: the remaining files cannot go on it.
+_ASSOCIATION_LOST = (AssociationError, DCMTimeoutError, DIMSEProcessingError,
+                     PDUProcessingError)
+
+
+class StoreClient(common.PhasedTimeouts, ClientAE):
+    """The requesting AE of storescu."""
+
+
+class Instance(NamedTuple):
+    """A file to send and what its meta information says."""
+    path: str
+    sop_class: str
+    sop_instance: str
+    transfer_syntax: Optional[str]  # None: no file meta, any native syntax will do
+    size: int
+
+
+def read_instance(path: str) -> Optional[Instance]:
+    """What ``path`` holds, or None when it is not a DICOM file we can send."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, 'rb') as fp:
+            meta = read_file_meta(fp)
+        if meta is not None:
+            return Instance(path, meta.sop_class_uid, meta.sop_instance_uid,
+                            meta.transfer_syntax, size)
+        # No file meta information: a bare data set, if pydicom can make sense of it.
+        ds = pydicom.dcmread(path, force=True, stop_before_pixels=True,
+                             specific_tags=['SOPClassUID', 'SOPInstanceUID'])
+    except Exception as exc:  # OSError, InvalidDicomError; on arbitrary bytes, anything
+        logger.debug('%s: %s', path, exc)
+        return None
+    sop_class, sop_instance = ds.get('SOPClassUID'), ds.get('SOPInstanceUID')
+    if not sop_class or not sop_instance:
+        return None
+    return Instance(path, str(sop_class), str(sop_instance), None, size)
+
+
+def _context_key(instance: Instance) -> Tuple[str, Optional[str]]:
+    native = instance.transfer_syntax is None or instance.transfer_syntax in REENCODABLE_TS
+    return instance.sop_class, None if native else instance.transfer_syntax
+
+
+def plan_associations(instances: List[Instance], max_contexts: int = MAX_CONTEXTS
+                      ) -> List[Tuple[Dict[int, PContextDefList], List[Instance]]]:
+    """Group the files into associations of at most ``max_contexts`` contexts each.
+
+    Returns ``[(contexts to propose, files to send), ...]``, the files in their
+    given order within each association.
+    """
+    native_syntaxes: Dict[str, list] = {}
+    keys: Dict[tuple, List[Tuple[int, Instance]]] = {}
+    for position, instance in enumerate(instances):
+        key = _context_key(instance)
+        keys.setdefault(key, []).append((position, instance))
+        if key[1] is None:
+            syntaxes = native_syntaxes.setdefault(instance.sop_class, [])
+            if instance.transfer_syntax and instance.transfer_syntax not in syntaxes:
+                syntaxes.append(instance.transfer_syntax)
+    plans = []
+    ordered = list(keys)
+    for start in range(0, len(ordered), max_contexts):
+        contexts: Dict[int, PContextDefList] = {}
+        files: List[Tuple[int, Instance]] = []
+        for n, (sop_class, ts) in enumerate(ordered[start:start + max_contexts]):
+            if ts is None:
+                syntaxes = list(dict.fromkeys(native_syntaxes[sop_class] + list(_FALLBACK_TS)))
+            else:
+                syntaxes = [ts]
+            contexts[2 * n + 1] = PContextDefList(2 * n + 1, sop_class, syntaxes)
+            files.extend(keys[(sop_class, ts)])
+        plans.append((contexts, [instance for _, instance in sorted(files)]))
+    return plans
+
+
+def build_parser(prog: str = 'storescu') -> argparse.ArgumentParser:
+    parser = common.new_parser(
+        prog, 'Send DICOM files, and every DICOM file under the given directories, with '
+        'C-STORE over one association.')
+    common.add_peer_arguments(parser, 'STORESCU')
+    parser.add_argument('paths', nargs='+', metavar='file-or-dir',
+                        help='DICOM files and directories to send')
+    group = parser.add_argument_group('input')
+    group.add_argument('--no-recurse', dest='recurse', action='store_false',
+                       help='send only the files directly in each directory')
+    group.add_argument('+sd', '--scan-directories', action='store_true',
+                       help='accepted for DCMTK command lines (directories are always '
+                       'scanned)')
+    group.add_argument('+r', '--recurse', dest='dcmtk_recurse', action='store_true',
+                       help='accepted for DCMTK command lines (scanning is recursive)')
+    group = parser.add_argument_group('progress')
+    progress = group.add_mutually_exclusive_group()
+    progress.add_argument('--progress', dest='progress', action='store_const', const=True,
+                          help='show the progress bar even when stderr is not a terminal')
+    progress.add_argument('--no-progress', dest='progress', action='store_const',
+                          const=False, help='never show the progress bar')
+    common.add_network_arguments(parser)
+    common.add_tls_arguments(parser)
+    return parser
+
+
+class _Run:
+    """One storescu run: the counts and how to report a failed file."""
+
+    def __init__(self, progress: common.Progress) -> None:
+        self.progress = progress
+        self.sent = 0
+        self.warnings = 0
+        self.failed: List[Tuple[str, str]] = []
+
+    def failure(self, path: str, reason: str) -> None:
+        self.failed.append((path, reason))
+        text = f'{path}: {reason}'
+        if self.progress.enabled:
+            self.progress.message(f'E: {text}')
+        else:
+            logger.error('%s', text)
+
+
+def _send(client: StoreClient, remote, contexts, files: List[Instance], run: _Run,
+          msg_id: int) -> int:
+    """Send ``files`` on one association proposing ``contexts``; returns the next
+    message ID. Association failures propagate."""
+    assoc = AssociationRequester(client, client.max_pdu_length, remote, contexts)
+    client.begin_request()
+    assoc.request()
+    try:
+        for instance in files:
+            try:
+                ctx = assoc.context_for(instance.sop_class, instance.transfer_syntax)
+                status = sopclass.storage_scu(assoc, ctx, instance.path, msg_id)
+            except _ASSOCIATION_LOST:
+                raise
+            except ClassNotSupportedError as exc:
+                run.failure(instance.path, str(exc))
+            except (NetDICOMError, OSError, ValueError) as exc:
+                run.failure(instance.path, f'not sent: {exc}')
+            else:
+                if status.is_success or status.is_warning:
+                    run.sent += 1
+                    run.warnings += status.is_warning
+                    logger.info('%s: %s', instance.path, status)
+                else:
+                    run.failure(instance.path, f'{status}')
+            msg_id = msg_id % 0xFFFF + 1
+            run.progress.advance(1, instance.size)
+    except BaseException:
+        assoc.abort()
+        raise
+    assoc.release()
+    return msg_id
+
+
+def store(args: argparse.Namespace, stream=None) -> _Run:
+    """Scan the paths, then send every DICOM file found."""
+    instances = []
+    for path in common.iter_files(args.paths, args.recurse):
+        instance = read_instance(path)
+        if instance is None and not os.path.exists(path):
+            logger.error('%s: no such file or directory', path)
+        elif instance is None:
+            logger.warning('%s: not a DICOM file, skipped', path)
+        else:
+            instances.append(instance)
+    if not instances:
+        raise common.ToolError('no DICOM files to send', common.EXIT_FAILURE)
+    remote = common.remote_ae(args)
+    client = common.prepare_client(
+        StoreClient(args.calling_aet, max_pdu_length=args.max_pdu), args)
+    progress = common.Progress(len(instances), sum(i.size for i in instances),
+                               stream=stream if stream is not None else sys.stderr,
+                               enabled=args.progress)
+    run = _Run(progress)
+    msg_id = 1
+    try:
+        for contexts, files in plan_associations(instances):
+            msg_id = _send(client, remote, contexts, files, run, msg_id)
+    except (NetDICOMError, OSError) as exc:
+        raise common.explain(exc, common.describe_peer(remote), client) from exc
+    finally:
+        progress.finish()  # end the bar's line whatever happened
+    return run
+
+
+def main(argv: Optional[List[str]] = None, prog: str = 'storescu') -> int:
+    args = build_parser(prog).parse_args(argv)
+    common.configure_logging(args)
+
+    def job() -> int:
+        run = store(args)
+        elapsed, rate, mbps = run.progress.rates()
+        if not args.quiet:
+            total = run.progress.total
+            text = (f'sent {run.sent} of {total} instances '
+                    f'({run.progress.done_bytes / 1e6:.1f} MB) in {elapsed:.2f} s: '
+                    f'{rate:.1f} instances/s, {mbps:.2f} MB/s')
+            if run.failed:
+                text += f'; {len(run.failed)} failed'
+            print(text)
+        return common.EXIT_FAILURE if run.failed else common.EXIT_OK
+    return common.execute(prog, job)
