@@ -5,6 +5,8 @@ The names most scripts need are importable from here; the modules hold the rest:
 (associations), ``dimse``, ``pdu``, ``statuses``, ``uids``, ``exceptions``.
 """
 
+import logging
+
 from pynetdicom2._version import __version__, __version_info__
 from pynetdicom2.ae import AE, ClientAE, ClientStorageAE, StorageAE
 from pynetdicom2.asceprovider import AssociationAcceptor, AssociationRequester
@@ -15,6 +17,10 @@ from pynetdicom2.sopclass import (
     qr_get_scp, qr_get_scu, qr_move_scp, qr_move_scu, storage_commitment_scu, storage_scp,
     storage_scu, verification_scp, verification_scu)
 from pynetdicom2.statuses import PROCESSING_FAILURE, SUCCESS, Status
+
+# A library stays silent unless the application configures logging (Python's
+# logging HOWTO, "Configuring Logging for a Library").
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     '__version__', '__version_info__',

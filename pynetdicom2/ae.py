@@ -101,7 +101,7 @@ class AEBase:
                 if uid in known:
                     continue
                 self.context_def_list[next_id] = PContextDefList(
-                    next_id, uid, self.supported_ts)
+                    next_id, uid, self.transfer_syntax_preference())
                 known.add(uid)
                 next_id += 2
 
@@ -374,6 +374,9 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
 
     def __enter__(self) -> 'AE':
         if not self._bound:
+            if self.socket.fileno() < 0:
+                # Served before and quit: a new listening socket, same address.
+                self.socket = socket.socket(self.address_family, self.socket_type)
             self._bind()
         if self._serving_thread is None:
             self._serving_thread = threading.Thread(
@@ -393,6 +396,7 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
             self.shutdown()
             thread.join(timeout=5)
         self.server_close()
+        self._bound = False
         with self.lock:
             active = list(self._active)
         for acceptor in active:

@@ -342,7 +342,11 @@ class AssociationRequester(Association):
             raise PDUProcessingError(
                 f'{self.dul.peer} answered A-ASSOCIATE-RQ with {type(received).__name__}')
         self._negotiated(received)
-        self.ae.on_association_response(received)
+        try:
+            self.ae.on_association_response(received)
+        except BaseException:
+            self.abort()                 # the hook refused the association we got
+            raise
 
     def _build_rq(self) -> pdu.AAssociateRqPDU:
         user_data = [userdataitems.MaximumLengthSubItem(self.max_pdu_length),
@@ -527,6 +531,7 @@ class AssociationAcceptor(Association):
             self._notify('on_abort', exc)
         except NetDICOMError as exc:
             logger.warning('association with %s failed: %s', self.dul.peer, exc)
+            self.abort_as_user()          # nothing more to send if the DUL is closed
             hook = 'on_dcm_timeout' if isinstance(exc, DCMTimeoutError) else 'on_abort'
             self._notify(hook, exc)
         except Exception as exc:

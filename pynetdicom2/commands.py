@@ -13,7 +13,7 @@ from typing import Iterator, NamedTuple, Optional
 import pydicom
 from pydicom.dataset import Dataset
 
-from pynetdicom2 import ae, sopclass, statuses, uids
+from pynetdicom2 import ae, asceprovider, sopclass, statuses, uids
 from pynetdicom2.exceptions import NetDICOMError
 
 
@@ -44,11 +44,12 @@ def _sop_class_and_syntax(ds_or_path):
 def store(local_aet: str, remote_ae, ds_or_path) -> statuses.Status:
     """C-STORE one data set (a pydicom ``Dataset`` or a Part-10 file path)."""
     sop_class, ts = _sop_class_and_syntax(ds_or_path)
-    syntaxes = list(ae.default_ts)
-    if ts and ts not in syntaxes:
-        syntaxes.insert(0, ts)
-    client = ae.ClientAE(local_aet, supported_ts=syntaxes)
+    client = ae.ClientAE(local_aet)
     client.add_scu(sopclass.storage_scu, [sop_class])
+    if ts and ts not in ae.default_ts:
+        # A compressed data set gets a context of its own syntax alone: offered with
+        # the uncompressed ones, the acceptor may pick one it cannot be sent in.
+        client.context_def_list[3] = asceprovider.PContextDefList(3, sop_class, (ts,))
     with client.request_association(remote_ae) as assoc:
         return assoc.get_scu(sop_class)(ds_or_path, 1)
 

@@ -239,6 +239,8 @@ class DULServiceProvider:
         except PDUProcessingError as exc:
             self._provider_abort(REASON_INVALID_PARAMETER)
             raise PDUProcessingError(f'from {self._who()}: {exc}') from exc
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug('%s: received %s', self.peer, _describe(received))
         state = self.state_name()
         action = self._event(event)
         if action == 'AA-8':
@@ -415,6 +417,8 @@ class DULServiceProvider:
         sock = self.sock
         if sock is None:
             raise AssociationAbortedError(2, 0, f'the connection to {self._who()} is closed')
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug('%s: sending %s', self.peer, _describe(item))
         try:
             self._set_timeout(timeout)
             if isinstance(item, list):
@@ -454,6 +458,21 @@ class DULServiceProvider:
 
     def _who(self) -> str:
         return f'peer {self.peer}' if self.peer else 'the peer'
+
+
+def _describe(item) -> str:
+    """A PDU in words for the DEBUG log: every field of association PDUs, the PDVs of
+    a received P-DATA-TF, the size of one we send."""
+    if isinstance(item, list) and item and isinstance(item[0], tuple):
+        return 'P-DATA-TF: ' + ', '.join(
+            f'PDV context {context_id} {"command" if control & 1 else "data"}'
+            f'{" (last)" if control & 2 else ""} {len(fragment)} bytes'
+            for context_id, control, fragment in item)
+    if isinstance(item, (list, bytes, bytearray, memoryview)):
+        size = (sum(len(memoryview(buf).cast('B')) for buf in item) if isinstance(item, list)
+                else len(item))
+        return f'P-DATA-TF, {size} bytes'
+    return repr(item)
 
 
 # Actions that put a PDU on the wire, and actions that close the transport (PS3.8 9.2).

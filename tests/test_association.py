@@ -406,3 +406,38 @@ def test_user_identity_hook_can_refuse_and_answer():
             answers = [i for i in assoc.ac.user_information.user_data
                        if isinstance(i, userdataitems.UserIdentityNegotiationSubItemAc)]
         assert answers[0].server_response == b'welcome'
+
+
+def test_an_ae_can_serve_again_after_quit():
+    srv = make_server()
+    with srv:
+        assert echo(client(), remote(srv)).is_success
+    with srv:
+        assert echo(client(), remote(srv)).is_success
+
+
+def test_proposed_transfer_syntaxes_keep_our_preference_order():
+    scu = ae_module.ClientAE('ORDER', supported_ts=[uids.IMPLICIT_VR_LITTLE_ENDIAN,
+                                                    uids.EXPLICIT_VR_BIG_ENDIAN,
+                                                    uids.EXPLICIT_VR_LITTLE_ENDIAN])
+    scu.add_scu(sopclass.verification_scu)
+    assert list(scu.context_def_list[1].supported_ts) == [
+        uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_BIG_ENDIAN,
+        uids.EXPLICIT_VR_LITTLE_ENDIAN]
+
+
+def test_a_failing_response_hook_aborts_the_association():
+    class Suspicious(ae_module.ClientAE):
+        def on_association_response(self, response):
+            raise RuntimeError('not the peer we expected')
+
+    def script(conn):
+        rq = read_pdu(conn)
+        conn.sendall(associate_ac_for(rq))
+        return read_pdu(conn)
+
+    scu = Suspicious('OUR_SCU').add_scu(sopclass.verification_scu)
+    with FakePeer(script) as peer:
+        with pytest.raises(RuntimeError):
+            echo(scu, peer.remote_ae)
+        assert peer.stop()[0] == pdu.A_ABORT

@@ -79,3 +79,18 @@ def test_old_module_names_are_aliases_of_the_new():
     assert asceprovider.PContextDef is pynetdicom2.PContextDef
     assert sopclass.VERIFICATION_SOP_CLASS == '1.2.840.10008.1.1'
     assert pynetdicom2.__version__ and pynetdicom2.__version_info__
+
+
+def test_store_helper_sends_a_compressed_file_in_its_own_syntax(tmp_path):
+    from pydicom.uid import RLELossless
+
+    rle = make_ct_file(tmp_path / 'rle.dcm', transfer_syntax=RLELossless)
+    server = QRServer('ARCHIVE', 0, bind_address='127.0.0.1',
+                      supported_ts=[pynetdicom2.uids.EXPLICIT_VR_LITTLE_ENDIAN, RLELossless])
+    server.add_scp(sopclass.storage_scp)
+    QRServer.stored = []
+    with server:
+        remote = dict(aet='ARCHIVE', address='127.0.0.1', port=server.local_ae.port)
+        assert pynetdicom2.store('SCRIPT', remote, str(rle)).is_success
+    assert QRServer.stored[0].file_meta.TransferSyntaxUID == RLELossless
+    assert QRServer.stored[0].PixelData == pydicom.dcmread(rle).PixelData
