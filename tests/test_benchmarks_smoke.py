@@ -1,0 +1,111 @@
+"""The benchmark harness (benchmarks/) still runs end to end: ``--smoke`` mode.
+
+No timing is asserted: only that every case ran for every implementation pair and the
+one Markdown table came out with its rows. The micro-benchmarks run in quick mode.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.peers import dcmtk, require_pynetdicom
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+HEADER = ('| case | PDU | SCP mode | SCU → SCP | wall s | rate | SCU CPU s | SCP CPU s '
+          '| SCU RSS MiB | SCP RSS MiB | × DCMTK | × raw | × pynetdicom |')
+
+STORE_PAIRS = ['pynetdicom2 → pynetdicom2', 'pynetdicom2 → DCMTK', 'DCMTK → pynetdicom2',
+               'DCMTK → DCMTK', 'pynetdicom → pynetdicom', 'raw socket → raw socket']
+VARIANTS = ['pynetdicom2 → pynetdicom2 (bytes)', 'pynetdicom2 → pynetdicom2 (tempfile)']
+ECHO_PAIRS = ['pynetdicom2 → pynetdicom2', 'pynetdicom2 → DCMTK', 'DCMTK → pynetdicom2',
+              'DCMTK → DCMTK', 'pynetdicom → pynetdicom',
+              'DCMTK start-up only (echoscu, port closed) → DCMTK']
+FIND_PAIRS = ['pynetdicom2 → pynetdicom2', 'DCMTK → pynetdicom2', 'pynetdicom → pynetdicom2',
+              'pynetdicom → pynetdicom', 'DCMTK → pynetdicom', 'pynetdicom2 → pynetdicom']
+
+
+def run(argv: list, timeout: float) -> subprocess.CompletedProcess:
+    """Run a harness command; on timeout SIGTERM it (it stops its peers), then kill."""
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=5)
+        pytest.fail(f'{argv} did not finish within {timeout} s\n{out}\n{err}')
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def table_rows(text: str) -> list:
+    """(case, PDU, mode, pair, rest...) of every data row of the Markdown table."""
+    lines = [line for line in text.splitlines() if line.startswith('|')]
+    assert lines and lines[0] == HEADER, text
+    assert set(lines[1]) <= {'|', '-'}, lines[1]
+    return [[cell.strip() for cell in line.strip('|').split('|')] for line in lines[2:]]
+
+
+def test_smoke_run_prints_every_row():
+    dcmtk('storescp')
+    require_pynetdicom()
+    result = run([sys.executable, '-m', 'benchmarks.run', '--smoke'], timeout=240)
+    assert result.returncode == 0, f'{result.stdout}\n{result.stderr}'
+    rows = table_rows(result.stdout)
+    failed = [row for row in rows if row[4].startswith('FAILED')]
+    assert not failed, failed
+
+    def pairs(case_prefix: str, mode: str) -> list:
+        return [row[3] for row in rows if row[0].startswith(case_prefix) and row[2] == mode]
+
+    for case in ('C-STORE 4 x', 'C-STORE 1 x'):
+        assert pairs(case, 'ignore') == STORE_PAIRS + VARIANTS
+        assert pairs(case, 'write') == STORE_PAIRS
+    assert pairs('C-STORE 10 x', 'ignore') == STORE_PAIRS
+    assert pairs('C-STORE 10 x', 'write') == STORE_PAIRS
+    assert pairs('5 associations x 1 C-ECHO', '-') == ECHO_PAIRS
+    assert pairs('C-FIND, 50 matches', '-') == FIND_PAIRS
+    assert len(rows) == 2 * 8 + 2 * 6 + 2 * 6 + 6 + 6
+    # Every row measured something: a rate with its unit, and the reference rows
+    # compare to themselves as 1.00.
+    for row in rows:
+        assert row[5].split()[-1] in ('MiB/s', 'inst/s', 'assoc/s', 'rsp/s'), row
+        assert float(row[5].split()[0].replace(',', '')) > 0, row
+    dcmtk_rows = [row for row in rows if row[3] == 'DCMTK → DCMTK' and row[0].startswith('C-')]
+    assert dcmtk_rows and all(row[10] == '1.00' for row in dcmtk_rows)
+    assert 'Echo: DCMTK has no tool' in result.stdout
+
+
+def test_smoke_subset_and_unknown_case():
+    result = run([sys.executable, '-m', 'benchmarks.run', '--smoke', '--cases', 'tiny',
+                  '--impls', 'p2,raw', '--quiet'], timeout=120)
+    assert result.returncode == 0, f'{result.stdout}\n{result.stderr}'
+    rows = table_rows(result.stdout)
+    assert [(row[2], row[3]) for row in rows] == [
+        ('ignore', 'pynetdicom2 → pynetdicom2'), ('ignore', 'raw socket → raw socket'),
+        ('write', 'pynetdicom2 → pynetdicom2'), ('write', 'raw socket → raw socket')]
+    assert all(row[11] != '—' for row in rows)  # × raw is filled in
+    bad = run([sys.executable, '-m', 'benchmarks.run', '--cases', 'nope'], timeout=60)
+    assert bad.returncode == 2 and 'unknown: nope' in bad.stderr
+
+
+def test_micro_benchmarks_print_their_table():
+    result = run([sys.executable, '-m', 'benchmarks.micro', '--quick'], timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == '| micro-benchmark | per call | rate |'
+    names = [line.split('|')[1].strip() for line in lines[2:]]
+    assert 'A-ASSOCIATE-RQ decode (10 contexts)' in names
+    assert 'C-STORE-RQ command set decode (decode_message)' in names
+    assert 'iter_pdu_bytes 16 MiB file, 1 MiB PDU' in names
+    assert len(names) == 13
