@@ -305,6 +305,8 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
     timeout = AEBase.timeout
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 drops SYNs in a burst of connections.
+    request_queue_size = socket.SOMAXCONN
     allow_reuse_address = True
     max_associations = 10
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from pynetdicom2 import dimse, pdu, uids, userdataitems
 from pynetdicom2._version import __version_info__
-from pynetdicom2.dulprovider import DULServiceProvider
+from pynetdicom2.dulprovider import DULServiceProvider, PDataFragments
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, AssociationReleasedError,
     ClassNotSupportedError, DCMTimeoutError, DIMSEProcessingError, NetDICOMError,
@@ -127,6 +127,26 @@ def _sub_items(assoc_pdu, cls) -> list:
     return [item for item in (info.user_data if info else []) if isinstance(item, cls)]
 
 
+class _Lookahead:
+    """The PDVs of the last P-DATA-TF not yet consumed, with one read ahead so that
+    "is anything left?" never blocks."""
+
+    def __init__(self) -> None:
+        self._items = iter(())
+        self._next = None
+
+    def load(self, items) -> None:
+        self._items = iter(items)
+        self._next = next(self._items, None)
+
+    def __bool__(self) -> bool:
+        return self._next is not None
+
+    def pop(self):
+        item, self._next = self._next, next(self._items, None)
+        return item
+
+
 class Association:
     """The part common to both ends: DIMSE transfer, release and abort.
 
@@ -143,7 +163,7 @@ class Association:
         self.association_established = False
         #: Negotiated SCP/SCU role selection: SOP class -> (scu_role, scp_role).
         self.roles: Dict[str, Tuple[int, int]] = {}
-        self._pending: list = []
+        self._pending = _Lookahead()
         self._assembler = dimse.MessageAssembler(self._data_sink)
 
     # -- DIMSE transfer -------------------------------------------------------------
@@ -164,7 +184,7 @@ class Association:
         """
         while True:
             while self._pending:
-                context_id, control, fragment = self._pending.pop(0)
+                context_id, control, fragment = self._pending.pop()
                 msg = self._feed(context_id, control, fragment)
                 if msg is not None:
                     return msg, context_id
@@ -173,8 +193,8 @@ class Association:
             except NetDICOMError:
                 self._discard_partial()       # a half-received data set never lands
                 raise
-            if isinstance(received, list):
-                self._pending = received
+            if isinstance(received, PDataFragments):
+                self._pending.load(received)
             elif isinstance(received, pdu.AReleaseRqPDU):
                 self._peer_released()
             else:

@@ -43,7 +43,25 @@ REASON_UNRECOGNIZED_PDU = 1
 REASON_UNEXPECTED_PDU = 2
 REASON_INVALID_PARAMETER = 6
 
-PDataFragments = list  # [(context_id, message_control_header, memoryview)]
+
+
+class PDataFragments:
+    """The presentation data values of one received P-DATA-TF, already validated.
+
+    Iterating yields ``(context_id, message_control_header, fragment)`` one at a time,
+    the fragment a view into the receive buffer, valid until the next read. PDVs are
+    not gathered in a list: a PDU of thousands of tiny PDVs must not cost memory.
+    """
+
+    __slots__ = ('body',)
+
+    def __init__(self, body: memoryview) -> None:
+        for _ in pdu.iter_pdvs(body):    # validate the whole PDU before anything is used
+            pass
+        self.body = body
+
+    def __iter__(self):
+        return pdu.iter_pdvs(self.body)
 
 
 class TransportClosed(Exception):
@@ -172,6 +190,12 @@ class DULServiceProvider:
         self.state = 'Sta1'
         if sock is not None:
             try:
+                # shutdown first: a thread blocked reading this socket wakes up now
+                # (close alone leaves it waiting until its timeout, e.g. on AE.quit()).
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
                 sock.close()
             except OSError:
                 pass
@@ -206,7 +230,8 @@ class DULServiceProvider:
 
         Returns the decoded PDU, or for P-DATA-TF a list of ``(context_id,
         message_control_header, fragment)`` whose memoryviews stay valid until the next
-        call. A-ABORT, A-ASSOCIATE-RJ, a closed connection, an undecodable or unexpected
+        call (a ``PDataFragments``). A-ABORT, A-ASSOCIATE-RJ, a closed connection, an
+        undecodable or unexpected
         PDU and the timeout raise the matching ``NetDICOMError`` with the socket closed.
         """
         if self.sock is None:
@@ -233,7 +258,7 @@ class DULServiceProvider:
         event = fsm.EVENT_FOR_PDU_TYPE[pdu_type]
         try:
             if pdu_type == pdu.P_DATA_TF:
-                received = list(pdu.iter_pdvs(body[pdu.PDU_HEADER_LENGTH:]))
+                received = PDataFragments(body[pdu.PDU_HEADER_LENGTH:])
             else:
                 received = pdu.decode_pdu(body)
         except PDUProcessingError as exc:
@@ -463,7 +488,7 @@ class DULServiceProvider:
 def _describe(item) -> str:
     """A PDU in words for the DEBUG log: every field of association PDUs, the PDVs of
     a received P-DATA-TF, the size of one we send."""
-    if isinstance(item, list) and item and isinstance(item[0], tuple):
+    if isinstance(item, PDataFragments):
         return 'P-DATA-TF: ' + ', '.join(
             f'PDV context {context_id} {"command" if control & 1 else "data"}'
             f'{" (last)" if control & 2 else ""} {len(fragment)} bytes'
