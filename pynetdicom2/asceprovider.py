@@ -127,6 +127,10 @@ def _sub_items(assoc_pdu, cls) -> list:
     return [item for item in (info.user_data if info else []) if isinstance(item, cls)]
 
 
+def _pdu_name(received) -> str:
+    return 'P-DATA-TF' if isinstance(received, PDataFragments) else type(received).__name__
+
+
 class _Lookahead:
     """The PDVs of the last P-DATA-TF not yet consumed, with one read ahead so that
     "is anything left?" never blocks."""
@@ -199,7 +203,7 @@ class Association:
                 self._peer_released()
             else:
                 self.abort_provider(2)
-                raise PDUProcessingError(f'unexpected {type(received).__name__} '
+                raise PDUProcessingError(f'unexpected {_pdu_name(received)} '
                                          f'from {self.dul.peer}')
 
     def message_waiting(self) -> bool:
@@ -360,7 +364,7 @@ class AssociationRequester(Association):
         if not isinstance(received, pdu.AAssociateAcPDU):
             self.abort_provider(2)
             raise PDUProcessingError(
-                f'{self.dul.peer} answered A-ASSOCIATE-RQ with {type(received).__name__}')
+                f'{self.dul.peer} answered A-ASSOCIATE-RQ with {_pdu_name(received)}')
         self._negotiated(received)
         try:
             self.ae.on_association_response(received)
@@ -435,7 +439,7 @@ class AssociationAcceptor(Association):
         received = self.dul.receive_pdu(self.ae.artim_timeout)
         if not isinstance(received, pdu.AAssociateRqPDU):
             self.abort_provider(2)
-            raise PDUProcessingError(f'{self.dul.peer} sent {type(received).__name__} '
+            raise PDUProcessingError(f'{self.dul.peer} sent {_pdu_name(received)} '
                                      'instead of A-ASSOCIATE-RQ')
         self.rq = received
         self.remote_ae = received.calling_ae_title
