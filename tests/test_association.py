@@ -441,3 +441,19 @@ def test_a_failing_response_hook_aborts_the_association():
         with pytest.raises(RuntimeError):
             echo(scu, peer.remote_ae)
         assert peer.stop()[0] == pdu.A_ABORT
+
+
+def test_a_find_on_the_verification_context_is_answered_0211(server):
+    from pynetdicom2 import dimse
+    scu = client()
+    with scu.request_association(remote(server)) as assoc:
+        ctx = assoc.context_for(uids.VERIFICATION_SOP_CLASS)
+        rq = dimse.CFindRQMessage()
+        rq.message_id = 9
+        rq.sop_class_uid = uids.VERIFICATION_SOP_CLASS
+        rq.data_set = b''
+        assoc.send(rq, ctx.id)
+        rsp, _ = assoc.receive()
+        assert isinstance(rsp, dimse.CFindRSPMessage)
+        assert (rsp.status, rsp.message_id_being_responded_to) == (0x0211, 9)
+        assert assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(10).is_success
