@@ -60,9 +60,6 @@ BAD_UID_ECHO = bytes.fromhex(
     '00000001 02000000 3000 00001001 02000000 0100 00000008 02000000 0101')
 
 
-@pytest.mark.xfail(strict=True, reason='dimse._decode_value builds pydicom UID() with '
-                   "pydicom's validation: a hostile UID warns, and raises ValueError under "
-                   'reading_validation_mode = RAISE')
 def test_a_hostile_uid_neither_warns_nor_escapes_as_value_error(monkeypatch):
     monkeypatch.setattr(pydicom_config.settings, 'reading_validation_mode', pydicom_config.RAISE)
     with warnings.catch_warnings():

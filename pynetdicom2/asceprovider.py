@@ -168,7 +168,7 @@ class Association:
         #: Negotiated SCP/SCU role selection: SOP class -> (scu_role, scp_role).
         self.roles: Dict[str, Tuple[int, int]] = {}
         self._pending = _Lookahead()
-        self._assembler = dimse.MessageAssembler(self._data_sink)
+        self._assembler = dimse.MessageAssembler(self._data_sink, self._discard_sink)
 
     # -- DIMSE transfer -------------------------------------------------------------
 
@@ -232,6 +232,9 @@ class Association:
         fp, start = self.ae.get_file(ctx, msg.command_set)
         msg.data_set_offset = start
         return fp
+
+    def _discard_sink(self, fp) -> None:
+        self.ae.discard_file(fp)
 
     def _discard_partial(self) -> None:
         partial = self._assembler.abort()

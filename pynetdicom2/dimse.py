@@ -13,8 +13,9 @@ import logging
 import os
 import struct
 import threading
-from typing import Any, BinaryIO, Callable, Iterator, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
+from pydicom import config as pydicom_config
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -141,6 +142,22 @@ _COMMAND_DATA_SET_TYPE = 0x00000800
 
 
 # -- the command-set codec ---------------------------------------------------------
+#
+# A command set travels as ``{element number: value}`` (the group is always 0000): the
+# codec reads and writes that dict directly, with values of the types pydicom gives
+# elements of their VR (int, UID, str, BaseTag, MultiValue, bytes for unknown ones), so
+# a pydicom Dataset is built only when someone asks for one.
+
+# VR of each command element, by element number; anything else is kept as raw UN bytes.
+_VR_OF = {element: vr for element, (vr, _) in COMMAND_ELEMENTS.items()}
+
+# Values are trusted as they are: a peer's odd UID must neither warn nor raise
+# (pydicom's validation does both, depending on its settings).
+_NO_VALIDATION = pydicom_config.IGNORE
+
+_US_VALUE = struct.Struct('<H')
+_UL_VALUE = struct.Struct('<L')
+
 
 def _is_multi(value: Any) -> bool:
     return isinstance(value, (list, tuple, MultiValue))
@@ -219,13 +236,47 @@ def _encode_value(element: int, vr: str, value: Any) -> bytes:
         f'value; only bytes can be sent for it')
 
 
+def _encode_elements(elements: Dict[int, Any], vrs: Optional[Dict[int, str]] = None
+                     ) -> bytes:
+    """Encode ``{element number: value}`` as a command set, in one pass.
+
+    ``vrs`` gives the VR of elements the PS3.7 table does not know (default UN).
+    Command Group Length (0000,0000) is computed from what follows.
+    """
+    parts: List[bytes] = []
+    append = parts.append
+    for element in sorted(elements):
+        if element == 0x0000:
+            continue
+        value = elements[element]
+        vr = _VR_OF.get(element)
+        if vr is None:
+            vr = vrs.get(element, 'UN') if vrs else 'UN'
+        kind = type(value)
+        # The common elements take the short path: one struct call, or one encode.
+        if vr == 'US' and kind is int and 0 <= value <= 0xFFFF:
+            append(_US_ELEMENT.pack(0, element, 2, value))
+            continue
+        if vr == 'UI' and (kind is UID or kind is str) and value.isascii():
+            raw = value.encode('ascii')
+            if len(raw) % 2:
+                raw += b'\x00'  # PS3.5 6.2: UI values are padded with NUL
+        else:
+            raw = _encode_value(element, vr, value)
+        append(_ELEMENT_HEADER.pack(0, element, len(raw)))
+        append(raw)
+    body = b''.join(parts)
+    return _UL_ELEMENT.pack(0, 0, 4, len(body)) + body
+
+
 def encode_command_set(ds: Dataset) -> bytes:
     """Encode a command set in implicit VR little endian (PS3.7 6.3.1), in one pass.
 
     Elements go in ascending tag order; Command Group Length (0000,0000) is computed
     from what follows, whatever the data set holds. Only group 0000 is allowed.
     """
-    parts: List[bytes] = []
+    elements: Dict[int, Any] = {}
+    vrs: Dict[int, str] = {}
     for elem in ds:
         tag = elem.tag
         if tag >> 16:
@@ -233,24 +284,13 @@ def encode_command_set(ds: Dataset) -> bytes:
                 f'{elem.tag} ({elem.keyword or "unknown"}) cannot be in a command set: '
                 f'command elements are group 0000 only (PS3.7 6.3.1)')
         element = tag & 0xFFFF
-        if element == 0x0000:
-            continue
-        known = COMMAND_ELEMENTS.get(element)
-        vr = known[0] if known else elem.VR
-        value = elem.value
-        # The common elements take the short path: one struct call each.
-        if vr == 'US' and type(value) is int:
-            parts.append(_US_ELEMENT.pack(0, element, 2, value) if 0 <= value <= 0xFFFF
-                         else _encode_numbers(value, 'H', vr, element))
-            continue
-        raw = _encode_value(element, vr, value)
-        parts.append(_ELEMENT_HEADER.pack(0, element, len(raw)))
-        parts.append(raw)
-    body = b''.join(parts)
-    return _UL_ELEMENT.pack(0, 0, 4, len(body)) + body
+        elements[element] = elem.value
+        if element not in _VR_OF:
+            vrs[element] = elem.VR
+    return _encode_elements(elements, vrs)
 
 
-def _decode_numbers(value: memoryview, fmt: str, size: int, vr: str, element: int,
+def _decode_numbers(value: bytes, fmt: str, size: int, vr: str, element: int,
                     offset: int) -> Any:
     if len(value) % size:
         raise DIMSEProcessingError(
@@ -263,7 +303,7 @@ def _decode_numbers(value: memoryview, fmt: str, size: int, vr: str, element: in
     return numbers[0] if count == 1 else MultiValue(int, numbers)
 
 
-def _decode_value(element: int, vr: str, value: memoryview, offset: int) -> Any:
+def _decode_value(element: int, vr: str, value: bytes, offset: int) -> Any:
     if vr == 'US':
         return _decode_numbers(value, 'H', 2, vr, element, offset)
     if vr == 'UL':
@@ -280,14 +320,66 @@ def _decode_value(element: int, vr: str, value: memoryview, offset: int) -> Any:
         return tags[0] if len(tags) == 1 else MultiValue(Tag, tags)
     if vr in _RAW_VRS:
         return bytes(value)
-    text = bytes(value).decode('ascii', 'replace')
+    text = value.decode('ascii', 'replace')
     if vr == 'UI':
         # DCMTK pads UIDs with NUL; some peers pad with space.
-        return UID(text.rstrip('\x00 '))
+        return UID(text.rstrip('\x00 '), _NO_VALIDATION)
     if vr in ('AE', 'SH', 'LO', 'CS', 'IS', 'DS'):
         # Leading and trailing spaces are not significant here (PS3.5 6.2).
         return text.strip(' \x00')
     return text.rstrip(' \x00')
+
+
+def _decode_elements(raw: Union[bytes, bytearray, memoryview]) -> Dict[int, Any]:
+    """Decode a command set into ``{element number: value}``; see ``decode_command_set``."""
+    if type(raw) is not bytes:
+        raw = memoryview(raw).cast('B').tobytes()
+    total = len(raw)
+    elements: Dict[int, Any] = {}
+    offset = 0
+    while offset < total:
+        if total - offset < 8:
+            raise DIMSEProcessingError(
+                f'command set: {total - offset} byte(s) left at offset {offset}, too few for '
+                f'an element header (8 bytes)')
+        group, element, length = _ELEMENT_HEADER.unpack_from(raw, offset)
+        if group != 0x0000:
+            raise DIMSEProcessingError(
+                f'command set: element ({group:04X},{element:04X}) at offset {offset} is '
+                f'not in group 0000 (PS3.7 6.3.1 allows command elements only)')
+        start = offset + 8
+        end = start + length
+        if end > total:
+            raise DIMSEProcessingError(
+                f'command set: element (0000,{element:04X}) at offset {offset} declares '
+                f'{length} bytes but only {total - start} remain')
+        if element in elements:
+            raise DIMSEProcessingError(
+                f'command set: element (0000,{element:04X}) occurs twice (offset {offset}); '
+                f'PS3.7 6.3.1 allows each at most once')
+        vr = _VR_OF.get(element, 'UN')
+        # The common elements take the short path; values get pydicom's type for their
+        # VR without pydicom's conversion (several times slower, and it would warn about
+        # a peer's odd values).
+        if vr == 'US' and length == 2:
+            value = _US_VALUE.unpack_from(raw, start)[0]
+        elif vr == 'UL' and length == 4:
+            value = _UL_VALUE.unpack_from(raw, start)[0]
+        elif vr == 'UI':
+            value = UID(raw[start:end].decode('ascii', 'replace').rstrip('\x00 '),
+                        _NO_VALIDATION)
+        else:
+            value = _decode_value(element, vr, raw[start:end], offset)
+        elements[element] = value
+        offset = end
+    return elements
+
+
+def _dataset_from(elements: Dict[int, Any]) -> Dataset:
+    """A pydicom Dataset holding ``{element number: value}`` as group-0000 elements."""
+    return Dataset({BaseTag(element): DataElement(element, _VR_OF.get(element, 'UN'), value,
+                                                  already_converted=True)
+                    for element, value in elements.items()})
 
 
 def decode_command_set(raw: Union[bytes, bytearray, memoryview]) -> Dataset:
@@ -297,39 +389,33 @@ def decode_command_set(raw: Union[bytes, bytearray, memoryview]) -> Dataset:
     or a repeated tag is an error; an unknown group-0000 element is kept as raw ``UN``
     bytes. Any problem raises ``DIMSEProcessingError`` saying where.
     """
-    view = memoryview(raw).cast('B') if not isinstance(raw, bytes) else memoryview(raw)
-    total = len(view)
-    ds = Dataset()
-    offset = 0
-    seen = set()
-    while offset < total:
-        if total - offset < 8:
+    return _dataset_from(_decode_elements(raw))
+
+
+def _command_value(element: int, vr: str, value: Any) -> Any:
+    """``value`` as a command element holds it: the type pydicom gives its VR."""
+    if vr == 'US' or vr == 'UL':
+        if type(value) is int:
+            return value
+        try:
+            # Status objects and other int-likes are stored as plain ints.
+            if _is_multi(value):
+                return MultiValue(int, [int(v) for v in value])
+            return int(value)
+        except (TypeError, ValueError) as exc:
             raise DIMSEProcessingError(
-                f'command set: {total - offset} byte(s) left at offset {offset}, too few for '
-                f'an element header (8 bytes)')
-        group, element, length = _ELEMENT_HEADER.unpack_from(view, offset)
-        if group != 0x0000:
-            raise DIMSEProcessingError(
-                f'command set: element ({group:04X},{element:04X}) at offset {offset} is '
-                f'not in group 0000 (PS3.7 6.3.1 allows command elements only)')
-        start = offset + 8
-        if length > total - start:
-            raise DIMSEProcessingError(
-                f'command set: element (0000,{element:04X}) at offset {offset} declares '
-                f'{length} bytes but only {total - start} remain')
-        if element in seen:
-            raise DIMSEProcessingError(
-                f'command set: element (0000,{element:04X}) occurs twice (offset {offset}); '
-                f'PS3.7 6.3.1 allows each at most once')
-        seen.add(element)
-        known = COMMAND_ELEMENTS.get(element)
-        vr = known[0] if known else 'UN'
-        value = _decode_value(element, vr, view[start:start + length], offset)
-        # The value already has pydicom's type for its VR: skip pydicom's conversion
-        # (several times slower, and it would warn about a peer's odd values).
-        ds.add(DataElement(element, vr, value, already_converted=True))
-        offset = start + length
-    return ds
+                f'command element (0000,{element:04X}) {vr} needs an integer, '
+                f'got {value!r}') from exc
+    if vr == 'UI':
+        if type(value) is UID or not isinstance(value, str):
+            return value
+        return UID(value, _NO_VALIDATION)
+    if vr == 'AT':
+        tags = _to_tags(value, element)
+        return MultiValue(Tag, tags) if isinstance(tags, list) else tags
+    if isinstance(value, (list, tuple)):
+        return MultiValue(str, value)
+    return value
 
 
 # -- the messages -------------------------------------------------------------------
@@ -339,15 +425,13 @@ def _command_property(element: int, doc: str) -> property:
 
     Setting None removes the element, so it is not sent.
     """
-    tag = element
-    vr = COMMAND_ELEMENTS[element][0]
+    vr = _VR_OF[element]
 
     def getter(self: DIMSEMessage) -> Any:
-        elem = self.command_set.get(tag)
-        return None if elem is None else elem.value
+        return self._get_element(element)
 
     def setter(self: DIMSEMessage, value: Any) -> None:
-        self._set_element(tag, vr, value)
+        self._set_element(element, vr, value)
 
     return property(getter, setter, doc=doc)
 
@@ -361,6 +445,11 @@ class DIMSEMessage:
     ``status``, ...); one the message does not carry reads None, and ``command_fields``
     says which ones the standard gives it. ``context_id`` is the presentation context
     a received message arrived on (set by ``MessageAssembler``).
+
+    The command elements live in a plain ``{element number: value}`` dict, which the
+    codec reads and writes directly; ``command_set`` builds a pydicom Dataset from it
+    on first use, and from then on that Dataset is the command set: the properties
+    read and write it, and changes made to it are sent.
     """
 
     #: Command Field (0000,0100) of this message, PS3.7 E.1.
@@ -372,34 +461,72 @@ class DIMSEMessage:
     # for the N-GET, N-SET, N-ACTION and N-DELETE requests, which name the Requested
     # SOP Class UID (0000,0003) instead (PS3.7 10.3.2, 10.3.3, 10.3.4, 10.3.6).
     _sop_class_element = 0x0002
+    #: The ``OSError`` that kept a received data set from being stored (a full disk):
+    #: ``data_set`` is then None though a data set was sent. None otherwise.
+    data_set_error: Optional[OSError] = None
 
     def __init__(self, command_set: Optional[Dataset] = None) -> None:
         self.context_id: Optional[int] = None
         self._data_set: Any = None
+        # Exactly one of the two holds the command set: the dict until ``command_set``
+        # is first read, the Dataset after.
+        self._elements: Optional[Dict[int, Any]] = None
+        self._command_set: Optional[Dataset] = command_set
         if command_set is None:
-            command_set = Dataset()
-            command_set.add(DataElement(_COMMAND_FIELD, 'US', self.command_field,
-                                        already_converted=True))
-            command_set.add(DataElement(_COMMAND_DATA_SET_TYPE, 'US', NO_DATASET,
-                                        already_converted=True))
-        self.command_set = command_set
+            self._elements = {_COMMAND_FIELD: self.command_field,
+                              _COMMAND_DATA_SET_TYPE: NO_DATASET}
 
-    def _set_element(self, tag: int, vr: str, value: Any) -> None:
-        if value is None:
-            if tag in self.command_set:
-                del self.command_set[tag]
+    @classmethod
+    def _from_elements(cls, elements: Dict[int, Any]) -> DIMSEMessage:
+        """A message over a decoded ``{element number: value}`` dict, taken as it is."""
+        msg = cls.__new__(cls)
+        msg.context_id = None
+        msg._data_set = None
+        msg._elements = elements
+        msg._command_set = None
+        return msg
+
+    @property
+    def command_set(self) -> Dataset:
+        """The command set as a pydicom Dataset (group 0000), to read or change.
+
+        Built on first use; from then on it is what the properties read and write and
+        what is sent.
+        """
+        ds = self._command_set
+        if ds is None:
+            ds = self._command_set = _dataset_from(self._elements or {})
+            self._elements = None
+        return ds
+
+    @command_set.setter
+    def command_set(self, ds: Dataset) -> None:
+        self._command_set = ds
+        self._elements = None
+
+    def _get_element(self, element: int) -> Any:
+        elements = self._elements
+        if elements is not None:
+            return elements.get(element)
+        elem = self._command_set.get(element)
+        return None if elem is None else elem.value
+
+    def _set_element(self, element: int, vr: str, value: Any) -> None:
+        if value is not None:
+            value = _command_value(element, vr, value)
+        elements = self._elements
+        if elements is not None:
+            if value is None:
+                elements.pop(element, None)
+            else:
+                elements[element] = value
             return
-        if vr in ('US', 'UL'):
-            try:
-                # Status objects and other int-likes are stored as plain ints.
-                value = [int(v) for v in value] if _is_multi(value) else int(value)
-            except (TypeError, ValueError) as exc:
-                raise DIMSEProcessingError(
-                    f'command element (0000,{tag:04X}) {vr} needs an integer, '
-                    f'got {value!r}') from exc
-        elif vr == 'AT':
-            value = _to_tags(value, tag)
-        self.command_set.add(DataElement(tag, vr, value))
+        ds = self._command_set
+        if value is None:
+            if element in ds:
+                del ds[element]
+        else:
+            ds.add(DataElement(element, vr, value, already_converted=True))
 
     # Elements common to many messages (PS3.7 E.1).
     message_id = _command_property(0x0110, 'Message ID (0000,0110).')
@@ -443,8 +570,7 @@ class DIMSEMessage:
         Affected SOP Class UID (0000,0002), or Requested SOP Class UID (0000,0003) for
         N-GET-RQ, N-SET-RQ, N-ACTION-RQ and N-DELETE-RQ, as the PS3.7 tables say.
         """
-        elem = self.command_set.get(self._sop_class_element)
-        return None if elem is None else elem.value
+        return self._get_element(self._sop_class_element)
 
     @sop_class_uid.setter
     def sop_class_uid(self, value: Any) -> None:
@@ -453,8 +579,8 @@ class DIMSEMessage:
     @property
     def has_data_set(self) -> bool:
         """True when Command Data Set Type says a data set follows (PS3.7 E.1)."""
-        elem = self.command_set.get(_COMMAND_DATA_SET_TYPE)
-        return elem is not None and elem.value is not None and elem.value != NO_DATASET
+        value = self._get_element(_COMMAND_DATA_SET_TYPE)
+        return value is not None and value != NO_DATASET
 
     @property
     def data_set(self) -> Any:
@@ -465,21 +591,24 @@ class DIMSEMessage:
     def data_set(self, value: Any) -> None:
         # Keep a received non-0101H value as it came; mark ours with 0001H.
         if value is None:
-            self.command_set.add(DataElement(_COMMAND_DATA_SET_TYPE, 'US', NO_DATASET))
+            self._set_element(_COMMAND_DATA_SET_TYPE, 'US', NO_DATASET)
         elif not self.has_data_set:
-            self.command_set.add(DataElement(_COMMAND_DATA_SET_TYPE, 'US', DATASET_PRESENT))
+            self._set_element(_COMMAND_DATA_SET_TYPE, 'US', DATASET_PRESENT)
         self._data_set = value
 
     def set_length(self) -> int:
         """Compute Command Group Length (0000,0000) and store it; returns the value."""
-        length = len(encode_command_set(self.command_set)) - 12
-        self.command_set.add(DataElement(_COMMAND_GROUP_LENGTH, 'UL', length))
-        return length
+        return len(self.encode_command_set()) - 12
 
     def encode_command_set(self) -> bytes:
         """The command set as sent, with its Command Group Length set."""
-        raw = encode_command_set(self.command_set)
-        self.command_set.add(DataElement(_COMMAND_GROUP_LENGTH, 'UL', len(raw) - 12))
+        elements = self._elements
+        if elements is not None:
+            raw = _encode_elements(elements)
+            elements[_COMMAND_GROUP_LENGTH] = len(raw) - 12
+        else:
+            raw = encode_command_set(self._command_set)
+            self._set_element(_COMMAND_GROUP_LENGTH, 'UL', len(raw) - 12)
         return raw
 
     # -- sending --------------------------------------------------------------------
@@ -594,7 +723,11 @@ class DIMSEMessage:
                 for control, frag in pdvs])
 
     def __repr__(self) -> str:
-        return f'{type(self).__name__}\n{self.command_set}\n'
+        ds = self._command_set
+        if ds is None:
+            # Shown, not kept: the dict stays the command set.
+            ds = _dataset_from(self._elements or {})
+        return f'{type(self).__name__}\n{ds}\n'
 
 
 def _check_context_id(pc_id: Any) -> None:
@@ -880,16 +1013,15 @@ MESSAGE_TYPE = {cls.command_field: cls for cls in (
 
 def decode_message(command_bytes: Union[bytes, bytearray, memoryview]) -> DIMSEMessage:
     """Decode a complete command set into the message class its Command Field names."""
-    ds = decode_command_set(command_bytes)
-    elem = ds.get(_COMMAND_FIELD)
-    if elem is None or elem.value is None:
+    elements = _decode_elements(command_bytes)
+    value = elements.get(_COMMAND_FIELD)
+    if value is None:
         raise DIMSEProcessingError('command set has no Command Field (0000,0100)')
-    cls = MESSAGE_TYPE.get(elem.value) if isinstance(elem.value, int) else None
+    cls = MESSAGE_TYPE.get(value) if type(value) is int else None
     if cls is None:
-        value = elem.value
         shown = f'0x{value:04X}' if isinstance(value, int) else repr(value)
         raise DIMSEProcessingError(f'unknown Command Field {shown} (PS3.7 E.1)')
-    return cls(ds)
+    return cls._from_elements(elements)
 
 
 # -- receiving ---------------------------------------------------------------------
@@ -907,6 +1039,11 @@ class MessageAssembler:
     arrive (``msg.data_set`` is then that file, positioned after the last byte), or None,
     and the data set is gathered in memory (``msg.data_set`` is bytes).
 
+    When the sink fails with ``OSError`` (a full disk), the file is handed to
+    ``discard_sink`` at once, the rest of the data set is read and dropped, and the
+    message is still delivered, with ``data_set`` None and ``data_set_error`` the
+    ``OSError``: the service answers "out of resources" and the association lives on.
+
     After a ``DIMSEProcessingError`` (or when the association ends mid-message) call
     ``abort()``: it forgets the partial message and returns the sink file that was being
     written, if any, for the caller to close and discard. The assembler never closes or
@@ -914,8 +1051,10 @@ class MessageAssembler:
     """
 
     def __init__(self, data_sink: Optional[Callable[[DIMSEMessage], Optional[BinaryIO]]]
-                 = None) -> None:
+                 = None,
+                 discard_sink: Optional[Callable[[BinaryIO], None]] = None) -> None:
         self.data_sink = data_sink
+        self.discard_sink = discard_sink
         self._last_message: Optional[DIMSEMessage] = None
         self._reset()
 
@@ -925,6 +1064,7 @@ class MessageAssembler:
         self._msg: Optional[DIMSEMessage] = None
         self._sink: Optional[BinaryIO] = None
         self._chunks: List[bytes] = []
+        self._sink_error: Optional[OSError] = None
 
     @property
     def in_progress(self) -> bool:
@@ -969,10 +1109,21 @@ class MessageAssembler:
             try:
                 self._sink = self.data_sink(msg)
             except OSError as exc:
-                raise DIMSEProcessingError(
-                    f'opening a file for the data set of {type(msg).__name__} failed: '
-                    f'{exc}') from exc
+                self._sink_failed(msg, exc)
         return None
+
+    def _sink_failed(self, msg: DIMSEMessage, exc: OSError) -> None:
+        """The data set cannot be kept: drop its file now, swallow the rest of it."""
+        logger.warning('the data set of %s (message ID %s) cannot be kept: %s',
+                       type(msg).__name__, msg.message_id, exc)
+        sink, self._sink = self._sink, None
+        self._sink_error = exc
+        if sink is not None and self.discard_sink is not None:
+            try:
+                self.discard_sink(sink)
+            except OSError:
+                logger.warning('discarding the partial data set file failed',
+                               exc_info=True)
 
     def _feed_data(self, control_header: int,
                    fragment: Union[bytes, bytearray, memoryview]) -> Optional[DIMSEMessage]:
@@ -991,15 +1142,20 @@ class MessageAssembler:
         if self._sink is not None:
             try:
                 self._sink.write(fragment)
-            except (OSError, ValueError) as exc:
+            except OSError as exc:
+                self._sink_failed(msg, exc)
+            except ValueError as exc:
                 raise DIMSEProcessingError(
                     f'writing the data set of {type(msg).__name__} to its file failed: '
                     f'{exc}') from exc
-        else:
+        elif self._sink_error is None:
             self._chunks.append(bytes(fragment))
         if not control_header & LAST_FRAGMENT:
             return None
-        if self._sink is not None:
+        if self._sink_error is not None:
+            msg._data_set = None
+            msg.data_set_error = self._sink_error
+        elif self._sink is not None:
             msg._data_set = self._sink
         else:
             msg._data_set = b''.join(self._chunks)

@@ -31,6 +31,14 @@ def ct_file(tmp_path: pathlib.Path) -> pathlib.Path:
     return make_ct_file(tmp_path / "ct.dcm")
 
 
+@pytest.fixture
+def store_dir(tmp_path: pathlib.Path) -> pathlib.Path:
+    """An empty ``store`` directory for a storage SCP to write into."""
+    path = tmp_path / 'store'
+    path.mkdir()
+    return path
+
+
 def _openssl(*args, cwd):
     subprocess.run(['openssl', *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 

@@ -12,7 +12,7 @@ import struct
 import threading
 from typing import Callable, Optional
 
-from pynetdicom2 import pdu, userdataitems
+from pynetdicom2 import pdu, uids, userdataitems
 
 VERIFICATION = '1.2.840.10008.1.1'
 IMPLICIT_LE = '1.2.840.10008.1.2'
@@ -68,6 +68,23 @@ def associate_ac_for(rq_bytes: bytes, max_length: int = 16384) -> bytes:
         userdataitems.MaximumLengthSubItem(max_length),
         userdataitems.ImplementationClassUIDSubItem('1.2.3.4')]))
     return pdu.AAssociateAcPDU(rq.called_ae_title, rq.calling_ae_title, items).encode()
+
+
+def associate_raw(port: int, sop_class: str, calling: str = 'RAW',
+                  called: str = 'STORE_SCP') -> socket.socket:
+    """Connect and associate by hand, proposing ``sop_class`` in explicit VR little
+    endian as context 1; the socket, once the A-ASSOCIATE-AC has been read."""
+    sock = socket.create_connection(('127.0.0.1', port), timeout=5)
+    items = [pdu.ApplicationContextItem('1.2.840.10008.3.1.1.1'),
+             pdu.PresentationContextItemRQ(1, pdu.AbstractSyntaxSubItem(sop_class),
+                                           [pdu.TransferSyntaxSubItem(
+                                               uids.EXPLICIT_VR_LITTLE_ENDIAN)]),
+             pdu.UserInformationItem([userdataitems.MaximumLengthSubItem(16384),
+                                      userdataitems.ImplementationClassUIDSubItem('1.2.3.4')])]
+    sock.sendall(pdu.AAssociateRqPDU(called, calling, items).encode())
+    answer = read_pdu(sock)
+    assert answer is not None and answer[0] == pdu.A_ASSOCIATE_AC, answer
+    return sock
 
 
 class FakePeer:

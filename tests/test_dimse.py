@@ -719,27 +719,36 @@ def test_abort_returns_the_open_sink_and_starts_afresh():
     assert received.message_id == 2 and received.context_id == 3
 
 
-def test_sink_write_failure_is_a_dimse_error():
+def test_sink_write_failure_drops_the_file_and_delivers_the_error():
     class Full(io.RawIOBase):
         def writable(self):
             return True
 
         def write(self, data):
-            raise OSError('No space left on device')
+            raise OSError(28, 'No space left on device')
 
-    assembler = dimse.MessageAssembler(lambda msg: Full())
-    assembler.feed(1, 0x03, command_bytes(store_request(b'\x00\x00')))
-    with pytest.raises(DIMSEProcessingError, match='No space left on device'):
-        assembler.feed(1, 0x02, b'\x00\x00')
+    full = Full()
+    discarded = []
+    assembler = dimse.MessageAssembler(lambda msg: full, discarded.append)
+    assembler.feed(1, 0x03, command_bytes(store_request(b'\x00\x00\x00\x00')))
+    assert assembler.feed(1, 0x00, b'\x00\x00') is None
+    assert discarded == [full]          # dropped at once, not at the end
+    msg = assembler.feed(1, 0x02, b'\x00\x00')
+    assert msg.data_set is None and msg.data_set_error.errno == 28
+    # The next message assembles as usual.
+    nxt = assembler.feed(1, 0x03, command_bytes(dimse.CEchoRQMessage()))
+    assert isinstance(nxt, dimse.CEchoRQMessage) and nxt.data_set_error is None
 
 
-def test_sink_that_cannot_open_its_file_is_a_dimse_error():
+def test_sink_that_cannot_open_its_file_delivers_the_error():
     def data_sink(msg):
         raise PermissionError(13, 'Permission denied')
 
     assembler = dimse.MessageAssembler(data_sink)
-    with pytest.raises(DIMSEProcessingError, match='opening a file .*Permission denied'):
-        assembler.feed(1, 0x03, command_bytes(store_request(b'\x00\x00')))
+    assert assembler.feed(1, 0x03, command_bytes(store_request(b'\x00\x00'))) is None
+    msg = assembler.feed(1, 0x02, b'\x00\x00')
+    assert isinstance(msg.data_set_error, PermissionError) and msg.data_set is None
+    assert not assembler.in_progress
 
 
 def test_messages_follow_one_another():

@@ -345,13 +345,6 @@ def unexpected_errors(caplog) -> list:
 # -- the tests -----------------------------------------------------------------------------------
 
 @pytest.fixture
-def store_dir(tmp_path):
-    path = tmp_path / 'store'
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def storage_ae(store_dir):
     with make_storage_ae(store_dir) as ae:
         yield ae

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import pathlib
-import socket
 import struct
 import time
 import warnings
@@ -19,11 +18,11 @@ import pytest
 from pydicom.dataset import Dataset
 
 from pynetdicom2 import ae as ae_module
-from pynetdicom2 import dimse, pdu, sopclass, statuses, uids, userdataitems
+from pynetdicom2 import dimse, pdu, sopclass, statuses, uids
 from pynetdicom2.exceptions import (
     AssociationAbortedError, ClassNotSupportedError, EventHandlingError)
 from pynetdicom2.services.storage import encode_data_set, read_file_meta, read_instance_uids
-from tests.fakepeer import read_pdu, read_until_closed
+from tests.fakepeer import associate_raw, read_until_closed
 from tests.peers import dcmtk, make_ct_file, run_tool
 
 CT = uids.CT_IMAGE_STORAGE
@@ -75,13 +74,6 @@ def wait_until(predicate, timeout=5.0):
 
 def listing(directory) -> list:
     return sorted(os.listdir(directory))
-
-
-@pytest.fixture
-def store_dir(tmp_path):
-    path = tmp_path / 'store'
-    path.mkdir()
-    return path
 
 
 @pytest.fixture
@@ -414,21 +406,6 @@ def test_other_hook_exception_aborts_only_that_association(store_dir, tmp_path):
 
 # -- a peer dying in the middle of a data set ------------------------------------------------
 
-def _associate_raw(port: int) -> tuple:
-    """Connect and associate by hand for CT in explicit VR LE; the socket and AC."""
-    sock = socket.create_connection(('127.0.0.1', port), timeout=5)
-    items = [pdu.ApplicationContextItem('1.2.840.10008.3.1.1.1'),
-             pdu.PresentationContextItemRQ(1, pdu.AbstractSyntaxSubItem(CT),
-                                           [pdu.TransferSyntaxSubItem(
-                                               uids.EXPLICIT_VR_LITTLE_ENDIAN)]),
-             pdu.UserInformationItem([userdataitems.MaximumLengthSubItem(16384),
-                                      userdataitems.ImplementationClassUIDSubItem('1.2.3.4')])]
-    sock.sendall(pdu.AAssociateRqPDU('STORE_SCP', 'RAW', items).encode())
-    answer = read_pdu(sock)
-    assert answer is not None and answer[0] == 0x02, 'expected A-ASSOCIATE-AC'
-    return sock
-
-
 @pytest.mark.parametrize('how', ['a-abort', 'close'])
 def test_peer_dying_mid_data_set_leaves_nothing(server, store_dir, tmp_path, how):
     src = make_ct_file(tmp_path / 'big.dcm', sop_instance_uid='1.2.3.30', rows=256, cols=256)
@@ -440,7 +417,7 @@ def test_peer_dying_mid_data_set_leaves_nothing(server, store_dir, tmp_path, how
     rq.data_set = data_set_bytes(src)
     pdus = list(rq.iter_pdu_bytes(1, 4096))
     assert len(pdus) > 20
-    sock = _associate_raw(server.local_ae.port)
+    sock = associate_raw(server.local_ae.port, CT)
     try:
         for raw in pdus[:len(pdus) // 2]:
             sock.sendall(raw)
@@ -469,7 +446,7 @@ def test_peer_stalling_mid_data_set_times_out_and_leaves_nothing(store_dir, tmp_
     pdus = list(rq.iter_pdu_bytes(1, 4096))
     with make_server(store_dir) as srv:
         srv.dcm_timeout = 0.5
-        sock = _associate_raw(srv.local_ae.port)
+        sock = associate_raw(srv.local_ae.port, CT)
         try:
             for raw in pdus[:3]:
                 sock.sendall(raw)

@@ -348,13 +348,18 @@ def storage_scp(asce, ctx, msg) -> None:
 
     ``EventHandlingError`` from the hook answers 0xC000 (cannot understand) with the
     error as Error Comment; ``OSError`` (a full disk) answers 0xA700 (out of
-    resources). Both keep the association.
+    resources), as does a data set whose file failed while it arrived
+    (``msg.data_set_error``). All keep the association.
     """
     data = msg.data_set
     in_file = data is not None and not isinstance(data, (bytes, bytearray, memoryview))
     comment = None
     try:
-        if data is None:
+        if msg.data_set_error is not None:
+            # The data set could not be written as it arrived (a full disk).
+            status = statuses.C_STORE_OUT_OF_RESOURCES
+            comment = msg.data_set_error.strerror or str(msg.data_set_error)
+        elif data is None:
             status = statuses.C_STORE_CANNOT_UNDERSTAND
             comment = 'C-STORE-RQ without a data set'
         else:

@@ -21,13 +21,6 @@ def echoscu(port: int):
                      '-aet', 'DCMTK_SCU', '-aec', 'STORE_SCP', '127.0.0.1', str(port)])
 
 
-@pytest.fixture
-def store_dir(tmp_path):
-    path = tmp_path / 'store'
-    path.mkdir()
-    return path
-
-
 @pytest.mark.parametrize('name', sorted(SCENARIOS) + ['health_checks'])
 def test_scenario_then_dcmtk_echoscu(name, store_dir, caplog):
     caplog.set_level(logging.INFO, logger='pynetdicom2')

@@ -42,13 +42,6 @@ def remote(port, aet='ANY-SCP'):
 
 
 @pytest.fixture
-def store_dir(tmp_path):
-    path = tmp_path / 'store'
-    path.mkdir()
-    return path
-
-
-@pytest.fixture
 def storage_ae(store_dir):
     server = ae_module.StorageAE(store_dir, 'STORE_SCP', 0, bind_address='127.0.0.1',
                                  supported_ts=uids.DEFAULT_TS + (uids.JPEG_BASELINE_PROCESS_1,))
