@@ -13,6 +13,7 @@ import contextlib
 import errno
 import logging
 import os
+import queue
 import socket
 import socketserver
 import struct
@@ -309,6 +310,9 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
     request_queue_size = socket.SOMAXCONN
     allow_reuse_address = True
     max_associations = 10
+    #: Seconds a finished association's thread waits for the next connection before
+    #: it ends: back-to-back associations skip a thread start (about 70 µs each).
+    idle_thread_timeout = 1.0
 
     def __init__(self, ae_title: str, port: int, supported_ts: Optional[Iterable[str]] = None,
                  max_pdu_length: int = 65536, bind_and_activate: bool = True,
@@ -318,6 +322,10 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
             self.address_family = socket.AF_INET6
         self._active: set = set()
         self._serving_thread: Optional[threading.Thread] = None
+        # Association threads waiting for a connection, and the hand-over to them.
+        self._idle_threads = 0
+        self._idle_lock = threading.Lock()
+        self._handover: queue.SimpleQueue = queue.SimpleQueue()
         self._bound = False
         self.local_ae = AETParams(bind_address or socket.gethostname(), ae_title, port)
         socketserver.ThreadingTCPServer.__init__(
@@ -361,6 +369,43 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
             with self.lock:
                 self._active.discard(acceptor)
 
+    def process_request(self, request, client_address) -> None:
+        """Serve a new connection in an idle association thread, else in a new one."""
+        with self._idle_lock:
+            if self._idle_threads:
+                self._idle_threads -= 1
+                self._handover.put((request, client_address))
+                return
+        threading.Thread(target=self._association_thread, args=(request, client_address),
+                         name=f'{self.local_ae.aet} association', daemon=True).start()
+
+    def _association_thread(self, request, client_address) -> None:
+        while request is not None:
+            self.process_request_thread(request, client_address)  # closes the socket
+            request, client_address = self._next_connection()
+
+    def _next_connection(self) -> tuple:
+        """Wait ``idle_thread_timeout`` for a connection; ``(None, None)``: end."""
+        with self._idle_lock:
+            self._idle_threads += 1
+        try:
+            return self._handover.get(timeout=self.idle_thread_timeout)
+        except queue.Empty:
+            with self._idle_lock:
+                # A connection handed over just as the wait ended is still ours: the
+                # hand-over happens under this lock, so it is in the queue by now.
+                try:
+                    return self._handover.get_nowait()
+                except queue.Empty:
+                    self._idle_threads -= 1
+                    return None, None
+
+    def _end_idle_threads(self) -> None:
+        with self._idle_lock:
+            for _ in range(self._idle_threads):
+                self._handover.put((None, None))
+            self._idle_threads = 0
+
     def _reject_over_limit(self, acceptor: AssociationAcceptor) -> None:
         try:
             acceptor.receive_request()
@@ -399,6 +444,7 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
             thread.join(timeout=5)
         self.server_close()
         self._bound = False
+        self._end_idle_threads()
         with self.lock:
             active = list(self._active)
         for acceptor in active:

@@ -326,6 +326,41 @@ def test_many_sequential_associations_leave_no_threads_behind(server):
     assert threading.active_count() <= before
 
 
+def _association_threads(srv) -> list:
+    return [t for t in threading.enumerate() if t.name == f'{srv.local_ae.aet} association']
+
+
+def _settles(predicate, seconds: float = 5) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_back_to_back_associations_reuse_their_thread_until_it_idles_out():
+    with make_server() as srv:
+        srv.idle_thread_timeout = 0.3
+        scu = client()
+        seen = set()
+        for msg_id in range(10):
+            assert echo(scu, remote(srv), msg_id + 1).is_success
+            # The thread is handed back once the association is closed.
+            assert _settles(lambda: srv._idle_threads == 1)
+            seen.update(t.ident for t in _association_threads(srv))
+        assert len(seen) == 1
+        assert _settles(lambda: not _association_threads(srv))     # idle too long: gone
+        assert echo(scu, remote(srv), 11).is_success                # a new one serves
+
+
+def test_quit_ends_idle_association_threads_at_once():
+    srv = make_server()
+    srv.idle_thread_timeout = 60
+    with srv:
+        assert echo(client(), remote(srv), 1).is_success
+        assert _settles(lambda: len(_association_threads(srv)) == 1)
+    assert _settles(lambda: not _association_threads(srv), 2)
+
+
 def test_release_collision_is_resolved():
     def after(conn):
         # Answer our A-RELEASE-RQ with one of its own: a collision (PS3.8 9.2.2).

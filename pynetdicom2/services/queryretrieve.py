@@ -8,6 +8,7 @@ C-STORE sub-operations of a retrieve.
 
 from __future__ import annotations
 
+import functools
 import io
 import logging
 import os
@@ -21,7 +22,7 @@ from pydicom.filereader import read_dataset, read_file_meta_info
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
-from pynetdicom2 import dimse, statuses, uids
+from pynetdicom2 import dimse, dsutils, statuses, uids
 from pynetdicom2.asceprovider import AssociationRequester, PContextDefList, RemoteAEConfig
 from pynetdicom2.exceptions import (
     AssociationError, DCMTimeoutError, DIMSEProcessingError, EventHandlingError,
@@ -56,6 +57,7 @@ _UNCOMPRESSED = (uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN)
 
 # -- identifiers ---------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=64)
 def _encoding(transfer_syntax: str) -> Tuple[bool, bool, bool]:
     """(implicit VR, little endian, deflated) of a transfer syntax (PS3.5 10).
 
@@ -72,11 +74,13 @@ def _encoding(transfer_syntax: str) -> Tuple[bool, bool, bool]:
 def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
     """``ds`` encoded as a data set in ``transfer_syntax`` (an identifier, PS3.7 9.1.2)."""
     implicit, little, deflated = _encoding(transfer_syntax)
-    fp = DicomBytesIO()
-    fp.is_implicit_VR = implicit
-    fp.is_little_endian = little
-    write_dataset(fp, ds)
-    raw = fp.getvalue()
+    raw = dsutils.encode_flat(ds, implicit) if little else None
+    if raw is None:
+        fp = DicomBytesIO()
+        fp.is_implicit_VR = implicit
+        fp.is_little_endian = little
+        write_dataset(fp, ds)
+        raw = fp.getvalue()
     if deflated:
         # PS3.5 A.5: the whole data set is deflated (RFC 1951, no zlib header).
         packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
