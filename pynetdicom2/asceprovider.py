@@ -175,7 +175,7 @@ class Association:
     def send(self, dimse_msg, pc_id: int) -> None:
         """Send one DIMSE message on presentation context ``pc_id``."""
         timeout = self.ae.dcm_timeout
-        for buffers in dimse_msg.iter_pdu_buffers(pc_id, self.peer_max_pdu_length):
+        for buffers in dimse_msg.iter_pdu_batches(pc_id, self.peer_max_pdu_length):
             self.dul.send_pdata(buffers, timeout)
 
     def receive(self) -> Tuple[Any, int]:

@@ -62,6 +62,8 @@ P_DATA_TF_PDU_TYPE = 0x04
 #: Largest fragment we put in one PDV, even when the peer sets no limit (Maximum Length
 #: Received 0, PS3.8 D.1) or a huge one: a big data set then streams in 4 MiB pieces.
 MAX_FRAGMENT_LENGTH = 4 * 1024 * 1024
+# Fragments sent by one scatter/gather call, and the size of a file read.
+_SEND_BATCH_BYTES = 1024 * 1024
 
 #: Largest command set the assembler accepts. Real ones are a few hundred bytes; the
 #: bound keeps a hostile peer from growing one without end.
@@ -622,61 +624,67 @@ class DIMSEMessage:
         is read in chunks into two buffers that take turns, so a fragment stays valid
         only until the next PDU is requested.
         """
-        size = fragment_length(max_pdu_length)
+        return (pdvs for pdvs, _ in self._iter_pdvs(fragment_length(max_pdu_length)))
+
+    def _iter_pdvs(self, size: int) -> Iterator[Tuple[List[Tuple[int, memoryview]], bool]]:
+        """Each PDU's PDVs, with True when the read buffers turn before the next one:
+        fragments yielded so far are then overwritten once the next PDU is asked for."""
         # The variable field we allow ourselves: never above the peer's limit.
         limit = size + _PDV_HEADER_LENGTH
         command = memoryview(self.encode_command_set())
         command_frags = [command[pos:pos + size] for pos in range(0, len(command), size)]
         for frag in command_frags[:-1]:
-            yield [(COMMAND_FRAGMENT, frag)]
+            yield [(COMMAND_FRAGMENT, frag)], False
         last_command = (COMMAND_FRAGMENT | LAST_FRAGMENT, command_frags[-1])
         if self._data_set is None:
-            yield [last_command]
+            yield [last_command], False
             return
-        data = self._iter_data_fragments(size)
-        first = next(data)
-        if (2 * _PDV_HEADER_LENGTH + len(last_command[1]) + len(first[1]) <= limit):
-            # PS3.8 E.1: PDVs of one P-DATA must belong to one message; command and a
-            # small data set may share it.
-            yield [last_command, first]
-        else:
-            yield [last_command]
-            yield [first]
-        for item in data:
-            yield [item]
+        first = True
+        for chunk, last_chunk in self._iter_data_chunks(size):
+            total = len(chunk)
+            for pos in range(0, max(total, 1), size):
+                end = pos + size
+                frag = (LAST_FRAGMENT if last_chunk and end >= total else 0, chunk[pos:end])
+                turn = end >= total and not last_chunk
+                if first:
+                    first = False
+                    if 2 * _PDV_HEADER_LENGTH + len(last_command[1]) + len(frag[1]) <= limit:
+                        # PS3.8 E.1: PDVs of one P-DATA must belong to one message;
+                        # command and a small data set may share it.
+                        yield [last_command, frag], turn
+                        continue
+                    yield [last_command], False
+                yield [frag], turn
 
-    def _iter_data_fragments(self, size: int) -> Iterator[Tuple[int, memoryview]]:
+    def _iter_data_chunks(self, size: int) -> Iterator[Tuple[memoryview, bool]]:
+        """The data set as chunks of whole fragments of ``size`` bytes (the last chunk
+        may end short), each with True when it is the last one."""
         data = self._data_set
         if isinstance(data, (bytes, bytearray, memoryview)):
             view = memoryview(data)
             if view.ndim != 1 or view.itemsize != 1:
                 view = view.cast('B')
-            total = len(view)
-            if total == 0:
-                yield LAST_FRAGMENT, view
-                return
-            for pos in range(0, total, size):
-                end = pos + size
-                yield (LAST_FRAGMENT if end >= total else 0), view[pos:end]
+            yield view, True
             return
         if not (hasattr(data, 'readinto') or hasattr(data, 'read')):
             raise DIMSEProcessingError(
                 f'data_set must be bytes or a binary file, not {type(data).__name__}; '
                 f'encode a Dataset before sending it')
-        # Read ahead one chunk to know which fragment is the last (a file's length is
-        # not known up front); two buffers take turns so the one yielded stays intact.
-        size = min(size, _bytes_left(data) or size)
-        buffers = _read_buffers(size)
+        # Read ahead one chunk to know which is the last (a file's length is not known
+        # up front); two buffers take turns so the chunk yielded stays intact.
+        chunk_size = size * max(1, _SEND_BATCH_BYTES // size)
+        chunk_size = min(chunk_size, _bytes_left(data) or chunk_size)
+        buffers = _read_buffers(chunk_size)
         turn = 0
         count = _read_chunk(data, buffers[turn])
         current = buffers[turn][:count]
         while True:
             turn ^= 1
-            count = _read_chunk(data, buffers[turn]) if len(current) == size else 0
+            count = _read_chunk(data, buffers[turn]) if len(current) == chunk_size else 0
             if count == 0:
-                yield LAST_FRAGMENT, current
+                yield current, True
                 return
-            yield 0, current
+            yield current, False
             current = buffers[turn][:count]
 
     def iter_pdu_buffers(self, pc_id: int, max_pdu_length: Optional[int]
@@ -684,21 +692,43 @@ class DIMSEMessage:
         """Yield each P-DATA-TF PDU as a list of buffers (headers and fragments) for
         scatter/gather sending: the payload is never copied. A fragment stays valid
         only until the next PDU is requested."""
+        for buffers, _ in self._iter_pdu_buffers(pc_id, max_pdu_length):
+            yield buffers
+
+    def iter_pdu_batches(self, pc_id: int, max_pdu_length: Optional[int]
+                         ) -> Iterator[List[Any]]:
+        """As ``iter_pdu_buffers``, but several whole PDUs per list (about 1 MiB of
+        fragments): one scatter/gather call sends them all, where one call per 16 KiB
+        PDU cost more than the copy. A list stays valid until the next is requested."""
+        batch: List[Any] = []
+        size = 0
+        for buffers, turn in self._iter_pdu_buffers(pc_id, max_pdu_length):
+            batch += buffers
+            size += len(buffers[-1])
+            if turn or size >= _SEND_BATCH_BYTES:
+                yield batch
+                batch = []
+                size = 0
+        if batch:
+            yield batch
+
+    def _iter_pdu_buffers(self, pc_id: int, max_pdu_length: Optional[int]
+                          ) -> Iterator[Tuple[List[Any], bool]]:
         _check_context_id(pc_id)
-        for pdvs in self.iter_fragments(max_pdu_length):
+        for pdvs, turn in self._iter_pdvs(fragment_length(max_pdu_length)):
             if len(pdvs) == 1:
                 control, frag = pdvs[0]
                 length = len(frag)
                 yield [_PDU_AND_PDV_HEADER.pack(
                     P_DATA_TF_PDU_TYPE, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
-                    control), frag]
+                    control), frag], turn
                 continue
             body_length = sum(len(frag) + _PDV_HEADER_LENGTH for _, frag in pdvs)
             parts = [_PDU_HEADER.pack(P_DATA_TF_PDU_TYPE, body_length)]
             for control, frag in pdvs:
                 parts.append(_PDV_HEADER.pack(len(frag) + 2, pc_id, control))
                 parts.append(frag)
-            yield parts
+            yield parts, turn
 
     def iter_pdu_bytes(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[bytes]:
         """Yield complete P-DATA-TF PDUs (PS3.8 9.3.5) as bytes, ready for ``sendall``.

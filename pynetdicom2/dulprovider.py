@@ -14,6 +14,7 @@ import logging
 import select
 import socket
 import ssl
+import struct
 import time
 from collections import deque
 from typing import Callable, Optional, Union
@@ -35,6 +36,12 @@ FIXED_PDU_LENGTH = 4
 ABORT_LINGER_SECONDS = 1.0
 DRAIN_LIMIT = 64 * 1024
 _INITIAL_BUFFER = 64 * 1024 + pdu.PDU_HEADER_LENGTH
+# Once large P-DATA PDUs have really arrived, the buffer grows to this: each
+# recv_into then brings many PDUs, and bulk transfers make fewer system calls.
+_BULK_BUFFER = 1024 * 1024 + pdu.PDU_HEADER_LENGTH
+_BULK_PDU_LENGTH = 8 * 1024
+_MAX_IOVECS = 512
+_PDV_LENGTH = struct.Struct('>L')
 _RECEIVE_CHUNK = 256 * 1024
 
 # A-ABORT reasons (PS3.8 9.3.8) for the failures we detect.
@@ -53,14 +60,21 @@ class PDataFragments:
     not gathered in a list: a PDU of thousands of tiny PDVs must not cost memory.
     """
 
-    __slots__ = ('body',)
+    __slots__ = ('body', '_single')
 
     def __init__(self, body: memoryview) -> None:
+        self.body = body
+        self._single = None
+        if len(body) >= 6 and _PDV_LENGTH.unpack_from(body)[0] == len(body) - 4:
+            # One PDV filling the PDU, as most peers send: nothing else to check.
+            self._single = (body[4], body[5], body[6:])
+            return
         for _ in pdu.iter_pdvs(body):    # validate the whole PDU before anything is used
             pass
-        self.body = body
 
     def __iter__(self):
+        if self._single is not None:
+            return iter((self._single,))
         return pdu.iter_pdvs(self.body)
 
 
@@ -98,6 +112,7 @@ class DULServiceProvider:
         # PDUs, each parsed in place.
         self._buf = bytearray(_INITIAL_BUFFER)
         self._start = self._end = 0
+        self._bulk = False                    # large P-DATA seen: use _BULK_BUFFER
         self._sock_timeout: object = ()       # what settimeout() was last given
         if sock is not None:
             self._configure(sock)
@@ -266,9 +281,10 @@ class DULServiceProvider:
             raise PDUProcessingError(f'from {self._who()}: {exc}') from exc
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('%s: received %s', self.peer, _describe(received))
-        state = self.state_name()
+        before = self.state
         action = self._event(event)
         if action == 'AA-8':
+            state = self.state_name(before)
             self._await_close(self._linger())
             name = 'P-DATA-TF' if pdu_type == pdu.P_DATA_TF else type(received).__name__
             raise AssociationAbortedError(
@@ -314,6 +330,8 @@ class DULServiceProvider:
         """The whole PDU (header included), as a view valid until the next read."""
         total = pdu.PDU_HEADER_LENGTH + length
         self._fill(total, deadline)
+        if length >= _BULK_PDU_LENGTH and pdu_type == pdu.P_DATA_TF:
+            self._bulk = True
         begin = self._start
         self._start += total
         return memoryview(self._buf)[begin:begin + total]
@@ -327,6 +345,8 @@ class DULServiceProvider:
             # Move what is left to the front; grow only as far as bytes really arrive,
             # so a declared length allocates nothing by itself.
             size = len(self._buf)
+            if self._bulk and size < _BULK_BUFFER:
+                size = _BULK_BUFFER
             if need > size:
                 size = min(need, max(2 * size, available + _RECEIVE_CHUNK))
             buf = bytearray(size) if size != len(self._buf) else self._buf
@@ -466,20 +486,23 @@ class DULServiceProvider:
             sock.sendall(b''.join(buffers))       # TLS has no scatter/gather
             return
         views = [memoryview(buf).cast('B') for buf in buffers]
-        while views:
-            sent = sock.sendmsg(views)
-            while views and sent >= len(views[0]):
-                sent -= len(views[0])
-                views.pop(0)
-            if views and sent:
-                views[0] = views[0][sent:]
+        first, count = 0, len(views)
+        while first < count:
+            # At most _MAX_IOVECS buffers per call: the kernel refuses more (IOV_MAX).
+            sent = sock.sendmsg(views[first:first + _MAX_IOVECS])
+            while first < count and sent >= len(views[first]):
+                sent -= len(views[first])
+                first += 1
+            if sent:
+                views[first] = views[first][sent:]
 
     def _linger(self) -> float:
         return min(self.artim_timeout, ABORT_LINGER_SECONDS)
 
-    def state_name(self) -> str:
-        """The current state with its PS3.8 description, for messages."""
-        return f'{self.state} ({fsm.STATES.get(self.state, "?")})'
+    def state_name(self, state: Optional[str] = None) -> str:
+        """The current state (or ``state``) with its PS3.8 description, for messages."""
+        state = state or self.state
+        return f'{state} ({fsm.STATES.get(state, "?")})'
 
     def _who(self) -> str:
         return f'peer {self.peer}' if self.peer else 'the peer'

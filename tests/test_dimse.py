@@ -801,3 +801,34 @@ def test_sending_and_receiving_a_file_keeps_memory_bounded(tmp_path):
     assert received is not None and received.data_set is out
     assert target.stat().st_size == size
     assert peak < 1024 * 1024
+
+
+# -- sending in batches ------------------------------------------------------------------
+
+@pytest.mark.parametrize('max_pdu', [64, 4096, 16384, 0])
+@pytest.mark.parametrize('source', ['bytes', 'file'])
+def test_batches_carry_the_same_pdus_as_one_at_a_time(max_pdu, source, tmp_path):
+    data = payload(3 * 1024 * 1024 + 7)
+    path = tmp_path / 'data'
+    path.write_bytes(data)
+
+    def message():
+        msg = store_request(data)
+        if source == 'file':
+            msg.data_set = open(path, 'rb')
+        return msg
+
+    one_by_one = b''.join(message().iter_pdu_bytes(1, max_pdu))
+    msg = message()
+    batches = [b''.join(bytes(b) for b in batch) for batch in msg.iter_pdu_batches(1, max_pdu)]
+    assert b''.join(batches) == one_by_one
+    # Every batch is whole P-DATA-TF PDUs, about a MiB of them.
+    for batch in batches:
+        offset = 0
+        while offset < len(batch):
+            pdu_type, length = struct.unpack_from('>BxL', batch, offset)
+            assert pdu_type == 0x04
+            offset += 6 + length
+        assert offset == len(batch)
+    if max_pdu == 16384:
+        assert 3 <= len(batches) <= 6
