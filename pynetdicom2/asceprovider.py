@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
 from pynetdicom2 import dimse, pdu, uids, userdataitems
 from pynetdicom2._version import __version_info__
