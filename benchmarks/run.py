@@ -38,6 +38,10 @@ DCMTK = {tool: f'/usr/bin/{tool}' for tool in ('storescp', 'storescu', 'echoscu'
 # DCMTK's Debian build leaves Nagle on unless told (about 20x slower on small messages).
 DCMTK_ENV = dict(os.environ, TCP_NODELAY='1')
 PY_ENV = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+# pynetdicom 3 lives in a virtual environment of its own (tests/run_all.sh makes it), so
+# its echoscu/storescu scripts never shadow DCMTK's; PYNETDICOM_PYTHON names another.
+PND_PY = (os.environ.get('PYNETDICOM_PYTHON')
+          or str(ROOT / '.peers' / 'pynetdicom' / 'bin' / 'python'))
 
 MIB = 1024 * 1024
 IMPLS = ('p2', 'dcmtk', 'pnd', 'raw')
@@ -168,7 +172,7 @@ def start_scp(cfg: ScpConfig, out_dir: str) -> Iterator[Tuple[Peer, int]]:
         peer = Peer([py, HERE / 'p2_scp.py', '--mode', mode, '--dir', out_dir,
                      '--pdu', cfg.pdu, '--find-matches', cfg.find_matches], env=PY_ENV)
     elif cfg.impl == 'pnd':
-        peer = Peer([py, HERE / 'pnd_peer.py', 'scp', '--mode', cfg.mode, '--dir', out_dir,
+        peer = Peer([PND_PY, HERE / 'pnd_peer.py', 'scp', '--mode', cfg.mode, '--dir', out_dir,
                      '--pdu', cfg.pdu, '--find-matches', cfg.find_matches])
     elif cfg.impl == 'raw':
         peer = Peer([py, HERE / 'raw_peer.py', 'recv', '--mode', cfg.mode, '--dir', out_dir,
@@ -228,7 +232,7 @@ def run_scu(job: Job, port: int, file_list: str, timeout: float) -> Tuple[float,
         argv = [py, HERE / 'p2_scu.py', action, '--port', port, '--pdu', job.pdu]
         env = PY_ENV
     elif scu == 'pnd':
-        argv = [py, HERE / 'pnd_peer.py', 'scu', action, '--port', port, '--pdu', job.pdu]
+        argv = [PND_PY, HERE / 'pnd_peer.py', 'scu', action, '--port', port, '--pdu', job.pdu]
         env = None
     elif scu == 'raw':
         argv = [py, HERE / 'raw_peer.py', 'send', '--port', port, '--chunk', job.pdu]
@@ -485,9 +489,8 @@ def available(args: argparse.Namespace, log) -> None:
         log('DCMTK tools missing in /usr/bin: DCMTK rows skipped')
         args.impls.remove('dcmtk')
     if 'pnd' in args.impls:
-        import importlib.util
-        if importlib.util.find_spec('pynetdicom') is None:
-            log('pynetdicom is not installed: its rows skipped')
+        if not os.access(PND_PY, os.X_OK):
+            log(f'pynetdicom is not installed at {PND_PY}: its rows skipped')
             args.impls.remove('pnd')
 
 

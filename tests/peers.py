@@ -2,12 +2,16 @@
 
 Every process started here runs in its own session, is recorded in ``CHILDREN`` until it
 is stopped, and is stopped by its PID with bounded waits; nothing here can hang forever.
+
+pynetdicom 3 and the released pynetdicom2 0.9.8 each live in a virtual environment of
+their own, made by tests/run_all.sh under ``.peers/`` (so pynetdicom's ``echoscu`` /
+``storescu`` ... scripts never shadow DCMTK's, and 0.9.8 is never importable by the test
+process); ``PYNETDICOM_PYTHON`` and ``PYNETDICOM2_098_PYTHON`` name other interpreters.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import os
 import pathlib
 import shutil
@@ -28,6 +32,8 @@ from pydicom.uid import (
 )
 
 PEER_SCRIPT = pathlib.Path(__file__).resolve().parent / "interop/peers/pynetdicom_peer.py"
+REPO = pathlib.Path(__file__).resolve().parent.parent
+PEERS_DIR = REPO / ".peers"
 
 # Processes started by the helpers and not yet stopped; the autouse fixture in
 # tests/conftest.py fails any test that leaves one alive. Import this module as
@@ -52,12 +58,41 @@ def dcmtk(tool: str) -> str:
     return path
 
 
-def require_pynetdicom() -> None:
-    """Skip (fail on CI) when pynetdicom 3 cannot run here; it needs Python 3.10+."""
-    if sys.version_info < (3, 10):
-        pytest.skip("pynetdicom 3 needs Python 3.10+")
-    if importlib.util.find_spec("pynetdicom") is None:
-        _missing("pynetdicom")
+def _peer_python(variable: str, venv: str) -> pathlib.Path:
+    return pathlib.Path(os.environ.get(variable) or PEERS_DIR / venv / "bin" / "python")
+
+
+def pynetdicom_python() -> str:
+    """The interpreter of pynetdicom 3's own virtual environment (``PYNETDICOM_PYTHON``,
+    default ``.peers/pynetdicom/bin/python``); skip (fail on CI) when it is missing.
+
+    pynetdicom 3 needs Python 3.10+: on an older Python tests/run_all.sh makes no such
+    environment and the tests that need it skip, on CI too.
+    """
+    path = _peer_python("PYNETDICOM_PYTHON", "pynetdicom")
+    if not os.access(path, os.X_OK):
+        if sys.version_info < (3, 10):
+            pytest.skip("pynetdicom 3 needs Python 3.10+")
+        _missing(f"pynetdicom 3 in its virtual environment ({path}; tests/run_all.sh "
+                 f"makes it)")
+    return str(path)
+
+
+def require_pynetdicom() -> str:
+    """Skip (fail on CI) when pynetdicom 3 cannot run here; return its interpreter."""
+    return pynetdicom_python()
+
+
+def original_python() -> str:
+    """The interpreter of the released pynetdicom2 0.9.8's own virtual environment
+    (``PYNETDICOM2_098_PYTHON``, default ``.peers/pynetdicom2-098/bin/python``); skip
+    (fail on CI) when it is missing. Our test process never imports that package.
+    """
+    path = _peer_python("PYNETDICOM2_098_PYTHON", "pynetdicom2-098")
+    if not os.access(path, os.X_OK):
+        _missing(f"pynetdicom2 0.9.8 in its virtual environment ({path}; "
+                 f"tests/run_all.sh makes it)")
+    return str(path)
 
 
 def _listening_ports() -> set[int]:
@@ -207,8 +242,8 @@ def start_pynetdicom_peer(args: Sequence[str], timeout: float = 15, script=PEER_
     The peer binds port 0 and prints ``PORT <n>``; we poll its stdout file for that
     line, bounded by ``timeout``.
     """
-    require_pynetdicom()
-    proc = _spawn([sys.executable, str(script), *args])
+    python = require_pynetdicom()
+    proc = _spawn([python, str(script), *args])
     try:
         port = _read_port_line(proc, timeout)
         yield proc, port
@@ -259,8 +294,7 @@ def run_tool(argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedPr
 
 def run_pynetdicom_scu(args: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess:
     """Run the pynetdicom 3 peer script in SCU mode (``--scu echo|store|find ...``)."""
-    require_pynetdicom()
-    return run_tool([sys.executable, str(PEER_SCRIPT), *args], timeout=timeout)
+    return run_tool([require_pynetdicom(), str(PEER_SCRIPT), *args], timeout=timeout)
 
 
 def describe(result: subprocess.CompletedProcess) -> str:

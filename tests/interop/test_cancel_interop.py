@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
 import time
 
 from pydicom.dataset import Dataset
@@ -33,11 +32,11 @@ class ManyMatches(ae_module.AE):
 
 
 def test_pynetdicom_scu_cancels_our_find_and_the_association_stays_usable():
-    require_pynetdicom()
+    python = require_pynetdicom()
     server = ManyMatches('CANCEL_SCP', 0, bind_address='127.0.0.1')
     server.add_scp(sopclass.verification_scp).add_scp(sopclass.qr_find_scp)
     with server:
-        result = run_tool([sys.executable, str(SCRIPT), '--scu', '--port',
+        result = run_tool([python, str(SCRIPT), '--scu', '--port',
                            str(server.local_ae.port), '--called-aet', 'CANCEL_SCP'])
     assert result.returncode == 0, result.stdout + result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])

@@ -34,7 +34,8 @@ def _command(kind: str, aet: str, port: int, folder) -> list:
     if kind == 'dcmtk':
         return [peers.dcmtk('storescu'), '-aet', aet, '-aec', 'STORE_SCP', '+sd',
                 '-to', str(TIMEOUT), '127.0.0.1', str(port), str(folder)]
-    return [sys.executable, '-m', 'pynetdicom', 'storescu', '-aet', aet, '-aec', 'STORE_SCP',
+    return [peers.pynetdicom_python(), '-m', 'pynetdicom', 'storescu', '-aet', aet,
+            '-aec', 'STORE_SCP',
             '127.0.0.1', str(port), str(folder)]
 
 

@@ -11,7 +11,6 @@ import contextlib
 import json
 import pathlib
 import queue
-import sys
 import time
 
 import pytest
@@ -41,7 +40,7 @@ def _needs_pynetdicom():
 @contextlib.contextmanager
 def n_peer(*args):
     """Run the N-service pynetdicom peer; yield ``(proc, port)`` once it prints its port."""
-    proc = peers._spawn([sys.executable, str(SCRIPT), *args])
+    proc = peers._spawn([peers.pynetdicom_python(), str(SCRIPT), *args])
     try:
         yield proc, peers._read_port_line(proc, WAIT)
     finally:
@@ -67,7 +66,7 @@ def wait_for(proc, event, count=1, timeout=WAIT):
 
 
 def run_peer_scu(*args, timeout=60):
-    result = peers.run_tool([sys.executable, str(SCRIPT), *args], timeout=timeout)
+    result = peers.run_tool([peers.pynetdicom_python(), str(SCRIPT), *args], timeout=timeout)
     assert result.returncode == 0, peers.describe(result)
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith('{')]
 
@@ -181,7 +180,8 @@ def test_pynetdicom_scu_gets_our_result_on_a_new_association():
             return super().on_commitment_request(remote_aet, uids)
 
     with OurSCP('OUR_SCP') as scp:
-        proc = peers._spawn([sys.executable, str(SCRIPT), '--scu', 'commit', '--report', 'new',
+        proc = peers._spawn([peers.pynetdicom_python(), str(SCRIPT), '--scu', 'commit',
+                             '--report', 'new',
                              '--port', str(scp.local_ae.port), '--transaction-uid',
                              transaction, *refs_args(refs)])
         holder['proc'] = proc

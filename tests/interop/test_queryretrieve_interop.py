@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import json
 import pathlib
-import sys
 
 import pydicom
 import pytest
@@ -187,9 +186,8 @@ def test_our_find_scu_to_pynetdicom_gets_three_matches():
 
 def start_qr_peer(files_dir, *extra, timeout=15):
     """Run our pynetdicom C-GET / C-MOVE SCP script; a context manager of (proc, port)."""
-    peers.require_pynetdicom()
-    return _qr_peer([sys.executable, str(QR_PEER_SCRIPT), '--files-dir', str(files_dir),
-                     *extra], timeout)
+    return _qr_peer([peers.require_pynetdicom(), str(QR_PEER_SCRIPT), '--files-dir',
+                     str(files_dir), *extra], timeout)
 
 
 class _qr_peer:
