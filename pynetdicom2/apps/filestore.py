@@ -123,13 +123,24 @@ class ReceivedFiles:
         if self.discard:
             return statuses.SUCCESS
         ds.close()
-        os.makedirs(os.path.dirname(final), exist_ok=True)
-        os.replace(temp_path, final)
+        final = self.place_instance(temp_path, final, attrs, context)
         with self._incoming_lock():
             self._incoming_files().pop(ds, None)
-        logger.info('stored %s', final)
-        self.instance_stored(final, attrs, context)
         return statuses.SUCCESS
+
+    def place_instance(self, temp_path: str, final_path: str, attrs: Dataset, context) -> str:
+        """Give the complete file ``temp_path`` its final name; the path it now has.
+
+        Makes the directory, moves the file, calls ``instance_stored``. An override
+        may do more in the same step (qrscp indexes the instance under a lock) or
+        raise ``EventHandlingError`` to refuse the instance: the file is then still
+        ``temp_path``, and is deleted as any refused data set.
+        """
+        os.makedirs(os.path.dirname(final_path), exist_ok=True)
+        os.replace(temp_path, final_path)
+        logger.info('stored %s', final_path)
+        self.instance_stored(final_path, attrs, context)
+        return final_path
 
     def final_path(self, command_uid: str, attrs: Dataset) -> str:
         """Where the instance goes; ``EventHandlingError`` when its UIDs forbid it."""
