@@ -152,6 +152,8 @@ _COMMAND_DATA_SET_TYPE = 0x00000800
 
 # VR of each command element, by element number; anything else is kept as raw UN bytes.
 _VR_OF = {element: vr for element, (vr, _) in COMMAND_ELEMENTS.items()}
+# Element number of each command element, by keyword (for ``command_fields``).
+_ELEMENT_OF = {keyword: element for element, (_, keyword) in COMMAND_ELEMENTS.items()}
 
 # Values are trusted as they are: a peer's odd UID must neither warn nor raise
 # (pydicom's validation does both, depending on its settings).
@@ -263,6 +265,8 @@ def _encode_elements(elements: Dict[int, Any], vrs: Optional[Dict[int, str]] = N
             raw = value.encode('ascii')
             if len(raw) % 2:
                 raw += b'\x00'  # PS3.5 6.2: UI values are padded with NUL
+        elif value is None:
+            continue  # not sent (see ``encode_command_set``)
         else:
             raw = _encode_value(element, vr, value)
         append(_ELEMENT_HEADER.pack(0, element, len(raw)))
@@ -275,7 +279,12 @@ def encode_command_set(ds: Dataset) -> bytes:
     """Encode a command set in implicit VR little endian (PS3.7 6.3.1), in one pass.
 
     Elements go in ascending tag order; Command Group Length (0000,0000) is computed
-    from what follows, whatever the data set holds. Only group 0000 is allowed.
+    from what follows, whatever the data set holds. Only group 0000 is allowed. An
+    element whose value is None is not sent: a fresh message holds every field of its
+    ``command_fields`` with None until it is set, and an empty command element where
+    a peer expects a value, or none at all, is what 0.9.8 itself avoided sending
+    (its C-STORE SCU deleted the unset Move Originator fields). An empty string is
+    sent as a zero-length element.
     """
     elements: Dict[int, Any] = {}
     vrs: Dict[int, str] = {}
@@ -425,7 +434,7 @@ def _command_value(element: int, vr: str, value: Any) -> Any:
 def _command_property(element: int, doc: str) -> property:
     """A property reading command element (0000,element): None when absent.
 
-    Setting None removes the element, so it is not sent.
+    Setting None clears it: it is not sent.
     """
     vr = _VR_OF[element]
 
@@ -452,6 +461,12 @@ class DIMSEMessage:
     codec reads and writes directly; ``command_set`` builds a pydicom Dataset from it
     on first use, and from then on that Dataset is the command set: the properties
     read and write it, and changes made to it are sent.
+
+    A message made here (not decoded) shows every name of ``command_fields`` in its
+    ``command_set``, None until set (as 0.9.8 does, so
+    ``msg.command_set.AffectedSOPInstanceUID`` reads None on a fresh message); an
+    element holding None is not sent. A decoded message's ``command_set`` holds what
+    the peer sent, and nothing else.
     """
 
     #: Command Field (0000,0100) of this message, PS3.7 E.1.
@@ -466,6 +481,7 @@ class DIMSEMessage:
     #: The ``OSError`` that kept a received data set from being stored (a full disk):
     #: ``data_set`` is then None though a data set was sent. None otherwise.
     data_set_error: Optional[OSError] = None
+    _fresh = False
 
     def __init__(self, command_set: Optional[Dataset] = None) -> None:
         self.context_id: Optional[int] = None
@@ -474,6 +490,8 @@ class DIMSEMessage:
         # is first read, the Dataset after.
         self._elements: Optional[Dict[int, Any]] = None
         self._command_set: Optional[Dataset] = command_set
+        # A fresh message's Dataset gets every field of ``command_fields``, once built.
+        self._fresh = command_set is None
         if command_set is None:
             self._elements = {_COMMAND_FIELD: self.command_field,
                               _COMMAND_DATA_SET_TYPE: NO_DATASET}
@@ -486,6 +504,7 @@ class DIMSEMessage:
         msg._data_set = None
         msg._elements = elements
         msg._command_set = None
+        msg._fresh = False
         return msg
 
     @property
@@ -497,7 +516,11 @@ class DIMSEMessage:
         """
         ds = self._command_set
         if ds is None:
-            ds = self._command_set = _dataset_from(self._elements or {})
+            elements = self._elements or {}
+            if self._fresh:
+                elements = {**{_ELEMENT_OF[name]: None for name in self.command_fields},
+                            **elements}
+            ds = self._command_set = _dataset_from(elements)
             self._elements = None
         return ds
 
@@ -523,12 +546,8 @@ class DIMSEMessage:
             else:
                 elements[element] = value
             return
-        ds = self._command_set
-        if value is None:
-            if element in ds:
-                del ds[element]
-        else:
-            ds.add(DataElement(element, vr, value, already_converted=True))
+        # None stays in the Dataset (the name keeps existing, as in 0.9.8) and is not sent.
+        self._command_set.add(DataElement(element, vr, value, already_converted=True))
 
     # Elements common to many messages (PS3.7 E.1).
     message_id = _command_property(0x0110, 'Message ID (0000,0110).')
@@ -629,32 +648,24 @@ class DIMSEMessage:
     def _iter_pdvs(self, size: int) -> Iterator[Tuple[List[Tuple[int, memoryview]], bool]]:
         """Each PDU's PDVs, with True when the read buffers turn before the next one:
         fragments yielded so far are then overwritten once the next PDU is asked for."""
-        # The variable field we allow ourselves: never above the peer's limit.
-        limit = size + _PDV_HEADER_LENGTH
         command = memoryview(self.encode_command_set())
         command_frags = [command[pos:pos + size] for pos in range(0, len(command), size)]
         for frag in command_frags[:-1]:
             yield [(COMMAND_FRAGMENT, frag)], False
-        last_command = (COMMAND_FRAGMENT | LAST_FRAGMENT, command_frags[-1])
+        yield [(COMMAND_FRAGMENT | LAST_FRAGMENT, command_frags[-1])], False
         if self._data_set is None:
-            yield [last_command], False
             return
-        first = True
+        # The data set starts in a P-DATA-TF PDU of its own. PS3.8 E.1 would let a small
+        # one share the PDU of the command's last fragment, but GDCM-based peers (and
+        # what is built on them) then wait for it forever; 0.9.8, DCMTK, pynetdicom and
+        # Orthanc never send it that way, and neither do we.
         for chunk, last_chunk in self._iter_data_chunks(size):
             total = len(chunk)
             for pos in range(0, max(total, 1), size):
                 end = pos + size
-                frag = (LAST_FRAGMENT if last_chunk and end >= total else 0, chunk[pos:end])
-                turn = end >= total and not last_chunk
-                if first:
-                    first = False
-                    if 2 * _PDV_HEADER_LENGTH + len(last_command[1]) + len(frag[1]) <= limit:
-                        # PS3.8 E.1: PDVs of one P-DATA must belong to one message;
-                        # command and a small data set may share it.
-                        yield [last_command, frag], turn
-                        continue
-                    yield [last_command], False
-                yield [frag], turn
+                yield ([(LAST_FRAGMENT if last_chunk and end >= total else 0,
+                         chunk[pos:end])],
+                       end >= total and not last_chunk)
 
     def _iter_data_chunks(self, size: int) -> Iterator[Tuple[memoryview, bool]]:
         """The data set as chunks of whole fragments of ``size`` bytes (the last chunk
@@ -715,20 +726,12 @@ class DIMSEMessage:
     def _iter_pdu_buffers(self, pc_id: int, max_pdu_length: Optional[int]
                           ) -> Iterator[Tuple[List[Any], bool]]:
         _check_context_id(pc_id)
-        for pdvs, turn in self._iter_pdvs(fragment_length(max_pdu_length)):
-            if len(pdvs) == 1:
-                control, frag = pdvs[0]
-                length = len(frag)
-                yield [_PDU_AND_PDV_HEADER.pack(
-                    P_DATA_TF_PDU_TYPE, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
-                    control), frag], turn
-                continue
-            body_length = sum(len(frag) + _PDV_HEADER_LENGTH for _, frag in pdvs)
-            parts = [_PDU_HEADER.pack(P_DATA_TF_PDU_TYPE, body_length)]
-            for control, frag in pdvs:
-                parts.append(_PDV_HEADER.pack(len(frag) + 2, pc_id, control))
-                parts.append(frag)
-            yield parts, turn
+        # Every PDU we send carries one PDV (see ``_iter_pdvs``): one header struct.
+        for ((control, frag),), turn in self._iter_pdvs(fragment_length(max_pdu_length)):
+            length = len(frag)
+            yield [_PDU_AND_PDV_HEADER.pack(
+                P_DATA_TF_PDU_TYPE, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
+                control), frag], turn
 
     def iter_pdu_bytes(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[bytes]:
         """Yield complete P-DATA-TF PDUs (PS3.8 9.3.5) as bytes, ready for ``sendall``.

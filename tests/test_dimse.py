@@ -119,6 +119,35 @@ def test_new_message_has_command_field_and_no_data_set(cls):
 
 
 @pytest.mark.parametrize('cls', ALL_CLASSES, ids=lambda c: c.__name__)
+def test_fresh_command_set_names_every_field_and_sends_only_those_set(cls):
+    # As in 0.9.8: msg.command_set.<keyword> reads None on a fresh message.
+    msg = cls()
+    for keyword in cls.command_fields:
+        expected = {'CommandField': cls.command_field,
+                    'CommandDataSetType': dimse.NO_DATASET}.get(keyword)
+        assert getattr(msg.command_set, keyword) == expected, keyword
+    # Fields left None are not sent, not even as empty elements.
+    raw = msg.encode_command_set()
+    assert raw == with_group_length(hand_element(0x0100, struct.pack('<H', cls.command_field))
+                                    + hand_element(0x0800, struct.pack('<H', 0x0101)))
+    assert dimse.encode_command_set(msg.command_set) == raw
+    # A decoded message holds what was sent, and nothing more.
+    decoded = dimse.decode_message(raw)
+    assert [e.keyword for e in decoded.command_set] == [
+        'CommandGroupLength', 'CommandField', 'CommandDataSetType']
+
+
+def test_fresh_command_set_fields_set_through_the_dataset_are_sent():
+    msg = dimse.CStoreRQMessage()
+    msg.command_set.AffectedSOPInstanceUID = '1.2.3.4'
+    msg.command_set.MessageID = 7
+    decoded = dimse.decode_message(msg.encode_command_set())
+    assert (decoded.affected_sop_instance_uid, decoded.message_id) == ('1.2.3.4', 7)
+    assert decoded.move_originator_aet is None
+    assert 0x00001030 not in decoded.command_set
+
+
+@pytest.mark.parametrize('cls', ALL_CLASSES, ids=lambda c: c.__name__)
 def test_round_trip_field_by_field(cls):
     msg = cls()
     for name, (keyword, value, _) in PROPERTY_VALUES.items():
@@ -163,13 +192,16 @@ def test_sop_class_uid_names_the_element_of_the_ps37_table(cls):
         assert msg.affected_sop_class_uid == '1.2.3'
 
 
-def test_setting_none_removes_the_element():
+def test_setting_none_clears_the_element_and_it_is_not_sent():
     msg = dimse.CStoreRQMessage()
     msg.move_originator_aet = 'ORIGIN'
     msg.move_originator_aet = None
     assert msg.move_originator_aet is None
-    assert 0x00001030 not in msg.command_set
-    assert b'ORIGIN' not in dimse.encode_command_set(msg.command_set)
+    # The name stays, None, as in 0.9.8; nothing of it goes on the wire.
+    assert msg.command_set.MoveOriginatorApplicationEntityTitle is None
+    raw = dimse.encode_command_set(msg.command_set)
+    assert b'ORIGIN' not in raw
+    assert 0x00001030 not in dimse.decode_command_set(raw)
 
 
 def test_int_like_status_is_stored_as_int():
@@ -350,18 +382,21 @@ def test_retired_and_unknown_group_0000_elements_are_tolerated():
     assert dimse.encode_command_set(msg.command_set) == raw
 
 
-def test_multi_valued_and_empty_elements_round_trip():
-    body = (hand_element(0x0100, struct.pack('<H', 0x8120))
-            + hand_element(0x0800, struct.pack('<H', 0x0101))
-            + hand_element(0x0900, b'')
-            + hand_element(0x0902, b'')
+@pytest.mark.parametrize('as_dataset', [False, True])
+def test_multi_valued_and_empty_elements_round_trip(as_dataset):
+    kept = (hand_element(0x0100, struct.pack('<H', 0x8120))
+            + hand_element(0x0800, struct.pack('<H', 0x0101)))
+    rest = (hand_element(0x0902, b'')
             + hand_element(0x1005, struct.pack('<4H', 0x0010, 0x0010, 0x0008, 0x0018)))
-    raw = with_group_length(body)
+    raw = with_group_length(kept + hand_element(0x0900, b'') + rest)
     msg = dimse.decode_message(raw)
     assert msg.status is None
     assert msg.error_comment == ''
     assert list(msg.attribute_identifier_list) == [Tag(0x00100010), Tag(0x00080018)]
-    assert dimse.encode_command_set(msg.command_set) == raw
+    # An empty number decodes to None, and None is never sent; empty text is.
+    sent = (dimse.encode_command_set(msg.command_set) if as_dataset
+            else msg.encode_command_set())
+    assert sent == with_group_length(kept + rest)
 
 
 @pytest.mark.parametrize('name', list(CAPTURED) + ['multi'])
@@ -560,11 +595,42 @@ def test_file_reads_that_return_short_chunks():
     assert reassemble(pdvs).data_set == data
 
 
-def test_small_command_and_data_share_one_pdu():
-    pdus = list(store_request(b'\x10\x00\x10\x00').iter_pdu_bytes(1, 16384))
-    assert len(pdus) == 1
-    pdvs = parse_pdus(pdus, 16384)
-    assert [control for _, control, _, _ in pdvs] == [0x03, 0x02]
+def split_pdus(stream):
+    """Cut a byte stream of PDUs at their headers (PS3.8 9.3.1: type, reserved, length)."""
+    pdus, offset = [], 0
+    while offset < len(stream):
+        length = struct.unpack_from('>L', stream, offset + 2)[0]
+        pdus.append(stream[offset:offset + 6 + length])
+        offset += 6 + length
+    assert offset == len(stream)
+    return pdus
+
+
+@pytest.mark.parametrize('max_pdu_length', [0, 100, 16384])
+@pytest.mark.parametrize('source', ['bytes', 'file'])
+@pytest.mark.parametrize('size', [2, 4, 200])
+@pytest.mark.parametrize('way', ['bytes', 'batches', 'encode'])
+def test_data_set_starts_in_a_new_pdu(max_pdu_length, source, size, way):
+    # GDCM-based peers hang when the command's last fragment and the data set share a
+    # P-DATA-TF PDU; 0.9.8, DCMTK, pynetdicom and Orthanc never send that (API.md 7).
+    data = payload(size)
+    msg = store_request(io.BytesIO(data) if source == 'file' else data)
+    if way == 'bytes':
+        stream = b''.join(msg.iter_pdu_bytes(1, max_pdu_length))
+    elif way == 'batches':
+        stream = b''.join(bytes(b) for batch in msg.iter_pdu_batches(1, max_pdu_length)
+                          for b in batch)
+    else:
+        stream = b''.join(p.encode() for p in msg.encode(1, max_pdu_length))
+    pdus = split_pdus(stream)
+    pdvs = parse_pdus(pdus, max_pdu_length)
+    check_pdvs(pdvs, size)
+    # One PDV per PDU: the last command fragment ends its PDU, the data set follows.
+    assert [index for _, _, _, index in pdvs] == list(range(len(pdus)))
+    last_command = [control for _, control, _, _ in pdvs].index(0x03)
+    assert pdvs[last_command + 1][1] & dimse.COMMAND_FRAGMENT == 0
+    assert pdvs[last_command + 1][3] == pdvs[last_command][3] + 1
+    assert reassemble(pdvs).data_set == data
 
 
 def test_message_without_data_set_is_one_command_pdv():
