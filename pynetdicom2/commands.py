@@ -56,14 +56,15 @@ def store(local_aet: str, remote_ae, ds_or_path) -> statuses.Status:
 
 def find(local_aet: str, remote_ae, request: Dataset,
          root: str = uids.STUDY_ROOT_FIND_SOP_CLASS) -> Iterator[Dataset]:
-    """C-FIND: yield each matching identifier; a failure status raises ``NetDICOMError``."""
+    """C-FIND: yield each identifier the responses carry (a final one too, as 0.9.8);
+    a failure status raises ``NetDICOMError``."""
     client = ae.ClientAE(local_aet).add_scu(sopclass.qr_find_scu, [root])
     with client.request_association(remote_ae) as assoc:
         for ds, status in assoc.get_scu(root)(request, 1):
-            if status.is_pending:
-                yield ds
-            elif not status.is_success:
+            if status.is_failure:
                 raise NetDICOMError(f'C-FIND failed: {status}')
+            if ds is not None:
+                yield ds
 
 
 def c_find(remote_ae, local_aet: str, ds: Dataset,

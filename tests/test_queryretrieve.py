@@ -168,6 +168,62 @@ def test_find_a_non_pending_status_from_the_handler_is_the_final_one(server):
     assert responses[1][1].is_failure
 
 
+def one_match(ctx, ds):
+    """A 0.9.x-style handler answering with one match as its final response."""
+    yield query(PatientName='ONLY^MATCH', PatientID='P1'), statuses.SUCCESS
+
+
+def test_find_a_match_yielded_with_success_travels_with_the_final_response(server):
+    server.find = one_match
+    with client().request_association(remote(server)) as assoc:
+        responses = find_all(assoc, query())
+    assert [(str(ds.PatientName), ds.PatientID, int(s)) for ds, s in responses] == [
+        ('ONLY^MATCH', 'P1', 0x0000)]
+    assert responses[0][1].is_success
+
+
+def test_find_a_match_yielded_with_a_failure_travels_with_it(server):
+    server.find = lambda ctx, ds: iter([(query(PatientName='WHY'), 0xA700)])
+    with client().request_association(remote(server)) as assoc:
+        responses = find_all(assoc, query())
+    assert [(str(ds.PatientName), int(s)) for ds, s in responses] == [('WHY', 0xA700)]
+
+
+def test_worklist_scu_yields_the_identifier_of_a_final_response(server):
+    server.find = one_match
+    with client().request_association(remote(server)) as assoc:
+        responses = find_all(assoc, query(), sop_class=MWL)
+    assert [(str(ds.PatientName), int(s)) for ds, s in responses] == [('ONLY^MATCH', 0)]
+
+
+def test_commands_find_and_c_find_yield_a_final_identifier(server):
+    from pynetdicom2 import c_find, commands
+    server.find = one_match
+    found = list(itertools.islice(commands.find('OUR_SCU', remote(server), query()), 10))
+    assert [str(ds.PatientName) for ds in found] == ['ONLY^MATCH']
+    pairs = list(itertools.islice(c_find(remote(server), 'OUR_SCU', query(), STUDY_FIND), 10))
+    assert [(str(ds.PatientName), int(s)) for ds, s in pairs] == [('ONLY^MATCH', 0)]
+
+
+@pytest.mark.parametrize('implementation_uid, final_identifier', [
+    ('1.2.826.0.1.3680043.8.498.1.1.155105445218102811803000', True),  # pynetdicom2 0.9.x
+    ('1.2.276.0.7230010.3.0.3.6.7', False),                          # DCMTK 3.6.7
+])
+def test_find_final_identifier_only_for_requesters_that_read_it(
+        server, monkeypatch, implementation_uid, final_identifier):
+    # Other requesters get the match in a pending response first (PS3.4 Table C.4-1).
+    from pynetdicom2 import asceprovider
+    server.find = one_match
+    monkeypatch.setattr(asceprovider, 'IMPLEMENTATION_UID', implementation_uid)
+    with client().request_association(remote(server)) as assoc:
+        responses = find_all(assoc, query())
+    got = [(str(ds.PatientName) if ds is not None else None, int(s)) for ds, s in responses]
+    if final_identifier:
+        assert got == [('ONLY^MATCH', 0x0000)]
+    else:
+        assert got == [('ONLY^MATCH', 0xFF00), (None, 0x0000)]
+
+
 @pytest.mark.parametrize('fail_after', [None, 2])
 def test_find_event_handling_error_gives_c000_and_the_association_stays(server, fail_after):
     def failing(ctx, ds):

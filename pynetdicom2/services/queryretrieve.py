@@ -22,8 +22,9 @@ from pydicom.filereader import read_dataset, read_file_meta_info
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
-from pynetdicom2 import dimse, dsutils, statuses, uids
-from pynetdicom2.asceprovider import AssociationRequester, PContextDefList, RemoteAEConfig
+from pynetdicom2 import dimse, dsutils, statuses, uids, userdataitems
+from pynetdicom2.asceprovider import (
+    IMPLEMENTATION_UID, AssociationRequester, PContextDefList, RemoteAEConfig)
 from pynetdicom2.exceptions import (
     AssociationError, DCMTimeoutError, DIMSEProcessingError, EventHandlingError,
     NetDICOMError, PDUProcessingError)
@@ -238,20 +239,24 @@ def qr_find_scu(asce, ctx: PContextDef, ds: Dataset, msg_id: int
     """C-FIND (PS3.4 C.4.1): a generator of ``(identifier or None, Status)``.
 
     Sends C-FIND-RQ (priority medium, ``ds`` encoded in the context's transfer
-    syntax) when first advanced; yields each pending response's identifier as a
-    Dataset, then the final response, and stops. Closing the generator before the
-    final response sends C-CANCEL-RQ and reads the remaining responses (bounded by
-    ``dcm_timeout``), so the association stays usable.
+    syntax) when first advanced; yields each response's identifier as a Dataset
+    (None when it carries none), up to and including the final response (which
+    may carry one, e.g. from an SCP answering ``(ds, SUCCESS)``), and stops.
+    Closing the generator before the final response sends C-CANCEL-RQ and reads
+    the remaining responses (bounded by ``dcm_timeout``), so the association stays
+    usable.
     """
     return _find_scu(asce, ctx, ds, msg_id)
 
 
 def _send_final(asce, ctx: PContextDef, msg, response_class, status,
-                comment: Optional[str] = None, sub_ops: Optional['_SubOperations'] = None
-                ) -> None:
+                comment: Optional[str] = None, sub_ops: Optional['_SubOperations'] = None,
+                identifier: Optional[Dataset] = None) -> None:
     rsp = response_to(msg, response_class, status)
     if comment:
         rsp.error_comment = comment[:_ERROR_COMMENT_LENGTH]
+    if identifier is not None:
+        rsp.data_set = encode_identifier(identifier, ctx.supported_ts)
     if sub_ops is not None:
         sub_ops.fill(rsp, final=True)
         if sub_ops.failed_uids and int(status) != 0x0000:
@@ -313,6 +318,21 @@ def _unable(response_class) -> statuses.Status:
     return statuses.Status(0xC000, response_class)
 
 
+# Implementation Class UIDs of requesters that read an identifier on a final C-FIND-RSP:
+# ours and pynetdicom2 0.9.x's, whose SCP answered ``(ds, SUCCESS)`` that way.
+_FINAL_IDENTIFIER_READERS = frozenset({
+    IMPLEMENTATION_UID, '1.2.826.0.1.3680043.8.498.1.1.155105445218102811803000'})
+
+
+def _reads_final_identifier(asce) -> bool:
+    """True when the requester is one of ``_FINAL_IDENTIFIER_READERS``."""
+    info = getattr(getattr(asce, 'rq', None), 'user_information', None)
+    for item in (info.user_data if info is not None else ()):
+        if isinstance(item, userdataitems.ImplementationClassUIDSubItem):
+            return str(item.implementation_class_uid).rstrip('\0 ') in _FINAL_IDENTIFIER_READERS
+    return False
+
+
 def _find_scp(asce, ctx: PContextDef, msg) -> None:
     rsp_class = dimse.CFindRSPMessage
     ds = _received_request(asce, ctx, msg, rsp_class)
@@ -336,7 +356,16 @@ def _find_scp(asce, ctx: PContextDef, msg) -> None:
         if not status.is_pending:
             # The handler chose the final status itself: it ends the operation.
             _close_iterator(matches)
-            _send_final(asce, ctx, msg, rsp_class, status)
+            if match is not None and not _reads_final_identifier(asce):
+                # PS3.4 Table C.4-1: a final response carries no identifier, and DCMTK
+                # then fails the release on the P-DATA it did not read. A match
+                # (with success or warning) goes in a pending response of its own.
+                if status.is_success or status.is_warning:
+                    rsp = response_to(msg, rsp_class, statuses.C_FIND_PENDING)
+                    rsp.data_set = encode_identifier(match, ctx.supported_ts)
+                    asce.send(rsp, ctx.id)
+                match = None
+            _send_final(asce, ctx, msg, rsp_class, status, identifier=match)
             return
         rsp = response_to(msg, rsp_class, status)
         # Encoded now, before the handler runs again: each match goes out as it was
@@ -353,7 +382,14 @@ def qr_find_scp(asce, ctx: PContextDef, msg) -> None:
 
     The hook yields ``(Dataset, Status or int)``; each pending one becomes a pending
     C-FIND-RSP carrying that Dataset, encoded at once; a non-pending status ends the
-    operation as the final response; otherwise the final response is 0x0000.
+    operation as the final response, carrying the Dataset yielded with it (None: no
+    identifier), as pynetdicom2 0.9.8 did: ``yield ds, SUCCESS`` answers with one
+    match. That is for requesters that read it (this library and pynetdicom2 0.9.x,
+    known by their Implementation Class UID); any other gets the Dataset of a
+    success or warning in a pending response before the final one, as PS3.4 Table
+    C.4-1 wants (with a failure or cancel it is left out). When the
+    handler gives no final status the final response is 0x0000 without an
+    identifier.
     ``EventHandlingError`` from the hook (called or iterated) ends with 0xC000 and
     the association stays usable. A C-CANCEL-RQ from the peer, looked for before
     each match, ends with 0xFE00.

@@ -100,6 +100,27 @@ def test_dcmtk_findscu_study_root_gets_our_matches(server, tmp_path):
     assert query.QueryRetrieveLevel == 'STUDY' and query.PatientName == ''
 
 
+def test_dcmtk_findscu_gets_a_match_our_handler_yields_with_success(server, tmp_path):
+    # 0.9.x handlers answer one match with (ds, SUCCESS). DCMTK reads no identifier on a
+    # final response (PS3.4 Table C.4-1) and then fails the release on the P-DATA it
+    # left unread, so for it the match goes in a pending response first.
+    def one(ctx, ds):
+        match = Dataset()
+        match.QueryRetrieveLevel = 'STUDY'
+        match.PatientName = 'ONLY^MATCH'
+        match.StudyInstanceUID = '1.2.826.0.1.3680043.2.1125.9'
+        yield match, 0x0000
+    server.find = one
+    result = run_tool([dcmtk('findscu'), *DCMTK_TIMEOUTS, '-v', '-S', '-aec', 'QR_SCP',
+                       '-k', 'QueryRetrieveLevel=STUDY', '-k', 'PatientName=',
+                       '-k', 'StudyInstanceUID=', '-X', '-od', str(tmp_path),
+                       '127.0.0.1', str(server.local_ae.port)])
+    assert result.returncode == 0, describe(result)
+    assert 'Release Failed' not in result.stderr, describe(result)
+    files = sorted(tmp_path.glob('rsp*.dcm'))
+    assert [str(pydicom.dcmread(f).PatientName) for f in files] == ['ONLY^MATCH']
+
+
 def test_dcmtk_findscu_worklist_gets_our_items(server, tmp_path):
     def items(ctx, ds):
         for i in range(2):
