@@ -506,6 +506,37 @@ def _identity_bytes(value: Any, what: str) -> bytes:
     raise PDUProcessingError(f'{what} must be str or bytes, not {type(value).__name__}')
 
 
+def _stored_identity(value: Any) -> Any:
+    """A user-identity field as it is kept: its bytes on the wire (UTF-8 for ``str``).
+
+    Kept as bytes whatever was given, so an item and its decoded copy hold the same
+    thing (0.9.7 and 0.9.8 did the same). A value that has no bytes (not UTF-8
+    encodable, not str or bytes) is kept as given; ``encode`` then says what is wrong.
+    """
+    if isinstance(value, str):
+        try:
+            return value.encode('utf-8')
+        except UnicodeEncodeError:
+            return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    return value
+
+
+def _identity_text(value: Any) -> Any:
+    """A kept user-identity field as read: ``str`` when it is UTF-8, else the bytes.
+
+    As 0.9.8: a user name or password reads as ``str`` (scripts compare it with
+    ``'alice'``); an opaque credential (a Kerberos ticket) reads as ``bytes``.
+    """
+    if isinstance(value, bytes):
+        try:
+            return value.decode('utf-8')
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
 def _masked(value: Any) -> str:
     return "'***'" if value else repr(value)
 
@@ -515,10 +546,11 @@ class UserIdentityNegotiationSubItem(SubItem):
 
     ``user_identity_type``: 1 username, 2 username and passcode, 3 Kerberos ticket,
     4 SAML assertion, 5 JSON web token. The fields may be given as ``str`` (sent as
-    UTF-8) or ``bytes``; decoding gives ``bytes``. Equality compares the encoded
-    bytes, so ``UserIdentityNegotiationSubItem('joe')`` equals its decoded copy.
-    ``repr`` masks the secrets: the secondary field always, the primary field for
-    types 3, 4 and 5.
+    UTF-8) or ``bytes``; they are kept as the bytes sent, and read, as in 0.9.8, as
+    ``str`` when those bytes are UTF-8 (``'alice'``) and as ``bytes`` otherwise (a
+    Kerberos ticket). So ``UserIdentityNegotiationSubItem('joe')`` and its decoded
+    copy are equal attribute for attribute. ``repr`` masks the secrets: the secondary
+    field always, the primary field for types 3, 4 and 5.
     """
 
     item_type = USER_IDENTITY_NEGOTIATION_SUB_ITEM_RQ
@@ -531,11 +563,29 @@ class UserIdentityNegotiationSubItem(SubItem):
         self.user_identity_type = user_identity_type
         self.positive_response_req = positive_response_req
 
+    @property
+    def primary_field(self) -> Union[str, bytes]:
+        """User name, Kerberos ticket, SAML assertion or JWT (``user_identity_type``)."""
+        return _identity_text(self._primary_field)
+
+    @primary_field.setter
+    def primary_field(self, value: Union[str, bytes]) -> None:
+        self._primary_field = _stored_identity(value)
+
+    @property
+    def secondary_field(self) -> Union[str, bytes]:
+        """The passcode of type 2; empty for the other types."""
+        return _identity_text(self._secondary_field)
+
+    @secondary_field.setter
+    def secondary_field(self, value: Union[str, bytes]) -> None:
+        self._secondary_field = _stored_identity(value)
+
     def _encode_value(self) -> bytes:
         identity_type = check_int(self.user_identity_type, 0, 0xFF, 'user identity type')
         response = check_int(self.positive_response_req, 0, 1, 'positive response requested')
-        primary = _identity_bytes(self.primary_field, 'user identity primary field')
-        secondary = _identity_bytes(self.secondary_field, 'user identity secondary field')
+        primary = _identity_bytes(self._primary_field, 'user identity primary field')
+        secondary = _identity_bytes(self._secondary_field, 'user identity secondary field')
         pack_length(len(primary), 0xFFFF, 'user identity primary field')
         pack_length(len(secondary), 0xFFFF, 'user identity secondary field')
         if secondary and identity_type != 2:
@@ -556,21 +606,6 @@ class UserIdentityNegotiationSubItem(SubItem):
                                       f'{cls._label} secondary field'))
         return cls(primary, secondary, identity_type, response)
 
-    def _key(self) -> tuple:
-        try:
-            return (self.user_identity_type, self.positive_response_req,
-                    _identity_bytes(self.primary_field, ''),
-                    _identity_bytes(self.secondary_field, ''))
-        except PDUProcessingError:
-            return tuple(self.__dict__.values())
-
-    def __eq__(self, other: object) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        return self._key() == other._key()
-
-    __hash__ = None  # type: ignore[assignment]
-
     def _repr_fields(self) -> Iterable[tuple[str, str]]:
         secret_primary = self.user_identity_type in (3, 4, 5)
         return [('primary_field', _masked(self.primary_field) if secret_primary
@@ -583,18 +618,29 @@ class UserIdentityNegotiationSubItem(SubItem):
 class UserIdentityNegotiationSubItemAc(SubItem):
     """The acceptor's answer to a user identity request (PS3.7 D.3.3.7.2).
 
-    ``server_response`` is bytes (a Kerberos server ticket, a SAML response, or empty);
-    ``repr`` shows only its length.
+    ``server_response`` (a Kerberos server ticket, a SAML response, a JWT, or empty)
+    may be given as ``str`` (sent as UTF-8) or ``bytes``; as in 0.9.8 it is kept as
+    bytes and reads as ``str`` when it is UTF-8, else as ``bytes``. ``repr`` shows
+    only its length.
     """
 
     item_type = USER_IDENTITY_NEGOTIATION_SUB_ITEM_AC
     _label = 'User Identity Negotiation Sub-Item (AC)'
 
-    def __init__(self, server_response: bytes) -> None:
+    def __init__(self, server_response: Union[str, bytes]) -> None:
         self.server_response = server_response
 
+    @property
+    def server_response(self) -> Union[str, bytes]:
+        """What the acceptor sends back: ``str`` when UTF-8, else ``bytes``."""
+        return _identity_text(self._server_response)
+
+    @server_response.setter
+    def server_response(self, value: Union[str, bytes]) -> None:
+        self._server_response = _stored_identity(value)
+
     def _encode_value(self) -> bytes:
-        response = _identity_bytes(self.server_response, 'user identity server response')
+        response = _identity_bytes(self._server_response, 'user identity server response')
         pack_length(len(response), 0xFFFF, 'user identity server response')
         return _U16.pack(len(response)) + response
 
@@ -605,8 +651,8 @@ class UserIdentityNegotiationSubItemAc(SubItem):
                                      f'{cls._label} server response')))
 
     def _repr_fields(self) -> Iterable[tuple[str, str]]:
-        response = self.server_response
-        size = len(response) if isinstance(response, (bytes, bytearray, str)) else '?'
+        response = self._server_response
+        size = len(response) if isinstance(response, (bytes, str)) else '?'
         return [('server_response', f'<{size} bytes>')]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import pytest
 
@@ -120,13 +121,50 @@ def test_common_extended_negotiation_keeps_related_uids_as_tuple():
 
 # --- user identity ----------------------------------------------------------------------------
 
-def test_user_identity_str_fields_equal_their_decoded_bytes():
+def test_user_identity_str_fields_round_trip_attribute_for_attribute():
     item = udi.UserIdentityNegotiationSubItem('jöe', 'pässword')
-    decoded = udi.decode_user_data_item(io.BytesIO(item.encode()))
-    assert decoded.primary_field == 'jöe'.encode('utf-8')
-    assert decoded.secondary_field == 'pässword'.encode('utf-8')
+    raw = item.encode()
+    assert raw == (bytes.fromhex('58 00 0013 02 00 0004') + 'jöe'.encode('utf-8')
+                   + bytes.fromhex('0009') + 'pässword'.encode('utf-8'))
+    decoded = udi.decode_user_data_item(io.BytesIO(raw))
+    # As 0.9.8: text reads as str, given as str or as bytes, sent or decoded.
+    assert (decoded.primary_field, decoded.secondary_field) == ('jöe', 'pässword')
+    assert (item.primary_field, item.secondary_field) == ('jöe', 'pässword')
+    assert decoded.__dict__ == item.__dict__
     assert decoded == item
     assert decoded != udi.UserIdentityNegotiationSubItem('jöe', 'other')
+    from_bytes = udi.UserIdentityNegotiationSubItem(b'j\xc3\xb6e', b'p\xc3\xa4ssword')
+    assert from_bytes.__dict__ == item.__dict__ and from_bytes.encode() == raw
+
+
+def test_user_identity_opaque_credentials_read_as_bytes():
+    ticket = bytes(range(256))[128:160]  # not UTF-8
+    item = udi.UserIdentityNegotiationSubItem(ticket, user_identity_type=3)
+    decoded = udi.UserIdentityNegotiationSubItem.decode(io.BytesIO(item.encode()))
+    assert decoded.primary_field == ticket and decoded.secondary_field == ''
+    assert decoded.__dict__ == item.__dict__
+    jwt = udi.UserIdentityNegotiationSubItem(b'eyJhbGciOi.e30.sig', user_identity_type=5)
+    assert udi.UserIdentityNegotiationSubItem.decode(
+        io.BytesIO(jwt.encode())).primary_field == 'eyJhbGciOi.e30.sig'
+
+
+@pytest.mark.parametrize('response', ['test_key', b'test_key', b'\xff\xfe', ''])
+def test_user_identity_response_round_trip_attribute_for_attribute(response):
+    item = udi.UserIdentityNegotiationSubItemAc(response)
+    raw = item.encode()
+    wire = response.encode() if isinstance(response, str) else response
+    assert raw == bytes((0x59, 0)) + struct.pack('>HH', len(wire) + 2, len(wire)) + wire
+    decoded = udi.UserIdentityNegotiationSubItemAc.decode(io.BytesIO(raw))
+    assert decoded.__dict__ == item.__dict__
+    assert decoded.server_response == (wire if wire == b'\xff\xfe' else wire.decode())
+
+
+def test_user_identity_fields_that_cannot_be_sent_fail_at_encode():
+    item = udi.UserIdentityNegotiationSubItem('bad \udc80')
+    with pytest.raises(PDUProcessingError, match='UTF-8'):
+        item.encode()
+    with pytest.raises(PDUProcessingError, match='str or bytes'):
+        udi.UserIdentityNegotiationSubItem(None).encode()
 
 
 def test_user_identity_defaults():

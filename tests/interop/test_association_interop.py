@@ -63,7 +63,7 @@ def test_storescu_user_identity_is_seen_and_can_be_refused(tmp_path):
         def on_association_request(self, asce, assoc):
             identity = asce.user_identity
             seen.append(identity)
-            if identity is None or identity.secondary_field != b'right':
+            if identity is None or identity.secondary_field != 'right':
                 raise AssociationRejectedError(1, 1, 1)
 
     ct = make_ct_file(tmp_path / 'ct.dcm')
@@ -74,7 +74,7 @@ def test_storescu_user_identity_is_seen_and_can_be_refused(tmp_path):
         good = run_tool(base + ['-pwd', 'right', '127.0.0.1', str(srv.local_ae.port), str(ct)])
         bad = run_tool(base + ['-pwd', 'wrong', '127.0.0.1', str(srv.local_ae.port), str(ct)])
     assert [(i.user_identity_type, i.primary_field, i.secondary_field) for i in seen] == [
-        (2, b'doctor', b'right'), (2, b'doctor', b'wrong')]
+        (2, 'doctor', 'right'), (2, 'doctor', 'wrong')]
     assert 'reject' in (bad.stdout + bad.stderr).lower()
     assert 'reject' not in (good.stdout + good.stderr).lower()
 
