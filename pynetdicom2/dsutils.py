@@ -1,4 +1,9 @@
-"""Small data-set helpers: a fast path for the flat, textual data sets of queries.
+"""Small data-set helpers: data sets to bytes and back, and a fast path for queries.
+
+``encode``, ``decode`` and ``encode_element`` are 0.9.8's public helpers, kept with
+their signatures and behaviour: pydicom's writer and reader for a data set (or one
+element) in the transfer syntax given by ``is_implicit_vr`` and ``is_little_endian``,
+without preamble or file meta.
 
 C-FIND identifiers and their matches (PS3.4 C.4.1) are a handful of short text
 elements, sent by the thousand. Like command sets (``dimse``), they get a fast path
@@ -11,10 +16,15 @@ path: pydicom's reader leaves values raw until they are used.)
 
 from __future__ import annotations
 
+import io
 import struct
-from typing import List, Optional
+from typing import List, Optional, Union
 
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_data_element, write_dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
 from pydicom.valuerep import PersonName
@@ -111,4 +121,42 @@ def encode_flat(ds: Dataset, implicit_vr: bool) -> Optional[bytes]:
     return b''.join(parts)
 
 
-__all__ = ['encode_flat']
+def _writer(is_implicit_vr: bool, is_little_endian: bool) -> DicomBytesIO:
+    fp = DicomBytesIO()
+    fp.is_implicit_VR = bool(is_implicit_vr)
+    fp.is_little_endian = bool(is_little_endian)
+    return fp
+
+
+def encode(ds: Dataset, is_implicit_vr: bool, is_little_endian: bool) -> bytes:
+    """``ds`` as the bytes of a data set in the given transfer syntax (PS3.5 7).
+
+    Written by pydicom's ``write_dataset``: elements in tag order, sequences and
+    character sets as pydicom handles them, ambiguous VRs resolved when the data set
+    was read in implicit VR. No preamble, no file meta group.
+    """
+    fp = _writer(is_implicit_vr, is_little_endian)
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def decode(data: Union[bytes, bytearray, memoryview], is_implicit_vr: bool,
+           is_little_endian: bool) -> Dataset:
+    """The data set encoded in ``data`` (no preamble, no file meta group).
+
+    Read by pydicom's ``read_dataset`` to the end of ``data``. Nothing is deferred: the
+    returned Dataset holds every value and keeps no reference to a stream; each
+    element stays raw until it is first used, as pydicom leaves it.
+    """
+    return read_dataset(io.BytesIO(bytes(data)), bool(is_implicit_vr), bool(is_little_endian))
+
+
+def encode_element(elem: Union[DataElement, RawDataElement], is_implicit_vr: bool,
+                   is_little_endian: bool) -> bytes:
+    """One data element (tag, VR in explicit VR, length, value) as pydicom writes it."""
+    fp = _writer(is_implicit_vr, is_little_endian)
+    write_data_element(fp, elem)
+    return fp.getvalue()
+
+
+__all__ = ['encode', 'decode', 'encode_element', 'encode_flat']

@@ -1,7 +1,9 @@
-"""The flat data-set fast path writes exactly what pydicom writes."""
+"""The flat data-set fast path writes exactly what pydicom writes; 0.9.8's encode, decode
+and encode_element keep their behaviour.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings, strategies as st
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
@@ -69,3 +71,57 @@ def test_what_is_not_flat_is_left_to_pydicom():
     for ds in (with_sequence, accented, binary):
         assert dsutils.encode_flat(ds, False) is None
         assert dsutils.encode_flat(ds, True) is None
+
+
+# -- 0.9.8's public helpers: encode, decode, encode_element -----------------------------
+
+# The three uncompressed transfer syntaxes (PS3.5 10.1-10.3): (implicit VR, little endian).
+SYNTAXES = [(True, True), (False, True), (False, False)]
+
+
+def small_data_set() -> Dataset:
+    ds = Dataset()
+    ds.PatientName = 'Doe^J'
+    ds.Rows = 5
+    return ds
+
+
+@pytest.mark.parametrize('implicit, little, expected', [
+    # (0008,0010) PN 'Doe^J ' then (0028,0010) US 5, laid out by hand from PS3.5 7.1.
+    (True, True, '10001000 06000000 446f655e4a20 28001000 02000000 0500'),
+    (False, True, '10001000 504e 0600 446f655e4a20 28001000 5553 0200 0500'),
+    (False, False, '00100010 504e 0006 446f655e4a20 00280010 5553 0002 0005'),
+])
+def test_encode_lays_out_elements_as_ps35_says(implicit, little, expected):
+    raw = dsutils.encode(small_data_set(), implicit, little)
+    assert raw == bytes.fromhex(expected.replace(' ', ''))
+    assert dsutils.encode_element(small_data_set()['Rows'], implicit, little) == raw[-10:]
+
+
+@pytest.mark.parametrize('implicit, little', SYNTAXES)
+def test_decode_gives_back_what_encode_wrote(implicit, little):
+    ds = small_data_set()
+    ds.SpecificCharacterSet = 'ISO_IR 192'
+    ds.StudyDescription = 'Grüße'
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = '1.2.3.4'
+    ds.ReferencedSeriesSequence = Sequence([item])
+    raw = bytearray(dsutils.encode(ds, implicit, little))
+    decoded = dsutils.decode(raw, implicit, little)
+    # Nothing is read later from a stream: the caller's buffer can change at once.
+    raw[:] = b'\x00' * len(raw)
+    assert decoded.get_item(0x00081030).is_raw  # left raw until used, as pydicom does
+    assert decoded.StudyDescription == 'Grüße'
+    assert decoded.ReferencedSeriesSequence[0].ReferencedSOPInstanceUID == '1.2.3.4'
+    assert (decoded.PatientName, decoded.Rows) == ('Doe^J', 5)
+    assert dsutils.encode(decoded, implicit, little) == dsutils.encode(ds, implicit, little)
+
+
+def test_encode_converts_a_data_set_read_in_another_syntax():
+    explicit_big = dsutils.encode(small_data_set(), False, False)
+    read = dsutils.decode(explicit_big, False, False)
+    assert dsutils.encode(read, True, True) == dsutils.encode(small_data_set(), True, True)
+
+
+def test_decode_of_nothing_is_an_empty_data_set():
+    assert len(dsutils.decode(b'', True, True)) == 0
