@@ -1,5 +1,5 @@
 """The flat data-set fast path writes exactly what pydicom writes; 0.9.8's encode, decode
-and encode_element keep their behaviour.
+and encode_element keep their behaviour."""
 
 from __future__ import annotations
 
