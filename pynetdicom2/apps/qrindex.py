@@ -1,6 +1,21 @@
 """The archive index of qrscp: an embedded SQLite database (stdlib ``sqlite3``) of the
-patients, studies, series and instances stored on disk, and the translation of a
-C-FIND identifier into SQL with DICOM's matching rules (PS3.4 C.2.2.2).
+patients, studies, series and instances stored on disk, kept in step with the files,
+and the translation of C-FIND and retrieve identifiers into SQL with DICOM's matching
+rules (PS3.4 C.2.2.2).
+
+Rules the index keeps (the qrscp page of the documentation says why):
+
+* What is stored is never re-parented: an instance whose study already belongs to
+  another patient, or whose series already belongs to another study, raises
+  ``Conflict`` and changes nothing. A row, once written, is never relabelled by a
+  later instance; it is rewritten only when the one instance it held is replaced.
+* ``place`` moves a received file to its final name and indexes it as one step:
+  a SOP Instance UID stored again replaces the old file and row; a crash in the
+  middle is settled by ``recover`` at the next start (the ``placement`` table).
+* A value that does not parse as its VR (IS "abc", DA "2020-13-45") is indexed as
+  its text, so single-value matching still finds it, and left out of range matching.
+* The schema has a version (``PRAGMA user_version``); an older index is rebuilt
+  from the files when it is opened.
 
 Matching: universal (an empty value), single value (PN without regard to case),
 wildcards ``*`` and ``?``, ranges ``A-B`` / ``A-`` / ``-B`` for dates and times, and
@@ -10,30 +25,45 @@ the storage directory.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import logging
 import os
+import re
 import sqlite3
 import threading
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import pydicom
+from pydicom import config as pydicom_config
+from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.valuerep import IS, DSfloat
 
-from pynetdicom2.apps.filestore import INCOMING
+from pynetdicom2.apps.filestore import INCOMING, uid_problem
 
 logger = logging.getLogger(__name__)
 
+#: The version of the schema below; an index with another ``user_version`` is
+#: rebuilt (older) or refused (newer). Version 0 is the unversioned schema of the
+#: first qrscp (one column per attribute, no range columns, no placement table).
+SCHEMA_VERSION = 1
+
 LEVELS = ('PATIENT', 'STUDY', 'SERIES', 'IMAGE')
 
-# The attributes kept for each level (PS3.4 C.6.1.1 / C.6.2.1 keys, and common
-# optional ones), as (keyword, VR). The first is the level's unique key.
+# THE declaration of what the index keeps: for each level, the attributes (PS3.4
+# C.6.1.1 / C.6.2.1 keys and common optional ones, as DCMTK's dcmqrdb keeps), as
+# (keyword, VR). The first is the level's unique key. The tables, their columns and
+# what is read from each file all derive from it.
 ATTRIBUTES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     'PATIENT': (('PatientID', 'LO'), ('PatientName', 'PN'), ('IssuerOfPatientID', 'LO'),
                 ('PatientBirthDate', 'DA'), ('PatientSex', 'CS')),
     'STUDY': (('StudyInstanceUID', 'UI'), ('StudyDate', 'DA'), ('StudyTime', 'TM'),
               ('AccessionNumber', 'SH'), ('StudyID', 'SH'), ('StudyDescription', 'LO'),
-              ('ReferringPhysicianName', 'PN')),
+              ('ReferringPhysicianName', 'PN'), ('PatientAge', 'AS'), ('PatientSize', 'DS'),
+              ('PatientWeight', 'DS')),
     'SERIES': (('SeriesInstanceUID', 'UI'), ('Modality', 'CS'), ('SeriesNumber', 'IS'),
                ('SeriesDescription', 'LO'), ('SeriesDate', 'DA'), ('SeriesTime', 'TM'),
                ('BodyPartExamined', 'CS')),
@@ -45,6 +75,21 @@ _PARENT = {'STUDY': 'PATIENT', 'SERIES': 'STUDY', 'IMAGE': 'SERIES'}
 UNIQUE_KEYS = {level: attrs[0][0] for level, attrs in ATTRIBUTES.items()}
 #: Where each stored attribute lives: keyword -> (level, VR).
 COLUMNS = {kw: (level, vr) for level, attrs in ATTRIBUTES.items() for kw, vr in attrs}
+# The columns each table has besides its attributes.
+_BOOKKEEPING = {
+    'PATIENT': (('patient_key', 'TEXT NOT NULL UNIQUE'),),
+    'STUDY': (('patient_id', 'INTEGER NOT NULL REFERENCES patient(id)'),),
+    'SERIES': (('study_id', 'INTEGER NOT NULL REFERENCES study(id)'),),
+    'IMAGE': (('series_id', 'INTEGER NOT NULL REFERENCES series(id)'),
+              ('TransferSyntaxUID', 'TEXT'), ('SpecificCharacterSet', 'TEXT'),
+              ('path', 'TEXT NOT NULL'), ('size', 'INTEGER')),
+}
+# Range matching (PS3.4 C.2.2.2.5) applies to these VRs; each such attribute has a
+# second column, <keyword>_range, holding the value only when it parses (else NULL).
+_RANGE_VRS = frozenset({'DA', 'TM', 'DT'})
+# The VRs whose values use the default repertoire only (PS3.5 6.2): read straight
+# from the file's bytes, never through a conversion that may fail.
+_ASCII_VRS = frozenset({'AE', 'AS', 'CS', 'DA', 'DS', 'DT', 'IS', 'TM', 'UI'})
 
 # Attributes worked out from the levels below (PS3.4 C.3.2 .. C.3.4 optional keys).
 _COUNTS = {
@@ -72,73 +117,146 @@ _IN_STUDY = {
                           'instance.series_id = series.id WHERE series.study_id = study.id'),
 }
 _WILDCARD_VRS = frozenset({'AE', 'CS', 'LO', 'LT', 'PN', 'SH', 'ST', 'UC', 'UR', 'UT'})
-_NUMBER_VRS = frozenset({'IS', 'US', 'UL', 'SS', 'SL'})
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS patient (
-    id INTEGER PRIMARY KEY, patient_key TEXT NOT NULL UNIQUE,
-    PatientID TEXT, PatientName TEXT, IssuerOfPatientID TEXT, PatientBirthDate TEXT,
-    PatientSex TEXT);
-CREATE TABLE IF NOT EXISTS study (
-    id INTEGER PRIMARY KEY, patient_id INTEGER NOT NULL REFERENCES patient(id),
-    StudyInstanceUID TEXT NOT NULL UNIQUE, StudyDate TEXT, StudyTime TEXT,
-    AccessionNumber TEXT, StudyID TEXT, StudyDescription TEXT, ReferringPhysicianName TEXT);
-CREATE TABLE IF NOT EXISTS series (
-    id INTEGER PRIMARY KEY, study_id INTEGER NOT NULL REFERENCES study(id),
-    SeriesInstanceUID TEXT NOT NULL UNIQUE, Modality TEXT, SeriesNumber TEXT,
-    SeriesDescription TEXT, SeriesDate TEXT, SeriesTime TEXT, BodyPartExamined TEXT);
-CREATE TABLE IF NOT EXISTS instance (
-    id INTEGER PRIMARY KEY, series_id INTEGER NOT NULL REFERENCES series(id),
-    SOPInstanceUID TEXT NOT NULL UNIQUE, SOPClassUID TEXT, InstanceNumber TEXT,
-    ContentDate TEXT, ContentTime TEXT, NumberOfFrames TEXT, TransferSyntaxUID TEXT,
-    SpecificCharacterSet TEXT, path TEXT NOT NULL, size INTEGER);
-CREATE INDEX IF NOT EXISTS study_patient ON study(patient_id);
-CREATE INDEX IF NOT EXISTS series_study ON series(study_id);
-CREATE INDEX IF NOT EXISTS instance_series ON instance(series_id);
-CREATE INDEX IF NOT EXISTS patient_name ON patient(PatientName);
-CREATE INDEX IF NOT EXISTS study_date ON study(StudyDate);
-"""
+
+def _ddl() -> str:
+    """The schema, from ``ATTRIBUTES`` and ``_BOOKKEEPING``."""
+    statements = []
+    for level in LEVELS:
+        columns = ['id INTEGER PRIMARY KEY']
+        columns += [f'{name} {kind}' for name, kind in _BOOKKEEPING[level]]
+        for keyword, vr in ATTRIBUTES[level]:
+            unique = keyword == UNIQUE_KEYS[level] and vr == 'UI'
+            columns.append(f'{keyword} TEXT' + (' NOT NULL UNIQUE' if unique else ''))
+            if vr in _RANGE_VRS:
+                columns.append(f'{keyword}_range TEXT')
+        statements.append(f'CREATE TABLE {TABLES[level]} ({", ".join(columns)})')
+        if level in _PARENT:
+            parent = TABLES[_PARENT[level]]
+            statements.append(f'CREATE INDEX {TABLES[level]}_{parent} ON '
+                              f'{TABLES[level]}({parent}_id)')
+    statements += [
+        'CREATE INDEX patient_name ON patient(PatientName)',
+        'CREATE INDEX patient_patient_id ON patient(PatientID)',
+        'CREATE INDEX study_date ON study(StudyDate_range)',
+        # An instance being moved to its final name: (SOP Instance UID, the new
+        # path, the path it replaces). A row left here by a crash is settled at start.
+        'CREATE TABLE placement (SOPInstanceUID TEXT PRIMARY KEY, path TEXT NOT NULL, '
+        'previous TEXT)',
+        f'PRAGMA user_version = {SCHEMA_VERSION}',
+    ]
+    return ';\n'.join(statements) + ';'
+
 
 #: Tags read from each file when it is indexed (everything the index keeps).
 INDEXED_KEYWORDS = sorted(set(COLUMNS) | {'SpecificCharacterSet'})
 
 
 class QueryError(ValueError):
-    """An identifier the index cannot answer (bad level, a level the root lacks)."""
+    """An identifier the index cannot answer (bad level, a level the root lacks, a
+    retrieve key that is not one value); the message says which."""
 
 
-# -- normalising values ------------------------------------------------------------------
+class Conflict(ValueError):
+    """An instance that would re-parent what is stored (a study of another patient, a
+    series of another study). ``str()`` gives the details (UIDs, both sides);
+    ``comment`` says it in a few words for a DIMSE Error Comment."""
+
+    def __init__(self, message: str, comment: str) -> None:
+        super().__init__(message)
+        self.comment = comment
+
+
+class IndexVersionError(OSError):
+    """The index was written by a newer qrscp (a schema version above ours)."""
+
+
+# -- reading values without ever failing ---------------------------------------------------
 
 def _is_multiple(value) -> bool:
     return isinstance(value, (list, tuple, MultiValue))
 
 
-def _first(value):
-    if _is_multiple(value):
-        return value[0] if len(value) else ''
-    return value
+def _clean(text: str) -> str:
+    return text.rstrip('\x00 ').strip()
 
 
-def normalise(vr: str, value) -> str:
-    """The text the index keeps for an attribute value (and compares queries with)."""
+def element_text(ds: Dataset, tag: int, vr: str) -> str:
+    """The value of ``ds``'s element ``tag`` as text (values joined by ``\\``).
+
+    Never raises: a value that does not parse as its VR (IS "abc") is given as it
+    was written. Default-repertoire VRs are read from the raw bytes, so pydicom
+    never converts them; other text goes through pydicom (character sets).
+    """
+    elem = ds.get_item(tag)
+    if elem is None:
+        return ''
+    if elem.is_raw:
+        raw = elem.value
+        if raw is None:
+            return ''
+        if vr in _ASCII_VRS:
+            return _clean(bytes(raw).decode('latin-1'))
+        try:
+            elem = ds[tag]
+        except Exception:  # pydicom raises many kinds on a value it cannot convert
+            return _clean(bytes(raw).decode('latin-1'))
+    value = elem.value
     if value is None:
         return ''
-    value = _first(value)
-    text = str(value).rstrip('\x00 ').strip()
-    if vr == 'UI':
-        return text
-    if vr == 'DA':
-        return text.replace('.', '')  # the old ACR-NEMA form YYYY.MM.DD
-    if vr == 'TM':
-        return _pad_time(text.replace(':', ''))
-    if vr == 'PN':
-        return '='.join(group.rstrip('^ ') for group in text.split('=')).rstrip('=')
-    if vr in _NUMBER_VRS:
-        try:
-            return str(int(float(text)))
-        except ValueError:
-            return text
-    return text
+    if isinstance(value, (bytes, bytearray)):
+        return _clean(bytes(value).decode('latin-1'))
+    if _is_multiple(value):
+        return '\\'.join(_clean(str(v)) for v in value)
+    return _clean(str(value))
+
+
+def _tag_vr(ds: Dataset, tag: int) -> str:
+    elem = ds.get_item(tag)
+    vr = getattr(elem, 'VR', None)
+    if vr and vr not in ('UN', 'OB or OW', 'US or SS'):
+        return vr
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return vr or 'UN'
+
+
+def _keyword_text(ds: Dataset, keyword: str) -> str:
+    vr = COLUMNS[keyword][1] if keyword in COLUMNS else dictionary_VR(keyword)
+    return element_text(ds, tag_for_keyword(keyword), vr)
+
+
+# -- normalising values --------------------------------------------------------------------
+
+_DATE = re.compile(r'(\d{4})\.?(\d{2})\.?(\d{2})')
+_TIME = re.compile(r'(\d{2})(?:(\d{2})(?:(\d{2})(?:\.(\d{1,6}))?)?)?')
+_DATETIME = re.compile(r'\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,6})?)?)?)?)?)?'
+                       r'(?:[+-]\d{4})?')
+_INTEGER = re.compile(r'[+-]?\d+')
+
+
+def _date_value(text: str) -> Optional[str]:
+    """``YYYYMMDD`` for a valid DA (or the ACR-NEMA ``YYYY.MM.DD``), else None."""
+    found = _DATE.fullmatch(text)
+    if found is None or ('.' in text and text.count('.') != 2):
+        return None
+    try:
+        datetime.date(*map(int, found.groups()))
+    except ValueError:
+        return None
+    return ''.join(found.groups())
+
+
+def _time_value(text: str) -> Optional[str]:
+    """``HHMMSS[.F]`` for a valid TM (or the old ``HH:MM:SS``), else None."""
+    found = _TIME.fullmatch(text.replace(':', ''))
+    if found is None:
+        return None
+    hours, minutes, seconds, _ = found.groups()
+    if int(hours) > 23 or int(minutes or 0) > 59 or int(seconds or 0) > 60:
+        return None
+    return _pad_time(text.replace(':', ''))
 
 
 def _pad_time(text: str) -> str:
@@ -162,7 +280,43 @@ def _time_upper_bound(text: str) -> str:
     return text
 
 
-# -- matching ----------------------------------------------------------------------------
+def range_value(vr: str, text: str) -> Optional[str]:
+    """The form of a DA, TM or DT value that range matching compares; None when the
+    value does not parse (it then takes part in no range)."""
+    if vr == 'DA':
+        return _date_value(text)
+    if vr == 'TM':
+        return _time_value(text)
+    if vr == 'DT':
+        return text if _DATETIME.fullmatch(text) else None
+    return None
+
+
+def normalise(vr: str, value) -> str:
+    """The text the index keeps for one attribute value (and compares queries with).
+
+    Values that parse take one form (dates without dots, times padded to seconds,
+    integers without leading zeros, names without trailing ``^``); values that do
+    not parse are kept as they were written. Multi-valued: the first value.
+    """
+    if value is None:
+        return ''
+    if _is_multiple(value):
+        value = value[0] if len(value) else ''
+    text = str(value)
+    if vr not in ('LT', 'ST', 'UT'):
+        text = text.split('\\')[0]
+    text = _clean(text)
+    if vr in ('DA', 'TM'):
+        return range_value(vr, text) or text
+    if vr == 'PN':
+        return '='.join(group.rstrip('^ ') for group in text.split('=')).rstrip('=')
+    if vr == 'IS' and _INTEGER.fullmatch(text) and -2**31 <= int(text) < 2**31:
+        return str(int(text))
+    return text
+
+
+# -- matching ------------------------------------------------------------------------------
 
 def _glob_pattern(value: str) -> str:
     # In GLOB, '*' and '?' are DICOM's wildcards already; '[' must be made literal.
@@ -182,7 +336,7 @@ def _values(value) -> List[str]:
         items = [str(v) for v in value]
     else:
         items = str(value).split('\\')
-    return [item.rstrip('\x00 ').strip() for item in items]
+    return [_clean(item) for item in items]
 
 
 def condition(column: str, vr: str, value) -> Optional[Tuple[str, list]]:
@@ -191,7 +345,7 @@ def condition(column: str, vr: str, value) -> Optional[Tuple[str, list]]:
     None means universal matching (no condition). Several values (``\\``) match when
     any one does; for UIDs that is List of UID matching (PS3.4 C.2.2.2.2).
     """
-    values = [v for v in _values(value)]
+    values = _values(value)
     if not any(values):
         return None
     if vr == 'UI':
@@ -213,16 +367,21 @@ def condition(column: str, vr: str, value) -> Optional[Tuple[str, list]]:
 
 
 def _single_condition(column: str, vr: str, value: str) -> Tuple[Optional[str], list]:
-    if vr in ('DA', 'TM', 'DT') and '-' in value:
-        # Range matching (PS3.4 C.2.2.2.5): A-B, A- (on or after), -B (on or before).
+    if vr in _RANGE_VRS and '-' in value:
+        # Range matching (PS3.4 C.2.2.2.5): A-B, A- (on or after), -B (on or before),
+        # on the range column, where a value that does not parse is NULL.
         low, _, high = value.partition('-')
-        clauses, params = [f"{column} != ''"], []
+        ranged = f'{column}_range'
+        clauses, params = [], []
         if low:
-            clauses.append(f'{column} >= ?')
-            params.append(normalise(vr, low))
+            clauses.append(f'{ranged} >= ?')
+            params.append(range_value(vr, low) or low)
         if high:
-            clauses.append(f'{column} <= ?')
-            params.append(_time_upper_bound(high) if vr == 'TM' else normalise(vr, high))
+            clauses.append(f'{ranged} <= ?')
+            params.append(_time_upper_bound(high) if vr == 'TM'
+                          else range_value(vr, high) or high)
+        if not clauses:
+            clauses.append(f'{ranged} IS NOT NULL')
         return '(' + ' AND '.join(clauses) + ')', params
     if vr in _WILDCARD_VRS and ('*' in value or '?' in value):
         # Wild card matching (PS3.4 C.2.2.2.4); "*" alone matches everything.
@@ -237,7 +396,7 @@ def _single_condition(column: str, vr: str, value: str) -> Tuple[Optional[str], 
     return f'{column} = ?', [normalise(vr, value)]
 
 
-# -- queries -------------------------------------------------------------------------
+# -- queries -------------------------------------------------------------------------------
 
 class Match(NamedTuple):
     """One C-FIND answer: the level and the attribute values, by keyword."""
@@ -271,12 +430,19 @@ def _levels_up_to(level: str) -> Tuple[str, ...]:
 
 def query_level(identifier: Dataset, root: str) -> str:
     """The Query/Retrieve Level of ``identifier``, checked against the model's levels."""
-    level = str(identifier.get('QueryRetrieveLevel', '') or '').strip().upper()
+    level = _keyword_text(identifier, 'QueryRetrieveLevel').upper()
     if not level:
         raise QueryError('the identifier has no Query/Retrieve Level (0008,0052)')
     if level not in levels_for(root):
-        raise QueryError(f'level {level} is not part of the {root} root information model')
+        raise QueryError(f'level {level[:16]} is not part of the {root} root information '
+                         'model')
     return level
+
+
+def _elements(identifier: Dataset) -> Iterator[Tuple[int, str, str]]:
+    """``(tag, keyword, VR)`` of each element of ``identifier``, values not converted."""
+    for tag in sorted(identifier.keys(), key=int):
+        yield int(tag), keyword_for_tag(tag), _tag_vr(identifier, tag)
 
 
 def build_find(level: str, identifier: Dataset) -> Tuple[str, list, List[str]]:
@@ -290,172 +456,453 @@ def build_find(level: str, identifier: Dataset) -> Tuple[str, list, List[str]]:
     selected = [UNIQUE_KEYS[lv] for lv in levels]
     where: List[str] = []
     params: list = []
-    for elem in identifier:
-        keyword = elem.keyword
+    extra_columns: List[str] = []
+    extra_keywords: List[str] = []
+    for tag, keyword, vr in _elements(identifier):
         if keyword in COLUMNS and COLUMNS[keyword][0] in levels:
-            col_level, vr = COLUMNS[keyword]
+            col_level, col_vr = COLUMNS[keyword]
             if keyword not in selected:
                 selected.append(keyword)
-            found = condition(f'{TABLES[col_level]}.{keyword}', vr, elem.value)
-            if found:
-                where.append(found[0])
-                params.extend(found[1])
+            found = condition(f'{TABLES[col_level]}.{keyword}', col_vr,
+                              element_text(identifier, tag, col_vr))
         elif keyword in _IN_STUDY and 'STUDY' in levels:
-            found = condition(_IN_STUDY[keyword][0], 'CS' if keyword == 'ModalitiesInStudy'
-                              else 'UI', elem.value)
+            inner_vr = 'CS' if keyword == 'ModalitiesInStudy' else 'UI'
+            found = condition(_IN_STUDY[keyword][0], inner_vr,
+                              element_text(identifier, tag, inner_vr))
             if found:
-                where.append(f'EXISTS (SELECT 1 FROM {_IN_STUDY[keyword][1]} AND {found[0]})')
-                params.extend(found[1])
-    columns = [f'{TABLES[COLUMNS[kw][0]]}.{kw}' for kw in selected]
-    for keyword in identifier.dir():
-        if keyword in _COUNTS and _COUNTS[keyword][0] in levels:
-            columns.append(f'({_COUNTS[keyword][1]})')
-            selected.append(keyword)
-        elif keyword in _IN_STUDY and 'STUDY' in levels:
-            columns.append(f'(SELECT group_concat(DISTINCT {_IN_STUDY[keyword][0]}) FROM '
-                           f'{_IN_STUDY[keyword][1]})')
-            selected.append(keyword)
+                found = (f'EXISTS (SELECT 1 FROM {_IN_STUDY[keyword][1]} AND {found[0]})',
+                         found[1])
+            extra_columns.append(f'(SELECT group_concat(DISTINCT {_IN_STUDY[keyword][0]}) '
+                                 f'FROM {_IN_STUDY[keyword][1]})')
+            extra_keywords.append(keyword)
+        else:
+            if keyword in _COUNTS and _COUNTS[keyword][0] in levels:
+                extra_columns.append(f'({_COUNTS[keyword][1]})')
+                extra_keywords.append(keyword)
+            continue
+        if found:
+            where.append(found[0])
+            params.extend(found[1])
+    columns = [f'{TABLES[COLUMNS[kw][0]]}.{kw}' for kw in selected] + extra_columns
     sql = f'SELECT {", ".join(columns)} FROM {_joins(level)}'
     if where:
         sql += ' WHERE ' + ' AND '.join(where)
     sql += f' ORDER BY {TABLES[level]}.id'
-    return sql, params, selected
+    return sql, params, selected + extra_keywords
+
+
+def _retrieve_value_problem(keyword: str, value: str) -> Optional[str]:
+    """Why ``value`` cannot name an entity in a retrieve, or None."""
+    kind = None
+    if '*' in value or '?' in value:
+        kind = 'a wildcard'
+    elif COLUMNS[keyword][1] == 'UI':
+        if uid_problem(value) is not None:
+            kind = 'a range' if '-' in value else 'not a UID'
+    if kind is None:
+        return None
+    shown = value if len(value) <= 24 else value[:21] + '...'
+    return f'{keyword} {shown} is {kind}; a retrieve takes exact values'
 
 
 def build_retrieve(level: str, identifier: Dataset) -> Tuple[str, list]:
-    """``(sql, params)`` selecting ``(path, SOPClassUID)`` of every instance under the
-    entities ``identifier`` names at ``level`` (C-MOVE and C-GET, PS3.4 C.4.2.2.1)."""
+    """``(sql, params)`` selecting ``(path, SOPInstanceUID)`` of every instance under
+    the entities ``identifier`` names at ``level`` (C-MOVE and C-GET).
+
+    PS3.4 C.4.2.2.1 / C.4.3.2.1: a retrieve names its entities by their unique keys
+    only: the key of ``level`` (a single value, or for UIDs a list of UIDs) and,
+    optionally, one value for each level above. Wildcards, ranges and anything that
+    is not a UID raise ``QueryError``, as does a unique key of a lower level; other
+    keys do not select and are ignored (as DCMTK's archive does).
+    """
     levels = _levels_up_to(level)
-    unique = UNIQUE_KEYS[level]
-    if not any(_values(identifier.get(unique))):
-        # PS3.4 C.4.2.2.1: a retrieve names its entities by their unique keys; an
-        # identifier without one would otherwise retrieve the whole archive.
-        raise QueryError(f'a retrieve at level {level} needs {unique}')
     where: List[str] = []
     params: list = []
-    for elem in identifier:
-        keyword = elem.keyword
-        if keyword in COLUMNS and COLUMNS[keyword][0] in levels:
-            col_level, vr = COLUMNS[keyword]
-            found = condition(f'{TABLES[col_level]}.{keyword}', vr, elem.value)
-            if found:
-                where.append(found[0])
-                params.extend(found[1])
-    sql = f'SELECT instance.path, instance.SOPInstanceUID FROM {_joins("IMAGE")}'
-    if where:
-        sql += ' WHERE ' + ' AND '.join(where)
-    return sql + ' ORDER BY instance.id', params
+    for lv in LEVELS:
+        keyword = UNIQUE_KEYS[lv]
+        values = [v for v in _values(_keyword_text(identifier, keyword)) if v]
+        if lv not in levels:
+            if values:
+                raise QueryError(f'{keyword} is below the retrieve level {level}')
+            continue
+        if not values:
+            if lv == level:
+                # Without it the retrieve would name the whole archive.
+                raise QueryError(f'a retrieve at level {level} needs {keyword}')
+            continue
+        if len(values) > 1 and (lv != level or keyword == 'PatientID'):
+            raise QueryError(f'{keyword} takes one value in this retrieve, not a list')
+        for value in values:
+            problem = _retrieve_value_problem(keyword, value)
+            if problem:
+                raise QueryError(problem)
+        column = f'{TABLES[lv]}.{keyword}'
+        if len(values) == 1:
+            where.append(f'{column} = ?')
+        else:
+            where.append(f'{column} IN ({", ".join("?" * len(values))})')
+        params.extend(values)
+    sql = (f'SELECT instance.path, instance.SOPInstanceUID FROM {_joins("IMAGE")} '
+           f'WHERE {" AND ".join(where)} ORDER BY instance.id')
+    return sql, params
 
 
-# -- the index -----------------------------------------------------------------------
+# -- the index -----------------------------------------------------------------------------
+
+class _Record(NamedTuple):
+    """What the index keeps of one instance."""
+    values: Dict[str, str]            # keyword -> text
+    path: str                         # relative to the storage directory
+    size: Optional[int]
+    transfer_syntax: str
+    charset: str
+
+
+def _display(value: str) -> str:
+    return value if value else '(none)'
+
 
 class Index:
     """The SQLite index of one storage directory; safe to share between threads.
 
     ``path`` ':memory:' keeps it in memory (tests). Every call runs under one lock, in
-    its own transaction.
+    its own transaction. An index of an older schema version is rebuilt from the
+    files here (``rebuilt`` then says how many were indexed); ``recreate`` starts an
+    empty index whatever was there (``--reindex``); a newer version raises
+    ``IndexVersionError``.
     """
 
-    def __init__(self, path: str, storage_dir: str) -> None:
+    def __init__(self, path: str, storage_dir: str, recreate: bool = False) -> None:
         self.path = path
         self.storage_dir = os.path.abspath(storage_dir)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.rebuilt: Optional[Tuple[int, int]] = None
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            if path != ':memory:':
-                self._db.execute('PRAGMA journal_mode=WAL')
-                self._db.execute('PRAGMA synchronous=NORMAL')
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
+            self._connect()
+            if recreate:
+                self._recreate()
+                return
+            version = self._db.execute('PRAGMA user_version').fetchone()[0]
+            tables = self._tables()
+        except sqlite3.DatabaseError as exc:
             raise OSError(f'cannot open the index database {path}: {exc}') from exc
+        if not tables:
+            self._recreate()
+        elif version > SCHEMA_VERSION:
+            self._db.close()
+            raise IndexVersionError(
+                f'the index {path} has schema version {version}, newer than this qrscp '
+                f'({SCHEMA_VERSION}); rebuild it with --reindex or use another --database')
+        elif version < SCHEMA_VERSION:
+            logger.warning('the index %s has schema version %d (this qrscp writes %d): '
+                           'rebuilding it from the files', path, version, SCHEMA_VERSION)
+            self.rebuilt = self.rebuild()
+            logger.warning('index rebuilt: %d instance(s) indexed, %d file(s) skipped',
+                           *self.rebuilt)
+
+    def _connect(self) -> None:
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        if self.path != ':memory:':
+            self._db.execute('PRAGMA journal_mode=WAL')
+            self._db.execute('PRAGMA synchronous=NORMAL')
+
+    def _tables(self) -> List[str]:
+        return [row[0] for row in self._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+
+    def _recreate(self) -> None:
+        """Drop whatever the database holds and create the current schema, empty."""
+        with self._lock:
+            try:
+                self._drop_and_create()
+            except sqlite3.DatabaseError as exc:
+                if self.path == ':memory:':
+                    raise
+                # Not a database at all (a damaged file): start a new one.
+                logger.warning('the index %s is unreadable (%s): starting a new one',
+                               self.path, exc)
+                self._db.close()
+                for suffix in ('', '-wal', '-shm'):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.path + suffix)
+                self._connect()
+                self._drop_and_create()
+
+    def _drop_and_create(self) -> None:
+        with self._transaction():
+            for table in self._tables():
+                self._db.execute(f'DROP TABLE IF EXISTS "{table}"')
+            for statement in _ddl().split(';\n'):
+                self._db.execute(statement.rstrip(';'))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    # -- writing ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _transaction(self):
+        """BEGIN IMMEDIATE .. COMMIT (ROLLBACK on any exception); caller holds the lock."""
+        self._db.execute('BEGIN IMMEDIATE')
+        try:
+            yield
+        except BaseException:
+            self._db.execute('ROLLBACK')
+            raise
+        self._db.execute('COMMIT')
 
-    def add(self, ds: Dataset, path: str, size: Optional[int] = None,
-            transfer_syntax: Optional[str] = None) -> None:
-        """Index the instance ``ds`` (its attributes; pixel data not needed) kept at
-        ``path``; a known SOP Instance UID is moved to the new place and values."""
-        values = {kw: normalise(vr, ds.get(kw)) for kw, (level, vr) in COLUMNS.items()}
+    # -- writing -------------------------------------------------------------------------
+
+    def _record(self, ds: Dataset, path: str, size: Optional[int],
+                transfer_syntax: Optional[str]) -> _Record:
+        values = {kw: normalise(vr, element_text(ds, tag_for_keyword(kw), vr))
+                  for kw, (level, vr) in COLUMNS.items()}
         for level in ('STUDY', 'SERIES', 'IMAGE'):
             if not values[UNIQUE_KEYS[level]]:
                 raise ValueError(f'the instance has no {UNIQUE_KEYS[level]}')
         relpath = os.path.relpath(os.path.abspath(path), self.storage_dir)
-        charset = ds.get('SpecificCharacterSet') or ''
-        charset = '\\'.join(charset) if _is_multiple(charset) else str(charset)
-        with self._lock, self._db:
-            self._db.execute('BEGIN IMMEDIATE')
-            patient_key = values['PatientID'] + '\x00' + values['IssuerOfPatientID']
-            patient_id = self._upsert('PATIENT', values, 'patient_key', patient_key)
-            study_id = self._upsert('STUDY', values, 'StudyInstanceUID',
-                                    values['StudyInstanceUID'], ('patient_id', patient_id))
-            series_id = self._upsert('SERIES', values, 'SeriesInstanceUID',
-                                     values['SeriesInstanceUID'], ('study_id', study_id))
-            self._upsert('IMAGE', values, 'SOPInstanceUID', values['SOPInstanceUID'],
-                         ('series_id', series_id), extra={
-                             'path': relpath, 'size': size, 'TransferSyntaxUID':
-                             transfer_syntax or '', 'SpecificCharacterSet': charset})
+        charset = element_text(ds, tag_for_keyword('SpecificCharacterSet'), 'CS')
+        return _Record(values, relpath, size, transfer_syntax or '', charset)
 
-    def _upsert(self, level: str, values: dict, key_column: str, key: str,
-                parent: Optional[tuple] = None, extra: Optional[dict] = None) -> int:
-        table = TABLES[level]
-        row = {kw: values[kw] for kw, _ in ATTRIBUTES[level]}
-        if level == 'PATIENT':
-            row['patient_key'] = key
-        if parent is not None:
-            row[parent[0]] = parent[1]
-        row.update(extra or {})
-        found = self._db.execute(f'SELECT id FROM {table} WHERE {key_column} = ?',
-                                 (key,)).fetchone()
-        if found is None:
-            names = ', '.join(row)
-            cursor = self._db.execute(
-                f'INSERT INTO {table} ({names}) VALUES ({", ".join("?" * len(row))})',
-                tuple(row.values()))
-            return cursor.lastrowid
-        self._db.execute(f'UPDATE {table} SET {", ".join(f"{k} = ?" for k in row)} '
-                         f'WHERE id = ?', (*row.values(), found[0]))
-        return found[0]
+    def add(self, ds: Dataset, path: str, size: Optional[int] = None,
+            transfer_syntax: Optional[str] = None) -> Optional[str]:
+        """Index the instance ``ds`` (its attributes; pixel data not needed) kept at
+        ``path``, a file already in place. A known SOP Instance UID is replaced.
+
+        Raises ``Conflict`` (nothing changed) when it would re-parent what is stored.
+        Returns the path the replaced row pointed to (relative), or None.
+        """
+        record = self._record(ds, path, size, transfer_syntax)
+        with self._lock, self._transaction():
+            return self._put(record)
+
+    def place(self, ds: Dataset, temp_path: str, final_path: str, size: Optional[int] = None,
+              transfer_syntax: Optional[str] = None) -> None:
+        """Move the complete file ``temp_path`` to ``final_path`` and index it, as one step.
+
+        Under the index lock: the rows are written (``Conflict``: nothing is, and
+        ``temp_path`` stays where it is), the file is moved, the file of a replaced
+        instance with another path is removed. A crash at any point leaves a
+        ``placement`` row, which ``recover`` settles from what is on disk.
+        """
+        record = self._record(ds, final_path, size, transfer_syntax)
+        uid = record.values['SOPInstanceUID']
+        with self._lock:
+            with self._transaction():
+                previous = self._put(record)
+                self._db.execute('INSERT OR REPLACE INTO placement VALUES (?, ?, ?)',
+                                 (uid, record.path, previous))
+            try:
+                os.makedirs(os.path.dirname(final_path), exist_ok=True)
+                os.replace(temp_path, final_path)
+                if previous is not None and previous != record.path:
+                    self._remove_file(previous)
+            except OSError:
+                self._settle(uid, record.path, previous)
+                raise
+            self._db.execute('DELETE FROM placement WHERE SOPInstanceUID = ?', (uid,))
+
+    def _remove_file(self, relpath: str) -> None:
+        path = self.resolve(relpath)
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+    def _put(self, record: _Record) -> Optional[str]:
+        """Write ``record``'s rows; the caller holds the lock, inside a transaction.
+
+        The instance's old row, if any, goes first, with the rows it alone held; then
+        the instance is filed as a new one. Existing patient, study and series rows
+        are used as they are, never updated: a later instance does not relabel what
+        was stored before it.
+        """
+        values = record.values
+        db = self._db
+        old = db.execute('SELECT id, series_id, path FROM instance WHERE SOPInstanceUID = ?',
+                         (values['SOPInstanceUID'],)).fetchone()
+        if old is not None:
+            db.execute('DELETE FROM instance WHERE id = ?', (old[0],))
+            self._prune(old[1])
+        study_uid, series_uid = values['StudyInstanceUID'], values['SeriesInstanceUID']
+        pid, issuer = values['PatientID'], values['IssuerOfPatientID']
+        study = db.execute(
+            'SELECT study.id, patient.PatientID, patient.IssuerOfPatientID FROM study JOIN '
+            'patient ON study.patient_id = patient.id WHERE StudyInstanceUID = ?',
+            (study_uid,)).fetchone()
+        # Another patient: another Patient ID, or the same one from another issuer
+        # (an issuer left empty on either side does not say "another").
+        if study is not None and (study[1] != pid or (study[2] and issuer and
+                                                      study[2] != issuer)):
+            raise Conflict(
+                f'study {study_uid} belongs to patient {_display(study[1])}'
+                f'{" (issuer " + study[2] + ")" if study[2] else ""}; the instance '
+                f'{values["SOPInstanceUID"]} says patient {_display(pid)}'
+                f'{" (issuer " + issuer + ")" if issuer else ""}',
+                f'study already belongs to Patient ID {_display(study[1])}, '
+                f'not {_display(pid)}')
+        series = db.execute(
+            'SELECT series.id, study.StudyInstanceUID FROM series JOIN study ON '
+            'series.study_id = study.id WHERE SeriesInstanceUID = ?', (series_uid,)).fetchone()
+        if series is not None and series[1] != study_uid:
+            raise Conflict(
+                f'series {series_uid} belongs to study {series[1]}; the instance '
+                f'{values["SOPInstanceUID"]} says study {study_uid}',
+                'Series Instance UID already belongs to another study')
+        if study is not None:
+            study_id = study[0]
+        else:
+            key = pid + '\x00' + issuer
+            found = db.execute('SELECT id FROM patient WHERE patient_key = ?',
+                               (key,)).fetchone()
+            patient_id = found[0] if found else self._insert('PATIENT', values,
+                                                             {'patient_key': key})
+            study_id = self._insert('STUDY', values, {'patient_id': patient_id})
+        series_id = series[0] if series is not None else self._insert(
+            'SERIES', values, {'study_id': study_id})
+        self._insert('IMAGE', values, {
+            'series_id': series_id, 'path': record.path, 'size': record.size,
+            'TransferSyntaxUID': record.transfer_syntax,
+            'SpecificCharacterSet': record.charset})
+        return old[2] if old is not None else None
+
+    def _insert(self, level: str, values: dict, extra: dict) -> int:
+        row = dict(extra)
+        for keyword, vr in ATTRIBUTES[level]:
+            row[keyword] = values[keyword]
+            if vr in _RANGE_VRS:
+                row[f'{keyword}_range'] = range_value(vr, values[keyword])
+        cursor = self._db.execute(
+            f'INSERT INTO {TABLES[level]} ({", ".join(row)}) VALUES '
+            f'({", ".join("?" * len(row))})', tuple(row.values()))
+        return cursor.lastrowid
+
+    def _prune(self, series_id: int) -> None:
+        """Delete the series, study and patient rows no instance is under any more."""
+        db = self._db
+        if db.execute('SELECT 1 FROM instance WHERE series_id = ? LIMIT 1',
+                      (series_id,)).fetchone():
+            return
+        (study_id,) = db.execute('SELECT study_id FROM series WHERE id = ?',
+                                 (series_id,)).fetchone()
+        db.execute('DELETE FROM series WHERE id = ?', (series_id,))
+        if db.execute('SELECT 1 FROM series WHERE study_id = ? LIMIT 1',
+                      (study_id,)).fetchone():
+            return
+        (patient_id,) = db.execute('SELECT patient_id FROM study WHERE id = ?',
+                                   (study_id,)).fetchone()
+        db.execute('DELETE FROM study WHERE id = ?', (study_id,))
+        if not db.execute('SELECT 1 FROM study WHERE patient_id = ? LIMIT 1',
+                          (patient_id,)).fetchone():
+            db.execute('DELETE FROM patient WHERE id = ?', (patient_id,))
+
+    def _read(self, path: str) -> Tuple[Dataset, str]:
+        """The indexed attributes and the transfer syntax of the Part-10 file ``path``."""
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=INDEXED_KEYWORDS)
+        meta = getattr(ds, 'file_meta', None)
+        ts = element_text(meta, tag_for_keyword('TransferSyntaxUID'), 'UI') if meta else ''
+        if not ts:
+            raise ValueError('no file meta information')
+        return ds, ts
+
+    def _settle(self, uid: str, relpath: str, previous: Optional[str]) -> None:
+        """Make the index say what the disk holds for ``uid`` after an interrupted
+        ``place``: the new file when it arrived (then the replaced one is removed),
+        else the replaced one; the placement row goes."""
+        candidates = [relpath] + ([previous] if previous not in (None, relpath) else [])
+        with self._lock:
+            indexed = None
+            with self._transaction():
+                old = self._db.execute('SELECT id, series_id FROM instance WHERE '
+                                       'SOPInstanceUID = ?', (uid,)).fetchone()
+                if old is not None:
+                    self._db.execute('DELETE FROM instance WHERE id = ?', (old[0],))
+                    self._prune(old[1])
+                for candidate in candidates:
+                    path = self.resolve(candidate)
+                    if path is None or not os.path.isfile(path):
+                        continue
+                    try:
+                        ds, ts = self._read(path)
+                        record = self._record(ds, path, os.path.getsize(path), ts)
+                    except Exception as exc:  # pydicom raises many kinds on a bad file
+                        logger.warning('%s not indexed after an interrupted store: %s',
+                                       path, exc)
+                        continue
+                    self._db.execute('SAVEPOINT settle')
+                    try:
+                        self._put(record)
+                    except Conflict as exc:
+                        self._db.execute('ROLLBACK TO settle')
+                        self._db.execute('RELEASE settle')
+                        logger.warning('%s not indexed after an interrupted store: %s',
+                                       path, exc)
+                        continue
+                    self._db.execute('RELEASE settle')
+                    indexed = candidate
+                    break
+                self._db.execute('DELETE FROM placement WHERE SOPInstanceUID = ?', (uid,))
+            if indexed == relpath and len(candidates) == 2:
+                # The new file arrived: the copy it replaced must not come back.
+                self._remove_file(previous)
+
+    def recover(self) -> int:
+        """Settle every store a crash interrupted (see ``place``); how many there were."""
+        with self._lock:
+            rows = self._db.execute('SELECT SOPInstanceUID, path, previous FROM '
+                                    'placement').fetchall()
+            for uid, relpath, previous in rows:
+                logger.warning('settling the store of %s interrupted by a crash', uid)
+                self._settle(uid, relpath, previous)
+        return len(rows)
 
     def clear(self) -> None:
-        with self._lock, self._db:
-            self._db.execute('BEGIN IMMEDIATE')
-            for table in ('instance', 'series', 'study', 'patient'):
+        with self._lock, self._transaction():
+            for table in ('placement', 'instance', 'series', 'study', 'patient'):
                 self._db.execute(f'DELETE FROM {table}')
 
     def rebuild(self) -> Tuple[int, int]:
-        """Index every Part-10 file under the storage directory afresh.
+        """Drop the index and index every Part-10 file under the storage directory.
 
-        Returns ``(indexed, skipped)``; hidden directories (transfers in progress) and
-        the database files are not read.
+        Returns ``(indexed, skipped)``. Hidden files and directories (transfers in
+        progress, temporary files) and the database files are not read. Of two files
+        with one SOP Instance UID the newer is indexed; a file that would re-parent
+        what is already indexed is skipped, with a warning.
         """
-        self.clear()
+        self._recreate()
         indexed = skipped = 0
+        database = os.path.abspath(self.path)
         for root, dirs, files in os.walk(self.storage_dir):
             dirs[:] = sorted(d for d in dirs if not d.startswith('.') and d != INCOMING)
             for name in sorted(files):
                 path = os.path.join(root, name)
-                if os.path.abspath(path) == os.path.abspath(self.path) or \
-                        name.startswith(os.path.basename(self.path) + '-'):
+                if name.startswith('.') or os.path.abspath(path) == database or \
+                        os.path.abspath(path).startswith(database + '-'):
                     continue
                 try:
-                    ds = pydicom.dcmread(path, stop_before_pixels=True,
-                                         specific_tags=INDEXED_KEYWORDS)
-                    meta = getattr(ds, 'file_meta', None)
-                    ts = str(meta.get('TransferSyntaxUID', '')) if meta else ''
-                    if not ts:
-                        raise ValueError('no file meta information')
-                    self.add(ds, path, os.path.getsize(path), ts)
-                    indexed += 1
+                    ds, ts = self._read(path)
+                    uid = _keyword_text(ds, 'SOPInstanceUID')
+                    known = self.instance(uid) if uid else None
+                    if known is not None and os.path.getmtime(known[1]) > \
+                            os.path.getmtime(path):
+                        logger.warning('%s holds SOP Instance UID %s as %s does, and is '
+                                       'older: not indexed', path, uid, known[1])
+                        skipped += 1
+                        continue
+                    replaced = self.add(ds, path, os.path.getsize(path), ts)
+                    if replaced is not None:
+                        logger.warning('%s holds SOP Instance UID %s as %s does, and is '
+                                       'newer: indexed in its place', path, uid, replaced)
+                        skipped += 1
+                    else:
+                        indexed += 1
+                except Conflict as exc:
+                    logger.warning('not indexed: %s: %s', path, exc)
+                    skipped += 1
                 except Exception as exc:  # not DICOM, or lacking the hierarchy's UIDs
                     logger.info('not indexed: %s: %s', path, exc)
                     skipped += 1
         return indexed, skipped
 
-    # -- reading ---------------------------------------------------------------------
+    # -- reading -------------------------------------------------------------------------
 
     def find(self, identifier: Dataset, root: str = 'patient') -> List[Match]:
         """The matches of a C-FIND identifier, in the order the archive received them."""
@@ -497,33 +944,36 @@ class Index:
                     .fetchone()[0] for level in LEVELS}
 
 
+# -- answers -------------------------------------------------------------------------------
+
 def match_dataset(match: Match, identifier: Dataset, retrieve_aet: Optional[str] = None
                   ) -> Dataset:
     """The C-FIND response identifier for ``match``: every requested key, with the
-    archive's value or empty, plus the level and its unique keys (PS3.4 C.4.1.1.3.2)."""
+    archive's value or empty, plus the level and its unique keys (PS3.4 C.4.1.1.3.2).
+
+    Values go back as the archive keeps them, also those that do not parse as their
+    VR (IS "abc" is sent as ``abc``), as DCMTK's archive does.
+    """
     ds = Dataset()
     values = match.values
-    for elem in identifier:
-        keyword = elem.keyword
+    for tag, keyword, vr in _elements(identifier):
         if keyword in ('QueryRetrieveLevel', 'SpecificCharacterSet'):
             continue
-        if elem.VR == 'SQ':
-            ds.add_new(elem.tag, 'SQ', [])  # sequences are not matched: returned empty
-            continue
-        if keyword == 'RetrieveAETitle' and retrieve_aet:
-            ds.RetrieveAETitle = retrieve_aet
-            continue
-        if keyword == 'InstanceAvailability':
-            ds.InstanceAvailability = 'ONLINE'
-            continue
-        if keyword in values:
-            _set(ds, keyword, elem.VR, values[keyword])
+        if vr == 'SQ':
+            ds.add_new(tag, 'SQ', [])  # sequences are not matched: returned empty
+        elif keyword == 'RetrieveAETitle' and retrieve_aet:
+            _set(ds, tag, 'AE', retrieve_aet)
+        elif keyword == 'InstanceAvailability':
+            _set(ds, tag, 'CS', 'ONLINE')
+        elif keyword in values:
+            _set(ds, tag, vr, _answer_text(keyword, values[keyword]))
         else:
-            ds.add_new(elem.tag, elem.VR, None)
+            _set(ds, tag, vr, None)
     for level in _levels_up_to(match.level):
         keyword = UNIQUE_KEYS[level]
-        if keyword not in ds:
-            _set(ds, keyword, COLUMNS[keyword][1], values.get(keyword))
+        tag = tag_for_keyword(keyword)
+        if tag not in ds:
+            _set(ds, tag, COLUMNS[keyword][1], values.get(keyword))
     ds.QueryRetrieveLevel = match.level
     text = ''.join(str(v) for v in values.values() if isinstance(v, str))
     if not text.isascii():
@@ -532,19 +982,38 @@ def match_dataset(match: Match, identifier: Dataset, retrieve_aet: Optional[str]
     return ds
 
 
-def _set(ds: Dataset, keyword: str, vr: str, value) -> None:
+def _answer_text(keyword: str, value) -> Optional[str]:
     if value is None or value == '':
-        setattr(ds, keyword, None)
-        return
+        return None
     if keyword in _IN_STUDY:
-        value = sorted(set(str(value).split(',')))
-        setattr(ds, keyword, value if len(value) > 1 else value[0])
-        return
-    if isinstance(value, int):
-        value = str(value)
-    setattr(ds, keyword, value)
+        return '\\'.join(sorted(set(str(value).split(','))))
+    return str(value)
 
 
-__all__ = ['Index', 'Match', 'QueryError', 'build_find', 'build_retrieve', 'condition',
-           'match_dataset', 'normalise', 'query_level', 'levels_for', 'LEVELS',
-           'ATTRIBUTES', 'INDEXED_KEYWORDS']
+def _number(vr: str, text: str):
+    """An IS or DS value that writes ``text`` as it is, whether it parses or not."""
+    kind = IS if vr == 'IS' else DSfloat
+    try:
+        number = kind(text, validation_mode=pydicom_config.IGNORE)
+        if number == number and abs(float(number)) != float('inf'):
+            return number
+    except (ValueError, OverflowError, ArithmeticError):
+        pass
+    number = kind(0)
+    number.original_string = text  # what pydicom writes for a value it read
+    return number
+
+
+def _set(ds: Dataset, tag: int, vr: str, text: Optional[str]) -> None:
+    """Put ``text`` into ``ds`` as it is, without pydicom refusing or re-checking it."""
+    value = text if text not in (None, '') else None
+    if value is not None and vr in ('IS', 'DS'):
+        numbers = [_number(vr, part) for part in value.split('\\')]
+        value = numbers if len(numbers) > 1 else numbers[0]
+    ds[tag] = DataElement(tag, vr, value, validation_mode=pydicom_config.IGNORE)
+
+
+__all__ = ['Index', 'Match', 'QueryError', 'Conflict', 'IndexVersionError', 'build_find',
+           'build_retrieve', 'condition', 'match_dataset', 'normalise', 'range_value',
+           'element_text', 'query_level', 'levels_for', 'LEVELS', 'ATTRIBUTES',
+           'INDEXED_KEYWORDS', 'SCHEMA_VERSION']
