@@ -19,6 +19,7 @@ import socketserver
 import struct
 import tempfile
 import threading
+import time
 from typing import Iterable, Optional
 
 from pydicom.dataset import Dataset
@@ -27,7 +28,7 @@ from pynetdicom2 import statuses, uids
 from pynetdicom2.asceprovider import (
     GET_SOP_CLASSES, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS,
     AETParams, AssociationAcceptor, AssociationRequester, PContextDefList)
-from pynetdicom2.exceptions import EventHandlingError, NetDICOMError
+from pynetdicom2.exceptions import AssociationRejectedError, EventHandlingError, NetDICOMError
 from pynetdicom2.services import storage as storage_service, verification as verification_service
 
 logger = logging.getLogger(__name__)
@@ -286,6 +287,46 @@ class ClientAE(AEBase):
         self.local_ae = AETParams(socket.gethostname(), ae_title, None)
 
 
+class _PendingConnection:
+    """A connection whose A-ASSOCIATE-RQ has not arrived yet.
+
+    It holds a duplicate of the socket's descriptor so that another thread can cut
+    the connection (``shutdown`` acts on the connection, not on one descriptor)
+    whatever the serving thread is doing with its own: a TLS handshake, a read. The
+    duplicate is closed by ``cut`` or ``release``, whichever comes; the AE calls
+    exactly one of them, by whoever takes the connection out of its table.
+    """
+
+    __slots__ = ('peer', 'since', '_control')
+
+    def __init__(self, sock, client_address) -> None:
+        self.peer = '%s:%s' % tuple(client_address[:2]) if client_address else '?'
+        self.since = time.monotonic()
+        try:
+            self._control: Optional[socket.socket] = sock.dup()
+        except OSError:  # out of descriptors: this one just cannot be cut early
+            self._control = None
+
+    def waited(self) -> float:
+        return time.monotonic() - self.since
+
+    def cut(self) -> None:
+        """End the connection now; the serving thread sees it closed."""
+        control, self._control = self._control, None
+        if control is not None:
+            try:
+                control.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            control.close()
+
+    def release(self) -> None:
+        """The connection no longer waits: drop the duplicate only."""
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()
+
+
 class _AssociationHandler(socketserver.BaseRequestHandler):
     """One thread per connection: run one association to its end."""
 
@@ -298,8 +339,14 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
 
     ``with ae:`` starts serving in a background thread; leaving the block calls
     ``quit()``. Port 0 picks a free port, readable as ``ae.local_ae.port``.
-    ``max_associations`` bounds simultaneous associations; beyond it the AE
-    answers A-ASSOCIATE-RJ (2, 3, 2: rejected-transient, local-limit-exceeded).
+
+    ``max_associations`` (default None: no limit, as 0.9.8) bounds the associations
+    served at once; beyond it the AE answers A-ASSOCIATE-RJ (2, 3, 2:
+    rejected-transient, local-limit-exceeded). Only a connection whose
+    A-ASSOCIATE-RQ has arrived counts. Connections still waiting for theirs are
+    bounded apart by ``max_pending_connections`` (default 64): a new one beyond it
+    closes the one that has waited longest. Each waits at most ``artim_timeout``
+    (PS3.8 9.1.5), so silent sockets never lock real peers out.
     """
 
     # socketserver.BaseServer has a ``timeout`` of its own; ours is dcm_timeout's alias.
@@ -309,7 +356,11 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
     # socketserver's default backlog of 5 drops SYNs in a burst of connections.
     request_queue_size = socket.SOMAXCONN
     allow_reuse_address = True
-    max_associations = 10
+    #: Associations served at once (None: no limit); beyond it A-ASSOCIATE-RJ (2, 3, 2).
+    max_associations: Optional[int] = None
+    #: Connections waiting for their A-ASSOCIATE-RQ (None: no bound); beyond it the
+    #: one that has waited longest is closed. Each waits at most ``artim_timeout``.
+    max_pending_connections: Optional[int] = 64
     #: Seconds a finished association's thread waits for the next connection before
     #: it ends: back-to-back associations skip a thread start (about 70 µs each).
     idle_thread_timeout = 1.0
@@ -321,6 +372,8 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         if ':' in bind_address:
             self.address_family = socket.AF_INET6
         self._active: set = set()
+        # Connections waiting for their A-ASSOCIATE-RQ, oldest first (under ``lock``).
+        self._pending: dict = {}
         self._serving_thread: Optional[threading.Thread] = None
         # Association threads waiting for a connection, and the hand-over to them.
         self._idle_threads = 0
@@ -350,24 +403,66 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
 
     def serve_association(self, sock, client_address) -> None:
         """Run one incoming association in the calling thread."""
+        pending = self._connection_pending(sock, client_address)
+        acceptor = None
         try:
-            sock = self.wrap_server_socket(sock)
-        except Exception as exc:  # a failed TLS handshake ends this connection only
-            logger.warning('connection from %s refused: %s', client_address, exc)
-            return
-        acceptor = AssociationAcceptor(self, sock, client_address)
+            try:
+                sock = self.wrap_server_socket(sock)
+            except Exception as exc:  # a failed TLS handshake ends this connection only
+                logger.warning('connection from %s refused: %s', pending.peer, exc)
+                return
+            acceptor = AssociationAcceptor(self, sock, client_address)
+            acceptor.run(admit=lambda acceptor: self._admit(pending, acceptor))
+        finally:
+            self._connection_no_longer_pending(pending)
+            if acceptor is not None:
+                with self.lock:
+                    self._active.discard(acceptor)
+
+    def _connection_pending(self, sock, client_address) -> '_PendingConnection':
+        """Count a new connection as pending; close the longest-waiting ones beyond
+        ``max_pending_connections``, so a flood of silent sockets cannot keep a real
+        peer's A-ASSOCIATE-RQ from being read."""
+        pending = _PendingConnection(sock, client_address)
+        oldest = []
         with self.lock:
-            over_limit = len(self._active) >= self.max_associations
+            self._pending[pending] = None        # a dict keeps the order of arrival
+            limit = self.max_pending_connections
+            while limit is not None and len(self._pending) > max(limit, 1):
+                connection = next(iter(self._pending))
+                del self._pending[connection]
+                oldest.append(connection)
+            waiting = len(self._pending)
+        for connection in oldest:
+            logger.warning('closing the connection from %s: no A-ASSOCIATE-RQ after %.1f s '
+                           'and %d newer connections are waiting for theirs '
+                           '(max_pending_connections %d)', connection.peer,
+                           connection.waited(), waiting, limit)
+            connection.cut()
+        return pending
+
+    def _connection_no_longer_pending(self, pending: '_PendingConnection') -> None:
+        with self.lock:
+            ours = pending in self._pending
+            if ours:
+                del self._pending[pending]
+        if ours:  # else whoever took it out of the table cuts it
+            pending.release()
+
+    def _admit(self, pending: '_PendingConnection', acceptor: AssociationAcceptor) -> None:
+        """The A-ASSOCIATE-RQ has arrived: from now on the connection counts toward
+        ``max_associations``, or is rejected (2, 3, 2) when that limit is reached."""
+        self._connection_no_longer_pending(pending)
+        with self.lock:
+            limit = self.max_associations
+            over_limit = limit is not None and len(self._active) >= limit
             if not over_limit:
                 self._active.add(acceptor)
-        try:
-            if over_limit:
-                self._reject_over_limit(acceptor)
-            else:
-                acceptor.run()
-        finally:
-            with self.lock:
-                self._active.discard(acceptor)
+        if over_limit:
+            logger.warning('rejecting %s: %d associations already active (max_associations)',
+                           acceptor.dul.peer, limit)
+            raise AssociationRejectedError(
+                2, 3, 2, f'{limit} associations already active (max_associations)')
 
     def process_request(self, request, client_address) -> None:
         """Serve a new connection in an idle association thread, else in a new one."""
@@ -406,16 +501,6 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
                 self._handover.put((None, None))
             self._idle_threads = 0
 
-    def _reject_over_limit(self, acceptor: AssociationAcceptor) -> None:
-        try:
-            acceptor.receive_request()
-            logger.warning('rejecting %s: %d associations already active',
-                           acceptor.dul.peer, self.max_associations)
-            acceptor.reject(2, 3, 2)
-        except Exception as exc:  # a broken peer: nothing more to do with it
-            logger.info('connection from %s dropped: %s', acceptor.dul.peer, exc)
-            acceptor.kill()
-
     def on_association_request(self, asce, assoc) -> None:
         """Default: accept every request."""
 
@@ -447,6 +532,10 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         self._end_idle_threads()
         with self.lock:
             active = list(self._active)
+            pending = list(self._pending)
+            self._pending.clear()
+        for connection in pending:
+            connection.cut()
         for acceptor in active:
             acceptor.kill()
 

@@ -530,15 +530,20 @@ class AssociationAcceptor(Association):
 
     # -- serving --------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, admit: Optional[Callable[['AssociationAcceptor'], None]] = None) -> None:
         """Serve one association from A-ASSOCIATE-RQ to release or abort.
 
-        ``EventHandlingError`` is handled inside the services; any other exception
-        from a handler is logged with its traceback and aborts this association only.
+        ``admit``, when given, is called as soon as the A-ASSOCIATE-RQ has arrived,
+        before any check or hook; it may raise ``AssociationRejectedError`` (the AE
+        counts its associations there). ``EventHandlingError`` is handled inside the
+        services; any other exception from a handler is logged with its traceback
+        and aborts this association only.
         """
         try:
             rq = self.receive_request()
             try:
+                if admit is not None:
+                    admit(self)
                 self.check_request(rq)
                 if self.user_identity is not None:
                     response = self.ae.on_user_identity(self, self.user_identity)

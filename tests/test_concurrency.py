@@ -466,19 +466,24 @@ class IdentityCheckingAE(ae_module.StorageAE):
 
     def on_user_identity(self, asce, identity):
         with self._seen_lock:
-            self.seen.append((identity.user_identity_type, bytes(identity.primary_field),
-                              bytes(identity.secondary_field),
+            self.seen.append((identity.user_identity_type, _raw(identity.primary_field),
+                              _raw(identity.secondary_field),
                               identity.positive_response_req))
         if identity.user_identity_type == 5:
             return b'server-token'
-        if (identity.primary_field, identity.secondary_field) != (b'doctor', b'right'):
+        if (identity.primary_field, identity.secondary_field) != ('doctor', 'right'):
             raise AssociationRejectedError(1, 2, 1)
         return None
 
 
+def _raw(field) -> bytes:
+    """A user-identity field's bytes: it reads as str when UTF-8 (as in 0.9.8)."""
+    return field.encode('utf-8') if isinstance(field, str) else field
+
+
 def _identity_answers(assoc) -> list:
     info = assoc.ac.user_information
-    return [item.server_response for item in info.user_data
+    return [_raw(item.server_response) for item in info.user_data
             if isinstance(item, userdataitems.UserIdentityNegotiationSubItemAc)]
 
 
@@ -588,3 +593,77 @@ def test_max_associations_under_load_accepts_exactly_the_limit(store_dir):
             # Released: once the AE's association threads have ended, the next round
             # must again get exactly ``limit`` associations.
             assert wait_until(lambda: threading.active_count() <= baseline)
+
+
+# -- the default: no limit, as 0.9.8; silent connections never count -------------------------
+
+def _hold_together(port: int, called: str, n: int, together: threading.Barrier) -> int:
+    """Associate, wait until every party holds its association, then echo and release."""
+    scu = ae_module.ClientAE(f'SCU{n:02d}').add_scu(sopclass.verification_scu)
+    scu.dcm_timeout = TIMEOUT
+    try:
+        with scu.request_association({'aet': called, 'address': '127.0.0.1',
+                                      'port': port}) as assoc:
+            together.wait(GATE_TIMEOUT)
+            return int(assoc.get_scu(VERIFICATION)(n + 1))
+    except BaseException:
+        together.abort()            # the others stop waiting for this one
+        raise
+
+
+def test_thirty_associations_at_once_to_a_plain_ae_are_all_served():
+    # A 0.9.8 script's server: a plain AE, nothing set. 0.9.8 has no association
+    # limit, so 30 requesters holding their associations at the same time all get in.
+    server = ae_module.AE('PLAIN_SCP', 0, bind_address='127.0.0.1')
+    server.add_scp(sopclass.verification_scp)
+    count = 30
+    together = threading.Barrier(count)
+    with server:
+        port = server.local_ae.port
+        results = run_threads([lambda n=n: _hold_together(port, 'PLAIN_SCP', n, together)
+                               for n in range(count)])
+    assert [_outcome(r) for r in results] == [0] * count
+
+
+def test_silent_connections_do_not_count_toward_max_associations(store_dir):
+    server = storage_server(store_dir, max_associations=2)
+    server.artim_timeout = TIMEOUT          # the silent ones stay for the whole test
+    silent: List[socket.socket] = []
+    with server:
+        port = server.local_ae.port
+        try:
+            for _ in range(12):
+                silent.append(socket.create_connection(('127.0.0.1', port), timeout=5))
+            together = threading.Barrier(3)
+            release = threading.Event()
+            outcomes: List[object] = []
+
+            def hold(n):
+                with client(f'HOLD{n}').request_association(remote(server)) as assoc:
+                    together.wait(GATE_TIMEOUT)
+                    assert release.wait(TIMEOUT)
+                    return int(assoc.get_scu(VERIFICATION)(1))
+
+            holders = threading.Thread(target=lambda: outcomes.extend(run_threads(
+                [lambda n=n: hold(n) for n in range(2)])), daemon=True)
+            holders.start()
+            together.wait(GATE_TIMEOUT)     # both associations are established now
+            # The third real association is one too many; the 12 silent ones are not.
+            with pytest.raises(AssociationRejectedError) as info:
+                with client('THIRD').request_association(remote(server)):
+                    pass
+            assert (info.value.result, info.value.source, info.value.diagnostic) == (2, 3, 2)
+            release.set()
+            holders.join(TIMEOUT + 5)
+            assert [_outcome(r) for r in outcomes] == [0, 0]
+            # Released: a place is free again, silent sockets or not.
+            assert wait_until(lambda: not server._active)
+            with client('FOURTH').request_association(remote(server)) as assoc:
+                assert int(assoc.get_scu(VERIFICATION)(2)) == 0
+            for conn in silent:                 # never answered, never cut: still waiting
+                conn.settimeout(0.05)
+                with pytest.raises(socket.timeout):
+                    conn.recv(1)
+        finally:
+            for conn in silent:
+                conn.close()

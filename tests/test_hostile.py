@@ -367,7 +367,7 @@ def leaves_no_trace(ae, store_dir, caplog):
     assert our_echo(port) == 0                  # warm up: the AE's own threads exist now
     baseline = Baseline()
     yield port
-    # Settled first: connections still being closed count against max_associations.
+    # Settled first: what the scenario left is gone before the echo's own thread counts.
     assert baseline.settled(), baseline.describe()
     assert our_echo(port, 2) == 0
     assert baseline.settled(), baseline.describe()
@@ -433,3 +433,115 @@ def test_a_maximum_length_too_small_for_any_pdv_is_refused_in_words(storage_ae):
         data, closed = read_to_close(conn)
     assert closed and len(data) == 10 and data[0] == pdu.A_ABORT, data
     assert pdu.AAbortPDU.decode(data).source in (0, 2)
+
+
+# -- silent connections: bounded apart, reaped by ARTIM, never counted as associations ------------
+
+def open_silent(port: int, count: int) -> list:
+    """``count`` connections that never send a byte."""
+    silent = []
+    try:
+        for _ in range(count):
+            silent.append(connect(port))
+    except BaseException:
+        for conn in silent:
+            conn.close()
+        raise
+    return silent
+
+
+def still_open(conn: socket.socket, wait: float = 0.3) -> bool:
+    """True when nothing, not even the end of the connection, arrives within ``wait``."""
+    conn.settimeout(wait)
+    try:
+        return conn.recv(1) != b''
+    except socket.timeout:
+        return True
+    except OSError:
+        return False
+
+
+def closing_warnings(caplog) -> list:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.WARNING and 'max_pending_connections' in r.getMessage()]
+
+
+def silent_flood_then(store_dir, caplog, real_association: Callable[[int], object],
+                      silent_count: int = 20, pending_bound: int = 8):
+    """More silent sockets than the AE lets wait, held open while a real association
+    runs; returns what ``real_association(port)`` returned once every silent socket
+    has been closed by the AE (cut to make room, or by ARTIM)."""
+    caplog.set_level(logging.INFO, logger='pynetdicom2')
+    ae = make_storage_ae(store_dir)
+    ae.artim_timeout = 1
+    ae.max_pending_connections = pending_bound
+    with ae:
+        port = ae.local_ae.port
+        silent = open_silent(port, silent_count)
+        try:
+            outcome = real_association(port)
+            for n, conn in enumerate(silent):
+                data, closed = read_to_close(conn, 1 + SETTLE)
+                assert closed, f'silent socket {n} still open {1 + SETTLE} s after ARTIM'
+                assert data == b'', data[:20]           # AA-2: closed, nothing said
+        finally:
+            for conn in silent:
+                conn.close()
+    return outcome
+
+
+def test_silent_sockets_beyond_the_pending_bound_lock_nobody_out(store_dir, caplog):
+    # 20 connections that say nothing, against room for 8 waiting ones: the real
+    # association still gets its A-ASSOCIATE-AC and its echo answered.
+    assert silent_flood_then(store_dir, caplog, our_echo) == 0
+    warnings = closing_warnings(caplog)
+    assert warnings, 'no silent connection was closed to make room'
+    assert all('no A-ASSOCIATE-RQ after' in w and '127.0.0.1:' in w for w in warnings)
+    assert unexpected_errors(caplog) == []
+
+
+def test_a_raw_association_among_silent_sockets_is_accepted(store_dir, caplog):
+    def raw_echo(port):
+        with associate(port) as conn:
+            conn.sendall(pdata(1, 0x03, echo_command(7)))
+            answer = read_one_pdu(conn)
+            rsp = dimse.decode_message(answer.data_value_items[0].data_value[1:])
+            conn.sendall(pdu.AReleaseRqPDU().encode())
+            assert read_one_pdu(conn) == pdu.AReleaseRpPDU()
+            return rsp.message_id_being_responded_to, rsp.status
+
+    # Within the bound this time: only ARTIM closes the silent sockets.
+    assert silent_flood_then(store_dir, caplog, raw_echo, silent_count=12,
+                             pending_bound=64) == (7, 0)
+    assert closing_warnings(caplog) == []
+
+
+def test_the_connection_that_waited_longest_is_closed_first(store_dir, caplog):
+    caplog.set_level(logging.INFO, logger='pynetdicom2')
+    ae = make_storage_ae(store_dir)
+    ae.artim_timeout = 30                       # only the bound closes anything here
+    ae.max_pending_connections = 4
+    silent = []
+    with ae:
+        port = ae.local_ae.port
+        try:
+            for n in range(10):
+                silent.append(connect(port))
+                if n < 4:   # one at a time, so the AE sees them in this order
+                    assert wait_until(lambda: len(ae._pending) == n + 1), ae._pending
+                else:       # the fifth and later each push out the oldest still open
+                    data, closed = read_to_close(silent[n - 4], SETTLE)
+                    assert closed and data == b'', f'socket {n - 4} was not closed'
+            assert all(still_open(conn) for conn in silent[6:]), 'a newer one was closed'
+            assert our_echo(port) == 0              # its connection waited too, briefly
+            data, closed = read_to_close(silent[6], SETTLE)
+            assert closed and data == b''
+            assert all(still_open(conn) for conn in silent[7:])
+            ae.quit()
+            # quit() closes the connections still waiting, too.
+            for conn in silent[7:]:
+                assert read_to_close(conn, SETTLE)[1], 'quit() left a waiting connection open'
+        finally:
+            for conn in silent:
+                conn.close()
+    assert len(closing_warnings(caplog)) == 7

@@ -99,6 +99,17 @@ def pdu_length(value: str) -> int:
     return length
 
 
+def association_count(value: str) -> int:
+    """A number of simultaneous associations: 0 (no limit) or more."""
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{value!r} is not a number of associations') from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f'{count} associations: give 0 (no limit) or more')
+    return count
+
+
 def host_port(value: str):
     """``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) as ``(host, port)``."""
     host, sep, port = value.rpartition(':')
@@ -313,8 +324,9 @@ def configure_server(ae, args: argparse.Namespace) -> None:
     """Timeouts, access control and TLS of a listening AE from its flags."""
     ae.artim_timeout = args.acse_timeout
     ae.dcm_timeout = args.dimse_timeout
-    if getattr(args, 'max_associations', None):
-        ae.max_associations = args.max_associations
+    limit = getattr(args, 'max_associations', None)
+    if limit is not None:
+        ae.max_associations = limit or None      # 0: no limit
     if getattr(args, 'require_called_aet', False):
         ae.allowed_called_aets = {ae.local_ae.aet}
     if getattr(args, 'allow_calling', None):
@@ -329,8 +341,10 @@ def configure_server(ae, args: argparse.Namespace) -> None:
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, aet: str,
-                         default_port: int = 11112) -> None:
-    """``port``/``--port``, ``--bind``, ``-aet`` and access control, for the SCP tools."""
+                         default_port: int = 11112, max_associations: int = 0) -> None:
+    """``port``/``--port``, ``--bind``, ``-aet``, access control and the association
+    limit (``max_associations``, 0 for none: each tool picks its own), for the SCP
+    tools."""
     parser.add_argument('port', nargs='?', type=port_number, default=None,
                         help=f'TCP port to listen on (default: {default_port}; 0 picks '
                         'a free one)')
@@ -346,8 +360,10 @@ def add_server_arguments(parser: argparse.ArgumentParser, aet: str,
                        help='reject associations not addressed to our AE title')
     group.add_argument('--allow-calling', action='append', type=ae_title, metavar='AET',
                        help='accept only these calling AE titles; repeatable')
-    group.add_argument('--max-associations', type=int, default=10, metavar='N',
-                       help='simultaneous associations (default: 10)')
+    group.add_argument('--max-associations', type=association_count, default=max_associations,
+                       metavar='N', help='associations served at once, 0 for no limit; one '
+                       'more is rejected (2, 3, 2: try again later); connections yet to send '
+                       f'their request do not count (default: {max_associations or "no limit"})')
 
 
 def listen_port(args: argparse.Namespace) -> int:

@@ -176,7 +176,8 @@ def build_parser(prog: str = 'qrscp') -> argparse.ArgumentParser:
     parser = common.new_parser(
         prog, 'Run a DICOM archive: storage, query/retrieve (C-FIND, C-MOVE, C-GET), '
         'storage commitment and verification, with an SQLite index.')
-    common.add_server_arguments(parser, DEFAULT_AET, DEFAULT_PORT)
+    # 16 associations at once, as DCMTK's dcmqrscp.cfg sets MaxAssociations.
+    common.add_server_arguments(parser, DEFAULT_AET, DEFAULT_PORT, max_associations=16)
     parser.set_defaults(aet=None)
     group = parser.add_argument_group('archive')
     group.add_argument('--storage', '-od', dest='storage', metavar='DIR',

@@ -70,7 +70,8 @@ class StorageSCP(common.ServerTLS, ReceivedFiles, AE):
 
 def build_parser(prog: str = 'storescp') -> argparse.ArgumentParser:
     parser = common.new_parser(prog, 'Receive DICOM instances (C-STORE) into a directory.')
-    common.add_server_arguments(parser, 'STORESCP')
+    # 32 senders at once: room for a site's modalities, a bound on threads and disk I/O.
+    common.add_server_arguments(parser, 'STORESCP', max_associations=32)
     group = parser.add_argument_group('storage')
     group.add_argument('-od', '--output-directory', dest='output', default='.', metavar='DIR',
                        help='write the received files here (default: .)')

@@ -13,7 +13,8 @@ import pytest
 
 from tests.peers import dcmtk, describe, run_tool
 from tests.test_hostile import (
-    SCENARIOS, Baseline, files_left, health_checks, make_storage_ae, unexpected_errors)
+    SCENARIOS, Baseline, files_left, health_checks, make_storage_ae, silent_flood_then,
+    unexpected_errors)
 
 
 def echoscu(port: int):
@@ -36,4 +37,12 @@ def test_scenario_then_dcmtk_echoscu(name, store_dir, caplog):
         assert result.returncode == 0, describe(result)
         assert baseline.settled(), baseline.describe()
     assert files_left(store_dir) == []
+    assert unexpected_errors(caplog) == []
+
+
+def test_dcmtk_echoscu_among_more_silent_sockets_than_may_wait(store_dir, caplog):
+    # 20 connections that say nothing, room for 8 waiting ones, ARTIM 1 s: DCMTK's
+    # echoscu still gets its association and echo; the silent ones are all closed.
+    result = silent_flood_then(store_dir, caplog, echoscu)
+    assert result.returncode == 0, describe(result)
     assert unexpected_errors(caplog) == []
