@@ -140,15 +140,17 @@ def encode(ds: Dataset, is_implicit_vr: bool, is_little_endian: bool) -> bytes:
     return fp.getvalue()
 
 
-def decode(data: Union[bytes, bytearray, memoryview], is_implicit_vr: bool,
+def decode(rawstr: Union[bytes, bytearray, memoryview], is_implicit_vr: bool,
            is_little_endian: bool) -> Dataset:
-    """The data set encoded in ``data`` (no preamble, no file meta group).
+    """The data set encoded in ``rawstr`` (no preamble, no file meta group).
 
-    Read by pydicom's ``read_dataset`` to the end of ``data``. Nothing is deferred: the
+    Read by pydicom's ``read_dataset`` to the end of ``rawstr`` (the parameter keeps
+    0.9.8's name, for callers that pass it by keyword). Nothing is deferred: the
     returned Dataset holds every value and keeps no reference to a stream; each
     element stays raw until it is first used, as pydicom leaves it.
     """
-    return read_dataset(io.BytesIO(bytes(data)), bool(is_implicit_vr), bool(is_little_endian))
+    return read_dataset(io.BytesIO(bytes(rawstr)), bool(is_implicit_vr),
+                        bool(is_little_endian))
 
 
 def encode_element(elem: Union[DataElement, RawDataElement], is_implicit_vr: bool,

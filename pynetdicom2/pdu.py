@@ -298,6 +298,11 @@ class PresentationDataValueItem(WireObject):
         """Length of the encoded PDV item, header included."""
         return _PDV_HEADER.size + len(self.data_value)
 
+    @property
+    def item_length(self) -> int:
+        """The PDV item's length field: context ID and ``data_value`` (as 0.9.8)."""
+        return len(self.data_value) + 1
+
     @classmethod
     def decode(cls, stream: BinaryIO) -> PresentationDataValueItem:
         """Read one PDV item from the stream's current position."""
@@ -323,6 +328,15 @@ class PDU(WireObject):
     @classmethod
     def _decode_body(cls, reader: ByteReader) -> Any:
         raise NotImplementedError
+
+    @property
+    def pdu_length(self) -> int:
+        """The PDU's length field: the bytes after its 6-byte header (as 0.9.8)."""
+        return len(self._encode_body())
+
+    def total_length(self) -> int:
+        """Length of the encoded PDU, header included (as 0.9.8)."""
+        return PDU_HEADER_LENGTH + self.pdu_length
 
     def encode(self) -> bytes:
         """The whole PDU as sent, header included."""

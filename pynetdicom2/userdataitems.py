@@ -280,6 +280,11 @@ class TypedItem(WireObject):
     def _decode_value(cls, reader: ByteReader, item_type: int) -> Any:
         raise NotImplementedError
 
+    @property
+    def item_length(self) -> int:
+        """The item's length field: the bytes after its 4-byte header (as 0.9.8)."""
+        return len(self._encode_value())
+
     def encode(self) -> bytes:
         """The item's bytes, header included."""
         value = self._encode_value()

@@ -125,3 +125,10 @@ def test_encode_converts_a_data_set_read_in_another_syntax():
 
 def test_decode_of_nothing_is_an_empty_data_set():
     assert len(dsutils.decode(b'', True, True)) == 0
+
+
+def test_keyword_arguments_have_0_9_8_names():
+    raw = dsutils.encode(ds=small_data_set(), is_implicit_vr=True, is_little_endian=True)
+    ds = dsutils.decode(rawstr=raw, is_implicit_vr=True, is_little_endian=True)
+    assert dsutils.encode_element(elem=ds['Rows'], is_implicit_vr=True,
+                                  is_little_endian=True) == raw[-10:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import pytest
 
@@ -158,6 +159,17 @@ def test_item_round_trip_from_stream(item):
     assert decoded == item
     assert stream.tell() == 3 + len(raw)
     assert item.total_length() == len(raw)
+    # 0.9.8's item_length: the length field, read back from the bytes.
+    length_field = struct.unpack_from('>L' if item.item_type is None else '>H', raw,
+                                      0 if item.item_type is None else 2)[0]
+    assert item.item_length == length_field
+
+
+@pytest.mark.parametrize('value', PDUS, ids=lambda p: type(p).__name__)
+def test_pdu_length_and_total_length_as_0_9_8(value):
+    raw = value.encode()
+    assert value.pdu_length == struct.unpack_from('>L', raw, 2)[0] == len(raw) - 6
+    assert value.total_length() == len(raw)
 
 
 # --- byte-exact layouts (PS3.8 9.3) -----------------------------------------------------------

@@ -54,6 +54,7 @@ def test_round_trip_through_class_decode(item):
     assert decoded == item
     assert stream.tell() == len(raw)
     assert item.total_length == len(raw)
+    assert item.item_length == struct.unpack_from('>H', raw, 2)[0]  # 0.9.8's name
 
 
 @pytest.mark.parametrize('item', SAMPLES, ids=repr)
