@@ -16,15 +16,14 @@ import os
 import queue
 import socket
 import socketserver
-import struct
-import tempfile
 import threading
 import time
 from typing import Iterable, Optional
 
+import pydicom
 from pydicom.dataset import Dataset
 
-from pynetdicom2 import statuses, uids
+from pynetdicom2 import incoming, statuses, uids
 from pynetdicom2.asceprovider import (
     GET_SOP_CLASSES, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS,
     AETParams, AssociationAcceptor, AssociationRequester, PContextDefList)
@@ -43,6 +42,16 @@ class AEBase:
 
     Not used directly: see ``ClientAE`` and ``AE``.
     """
+
+    #: The largest data set gathered in memory, in bytes: C-FIND identifiers,
+    #: N-service information and every other data set that does not stream into a
+    #: file. Beyond it the association is aborted (A-ABORT), so one peer cannot
+    #: exhaust the memory of a server that serves everyone. None: no limit.
+    max_memory_data_set: Optional[int] = 16 * 1024 * 1024
+    #: The largest C-STORE data set received in memory, for the SOP classes taken out
+    #: of ``store_in_file`` (``on_receive_store`` then gets bytes). Beyond it the
+    #: store is answered 0xA700 (out of resources) and the association goes on.
+    max_memory_store: Optional[int] = 1024 * 1024 * 1024
 
     def __init__(self, supported_ts: Optional[Iterable[str]] = None,
                  max_pdu_length: int = 65536) -> None:
@@ -176,15 +185,31 @@ class AEBase:
                 'request_association(remote_ae, sop_classes=[...]) with the classes needed')
         return chosen
 
+    @incoming.library_default
     def get_file(self, context, command_set):
-        """Where an incoming data set of a ``store_in_file`` SOP class is written.
+        """Where an incoming data set of a ``store_in_file`` SOP class is written (0.9.x).
 
         Returns ``(file, start_offset)``. The default is a temporary file holding the
         Part-10 preamble and file meta information, the data set following it.
+        Override it to choose the file yourself: that file stays yours (the library
+        writes the data set into it, passes it to ``on_receive_store`` and hands it
+        back through ``discard_file``; it never renames or deletes it).
         """
-        fp = tempfile.TemporaryFile()
-        write_meta(fp, command_set, context.supported_ts)
-        return fp, fp.tell()
+        owner = self.incoming_data_set(
+            incoming.clean_uid(command_set.get('AffectedSOPClassUID')),
+            incoming.clean_uid(command_set.get('AffectedSOPInstanceUID')),
+            context.supported_ts)
+        return owner.file, owner.offset
+
+    def incoming_data_set(self, sop_class_uid: str, sop_instance_uid: str,
+                          transfer_syntax: str) -> incoming.IncomingDataSet:
+        """The owner of a data set about to arrive (the factory the storage service uses).
+
+        Given the request's Affected SOP Class and Instance UIDs and the transfer
+        syntax, returns an ``incoming.IncomingDataSet``: the default, an anonymous
+        temporary file, keeps nothing; ``FolderStorageMixin`` keeps it in a folder.
+        """
+        return incoming.TemporaryDataSet(sop_class_uid, sop_instance_uid, transfer_syntax)
 
     # -- hooks ----------------------------------------------------------------------
 
@@ -203,8 +228,14 @@ class AEBase:
         return None
 
     def discard_file(self, fp) -> None:
-        """A data set streaming into ``fp`` (from ``get_file``) will not complete: drop it."""
-        fp.close()
+        """Hand back ``fp`` (from ``get_file``) once its data set has been dealt with,
+        or when it will not complete. A file of the library's is dropped unless it was
+        kept; any other file is closed."""
+        owner = getattr(fp, 'incoming_data_set', None)
+        if isinstance(owner, incoming.IncomingDataSet):
+            owner.release()
+        else:
+            fp.close()
 
     def on_association_response(self, response) -> None:
         """Our request was accepted: ``response`` is the A-ASSOCIATE-AC PDU."""
@@ -543,164 +574,169 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         logger.exception('unexpected error serving %s', client_address)
 
 
-_UID_CHARACTERS = frozenset('0123456789.')
-
-
-def _uid_problem(uid) -> Optional[str]:
-    """Why ``uid`` cannot name a stored file, or None when it is a valid UID.
-
-    PS3.5 9.1: digits and dots, at most 64 characters, no empty component (so no
-    leading, trailing or double dot). Leading zeros, which some devices send, pass.
-    Checked before a UID becomes a file name, so a hostile one ("../x", "a/b") never
-    leaves the storage directory.
-    """
-    if not isinstance(uid, str) or not uid:
-        return 'no SOP Instance UID'
-    shown = uid[:40] + ('...' if len(uid) > 40 else '')
-    if len(uid) > 64:
-        return f'SOP Instance UID longer than 64 characters: {shown!r}'
-    if not set(uid) <= _UID_CHARACTERS or any(not part for part in uid.split('.')):
-        return f'invalid SOP Instance UID {shown!r}'
-    return None
-
-
 class FolderStorageMixin:
     """Store each received data set as ``<storage_dir>/<SOPInstanceUID>.dcm``.
 
-    Mixed in before an AE class; needs ``storage_dir``. A data set streams into a
-    temporary ``.tmp-<random>.part`` file inside the directory and is linked to its
-    final name only when complete, so a final name never shows a partial file. A
-    name already taken gets ``_1`` ... ``_<max_iterations>``; beyond that the store
-    fails with ``OSError`` (answered 0xA700, out of resources). A SOP Instance UID
-    that is not a valid UID is refused with 0xC000 (cannot understand) and an Error
-    Comment saying why; nothing is written under any final name.
+    Mixed in before an AE class; needs ``storage_dir``. The one folder storage of the
+    library: ``StorageAE``, ``ClientStorageAE`` and the command-line tools use it.
+
+    A data set streams into a temporary ``.tmp-<random>.part`` file inside the
+    directory (``incoming_folder`` and ``temporary_prefix`` say where) and gets its
+    final name only when complete, checked (it parses to its end and names the
+    request's UIDs) and accepted by ``on_receive_store`` with a Success or Warning
+    status, before the response leaves. The hook only decides the status: whether or
+    not it calls this class's version, the file is kept on Success or Warning, and
+    nothing is kept on a Failure or ``EventHandlingError``. A name already taken gets
+    ``_1`` ... ``_<max_iterations>``; beyond that the store fails with ``OSError``
+    (answered 0xA700, out of resources). A SOP Instance UID that is not a valid UID is
+    refused with 0xC000 (cannot understand) and an Error Comment saying why.
+
+    The steps of keeping an instance are hooks: ``read_attributes`` (``read_tags``),
+    ``final_path``, ``place_instance`` and ``instance_stored``. ``discard`` receives
+    and answers, but keeps nothing.
     """
 
     #: How many ``_<n>`` suffixes to try when ``<uid>.dcm`` is taken.
     max_iterations = 10
+    #: A second copy of an instance replaces the first instead of taking a suffix.
+    replace_existing = False
+    #: Where transfers in progress live, under ``storage_dir`` ('' : in it), and the
+    #: prefix of their ``<prefix><random>.part`` names.
+    incoming_folder = ''
+    temporary_prefix = '.tmp-'
+    #: The attributes ``read_attributes`` reads from a complete file for the later
+    #: steps: ``()`` none (the default: nothing is parsed), None all but pixel data.
+    read_tags: Optional[Iterable] = ()
+    #: Receive and answer, keep nothing.
+    discard = False
 
-    # -- the temporary files this AE has open, by file object -------------------
+    def incoming_data_set(self, sop_class_uid: str, sop_instance_uid: str,
+                          transfer_syntax: str) -> incoming.IncomingDataSet:
+        """A temporary file in the storage directory, given its final name when kept."""
+        problem = incoming.uid_problem(sop_instance_uid, 'SOP Instance UID')
+        if problem is not None:
+            # Never a file name: the bytes are dropped and the store refused.
+            return incoming.NullDataSet(sop_class_uid, sop_instance_uid, transfer_syntax,
+                                        incoming.Refusal(incoming.CANNOT_UNDERSTAND, problem))
+        if self.discard:
+            return incoming.NullDataSet(sop_class_uid, sop_instance_uid, transfer_syntax)
+        owner = incoming.FolderDataSet(self, sop_class_uid, sop_instance_uid, transfer_syntax)
+        owner.file  # noqa: B018  (created now: a full disk is known before the data)
+        return owner
 
-    def _temp_files(self) -> dict:
-        # dict.setdefault is atomic, so two threads never create two registries.
-        return self.__dict__.setdefault('_folder_storage_temp_files', {})
-
-    def _temp_lock(self) -> threading.Lock:
-        return self.__dict__.setdefault('_folder_storage_lock', threading.Lock())
-
-    def _create_temp_file(self):
-        """A new ``.tmp-<random>.part`` file in the storage directory, open 'w+b'."""
+    def create_temporary_file(self):
+        """A new ``<prefix><random>.part`` file, open 'w+b', and its path."""
+        folder = os.path.join(self.storage_dir, self.incoming_folder)
+        if self.incoming_folder:
+            os.makedirs(folder, exist_ok=True)
         flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
         for _ in range(100):
-            path = os.path.join(self.storage_dir, f'.tmp-{os.urandom(8).hex()}.part')
+            path = os.path.join(folder, f'{self.temporary_prefix}{os.urandom(8).hex()}.part')
             try:
                 # 0o666 minus the umask, as any other file the user's programs write.
                 fd = os.open(path, flags, 0o666)
             except FileExistsError:
                 continue
             return os.fdopen(fd, 'w+b'), path
-        raise OSError(f'no free temporary file name in {self.storage_dir}')
-
-    def get_file(self, context, command_set):
-        """A temporary file in the storage directory holding the Part-10 meta.
-
-        Returns ``(file, start_offset)``. A file whose UID is not valid gets no meta
-        (it is refused when complete, and deleted).
-        """
-        uid = command_set.get('AffectedSOPInstanceUID')
-        uid = str(uid).rstrip('\x00 ') if uid is not None else None
-        problem = _uid_problem(uid)
-        fp, path = self._create_temp_file()
-        try:
-            if problem is None:
-                write_meta(fp, command_set, context.supported_ts)
-        except BaseException:
-            fp.close()
-            os.unlink(path)
-            raise
-        with self._temp_lock():
-            self._temp_files()[fp] = (path, uid, problem)
-        return fp, fp.tell()
-
-    def discard_file(self, fp) -> None:
-        """Close ``fp``; delete it when it is still a temporary file of ours.
-
-        Called when a transfer dies half-way and after every store: a file moved to
-        its final name is only closed.
-        """
-        with self._temp_lock():
-            entry = self._temp_files().pop(fp, None)
-        try:
-            fp.close()
-        finally:
-            if entry is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry[0])
+        raise OSError(f'no free temporary file name in {folder}')
 
     def on_receive_store(self, context, ds):
-        """Move the received file to ``<storage_dir>/<SOPInstanceUID>.dcm``.
+        """Decide the status of a received data set: SUCCESS (it is then kept).
 
-        ``ds`` is the file from ``get_file`` (raw bytes are written to one first).
-        Returns SUCCESS; raises ``EventHandlingError`` for a refused UID and
-        ``OSError`` when no free name is left or the disk fails.
-        """
-        if isinstance(ds, (bytes, bytearray, memoryview)):
-            return self._store_bytes(context, bytes(ds))
-        with self._temp_lock():
-            entry = self._temp_files().get(ds)
-        if entry is None:
-            raise EventHandlingError('the data set file did not come from get_file')
-        path, uid, problem = entry
-        if problem is not None:
-            raise EventHandlingError(problem)
-        ds.close()  # complete; a closed file can be renamed on every platform
-        final = self._link_final(path, uid)
-        with self._temp_lock():
-            self._temp_files().pop(ds, None)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        logger.debug('stored %s', final)
+        Override it to decide otherwise; calling this version is not needed."""
         return statuses.SUCCESS
 
-    def _store_bytes(self, context, raw: bytes):
-        """Store a data set that arrived in memory: write it to a temporary file first."""
-        try:
-            sop_class, sop_instance = storage_service.read_instance_uids(
-                raw, context.supported_ts)
-        except NetDICOMError as exc:
-            raise EventHandlingError(str(exc)) from exc
-        command_set = Dataset()
-        command_set.AffectedSOPClassUID = sop_class
-        command_set.AffectedSOPInstanceUID = sop_instance
-        fp, _ = self.get_file(context, command_set)
-        try:
-            fp.write(raw)
-            return self.on_receive_store(context, fp)
-        finally:
-            self.discard_file(fp)
+    # -- the steps of keeping an instance ---------------------------------------------
 
-    def _link_final(self, path: str, uid: str) -> str:
-        """Give the complete file ``path`` its final name; returns that name.
+    def read_attributes(self, path: str) -> Dataset:
+        """The attributes named by ``read_tags`` of the complete file ``path``."""
+        if self.read_tags is not None and not self.read_tags:
+            return Dataset()
+        try:
+            return pydicom.dcmread(path, stop_before_pixels=True,
+                                   specific_tags=self.read_tags)
+        except Exception as exc:  # pydicom raises many kinds on a malformed data set
+            raise EventHandlingError(f'the data set does not decode: {exc}') from exc
+
+    def final_path(self, command_uid: str, attrs: Dataset) -> str:
+        """Where the instance goes: ``<storage_dir>/<SOPInstanceUID>.dcm``.
+
+        ``command_uid`` is the request's (validated) SOP Instance UID, ``attrs`` what
+        ``read_attributes`` read. Raise ``EventHandlingError`` to refuse (0xC000).
+        """
+        problem = incoming.uid_problem(command_uid, 'SOP Instance UID')
+        if problem:
+            raise EventHandlingError(problem)
+        return os.path.join(self.storage_dir, f'{command_uid}.dcm')
+
+    def place_instance(self, temp_path: str, final_path: str, attrs: Dataset, context) -> str:
+        """Move the complete, checked file ``temp_path`` to ``final_path``; returns the
+        name it got, after ``instance_stored`` has run.
+
+        A name already taken gets a ``_<n>`` suffix (or is replaced, with
+        ``replace_existing``). Raise ``EventHandlingError`` (or
+        ``incoming.InstanceRefused`` for a status of your own) to refuse the instance,
+        ``OSError`` when the disk fails; either way nothing may remain under a final
+        name. ``temp_path`` is deleted afterwards when it still exists.
+        """
+        folder = os.path.dirname(final_path)
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        if self.replace_existing:
+            os.replace(temp_path, final_path)
+            placed = final_path
+        else:
+            placed = self._link_numbered(temp_path, final_path)
+        try:
+            self.instance_stored(placed, attrs, context)
+        except BaseException:
+            try:
+                os.unlink(placed)
+            except OSError:
+                logger.warning('cannot delete %s', placed, exc_info=True)
+            raise
+        return placed
+
+    def instance_stored(self, path: str, attrs: Dataset, context) -> None:
+        """Called when an instance has reached its final name ``path``; default: nothing."""
+
+    def _link_numbered(self, temp_path: str, final_path: str) -> str:
+        """Give ``temp_path`` the name ``final_path``, or its first free ``_<n>`` variant.
 
         ``os.link`` fails when the name exists, so two associations storing the
         same UID never overwrite each other; where hard links are not supported,
         a check and ``os.replace`` under a lock do the same within this process.
         """
+        base, ext = os.path.splitext(final_path)
         for n in range(self.max_iterations + 1):
-            final = os.path.join(self.storage_dir, f'{uid}.dcm' if n == 0 else f'{uid}_{n}.dcm')
+            final = final_path if n == 0 else f'{base}_{n}{ext}'
             try:
-                os.link(path, final)
-                return final
+                os.link(temp_path, final)
             except FileExistsError:
                 continue
-            except (OSError, AttributeError, NotImplementedError):
-                with self._temp_lock():
+            except (OSError, AttributeError, NotImplementedError) as exc:
+                if isinstance(exc, OSError) and exc.errno not in _NO_LINK_ERRNOS:
+                    raise
+                with _replace_lock:
                     if os.path.lexists(final):
                         continue
-                    os.replace(path, final)
+                    os.replace(temp_path, final)
                 return final
-        raise OSError(errno.EEXIST, f'{uid}.dcm and its {self.max_iterations} numbered '
-                      f'variants already exist in {self.storage_dir}')
+            try:
+                os.unlink(temp_path)
+            except FileNotFoundError:
+                pass
+            return final
+        raise OSError(errno.EEXIST, f'{os.path.basename(final_path)} and its '
+                      f'{self.max_iterations} numbered variants already exist in '
+                      f'{os.path.dirname(final_path) or "."}')
+
+
+# Errors of os.link that mean "no hard links here" (FAT, some network shares).
+_NO_LINK_ERRNOS = frozenset(e for e in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV,
+                                        getattr(errno, 'ENOTSUP', None), errno.EMLINK)
+                            if e is not None)
+_replace_lock = threading.Lock()
 
 
 class StorageAE(FolderStorageMixin, AE):
@@ -733,38 +769,7 @@ class ClientStorageAE(FolderStorageMixin, ClientAE):
         self.add_scp(storage_service.storage_scp)
 
 
-def write_meta(fp, command_set, ts) -> None:
-    """Write the Part-10 preamble, ``DICM`` and file meta information to ``fp``.
-
-    MediaStorageSOPClassUID and MediaStorageSOPInstanceUID come from the command's
-    Affected SOP Class and Instance UID; the Transfer Syntax UID is ``ts``. The group
-    is small and fixed, so it is encoded here directly (PS3.10 7.1, explicit VR little
-    endian) rather than through a pydicom data set: this runs once per stored file.
-    """
-    elements = b''.join([
-        _meta_element(0x0001, b'OB', b'\x00\x01'),
-        _meta_element(0x0002, b'UI', _uid_value(command_set.get('AffectedSOPClassUID'))),
-        _meta_element(0x0003, b'UI', _uid_value(command_set.get('AffectedSOPInstanceUID'))),
-        _meta_element(0x0010, b'UI', _uid_value(ts)),
-        _meta_element(0x0012, b'UI', _uid_value(IMPLEMENTATION_UID)),
-        _meta_element(0x0013, b'SH', IMPLEMENTATION_VERSION_NAME.encode('ascii')),
-    ])
-    group_length = _meta_element(0x0000, b'UL', struct.pack('<L', len(elements)))
-    fp.write(b'\x00' * 128 + b'DICM' + group_length + elements)
-
-
-def _uid_value(uid) -> bytes:
-    value = str(uid.value if hasattr(uid, 'value') else uid or '')
-    return value.encode('ascii', 'replace')[:64]
-
-
-def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
-    """One group-0002 element; UIDs pad with NUL, text with a space (PS3.5 6.2)."""
-    if len(value) % 2:
-        value += b'\x00' if vr == b'UI' else b' '
-    if vr == b'OB':   # OB has a reserved pair of bytes and a 4-byte length (PS3.5 7.1.2)
-        return struct.pack('<HH2s2xL', 0x0002, element, vr, len(value)) + value
-    return struct.pack('<HH2sH', 0x0002, element, vr, len(value)) + value
+write_meta = incoming.write_meta
 
 
 __all__ = ['AEBase', 'ClientAE', 'AE', 'FolderStorageMixin', 'StorageAE', 'ClientStorageAE',

@@ -168,7 +168,9 @@ class Association:
         #: Negotiated SCP/SCU role selection: SOP class -> (scu_role, scp_role).
         self.roles: Dict[str, Tuple[int, int]] = {}
         self._pending = _Lookahead()
-        self._assembler = dimse.MessageAssembler(self._data_sink, self._discard_sink)
+        self._assembler = dimse.MessageAssembler(
+            self._data_sink, self._discard_sink,
+            max_memory_data_set=getattr(ae, 'max_memory_data_set', None))
 
     # -- DIMSE transfer -------------------------------------------------------------
 
@@ -223,23 +225,25 @@ class Association:
             raise DIMSEProcessingError(f'from {self.dul.peer}: {exc}') from exc
 
     def _data_sink(self, msg):
-        """Where an incoming data set goes: a file for ``store_in_file`` SOP classes."""
-        ctx = self.accepted_contexts.get(getattr(msg, 'context_id', None))
-        if ctx is None or not isinstance(msg, dimse.CStoreRQMessage):
-            return None
-        if ctx.sop_class not in getattr(self.ae, 'store_in_file', ()):
-            return None
-        fp, start = self.ae.get_file(ctx, msg.command_set)
-        msg.data_set_offset = start
-        return fp
+        """Where an incoming data set goes: the sink the SCP service registered for its
+        context's SOP class names (``service.data_sink(asce, ctx, msg)``), if any;
+        otherwise it is gathered in memory, at most ``ae.max_memory_data_set`` bytes."""
+        ctx = self.accepted_contexts.get(msg.context_id)
+        service = self.ae.supported_scp.get(ctx.sop_class) if ctx is not None else None
+        open_sink = getattr(service, 'data_sink', None)
+        return open_sink(self, ctx, msg) if open_sink is not None else None
 
-    def _discard_sink(self, fp) -> None:
-        self.ae.discard_file(fp)
+    def _discard_sink(self, sink) -> None:
+        discard = getattr(sink, 'discard', None)
+        (discard or sink.close)()
 
     def _discard_partial(self) -> None:
         partial = self._assembler.abort()
         if partial is not None:
-            self.ae.discard_file(partial)
+            try:
+                self._discard_sink(partial)
+            except OSError:
+                logger.warning('discarding a partial data set failed', exc_info=True)
 
     def _peer_released(self):
         self._discard_partial()

@@ -1068,26 +1068,30 @@ class MessageAssembler:
 
     ``data_sink(msg)``, if given, is called once per message when its command set is
     complete and a data set follows (``msg.context_id`` is already set). It returns a
-    writable binary file, and the data fragments are written straight into it as they
-    arrive (``msg.data_set`` is then that file, positioned after the last byte), or None,
-    and the data set is gathered in memory (``msg.data_set`` is bytes).
+    sink, any object with ``write(fragment)`` (a writable binary file, or the owner of
+    an incoming data set), and the data fragments are written straight into it as they
+    arrive (``msg.data_set`` is then that sink; a file is left after the last byte), or
+    None, and the data set is gathered in memory (``msg.data_set`` is bytes), at most
+    ``max_memory_data_set`` bytes: past that ``DIMSEProcessingError`` says so (PS3.8
+    gives a data set no length; a never-ending one must not take all the memory).
 
-    When the sink fails with ``OSError`` (a full disk), the file is handed to
+    When the sink fails with ``OSError`` (a full disk), it is handed to
     ``discard_sink`` at once, the rest of the data set is read and dropped, and the
     message is still delivered, with ``data_set`` None and ``data_set_error`` the
     ``OSError``: the service answers "out of resources" and the association lives on.
 
     After a ``DIMSEProcessingError`` (or when the association ends mid-message) call
-    ``abort()``: it forgets the partial message and returns the sink file that was being
-    written, if any, for the caller to close and discard. The assembler never closes or
-    deletes a sink file itself.
+    ``abort()``: it forgets the partial message and returns the sink that was being
+    written, if any, for the caller to discard. The assembler never closes or
+    deletes a sink itself.
     """
 
-    def __init__(self, data_sink: Optional[Callable[[DIMSEMessage], Optional[BinaryIO]]]
-                 = None,
-                 discard_sink: Optional[Callable[[BinaryIO], None]] = None) -> None:
+    def __init__(self, data_sink: Optional[Callable[[DIMSEMessage], Any]] = None,
+                 discard_sink: Optional[Callable[[Any], None]] = None,
+                 max_memory_data_set: Optional[int] = None) -> None:
         self.data_sink = data_sink
         self.discard_sink = discard_sink
+        self.max_memory_data_set = max_memory_data_set
         self._last_message: Optional[DIMSEMessage] = None
         self._reset()
 
@@ -1097,6 +1101,7 @@ class MessageAssembler:
         self._msg: Optional[DIMSEMessage] = None
         self._sink: Optional[BinaryIO] = None
         self._chunks: List[bytes] = []
+        self._gathered = 0
         self._sink_error: Optional[OSError] = None
 
     @property
@@ -1182,6 +1187,14 @@ class MessageAssembler:
                     f'writing the data set of {type(msg).__name__} to its file failed: '
                     f'{exc}') from exc
         elif self._sink_error is None:
+            self._gathered += len(fragment)
+            limit = self.max_memory_data_set
+            if limit is not None and self._gathered > limit:
+                raise DIMSEProcessingError(
+                    f'the data set of {type(msg).__name__} (message ID '
+                    f'{msg.message_id or msg.message_id_being_responded_to}) is longer '
+                    f'than {limit} bytes, the most gathered in memory '
+                    f'(max_memory_data_set); refusing it')
             self._chunks.append(bytes(fragment))
         if not control_header & LAST_FRAGMENT:
             return None

@@ -504,24 +504,29 @@ def test_read_instance_uids_from_raw_bytes(tmp_path):
         assert read_instance_uids(encode_data_set(ds, ts), ts) == (CT, '1.2.3.43')
 
 
-def test_client_storage_ae_mixin_stores_bytes_and_files(tmp_path):
+def test_client_storage_ae_folder_owner_and_legacy_get_file(tmp_path):
     scu = ae_module.ClientStorageAE(tmp_path / 'got', 'GETSCU')
     assert scu.supported_scp[CT] is sopclass.storage_scp and CT in scu.store_in_file
     assert scu.max_iterations == 10
     ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.44'))
     ctx = ae_module.PContextDefList(1, CT, uids.EXPLICIT_VR_LITTLE_ENDIAN)
     raw = encode_data_set(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN)
-    # Raw bytes (a SOP class not stored in a file) land as a Part-10 file as well.
-    assert scu.on_receive_store(ctx, raw) == statuses.SUCCESS
-    # The file path: get_file, the data set streamed in, then on_receive_store.
+    # The factory: a .part file in the folder until committed.
+    owner = scu.incoming_data_set(CT, '1.2.3.44', uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    owner.write(raw)
+    assert listing(tmp_path / 'got')[0].startswith('.tmp-')
+    assert owner.check() is None
+    assert owner.commit(ctx) == str(tmp_path / 'got' / '1.2.3.44.dcm')
+    owner.release()
+    # 0.9.x code calling get_file / discard_file: the same owner behind the file.
     command = Dataset()
     command.AffectedSOPClassUID = CT
     command.AffectedSOPInstanceUID = '1.2.3.44'
     fp, start = scu.get_file(ctx, command)
-    assert os.path.dirname(scu._temp_files()[fp][0]) == str(tmp_path / 'got')
     fp.write(raw)
-    assert scu.on_receive_store(ctx, fp) == statuses.SUCCESS
+    fp.incoming_data_set.commit(ctx)
     scu.discard_file(fp)
+    assert fp.closed
     assert listing(tmp_path / 'got') == ['1.2.3.44.dcm', '1.2.3.44_1.dcm']
     for name in listing(tmp_path / 'got'):
         assert data_set_bytes(tmp_path / 'got' / name) == raw

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Iterable
 
-from pynetdicom2 import dimse
+from pynetdicom2 import dimse, incoming
 from pynetdicom2.exceptions import DIMSEProcessingError
 
 logger = logging.getLogger(__name__)
@@ -22,9 +22,40 @@ def sop_classes(uid_list: Iterable[str]):
 
 
 def store_in_file(service):
-    """Decorator: incoming data sets of this service stream into a file."""
+    """Decorator: incoming data sets of this service stream into a file.
+
+    A service that names no ``data_sink`` of its own gets the one of 0.9.x: the file
+    from ``ae.get_file`` for the SOP classes in ``ae.store_in_file``.
+    """
     service.store_in_file = True
+    if getattr(service, 'data_sink', None) is None:
+        service.data_sink = incoming.file_sink
     return service
+
+
+#: Error Comment (0000,0902) is LO: at most 64 characters, no backslash (PS3.5 6.2,
+#: PS3.7 C.4).
+ERROR_COMMENT_LENGTH = 64
+_ELLIPSIS = '...'
+
+
+def error_comment(text: str, limit: int = ERROR_COMMENT_LENGTH) -> str:
+    """``text`` made a valid Error Comment: at most ``limit`` characters of LO.
+
+    Backslashes (the value separator) become '/', control characters and runs of
+    spaces one space. A longer text is cut at the last space that fits and ends in
+    "...", so a word or a number (a tag, a length, a UID) is never cut in two; only a
+    single word longer than the whole comment is cut inside.
+    """
+    text = ''.join(' ' if ch < ' ' or ch == '\x7f' else ch for ch in str(text))
+    text = ' '.join(text.replace('\\', '/').split())
+    if len(text) <= limit:
+        return text
+    room = limit - len(_ELLIPSIS)
+    cut = text.rfind(' ', 0, room + 1)
+    if cut <= 0:
+        return text[:room] + _ELLIPSIS
+    return text[:cut].rstrip(' ,;:-(') + _ELLIPSIS
 
 
 def receive_response(asce, response_class, msg_id: int):

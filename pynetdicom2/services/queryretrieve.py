@@ -22,13 +22,14 @@ from pydicom.filereader import read_dataset, read_file_meta_info
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
-from pynetdicom2 import dimse, dsutils, statuses, uids, userdataitems
+from pynetdicom2 import dimse, dsutils, incoming, statuses, uids, userdataitems
 from pynetdicom2.asceprovider import (
     IMPLEMENTATION_UID, AssociationRequester, PContextDefList, RemoteAEConfig)
 from pynetdicom2.exceptions import (
     AssociationError, DCMTimeoutError, DIMSEProcessingError, EventHandlingError,
     NetDICOMError, PDUProcessingError)
 from pynetdicom2.fsm import PContextDef
+from pynetdicom2.services import storage
 from pynetdicom2.services.common import receive_response, response_to, sop_classes
 
 logger = logging.getLogger(__name__)
@@ -729,14 +730,13 @@ def _overrides(ae, name: str) -> bool:
 def _received_data(asce, store_ctx: PContextDef, msg):
     """What a C-STORE-RQ received during C-GET carries, for the consumer to see.
 
-    A Dataset decoded from the bytes, or for ``store_in_file`` SOP classes the file,
-    positioned at its start; None when the bytes do not decode.
+    The file (positioned at its start) for ``store_in_file`` SOP classes, else a
+    Dataset decoded from the bytes; None when the bytes do not decode.
     """
-    data = msg.data_set
-    if data is None:
-        return None
+    owner = storage.received_data_set(store_ctx, msg)
+    in_file = store_ctx.sop_class in getattr(asce.ae, 'store_in_file', ())
+    data = owner.for_hook(in_file or isinstance(owner, incoming.SuppliedFile))
     if not isinstance(data, (bytes, bytearray)):
-        data.seek(0)
         return data
     try:
         return decode_identifier(data, store_ctx.supported_ts)
@@ -745,49 +745,32 @@ def _received_data(asce, store_ctx: PContextDef, msg):
         return None
 
 
-def _store_status(asce, store_ctx: PContextDef, msg) -> statuses.Status:
-    """The status to answer a C-STORE received during C-GET with, once consumed.
+def _store_status(asce, store_ctx: PContextDef, msg) -> Tuple[statuses.Status, Optional[str]]:
+    """The status (and Error Comment) to answer a C-STORE received during C-GET with,
+    once consumed; the data set is kept or dropped by then, as by the storage SCP.
 
     0x0000; or, when the AE overrides ``on_receive_store``, that hook's status (it
     gets the file at its start or the raw bytes, as for every C-STORE), 0xC000
     when it raises ``EventHandlingError``.
     """
-    if not _overrides(asce.ae, 'on_receive_store'):
-        return _STORE_SUCCESS
-    data = msg.data_set
-    if not isinstance(data, (bytes, bytearray)) and not data.closed:
-        data.seek(0)
-    try:
-        return statuses.Status(asce.ae.on_receive_store(store_ctx, data),
-                               dimse.CStoreRSPMessage)
-    except EventHandlingError:
-        logger.info('on_receive_store failed', exc_info=True)
-        return statuses.C_STORE_CANNOT_UNDERSTAND
+    return storage.keep_or_drop(asce, store_ctx, msg,
+                                call_hook=_overrides(asce.ae, 'on_receive_store'))
 
 
-def _answer_store(asce, msg, pc_id: int, status) -> None:
-    asce.send(response_to(msg, dimse.CStoreRSPMessage, status), pc_id)
+def _answer_store(asce, msg, pc_id: int, status, comment: Optional[str] = None) -> None:
+    storage.answer(asce, msg, pc_id, status, comment)
 
 
-def _release_data(asce, data) -> None:
-    """Hand back a received data set file, as the storage SCP does: ``ae.discard_file``
-    (which deletes what is still a temporary file) when the AE has it, else close."""
-    if data is None or isinstance(data, (Dataset, bytes, bytearray)):
-        return
-    discard = getattr(asce.ae, 'discard_file', None)
-    try:
-        if discard is not None:
-            discard(data)
-        elif not data.closed:
-            data.close()
-    except OSError:
-        logger.warning('releasing a received data set file failed', exc_info=True)
+def _release_data(asce, msg) -> None:
+    """The exchange of a C-STORE-RQ is over: hand its data set back, as the storage SCP
+    does (what was not kept is dropped)."""
+    storage.release(msg)
 
 
 def _refuse_store(asce):
     """After our C-CANCEL-RQ, C-STORE-RQs still in flight are answered as failures."""
     def refuse(msg, pc_id):
-        _release_data(asce, msg.data_set)
+        _release_data(asce, msg)
         _answer_store(asce, msg, pc_id, _STORE_NOT_PROCESSED)
     return refuse
 
@@ -804,8 +787,11 @@ def qr_get_scu(asce, ctx: PContextDef, ds: Dataset, msg_id: int
     open file (positioned at its start) for ``store_in_file`` classes. When the
     consumer resumes the generator the C-STORE-RSP goes back: 0x0000, or, when the
     AE overrides ``on_receive_store`` (``ClientStorageAE`` does), that hook is called
-    then and its status answered; a file is then released (``ae.discard_file`` or
-    closed), so read it before resuming.
+    then and its status answered; on Success or Warning the data set is kept (a
+    ``ClientStorageAE`` gives it its final name) before the response leaves, else
+    dropped; the file is then released, so read it before resuming. A data set that
+    does not parse to its end, or whose UIDs are not the request's, is answered
+    0xC000 / 0xA900 as by the storage SCP and never yielded.
     Pending C-GET-RSPs are read silently; the generator ends after the final one
     and returns its Status (``StopIteration.value``).
 
@@ -832,23 +818,27 @@ def qr_get_scu(asce, ctx: PContextDef, ds: Dataset, msg_id: int
                 f'expected C-STORE-RQ or C-GET-RSP for message {msg_id} from '
                 f'{asce.dul.peer}, received {type(msg).__name__}')
         store_ctx = asce.accepted_contexts[pc_id]
-        data = _received_data(asce, store_ctx, msg)
+        # Checked as by the storage SCP: the consumer never sees a data set that
+        # does not parse or is not the one the request names.
+        refused = storage.refusal(asce, store_ctx, msg)
+        data = _received_data(asce, store_ctx, msg) if refused is None else None
         if data is None:
-            _release_data(asce, msg.data_set)
-            _answer_store(asce, msg, pc_id, statuses.C_STORE_CANNOT_UNDERSTAND)
+            _release_data(asce, msg)
+            _answer_store(asce, msg, pc_id, *(refused or (
+                statuses.C_STORE_CANNOT_UNDERSTAND, 'the data set does not decode')))
             continue
         try:
             yield store_ctx, data
         except BaseException:
-            _release_data(asce, msg.data_set)
+            _release_data(asce, msg)
             _answer_store(asce, msg, pc_id, _STORE_NOT_PROCESSED)
             _cancel_and_drain(asce, ctx, msg_id, dimse.CGetRSPMessage, _refuse_store(asce))
             raise
         try:
-            status = _store_status(asce, store_ctx, msg)
+            status, comment = _store_status(asce, store_ctx, msg)
         finally:
-            _release_data(asce, msg.data_set)
-        _answer_store(asce, msg, pc_id, status)
+            _release_data(asce, msg)
+        _answer_store(asce, msg, pc_id, status, comment)
 
 
 class _CancelWatch:

@@ -1,8 +1,10 @@
 """Storage service class (PS3.4 Annex B): C-STORE as SCU and SCP.
 
 The SCU sends a pydicom ``Dataset`` or a Part-10 file; a file whose transfer syntax is
-the accepted one goes out straight from disk, never decoded. The SCP hands the data set
-to ``ae.on_receive_store`` and answers with its status.
+the accepted one goes out straight from disk, never decoded. The SCP receives the data
+set into the owner the AE makes for it (``pynetdicom2.incoming``), checks it, asks
+``ae.on_receive_store`` for the status, keeps or drops the data set accordingly, and
+answers. C-GET's requester (``qr_get_scu``) uses the same steps.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import os
 import struct
 import zlib
-from typing import Any, BinaryIO, NamedTuple, Optional, Union
+from typing import Any, BinaryIO, NamedTuple, Optional, Tuple, Union
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -21,9 +23,10 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import correct_ambiguous_vr, write_dataset
 
-from pynetdicom2 import dimse, statuses, uids
+from pynetdicom2 import dimse, incoming, statuses, uids
 from pynetdicom2.exceptions import ClassNotSupportedError, EventHandlingError, NetDICOMError
-from pynetdicom2.services.common import receive_response, response_to, sop_classes, store_in_file
+from pynetdicom2.services.common import (
+    error_comment, receive_response, response_to, sop_classes, store_in_file)
 
 logger = logging.getLogger(__name__)
 
@@ -177,6 +180,8 @@ def encode_data_set(ds: Dataset, ts: str, source_ts: Optional[str] = None) -> by
         # PS3.5 A.5: the whole data set is deflated (RFC 1951, no zlib header).
         compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
         raw = compressor.compress(raw) + compressor.flush()
+        if len(raw) % 2:
+            raw += b'\x00'  # PS3.5 A.5: an odd deflated stream gets one trailing NULL
     return raw
 
 
@@ -319,20 +324,142 @@ def storage_scu(asce, ctx, ds_or_path: Union[Dataset, str, os.PathLike], msg_id:
     return statuses.Status(rsp.status, dimse.CStoreRSPMessage)
 
 
-def _release_file(ae, fp) -> None:
-    """Hand a received data set file back: ``ae.discard_file`` if the AE has it, else close.
+def c_store_sink(asce, ctx, msg) -> Optional[incoming.IncomingDataSet]:
+    """Where the data set of a C-STORE-RQ goes while it arrives (the service's data sink).
 
-    ``discard_file`` deletes a file that is still a temporary one; a file the hook
-    moved to its final place is only closed.
+    For the SOP classes in ``ae.store_in_file``: the file of a ``get_file`` override
+    (0.9.x), else the owner the AE's factory ``incoming_data_set`` makes from the
+    request's UIDs and the context's transfer syntax. For the other classes: memory,
+    at most ``ae.max_memory_store`` bytes, unless the AE keeps files (a folder storage
+    keeps them too, and its hook gets the bytes). Other messages: None.
     """
-    discard = getattr(ae, 'discard_file', None)
-    try:
-        if discard is not None:
-            discard(fp)
+    if not isinstance(msg, dimse.CStoreRQMessage):
+        return None
+    ae = asce.ae
+    in_file = ctx.sop_class in getattr(ae, 'store_in_file', ())
+    uids_ = (incoming.clean_uid(msg.affected_sop_class_uid),
+             incoming.clean_uid(msg.affected_sop_instance_uid), ctx.supported_ts)
+    if in_file and incoming.overridden(ae, 'get_file'):
+        fp, start = ae.get_file(ctx, msg.command_set)
+        return incoming.SuppliedFile(ae, fp, start, *uids_)
+    factory = getattr(ae, 'incoming_data_set', None)
+    owner = factory(*uids_) if factory is not None else incoming.TemporaryDataSet(*uids_)
+    if in_file or owner.keeps_files:
+        return owner
+    owner.discard()
+    return incoming.InMemory(*uids_, limit=getattr(ae, 'max_memory_store', None))
+
+
+def received_data_set(ctx, msg) -> Optional[incoming.IncomingDataSet]:
+    """The owner of a C-STORE-RQ's data set (bytes from a service-less path are wrapped)."""
+    data = msg.data_set
+    if data is None or isinstance(data, incoming.IncomingDataSet):
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return incoming.InMemory(incoming.clean_uid(msg.affected_sop_class_uid),
+                                 incoming.clean_uid(msg.affected_sop_instance_uid),
+                                 ctx.supported_ts, data=bytes(data))
+    return incoming.SuppliedFile(None, data, 0, incoming.clean_uid(msg.affected_sop_class_uid),
+                                 incoming.clean_uid(msg.affected_sop_instance_uid),
+                                 ctx.supported_ts)
+
+
+def refusal(asce, ctx, msg) -> Optional[incoming.Refusal]:
+    """Why a received C-STORE-RQ is refused before any hook sees it, or None.
+
+    Its data set could not be written as it arrived (a full disk, too big for memory:
+    0xA700), there is none (0xC000), or ``check`` refuses it: it does not parse to its
+    end (0xC000), a UID is missing (0xC000) or is not the request's (0xA900), or the
+    request's SOP Instance UID cannot name a file (0xC000). Each is logged as a
+    WARNING naming the peer.
+    """
+    if msg.data_set_error is not None:
+        error = msg.data_set_error
+        found = incoming.Refusal(int(statuses.C_STORE_OUT_OF_RESOURCES),
+                                 error.strerror or str(error))
+    else:
+        data = received_data_set(ctx, msg)
+        if data is None:
+            found = incoming.Refusal(int(statuses.C_STORE_CANNOT_UNDERSTAND),
+                                     'C-STORE-RQ without a data set')
         else:
-            fp.close()
-    except OSError:
-        logger.warning('closing the received data set file failed', exc_info=True)
+            found = data.check()
+    if found is not None:
+        logger.warning('C-STORE of %s from %s refused with 0x%04X: %s',
+                       msg.affected_sop_instance_uid, _peer(asce), found.status, found.comment)
+    return found
+
+
+def keep_or_drop(asce, ctx, msg, call_hook: bool = True) -> Tuple[statuses.Status,
+                                                                 Optional[str]]:
+    """Ask ``ae.on_receive_store`` for the status of a checked C-STORE-RQ, then keep the
+    data set (Success or Warning: ``commit``, before the response leaves) or drop it.
+
+    Returns ``(status, error comment)``. ``EventHandlingError`` from the hook or a
+    storage step answers 0xC000 (``incoming.InstanceRefused``: its own status),
+    ``OSError`` 0xA700; nothing is kept then.
+    """
+    data = received_data_set(ctx, msg)
+    comment = None
+    try:
+        if call_hook:
+            in_file = ctx.sop_class in getattr(asce.ae, 'store_in_file', ())
+            status = statuses.Status(asce.ae.on_receive_store(ctx, data.for_hook(in_file)),
+                                     dimse.CStoreRSPMessage)
+        else:
+            status = statuses.SUCCESS
+        if status.is_success or status.is_warning:
+            data.commit(ctx)
+        else:
+            data.discard()
+    except incoming.InstanceRefused as exc:
+        data.discard()
+        status = statuses.Status(exc.status, dimse.CStoreRSPMessage)
+        comment = exc.comment
+        logger.warning('C-STORE of %s from %s refused with 0x%04X: %s',
+                       msg.affected_sop_instance_uid, _peer(asce), exc.status, exc.comment)
+    except EventHandlingError as exc:
+        data.discard()
+        status = statuses.C_STORE_CANNOT_UNDERSTAND
+        comment = str(exc)
+        logger.warning('C-STORE of %s from %s refused with 0xC000: %s',
+                       msg.affected_sop_instance_uid, _peer(asce), exc)
+    except OSError as exc:
+        data.discard()
+        status = statuses.C_STORE_OUT_OF_RESOURCES
+        comment = exc.strerror or str(exc)
+        logger.warning('C-STORE of %s from %s could not be stored (0xA700): %s',
+                       msg.affected_sop_instance_uid, _peer(asce), exc)
+    except BaseException:
+        data.discard()
+        raise
+    return status, comment
+
+
+def release(msg) -> None:
+    """The exchange of a C-STORE-RQ is over: its data set's owner lets go (a data set
+    not committed is dropped; a user's file goes back through ``ae.discard_file``)."""
+    data = msg.data_set
+    if isinstance(data, incoming.IncomingDataSet):
+        try:
+            data.release()
+        except OSError:
+            logger.warning('releasing the received data set failed', exc_info=True)
+    elif data is not None and hasattr(data, 'close'):
+        data.close()
+
+
+def answer(asce, msg, pc_id: int, status, comment: Optional[str] = None) -> None:
+    """Send the C-STORE-RSP to ``msg``; a failure carries ``comment`` as Error Comment."""
+    rsp = response_to(msg, dimse.CStoreRSPMessage, status)
+    if comment and statuses.Status(int(status), dimse.CStoreRSPMessage).is_failure:
+        rsp.error_comment = error_comment(comment)
+    asce.send(rsp, pc_id)
+
+
+def _peer(asce) -> str:
+    dul = getattr(asce, 'dul', None)
+    return getattr(dul, 'peer', None) or 'the peer'
 
 
 @store_in_file
@@ -340,51 +467,33 @@ def _release_file(ae, fp) -> None:
 def storage_scp(asce, ctx, msg) -> None:
     """C-STORE SCP: answer with ``ae.on_receive_store(ctx, ds)``'s status.
 
-    ``ds`` is the received Part-10 file, positioned at its start, for SOP classes in
-    ``ae.store_in_file`` (the raw data-set bytes otherwise). After the hook returns or
-    raises, the file is released: ``ae.discard_file(fp)`` when the AE has one (it
-    deletes what is still a temporary file), else ``fp.close()``. A hook that keeps
-    the data moves or copies the file before it returns; it must not keep ``fp``.
-
-    ``EventHandlingError`` from the hook answers 0xC000 (cannot understand) with the
-    error as Error Comment; ``OSError`` (a full disk) answers 0xA700 (out of
-    resources), as does a data set whose file failed while it arrived
-    (``msg.data_set_error``). All keep the association.
+    The data set arrives into the owner ``c_store_sink`` names (the AE's
+    ``incoming_data_set``). Before the hook, it is checked: a data set that does not
+    parse to its end in its transfer syntax is answered 0xC000 (cannot understand)
+    with an Error Comment saying what is wrong; one whose SOP Class or Instance UID
+    is not the request's, 0xA900 (data set does not match SOP class); one that could
+    not be written as it arrived (a full disk, ``msg.data_set_error``), 0xA700. The
+    hook is then called with ``ds``: the received Part-10 file, positioned at its
+    start, for SOP classes in ``ae.store_in_file`` (the raw data-set bytes
+    otherwise). On Success or Warning the data set is kept (a folder storage gives
+    it its final name) before the response leaves; on a Failure it is dropped.
+    ``EventHandlingError`` from the hook answers 0xC000 with the error as Error
+    Comment; ``OSError`` (a full disk) 0xA700. All keep the association. The hook
+    must not keep ``ds``: read or copy it before returning.
     """
-    data = msg.data_set
-    in_file = data is not None and not isinstance(data, (bytes, bytearray, memoryview))
-    comment = None
     try:
-        if msg.data_set_error is not None:
-            # The data set could not be written as it arrived (a full disk).
-            status = statuses.C_STORE_OUT_OF_RESOURCES
-            comment = msg.data_set_error.strerror or str(msg.data_set_error)
-        elif data is None:
-            status = statuses.C_STORE_CANNOT_UNDERSTAND
-            comment = 'C-STORE-RQ without a data set'
+        found = refusal(asce, ctx, msg)
+        if found is not None:
+            status, comment = found
         else:
-            if in_file:
-                data.seek(0)
-            status = statuses.Status(asce.ae.on_receive_store(ctx, data),
-                                     dimse.CStoreRSPMessage)
-    except EventHandlingError as exc:
-        logger.info('on_receive_store failed for %s: %s', msg.affected_sop_instance_uid, exc)
-        status = statuses.C_STORE_CANNOT_UNDERSTAND
-        comment = str(exc)
-    except OSError as exc:
-        logger.warning('on_receive_store could not store %s: %s',
-                       msg.affected_sop_instance_uid, exc)
-        status = statuses.C_STORE_OUT_OF_RESOURCES
-        comment = exc.strerror or str(exc)
+            status, comment = keep_or_drop(asce, ctx, msg)
     finally:
-        if in_file:
-            _release_file(asce.ae, data)
-    rsp = response_to(msg, dimse.CStoreRSPMessage, status)
-    if comment and status.is_failure:
-        # Error Comment is LO: 64 characters at most, no backslash (PS3.5 6.2).
-        rsp.error_comment = comment.replace('\\', '/')[:64]
-    asce.send(rsp, ctx.id)
+        release(msg)
+    answer(asce, msg, ctx.id, status, comment)
 
 
-__all__ = ['storage_scu', 'storage_scp', 'read_file_meta', 'read_instance_uids',
+storage_scp.data_sink = c_store_sink
+
+
+__all__ = ['storage_scu', 'storage_scp', 'c_store_sink', 'read_file_meta', 'read_instance_uids',
            'encode_data_set', 'FileMeta', 'REENCODABLE_TS']

@@ -1,0 +1,473 @@
+"""Received data sets: one object owns each, from its first fragment to its final name.
+
+When a C-STORE request's command set is complete, the storage service asks the AE's
+factory (``AEBase.incoming_data_set``) for an ``IncomingDataSet``, given the request's
+SOP Class and Instance UIDs and the transfer syntax. The DIMSE layer writes the data
+set's fragments into it (``write``); the service then ``check``s it (it parses to its
+end and names the request's UIDs), asks the user's hook for a status, and ``commit``s
+it (Success or Warning: the data set reaches its final place) or ``discard``s it
+(Failure: nothing is kept). ``release`` ends its life either way.
+
+Owners here: ``TemporaryDataSet`` (an anonymous temporary Part-10 file: the default of
+every AE, it keeps nothing), ``FolderDataSet`` (a ``.part`` file in a folder storage's
+directory, renamed only when committed), ``InMemory`` (bytes, for SOP classes outside
+``store_in_file``), ``NullDataSet`` (drops the bytes: a refused or ignored data set) and
+``SuppliedFile`` (the file a 0.9.x ``get_file`` override returns: it stays the user's).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import struct
+import tempfile
+from typing import Any, BinaryIO, NamedTuple, Optional
+
+from pynetdicom2 import dscheck
+from pynetdicom2.asceprovider import IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME
+from pynetdicom2.exceptions import EventHandlingError
+
+logger = logging.getLogger(__name__)
+
+# C-STORE statuses of the checks (PS3.4 B.2.3): 0xA900 "data set does not match SOP
+# class", 0xC000 "cannot understand" (the data set does not parse, a UID is missing or
+# not a UID).
+DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+
+_UID_CHARACTERS = frozenset('0123456789.')
+
+
+class Refusal(NamedTuple):
+    """Why a received data set is refused: the C-STORE status and its Error Comment."""
+    status: int
+    comment: str
+
+
+class InstanceRefused(EventHandlingError):
+    """A storage step refuses an instance with a status of its own.
+
+    Raised from ``FolderStorageMixin.place_instance`` (or ``final_path``) to answer
+    ``status`` (a C-STORE failure code) with ``comment`` as Error Comment, e.g. an
+    archive refusing an instance that conflicts with what it already holds. Nothing
+    is kept under a final name.
+    """
+
+    def __init__(self, status: int, comment: str) -> None:
+        super().__init__(comment)
+        self.status = status
+        self.comment = comment
+
+    def __reduce__(self):
+        return type(self), (self.status, self.comment)
+
+
+def clean_uid(value) -> str:
+    """A UID value as text, without the trailing NUL or space padding."""
+    return '' if value is None else str(value).rstrip('\x00 ')
+
+
+def uid_problem(uid, what: str = 'UID') -> Optional[str]:
+    """Why ``uid`` may not name a file, or None when it is a valid UID.
+
+    PS3.5 9.1: digits and dots, at most 64 characters, no empty component (so no
+    leading, trailing or double dot). Leading zeros, which some devices send, pass.
+    Checked before a UID from a peer becomes part of a path, so "../x" never escapes.
+    """
+    if not isinstance(uid, str) or not uid:
+        return f'no {what}'
+    shown = uid[:40] + ('...' if len(uid) > 40 else '')
+    if len(uid) > 64:
+        return f'{what} longer than 64 characters: {shown!r}'
+    if not set(uid) <= _UID_CHARACTERS or any(not part for part in uid.split('.')):
+        return f'invalid {what} {shown!r}'
+    return None
+
+
+def library_default(hook):
+    """Mark ``hook`` as the library's own, so that ``overridden`` tells a user's apart."""
+    hook.library_default = True
+    return hook
+
+
+def overridden(ae, name: str) -> bool:
+    """True when ``ae``'s ``name`` hook is not one of the library's defaults."""
+    hook = getattr(ae, name, None)
+    if hook is None:
+        return False
+    return not getattr(getattr(hook, '__func__', hook), 'library_default', False)
+
+
+class IncomingDataSet:
+    """Owns one received data set: where its bytes go, then keep it or drop it.
+
+    ``sop_class_uid`` and ``sop_instance_uid`` are the request's Affected SOP Class
+    and Instance UIDs, ``transfer_syntax`` the presentation context's. After
+    ``commit``, ``final_path`` says where the data set was kept (None: nowhere).
+    """
+
+    #: True when ``commit`` keeps the data set somewhere (a folder storage).
+    keeps_files = False
+
+    def __init__(self, sop_class_uid: str, sop_instance_uid: str,
+                 transfer_syntax: str) -> None:
+        self.sop_class_uid = sop_class_uid
+        self.sop_instance_uid = sop_instance_uid
+        self.transfer_syntax = transfer_syntax
+        self.final_path: Optional[str] = None
+        self.committed = False
+        self.released = False
+
+    # -- receiving --------------------------------------------------------------------
+
+    def write(self, fragment) -> None:
+        """Take the next fragment of the data set; ``OSError``: it cannot be kept."""
+        raise NotImplementedError
+
+    # -- deciding ---------------------------------------------------------------------
+
+    def scan(self) -> Optional[dscheck.ScanResult]:
+        """``dscheck``'s verdict on the complete data set; None when not ours to read."""
+        return None
+
+    def check(self) -> Optional[Refusal]:
+        """Why the complete data set must be refused, or None.
+
+        It must parse to its end in its transfer syntax (else 0xC000 and what is
+        wrong) and carry the SOP Class and Instance UIDs of the request (else 0xA900;
+        a missing one, 0xC000, as DCMTK's storescp answers).
+        """
+        result = self.scan()
+        if result is None:
+            return None
+        if result.problem is not None:
+            return Refusal(CANNOT_UNDERSTAND, result.problem)
+        for what, found, asked in (
+                ('SOP Class UID', result.sop_class_uid, self.sop_class_uid),
+                ('SOP Instance UID', result.sop_instance_uid, self.sop_instance_uid)):
+            if not found:
+                return Refusal(CANNOT_UNDERSTAND, f'no {what} in the data set')
+            if found != clean_uid(asked):
+                return Refusal(DATA_SET_DOES_NOT_MATCH_SOP_CLASS,
+                               f'{what} {found} in the data set is not the request\'s '
+                               f'{clean_uid(asked)}')
+        return None
+
+    def for_hook(self, in_file: bool = True):
+        """What ``on_receive_store`` gets: the Part-10 file at its start (``in_file``)
+        or the data set's bytes."""
+        raise NotImplementedError
+
+    def commit(self, context) -> Optional[str]:
+        """Keep the complete, checked data set; returns where (None: nowhere)."""
+        self.committed = True
+        return None
+
+    def discard(self) -> None:
+        """Drop the data set: nothing of it is kept. Safe to call more than once."""
+        self.release()
+
+    def release(self) -> None:
+        """The exchange is over: close what is open, drop what was not committed."""
+        self.released = True
+
+
+class _NullFile(io.RawIOBase):
+    """A file that drops what is written and reads empty."""
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return len(data)
+
+    def readinto(self, buffer) -> int:
+        return 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+
+class _FileDataSet(IncomingDataSet):
+    """A data set received into a Part-10 file: preamble, file meta, then the data set."""
+
+    def __init__(self, sop_class_uid, sop_instance_uid, transfer_syntax) -> None:
+        super().__init__(sop_class_uid, sop_instance_uid, transfer_syntax)
+        self._file: Optional[BinaryIO] = None
+        self.offset = 0
+
+    def _open(self) -> BinaryIO:
+        raise NotImplementedError
+
+    @property
+    def file(self) -> BinaryIO:
+        """The Part-10 file the data set is written into (created on first use)."""
+        if self._file is None:
+            fp = self._open()
+            try:
+                write_meta(fp, {'AffectedSOPClassUID': self.sop_class_uid,
+                                'AffectedSOPInstanceUID': self.sop_instance_uid},
+                           self.transfer_syntax)
+                self.offset = fp.tell()
+            except BaseException:
+                self._file = fp
+                self.discard()
+                raise
+            fp.incoming_data_set = self  # a 0.9.x get_file override may hand it back
+            self._file = fp
+        return self._file
+
+    def write(self, fragment) -> None:
+        self.file.write(fragment)
+
+    def scan(self) -> dscheck.ScanResult:
+        return dscheck.scan_data_set(self.file, self.transfer_syntax, self.offset)
+
+    def for_hook(self, in_file: bool = True):
+        fp = self.file
+        if in_file:
+            fp.seek(0)
+            return fp
+        fp.seek(self.offset)
+        return fp.read()
+
+    def _close(self) -> None:
+        fp = self._file
+        if fp is not None and not fp.closed:
+            fp.close()
+
+
+class TemporaryDataSet(_FileDataSet):
+    """An anonymous temporary file (``tempfile.TemporaryFile``): the hook reads it,
+    nothing is kept; the operating system deletes it when it is closed."""
+
+    def _open(self) -> BinaryIO:
+        return tempfile.TemporaryFile()
+
+    def release(self) -> None:
+        self.released = True
+        self._close()
+
+
+class FolderDataSet(_FileDataSet):
+    """A temporary ``.part`` file of a folder storage, given its final name by
+    ``commit`` through the storage's ``final_path`` and ``place_instance`` hooks."""
+
+    keeps_files = True
+
+    def __init__(self, storage, sop_class_uid, sop_instance_uid, transfer_syntax) -> None:
+        super().__init__(sop_class_uid, sop_instance_uid, transfer_syntax)
+        self.storage = storage
+        self.path: Optional[str] = None
+
+    def _open(self) -> BinaryIO:
+        fp, self.path = self.storage.create_temporary_file()
+        return fp
+
+    def commit(self, context) -> Optional[str]:
+        self.file  # noqa: B018  (a data set with no bytes still has its file)
+        self._close()  # complete: a closed file can be renamed on every platform
+        if not os.path.exists(self.path):
+            # The hook moved the file away itself: it is the hook's now.
+            logger.info('the received file %s was moved away by the hook; nothing to keep',
+                        self.path)
+            self.committed = True
+            return None
+        storage = self.storage
+        attrs = storage.read_attributes(self.path)
+        final = storage.final_path(clean_uid(self.sop_instance_uid), attrs)
+        self.final_path = storage.place_instance(self.path, final, attrs, context)
+        self.committed = True
+        logger.debug('stored %s', self.final_path)
+        return self.final_path
+
+    def release(self) -> None:
+        self.released = True
+        self._close()
+        if not self.committed and self.path is not None:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                logger.warning('cannot delete the temporary file %s', self.path, exc_info=True)
+
+
+class NullDataSet(IncomingDataSet):
+    """Drops the bytes: a data set refused before it arrives (``refusal``), or one a
+    storage in ``discard`` mode receives and does not keep."""
+
+    def __init__(self, sop_class_uid, sop_instance_uid, transfer_syntax,
+                 refusal: Optional[Refusal] = None) -> None:
+        super().__init__(sop_class_uid, sop_instance_uid, transfer_syntax)
+        self.refusal = refusal
+        self.file = _NullFile()
+        self.file.incoming_data_set = self
+        self.offset = 0
+
+    def write(self, fragment) -> None:
+        pass
+
+    def check(self) -> Optional[Refusal]:
+        return self.refusal
+
+    def for_hook(self, in_file: bool = True):
+        return self.file if in_file else b''
+
+
+class InMemory(IncomingDataSet):
+    """The data set gathered in memory, at most ``limit`` bytes (None: no limit);
+    a longer one raises ``OSError`` (EFBIG) and is answered "out of resources"."""
+
+    def __init__(self, sop_class_uid, sop_instance_uid, transfer_syntax,
+                 limit: Optional[int] = None, data: Optional[bytes] = None) -> None:
+        super().__init__(sop_class_uid, sop_instance_uid, transfer_syntax)
+        self.limit = limit
+        self._chunks: list = [] if data is None else [bytes(data)]
+        self._size = 0 if data is None else len(data)
+
+    def write(self, fragment) -> None:
+        self._size += len(fragment)
+        if self.limit is not None and self._size > self.limit:
+            self._chunks = []
+            raise OSError(errno.EFBIG, f'data set over {self.limit} bytes, the most '
+                          'received in memory (max_memory_store)')
+        self._chunks.append(bytes(fragment))  # the fragment's buffer is reused
+
+    def _bytes(self) -> bytes:
+        if len(self._chunks) != 1:
+            self._chunks = [b''.join(self._chunks)]
+        return self._chunks[0]
+
+    def scan(self) -> dscheck.ScanResult:
+        return dscheck.scan_data_set(self._bytes(), self.transfer_syntax)
+
+    def for_hook(self, in_file: bool = True):
+        return self._bytes()
+
+    def release(self) -> None:
+        self.released = True
+        self._chunks = []
+
+
+class SuppliedFile(IncomingDataSet):
+    """The file a ``get_file`` override returned (0.9.x): it stays the user's.
+
+    Written as it is; never checked, renamed or deleted here; handed back through
+    ``ae.discard_file(fp)`` when the exchange is over, as in 0.9.x. When it is (or
+    wraps) a file of ours (an override that called the base ``get_file``), that file's
+    owner checks, keeps or drops it. Other attributes read through to the file, so a
+    service written for 0.9.x that reads ``msg.data_set`` keeps working.
+    """
+
+    def __init__(self, ae, fp, offset: int = 0, sop_class_uid: str = '',
+                 sop_instance_uid: str = '', transfer_syntax: str = '') -> None:
+        super().__init__(sop_class_uid, sop_instance_uid, transfer_syntax)
+        self.ae = ae
+        self.fp = fp
+        self.offset = offset
+        ours = getattr(fp, 'incoming_data_set', None)
+        self.ours: Optional[IncomingDataSet] = (
+            ours if isinstance(ours, IncomingDataSet) else None)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ('fp', 'ours'):  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.fp, name)
+
+    def write(self, fragment) -> None:
+        self.fp.write(fragment)
+
+    def check(self) -> Optional[Refusal]:
+        return self.ours.check() if self.ours is not None else None
+
+    def for_hook(self, in_file: bool = True):
+        if not getattr(self.fp, 'closed', False):
+            try:
+                self.fp.seek(0)
+            except (OSError, AttributeError, ValueError):
+                pass
+        return self.fp
+
+    def commit(self, context) -> Optional[str]:
+        self.committed = True
+        if self.ours is not None:
+            self.final_path = self.ours.commit(context)
+        return self.final_path
+
+    def discard(self) -> None:
+        if self.ours is not None:
+            self.ours.discard()
+        self.release()
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        discard_file = getattr(self.ae, 'discard_file', None)
+        if discard_file is not None:
+            discard_file(self.fp)
+        elif not getattr(self.fp, 'closed', True):
+            self.fp.close()
+
+
+def file_sink(asce, ctx, msg) -> Optional[SuppliedFile]:
+    """The data sink of a service marked ``store_in_file`` that names none itself
+    (a 0.9.x service): the file from ``ae.get_file`` for the SOP classes in
+    ``ae.store_in_file``, as 0.9.x gave it."""
+    ae = asce.ae
+    if ctx.sop_class not in getattr(ae, 'store_in_file', ()):
+        return None
+    fp, start = ae.get_file(ctx, msg.command_set)
+    return SuppliedFile(ae, fp, start, clean_uid(msg.sop_class_uid),
+                        clean_uid(msg.affected_sop_instance_uid), ctx.supported_ts)
+
+
+# -- Part-10 file meta -------------------------------------------------------------------
+
+def write_meta(fp, command_set, ts) -> None:
+    """Write the Part-10 preamble, ``DICM`` and file meta information to ``fp``.
+
+    MediaStorageSOPClassUID and MediaStorageSOPInstanceUID come from the command's
+    Affected SOP Class and Instance UID (``command_set`` is a Dataset or a dict of
+    keywords); the Transfer Syntax UID is ``ts``. The group is small and fixed, so it
+    is encoded here directly (PS3.10 7.1, explicit VR little endian) rather than
+    through a pydicom data set: this runs once per stored file.
+    """
+    elements = b''.join([
+        _meta_element(0x0001, b'OB', b'\x00\x01'),
+        _meta_element(0x0002, b'UI', _uid_value(command_set.get('AffectedSOPClassUID'))),
+        _meta_element(0x0003, b'UI', _uid_value(command_set.get('AffectedSOPInstanceUID'))),
+        _meta_element(0x0010, b'UI', _uid_value(ts)),
+        _meta_element(0x0012, b'UI', _uid_value(IMPLEMENTATION_UID)),
+        _meta_element(0x0013, b'SH', IMPLEMENTATION_VERSION_NAME.encode('ascii')),
+    ])
+    group_length = _meta_element(0x0000, b'UL', struct.pack('<L', len(elements)))
+    fp.write(b'\x00' * 128 + b'DICM' + group_length + elements)
+
+
+def _uid_value(uid) -> bytes:
+    value = str(uid.value if hasattr(uid, 'value') else uid or '')
+    return value.encode('ascii', 'replace')[:64]
+
+
+def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
+    """One group-0002 element; UIDs pad with NUL, text with a space (PS3.5 6.2)."""
+    if len(value) % 2:
+        value += b'\x00' if vr == b'UI' else b' '
+    if vr == b'OB':   # OB has a reserved pair of bytes and a 4-byte length (PS3.5 7.1.2)
+        return struct.pack('<HH2s2xL', 0x0002, element, vr, len(value)) + value
+    return struct.pack('<HH2sH', 0x0002, element, vr, len(value)) + value
+
+
+__all__ = ['IncomingDataSet', 'TemporaryDataSet', 'FolderDataSet', 'NullDataSet',
+           'InMemory', 'SuppliedFile', 'Refusal', 'InstanceRefused', 'file_sink',
+           'write_meta', 'uid_problem', 'clean_uid', 'overridden', 'library_default']
