@@ -67,7 +67,7 @@ DOCUMENTED_MODULES = [
     'pynetdicom2.services.common', 'pynetdicom2.services.verification',
     'pynetdicom2.services.storage', 'pynetdicom2.services.queryretrieve',
     'pynetdicom2.services.commitment', 'pynetdicom2.services.nservices',
-    'pynetdicom2.applicationentity', 'pynetdicom2.dimsemessages',
+    'pynetdicom2.applicationentity', 'pynetdicom2.dimsemessages', 'pynetdicom2.dsutils',
 ]
 
 
