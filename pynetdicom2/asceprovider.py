@@ -493,8 +493,9 @@ class AssociationAcceptor(Association):
 
     def _build_ac(self, rq: pdu.AAssociateRqPDU) -> pdu.AAssociateAcPDU:
         items = [pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME)]
+        retrieved = self._retrieved_classes(rq)
         for item in rq.presentation_context_items:
-            result, ts = self._choose(item)
+            result, ts = self._choose(item, retrieved)
             if result == ACCEPTANCE:
                 self.accepted_contexts[item.context_id] = PContextDef(
                     item.context_id, item.abs_sub_item.name, ts)
@@ -521,10 +522,22 @@ class AssociationAcceptor(Association):
         items.append(pdu.UserInformationItem(user_data))
         return pdu.AAssociateAcPDU(rq.called_ae_title, rq.calling_ae_title, items)
 
-    def _choose(self, item) -> Tuple[int, Optional[str]]:
+    def _retrieved_classes(self, rq: pdu.AAssociateRqPDU) -> frozenset:
+        """SOP classes accepted only to carry C-GET sub-operations (PS3.4 C.4.3.3): those
+        the requester proposes taking the SCP role for, when it also proposes a C-GET
+        class we serve. The AE need not list them (0.9.x AEs serving C-GET did not)."""
+        proposed = {item.abs_sub_item.name for item in rq.presentation_context_items
+                    if item.abs_sub_item}
+        if not proposed & GET_SOP_CLASSES & set(self.ae.supported_scp):
+            return frozenset()
+        return frozenset(sub.sop_class_uid for sub in
+                         _sub_items(rq, userdataitems.ScpScuRoleSelectionSubItem)
+                         if sub.scp_role)
+
+    def _choose(self, item, retrieved: frozenset = frozenset()) -> Tuple[int, Optional[str]]:
         """Result and transfer syntax for one proposed context (PS3.8 9.3.3.2)."""
         sop_class = item.abs_sub_item.name if item.abs_sub_item else None
-        if sop_class not in self.ae.acceptable_sop_classes():
+        if sop_class not in self.ae.acceptable_sop_classes() and sop_class not in retrieved:
             return ABSTRACT_SYNTAX_NOT_SUPPORTED, None
         proposed = [ts.name for ts in item.ts_sub_items]
         for ts in self.ae.transfer_syntax_preference():

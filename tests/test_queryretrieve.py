@@ -7,6 +7,7 @@ StorageAE, C-GET into the requester's own association, and the identifier codec.
 from __future__ import annotations
 
 import itertools
+import struct
 import threading
 import time
 
@@ -113,6 +114,22 @@ def test_identifier_round_trips_in_each_transfer_syntax(ts):
         assert raw[:8] == b'\x08\x00\x05\x00\x0a\x00\x00\x00'
     if ts == uids.EXPLICIT_VR_BIG_ENDIAN:
         assert raw[:6] == b'\x00\x08\x00\x05CS'
+
+
+def test_a_deflated_identifier_is_padded_to_even_length():
+    # PS3.5 A.5: an odd deflated stream gets one trailing NULL; DCMTK refuses odd PDVs.
+    import zlib
+    odd_seen = False
+    for n in range(40):
+        ds = query(PatientName='X' * n, PatientID=f'{n * 7919:x}', StudyInstanceUID=f'1.2.{n}')
+        raw = qr.encode_identifier(ds, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)
+        packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+        odd_seen |= len(packer.compress(qr.encode_identifier(
+            ds, uids.EXPLICIT_VR_LITTLE_ENDIAN)) + packer.flush()) % 2 == 1
+        assert len(raw) % 2 == 0
+        back = qr.decode_identifier(raw, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)
+        assert back.PatientName == 'X' * n
+    assert odd_seen  # the padding was needed at least once
 
 
 def test_identifier_that_does_not_decode_is_a_dimse_error():
@@ -370,8 +387,9 @@ def test_find_scp_answers_c_cancel_with_fe00(server):
 class Destination(ae_module.StorageAE):
     """A StorageAE that also notes the command set of each C-STORE it receives."""
 
-    def __init__(self, storage_dir, delay=0.0):
-        super().__init__(storage_dir, 'DEST', 0, bind_address='127.0.0.1')
+    def __init__(self, storage_dir, delay=0.0, supported_ts=None):
+        super().__init__(storage_dir, 'DEST', 0, supported_ts=supported_ts,
+                         bind_address='127.0.0.1')
         self.dcm_timeout = TIMEOUT
         self.commands = []
         self.delay = delay
@@ -450,6 +468,39 @@ def test_move_of_datasets_and_a_class_the_destination_refuses(server, destinatio
     assert (tmp_path / 'dest' / f'{ct.SOPInstanceUID}.dcm').exists()
 
 
+# Every syntax a native data set may have to be re-encoded in (PS3.5 A.1-A.3, A.5).
+NATIVE_TS = [uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN,
+             uids.EXPLICIT_VR_BIG_ENDIAN, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN]
+
+
+def pixel_values(ds, ts=None):
+    """The 16-bit pixel values of ``ds``, read in the byte order of ``ts`` (its own
+    file's syntax by default): pydicom keeps OW values as the bytes it read."""
+    ts = ts or ds.file_meta.TransferSyntaxUID
+    order = '>' if ts == uids.EXPLICIT_VR_BIG_ENDIAN else '<'
+    return struct.unpack(f'{order}{len(ds.PixelData) // 2}H', ds.PixelData)
+
+
+@pytest.mark.parametrize('accepted', NATIVE_TS)
+@pytest.mark.parametrize('source_ts', [uids.EXPLICIT_VR_LITTLE_ENDIAN,
+                                       uids.EXPLICIT_VR_BIG_ENDIAN])
+def test_move_encodes_a_dataset_for_the_syntax_the_destination_accepts(
+        server, tmp_path, source_ts, accepted):
+    # A 0.9.x handler gives Datasets read from files; the destination takes one syntax.
+    path = make_ct_file(tmp_path / 'src.dcm', transfer_syntax=source_ts)
+    sent = pydicom.dcmread(path)
+    with Destination(tmp_path / 'dest', supported_ts=[accepted]) as dest:
+        server.move = lambda ctx, ds, d: (dest_config(dest), 1, iter([sent]))
+        with client().request_association(remote(server)) as assoc:
+            responses = move_all(assoc)
+    assert [int(s) for s, _ in responses] == [0xFF00, 0x0000]
+    got = pydicom.dcmread(tmp_path / 'dest' / f'{sent.SOPInstanceUID}.dcm')
+    assert got.file_meta.TransferSyntaxUID == accepted
+    assert pixel_values(got) == pixel_values(pydicom.dcmread(path))
+    assert (got.Rows, got.PatientName, got.PixelSpacing) == (
+        sent.Rows, sent.PatientName, sent.PixelSpacing)
+
+
 def test_move_to_an_unknown_destination_is_a801(server):
     server.move = lambda ctx, ds, dest: (None, 0, [])
     with client().request_association(remote(server)) as assoc:
@@ -519,8 +570,8 @@ def test_closing_the_move_generator_cancels_and_the_association_stays(server, tm
 
 # -- C-GET ---------------------------------------------------------------------------
 
-def get_client(store_in_file=True, scp_role=True):
-    scu = ae_module.ClientAE('GET_SCU')
+def get_client(store_in_file=True, scp_role=True, supported_ts=None):
+    scu = ae_module.ClientAE('GET_SCU', supported_ts=supported_ts)
     scu.dcm_timeout = TIMEOUT
     scu.add_scu(sopclass.qr_get_scu)
     if scp_role:
@@ -574,6 +625,39 @@ def test_get_yields_decoded_datasets_without_store_in_file(server, tmp_path):
     assert int(final) == 0
     assert all(isinstance(ds, Dataset) for _, ds in items)
     assert [ds.PixelData for _, ds in items] == [ds.PixelData for ds in datasets]
+
+
+class GetOnlyAE(ae_module.AE):
+    """A 0.9.x-style C-GET SCP: it lists no storage class of its own."""
+
+    def __init__(self):
+        super().__init__('GET_SCP', 0, supported_ts=NATIVE_TS, bind_address='127.0.0.1')
+        self.dcm_timeout = TIMEOUT
+        self.add_scp(sopclass.qr_get_scp)
+        self.items = []
+
+    def on_receive_get(self, context, ds):
+        return len(self.items), iter(self.items)
+
+
+@pytest.mark.parametrize('accepted', NATIVE_TS)
+@pytest.mark.parametrize('source_ts, kind', [
+    (uids.EXPLICIT_VR_LITTLE_ENDIAN, 'dataset'), (uids.EXPLICIT_VR_BIG_ENDIAN, 'dataset'),
+    (uids.IMPLICIT_VR_LITTLE_ENDIAN, 'dataset'), (uids.EXPLICIT_VR_LITTLE_ENDIAN, 'path')])
+def test_get_encodes_each_sub_operation_for_the_accepted_syntax(
+        tmp_path, source_ts, kind, accepted):
+    path = make_ct_file(tmp_path / 'src.dcm', transfer_syntax=source_ts)
+    with GetOnlyAE() as srv:
+        srv.items = [pydicom.dcmread(path) if kind == 'dataset' else str(path)]
+        with get_client(supported_ts=[accepted]).request_association(
+                remote(srv, 'GET_SCP'), sop_classes=[STUDY_GET, CT]) as assoc:
+            assert assoc.context_for(CT).supported_ts == accepted
+            items, final = run_get(assoc.get_scu(STUDY_GET)(query(), 1), read_file)
+    assert int(final) == 0x0000
+    [(ctx, got)] = items
+    assert ctx.supported_ts == accepted
+    assert got.SOPInstanceUID == pydicom.dcmread(path).SOPInstanceUID
+    assert pixel_values(got, accepted) == pixel_values(pydicom.dcmread(path))
 
 
 def test_get_of_a_class_without_context_counts_as_failed(server, tmp_path):

@@ -54,7 +54,11 @@ _STORE_NOT_PROCESSED = statuses.PROCESSING_FAILURE
 _ERROR_COMMENT_LENGTH = 64
 # C-CANCEL-RQs for the running C-GET that one wait for a C-STORE-RSP will skip.
 _MAX_CANCELS_SKIPPED = 16
-_UNCOMPRESSED = (uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN)
+# What a C-MOVE sub-association proposes for a native data set after its own syntax:
+# every syntax the storage SCU can re-encode it in (PS3.5 A.1-A.3, A.5), so that a
+# destination accepting only one of them still gets it.
+_UNCOMPRESSED = (uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN,
+                 uids.EXPLICIT_VR_BIG_ENDIAN, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)
 
 
 # -- identifiers ---------------------------------------------------------------------
@@ -87,6 +91,8 @@ def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
         # PS3.5 A.5: the whole data set is deflated (RFC 1951, no zlib header).
         packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
         raw = packer.compress(raw) + packer.flush()
+        if len(raw) % 2:
+            raw += b'\x00'  # PS3.5 A.5: an odd deflated stream gets one trailing NULL
     return raw
 
 
@@ -705,10 +711,11 @@ def qr_move_scp(asce, ctx: PContextDef, msg) -> None:
     The hook returns ``(remote_ae, number_of_sub_ops, data sets)``, the data sets
     being pydicom Datasets or file paths. They are first gathered into a list (for a
     path only the file meta is read) so that ONE sub-association to ``remote_ae``
-    proposes just their SOP classes and transfer syntaxes. Each goes by C-STORE with
-    the Move Originator AE title and message ID, followed by a pending C-MOVE-RSP
-    with the counts; the final status is 0x0000, or 0xB000 when one failed or
-    warned (failed instances listed in the identifier).
+    proposes just their SOP classes, each in its own transfer syntax and, for an
+    uncompressed one, every uncompressed syntax it can be re-encoded in. Each goes
+    by C-STORE with the Move Originator AE title and message ID, followed by a
+    pending C-MOVE-RSP with the counts; the final status is 0x0000, or 0xB000 when
+    one failed or warned (failed instances listed in the identifier).
 
     Other endings: the hook returns None or a None ``remote_ae`` (destination not
     known) → 0xA801; the sub-association is rejected or cannot be made → 0xA801
@@ -923,9 +930,13 @@ def qr_get_scp(asce, ctx: PContextDef, msg) -> None:
     The hook returns ``(number_of_sub_ops, data sets)`` (Datasets or file paths,
     read lazily). Each is sent by C-STORE on this association, on an accepted
     context for its SOP class for which the requester took the SCP role through
-    role selection (PS3.4 C.5.3); without one the sub-operation fails. To accept
-    those contexts at all the AE must list the storage SOP classes, e.g.
-    ``ae.add_scu(storage_scu, [uids...])``. A pending C-GET-RSP with the counts
+    role selection (PS3.4 C.5.3); without one the sub-operation fails. Such
+    contexts are accepted whenever the requester also proposes a C-GET class this
+    AE serves, whether or not the AE lists the storage classes (a 0.9.x-style AE
+    with only ``add_scp(qr_get_scp)`` serves C-GET). A data set in an uncompressed
+    syntax is re-encoded for whichever uncompressed syntax the context accepted
+    (implicit or explicit VR little endian, explicit big endian, deflated).
+    A pending C-GET-RSP with the counts
     follows each sub-operation; the final status is 0x0000, or 0xB000 when one
     failed or warned. ``EventHandlingError`` from the hook → 0xC000; C-CANCEL-RQ
     (looked for before each sub-operation and while waiting for a C-STORE-RSP)

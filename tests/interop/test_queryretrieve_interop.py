@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import pathlib
+import struct
 
 import pydicom
 import pytest
@@ -183,6 +184,100 @@ def test_dcmtk_getscu_gets_files_with_their_pixel_data(server, tmp_path):
                        '-od', str(out), '127.0.0.1', str(server.local_ae.port)])
     assert result.returncode == 0, describe(result)
     assert_same_instances(sorted(out.iterdir()), files)
+
+
+# Uncompressed syntaxes (PS3.5 A.1-A.3, A.5) a sub-operation may have to use.
+IMPLICIT, EXPLICIT = uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN
+BIG, DEFLATED = uids.EXPLICIT_VR_BIG_ENDIAN, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN
+
+
+class GetOnlyServer(ae_module.AE):
+    """A 0.9.x-style C-GET SCP: no storage class of its own, Datasets from its hook."""
+
+    def __init__(self, preferred_ts):
+        rest = [ts for ts in (EXPLICIT, IMPLICIT, BIG, DEFLATED) if ts != preferred_ts]
+        super().__init__('QR_SCP', 0, supported_ts=[preferred_ts, *rest],
+                         bind_address='127.0.0.1')
+        self.dcm_timeout = 10
+        self.add_scp(sopclass.qr_get_scp)
+        self.datasets = []
+
+    def on_receive_get(self, context, ds):
+        return len(self.datasets), iter(self.datasets)
+
+
+def pixel_values(ds):
+    """Pixel values in the byte order of the file's syntax (PS3.5 7.3)."""
+    order = '>' if ds.file_meta.TransferSyntaxUID == BIG else '<'
+    return struct.unpack(f'{order}{len(ds.PixelData) // 2}H', ds.PixelData)
+
+
+def assert_same_pixels(received_paths, sent_paths, ts):
+    received = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, received_paths)}
+    sent = {ds.SOPInstanceUID: ds for ds in map(pydicom.dcmread, sent_paths)}
+    assert sorted(received) == sorted(sent)
+    for uid, ds in sent.items():
+        assert received[uid].file_meta.TransferSyntaxUID == ts
+        assert pixel_values(received[uid]) == pixel_values(ds)
+        assert received[uid].PatientName == ds.PatientName
+
+
+@pytest.mark.parametrize('ts, switches', [
+    (IMPLICIT, []), (EXPLICIT, []), (BIG, []), (DEFLATED, ['+xd'])])
+def test_dcmtk_getscu_gets_datasets_from_a_0_9_x_style_get_scp(tmp_path, ts, switches):
+    # The Datasets were read from Explicit VR Little Endian files; our AE prefers ``ts``
+    # among the syntaxes getscu proposes for the storage classes (+xd adds deflate).
+    files = ct_files(tmp_path / 'src', 2)
+    out = tmp_path / 'getscu'
+    out.mkdir()
+    with GetOnlyServer(ts) as srv:
+        srv.datasets = [pydicom.dcmread(f) for f in files]
+        result = run_tool([dcmtk('getscu'), *DCMTK_TIMEOUTS, '-v', *switches, '-S',
+                           '-aec', 'QR_SCP', '-k', 'QueryRetrieveLevel=STUDY',
+                           '-k', 'StudyInstanceUID=1.2.3', '-od', str(out),
+                           '127.0.0.1', str(srv.local_ae.port)])
+    assert result.returncode == 0, describe(result)
+    assert 'Number of Completed Suboperations : 2' in result.stderr, describe(result)
+    assert_same_pixels(sorted(out.iterdir()), files, ts)
+
+
+@pytest.mark.parametrize('ts', [IMPLICIT, EXPLICIT, BIG])
+def test_pynetdicom_getscu_gets_datasets_from_a_0_9_x_style_get_scp(tmp_path, ts):
+    peers.require_pynetdicom()
+    files = ct_files(tmp_path / 'src', 2)
+    out = tmp_path / 'getscu'
+    out.mkdir()
+    with GetOnlyServer(ts) as srv:
+        srv.datasets = [pydicom.dcmread(f) for f in files]
+        result = run_tool([peers.pynetdicom_python(), '-m', 'pynetdicom', 'getscu', '-v', '-S',
+                           '-aec', 'QR_SCP', '-k', 'QueryRetrieveLevel=STUDY',
+                           '-k', 'StudyInstanceUID=1.2.3', '-od', str(out),
+                           '127.0.0.1', str(srv.local_ae.port)], timeout=60)
+    assert result.returncode == 0, describe(result)
+    assert 'Completed: 2, Failed: 0' in result.stderr, describe(result)
+    assert_same_pixels(sorted(out.iterdir()), files, ts)
+
+
+@pytest.mark.parametrize('ts, switches', [(IMPLICIT, ['+xi']), (BIG, ['+xb']),
+                                          (DEFLATED, ['+xd'])])
+def test_dcmtk_movescu_moves_datasets_to_a_storescp_taking_one_syntax(
+        server, tmp_path, ts, switches):
+    # A 0.9.x on_receive_move gives Datasets read from Explicit VR Little Endian files.
+    files = ct_files(tmp_path / 'src', 2)
+    out = tmp_path / 'storescp'
+    out.mkdir()
+    with start_dcmtk_scp('storescp', ['-aet', 'DEST', *switches, '-od', str(out)]) as (
+            proc, port):
+        server.move = lambda ctx, ds, dest: (
+            {'aet': 'DEST', 'address': '127.0.0.1', 'port': port}, 2,
+            (pydicom.dcmread(f) for f in files))
+        result = run_tool([dcmtk('movescu'), *DCMTK_TIMEOUTS, '-v', '-S', '-aet', 'MOVESCU',
+                           '-aec', 'QR_SCP', '-aem', 'DEST',
+                           '-k', 'QueryRetrieveLevel=STUDY', '-k', 'StudyInstanceUID=1.2.3',
+                           '127.0.0.1', str(server.local_ae.port)])
+        assert result.returncode == 0, describe(result) + peers.process_output(proc)
+    assert 'Final Move Response (Success)' in result.stderr, describe(result)
+    assert_same_pixels(sorted(out.iterdir()), files, ts)
 
 
 # -- our SCUs requesting from pynetdicom ---------------------------------------------
