@@ -6,23 +6,35 @@ Received instances are kept as ``<storage>/<StudyInstanceUID>/<SOPInstanceUID>.d
 ``<storage>/index.sqlite``); ``--reindex`` rebuilds the index from the files. C-MOVE
 sends to destinations named with ``--move-dest AET=HOST:PORT`` or in a ``--config``
 file's ``[move_destinations]`` section.
+
+What a Success promises here: the file is under its final name and the index says
+so, in one step (``qrindex.Index.place``); a second copy of a SOP Instance UID
+replaces the first; an instance that would re-parent a stored study or series is
+refused (0xC000) and nothing is kept. At start the archive removes the temporary
+files a crash left and settles the stores it interrupted. A retrieve whose unique
+key is not one value (a wildcard, a range) is refused (0xC000). Every refusal carries
+an Error Comment and is logged as a WARNING naming the peer.
 """
 
 from __future__ import annotations
 
 import argparse
 import configparser
+import contextlib
 import logging
 import os
 import sqlite3
-from typing import Dict, List, Optional
+import stat
+import threading
+from typing import Dict, Iterator, List, Optional
 
 from pynetdicom2 import sopclass, statuses, uids
 from pynetdicom2.ae import AE
 from pynetdicom2.apps import common, qrindex
-from pynetdicom2.apps.filestore import ReceivedFiles, clean_uid, uid_problem
+from pynetdicom2.apps.filestore import INCOMING, ReceivedFiles, clean_uid, uid_problem
 from pynetdicom2.apps.storescp import ALL_TS
 from pynetdicom2.exceptions import EventHandlingError
+from pynetdicom2.services.common import error_comment
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +55,11 @@ DEFAULT_PORT = 11112
 NO_SUCH_OBJECT_INSTANCE = 0x0112
 IDENTIFIER_DOES_NOT_MATCH = 0xA900
 CLASS_INSTANCE_CONFLICT = 0x0119
+#: The names of the temporary files of transfers in progress: ``<storage>/.incoming/
+#: *.part`` and ``.tmp-*.part`` anywhere in the storage. Only these are removed at start.
+TEMPORARY_PREFIX = '.tmp-'
+TEMPORARY_SUFFIX = '.part'
+LOCK_NAME = '.qrscp.lock'
 
 
 class Archive(common.ServerTLS, ReceivedFiles, AE):
@@ -63,6 +80,24 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
                         sopclass.qr_find_scp, sopclass.qr_move_scp, sopclass.qr_get_scp):
             self.add_scp(service)
         self.add_scp(sopclass.StorageCommitment())
+        self._association = threading.local()
+
+    def on_association_request(self, asce, assoc) -> None:
+        # The hooks below run in the association's thread: remember whom it serves,
+        # for the log lines of refusals.
+        self._association.peer = asce.dul.peer
+        super().on_association_request(asce, assoc)
+
+    def peer(self) -> str:
+        """The peer of the association this thread serves (``AET@host:port``)."""
+        return getattr(self._association, 'peer', None) or 'a peer'
+
+    def refuse(self, what: str, comment: str, details: Optional[str] = None):
+        """Log a refusal as a WARNING naming the peer; the ``EventHandlingError`` that
+        answers it, with ``comment`` as Error Comment (0xC000; cut to the 64
+        characters of LO after a whole word, PS3.5 6.2)."""
+        logger.warning('%s from %s refused: %s', what, self.peer(), details or comment)
+        return EventHandlingError(error_comment(comment))
 
     # -- storage ---------------------------------------------------------------------
 
@@ -74,16 +109,30 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
             raise EventHandlingError(problem)
         return path
 
-    def instance_stored(self, path: str, attrs, context) -> None:
+    def place_instance(self, temp_path: str, final_path: str, attrs, context) -> str:
+        """Move the received file to its final name and index it, as one step.
+
+        A second copy of a SOP Instance UID replaces the first (file and row); an
+        instance whose study belongs to another patient, or whose series to another
+        study, is refused with 0xC000 and nothing changes (``qrindex.Conflict``).
+        """
+        uid = os.path.splitext(os.path.basename(final_path))[0]
         if not attrs.get('SOPInstanceUID'):
-            attrs.SOPInstanceUID = os.path.splitext(os.path.basename(path))[0]
+            attrs.SOPInstanceUID = uid
         if not attrs.get('SOPClassUID'):
             attrs.SOPClassUID = context.sop_class
         try:
-            self.index.add(attrs, path, os.path.getsize(path), context.supported_ts)
-        except (sqlite3.Error, ValueError) as exc:
-            # The file is kept: ``--reindex`` can take it in later.
-            raise OSError(f'indexing {os.path.basename(path)} failed: {exc}') from exc
+            self.index.place(attrs, temp_path, final_path, os.path.getsize(temp_path),
+                             context.supported_ts)
+        except qrindex.Conflict as exc:
+            raise self.refuse(f'C-STORE of {uid}', exc.comment, str(exc)) from exc
+        except ValueError as exc:  # the instance lacks a UID of the hierarchy
+            raise self.refuse(f'C-STORE of {uid}', str(exc)) from exc
+        except sqlite3.Error as exc:
+            # Nothing is kept (``place`` settles the index with the disk): 0xA700.
+            raise OSError(f'indexing {uid} failed: {exc}') from exc
+        logger.info('stored %s', final_path)
+        return final_path
 
     # -- query / retrieve ------------------------------------------------------------
 
@@ -92,8 +141,9 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
         try:
             matches = self.index.find(ds, model)
         except qrindex.QueryError as exc:
-            # 0xA900 "identifier does not match SOP class" (PS3.4 C.4.1.1.4).
-            logger.warning('C-FIND refused: %s', exc)
+            # 0xA900 "identifier does not match SOP class" (PS3.4 C.4.1.1.4): the
+            # level is missing or not one of this information model's.
+            logger.warning('C-FIND from %s refused: %s', self.peer(), exc)
             return iter([(None, IDENTIFIER_DOES_NOT_MATCH)])
         except sqlite3.Error as exc:
             raise EventHandlingError(f'index: {exc}') from exc
@@ -102,11 +152,14 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
         return ((qrindex.match_dataset(m, ds, self.local_ae.aet), statuses.C_FIND_PENDING)
                 for m in matches)
 
-    def _retrieve(self, context, ds) -> List[str]:
+    def _retrieve(self, context, ds, what: str) -> List[str]:
         try:
             return self.index.retrieve(ds, MODELS.get(context.sop_class, 'patient'))
         except qrindex.QueryError as exc:
-            raise EventHandlingError(str(exc)) from exc
+            # 0xC000 "unable to process" (PS3.4 C.4.2.1.5, C.4.3.1.4): a retrieve names
+            # its entities by unique keys, one value each or a list of UIDs
+            # (C.4.2.2.1); anything else would retrieve more than was named.
+            raise self.refuse(what, str(exc)) from exc
         except sqlite3.Error as exc:
             raise EventHandlingError(f'index: {exc}') from exc
 
@@ -116,12 +169,12 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
             logger.warning('C-MOVE to unknown destination %r (known: %s)', destination,
                            ', '.join(sorted(self.move_destinations)) or 'none')
             return None
-        paths = self._retrieve(context, ds)
+        paths = self._retrieve(context, ds, 'C-MOVE')
         logger.info('C-MOVE of %d instance(s) to %s', len(paths), destination)
         return remote, len(paths), paths
 
     def on_receive_get(self, context, ds):
-        paths = self._retrieve(context, ds)
+        paths = self._retrieve(context, ds, 'C-GET')
         logger.info('C-GET of %d instance(s)', len(paths))
         return len(paths), paths
 
@@ -228,12 +281,76 @@ def settings(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def open_index(args: argparse.Namespace) -> qrindex.Index:
-    os.makedirs(args.storage, exist_ok=True)
+def remove_leftovers(storage_dir: str) -> List[str]:
+    """Delete the temporary files of transfers a crash interrupted; their paths.
+
+    Only ours: ``*.part`` files in ``<storage>/.incoming`` and ``.tmp-*.part`` files
+    anywhere under the storage directory, regular files only, never following a
+    symbolic link out of the tree.
+    """
+    root = os.path.abspath(storage_dir)
+    incoming = os.path.join(root, INCOMING)
+    removed = []
+    for folder, dirs, files in os.walk(root):  # does not follow directory links
+        for name in files:
+            if not name.endswith(TEMPORARY_SUFFIX):
+                continue
+            if not (name.startswith(TEMPORARY_PREFIX) or folder == incoming):
+                continue
+            path = os.path.join(folder, name)
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue
+                os.unlink(path)
+            except FileNotFoundError:
+                continue
+            removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def storage_lock(storage_dir: str) -> Iterator[None]:
+    """Hold ``<storage>/.qrscp.lock`` while serving: one qrscp per storage directory,
+    so that cleaning up at start never takes another's transfers in progress."""
     try:
-        return qrindex.Index(args.database, args.storage)
+        import fcntl
+    except ImportError:  # not POSIX: no lock (one qrscp per storage, please)
+        yield
+        return
+    path = os.path.join(storage_dir, LOCK_NAME)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise common.ToolError(f'another qrscp is using the storage {storage_dir} '
+                                   f'({path} is locked)', common.EXIT_FAILURE) from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+def open_index(args: argparse.Namespace, recreate: bool = False) -> qrindex.Index:
+    try:
+        return qrindex.Index(args.database, args.storage, recreate=recreate)
     except OSError as exc:
         raise common.ToolError(str(exc), common.EXIT_FAILURE) from exc
+
+
+def start_archive(args: argparse.Namespace) -> qrindex.Index:
+    """What happens at every start: leftovers removed, the index opened (rebuilt when
+    its schema is older) and interrupted stores settled."""
+    for path in remove_leftovers(args.storage):
+        logger.warning('removed %s, left by a transfer that never finished', path)
+    index = open_index(args, recreate=args.reindex)
+    if not args.reindex:
+        try:
+            index.recover()
+        except (OSError, sqlite3.Error) as exc:
+            index.close()
+            raise common.ToolError(f'cannot settle the index {args.database}: {exc}',
+                                   common.EXIT_FAILURE) from exc
+    return index
 
 
 def main(argv: Optional[List[str]] = None, prog: str = 'qrscp') -> int:
@@ -242,31 +359,41 @@ def main(argv: Optional[List[str]] = None, prog: str = 'qrscp') -> int:
 
     def job() -> int:
         settings(args)
-        index = open_index(args)
         try:
-            if args.reindex:
-                indexed, skipped = index.rebuild()
-                if not args.quiet:
-                    print(f'{prog}: indexed {indexed} instance(s) from '
-                          f'{os.path.abspath(args.storage)} into '
-                          f'{os.path.abspath(args.database)}'
-                          + (f'; {skipped} file(s) skipped' if skipped else ''))
-                return common.EXIT_OK
-            try:
-                ae = Archive(args.storage, index, args.aet, common.listen_port(args),
-                             args.destinations, max_pdu_length=args.max_pdu,
-                             bind_address=args.bind)
-            except OSError as exc:
-                raise common.ToolError(f'cannot listen: {exc}', common.EXIT_CONNECT) from exc
-            common.configure_server(ae, args)
-            for aet, remote in sorted(args.destinations.items()):
-                logger.info('move destination %s at %s:%s', aet, remote['address'],
-                            remote['port'])
-            counts = index.counts()
-            return common.serve_until_stopped(
-                ae, f'{prog}: {args.aet} listening on {args.bind or "*"}:{ae.local_ae.port}; '
-                f'storage {os.path.abspath(args.storage)}, index {os.path.abspath(args.database)} '
-                f'({counts["IMAGE"]} instances, {counts["STUDY"]} studies)')
-        finally:
-            index.close()
+            os.makedirs(args.storage, exist_ok=True)
+        except OSError as exc:
+            raise common.ToolError(f'cannot create the storage {args.storage}: {exc}',
+                                   common.EXIT_FAILURE) from exc
+        with storage_lock(args.storage):
+            return serve(args, prog)
     return common.execute(prog, job)
+
+
+def serve(args: argparse.Namespace, prog: str) -> int:
+    index = start_archive(args)
+    try:
+        if args.reindex:
+            indexed, skipped = index.rebuild()
+            if not args.quiet:
+                print(f'{prog}: indexed {indexed} instance(s) from '
+                      f'{os.path.abspath(args.storage)} into '
+                      f'{os.path.abspath(args.database)}'
+                      + (f'; {skipped} file(s) skipped' if skipped else ''))
+            return common.EXIT_OK
+        try:
+            ae = Archive(args.storage, index, args.aet, common.listen_port(args),
+                         args.destinations, max_pdu_length=args.max_pdu,
+                         bind_address=args.bind)
+        except OSError as exc:
+            raise common.ToolError(f'cannot listen: {exc}', common.EXIT_CONNECT) from exc
+        common.configure_server(ae, args)
+        for aet, remote in sorted(args.destinations.items()):
+            logger.info('move destination %s at %s:%s', aet, remote['address'],
+                        remote['port'])
+        counts = index.counts()
+        return common.serve_until_stopped(
+            ae, f'{prog}: {args.aet} listening on {args.bind or "*"}:{ae.local_ae.port}; '
+            f'storage {os.path.abspath(args.storage)}, index {os.path.abspath(args.database)} '
+            f'({counts["IMAGE"]} instances, {counts["STUDY"]} studies)')
+    finally:
+        index.close()
