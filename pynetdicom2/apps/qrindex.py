@@ -492,17 +492,16 @@ def build_find(level: str, identifier: Dataset) -> Tuple[str, list, List[str]]:
 
 
 def _retrieve_value_problem(keyword: str, value: str) -> Optional[str]:
-    """Why ``value`` cannot name an entity in a retrieve, or None."""
-    kind = None
+    """Why ``value`` cannot name an entity in a retrieve, or None. The value comes
+    last, so an Error Comment cut to its 64 characters still says what is wrong."""
+    shown = value[:64]
     if '*' in value or '?' in value:
-        kind = 'a wildcard'
-    elif COLUMNS[keyword][1] == 'UI':
-        if uid_problem(value) is not None:
-            kind = 'a range' if '-' in value else 'not a UID'
-    if kind is None:
-        return None
-    shown = value if len(value) <= 24 else value[:21] + '...'
-    return f'{keyword} {shown} is {kind}; a retrieve takes exact values'
+        return f'no wildcard in a retrieve: {keyword} {shown}'
+    if COLUMNS[keyword][1] == 'UI' and uid_problem(value) is not None:
+        if '-' in value:
+            return f'no range in a retrieve: {keyword} {shown}'
+        return f'not a UID: {keyword} {shown}'
+    return None
 
 
 def build_retrieve(level: str, identifier: Dataset) -> Tuple[str, list]:
@@ -576,12 +575,13 @@ class Index:
         self.path = path
         self.storage_dir = os.path.abspath(storage_dir)
         self._lock = threading.RLock()
+        self._db: Optional[sqlite3.Connection] = None
         self.rebuilt: Optional[Tuple[int, int]] = None
+        if recreate:
+            self._recreate()
+            return
         try:
             self._connect()
-            if recreate:
-                self._recreate()
-                return
             version = self._db.execute('PRAGMA user_version').fetchone()[0]
             tables = self._tables()
         except sqlite3.DatabaseError as exc:
@@ -614,6 +614,8 @@ class Index:
         """Drop whatever the database holds and create the current schema, empty."""
         with self._lock:
             try:
+                if self._db is None:
+                    self._connect()
                 self._drop_and_create()
             except sqlite3.DatabaseError as exc:
                 if self.path == ':memory:':
@@ -621,12 +623,17 @@ class Index:
                 # Not a database at all (a damaged file): start a new one.
                 logger.warning('the index %s is unreadable (%s): starting a new one',
                                self.path, exc)
-                self._db.close()
+                if self._db is not None:
+                    self._db.close()
                 for suffix in ('', '-wal', '-shm'):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(self.path + suffix)
-                self._connect()
-                self._drop_and_create()
+                try:
+                    self._connect()
+                    self._drop_and_create()
+                except sqlite3.DatabaseError as again:
+                    raise OSError(f'cannot create the index database {self.path}: '
+                                  f'{again}') from again
 
     def _drop_and_create(self) -> None:
         with self._transaction():
