@@ -395,12 +395,15 @@ class AssociationRequester(Association):
 
     def _role_selection_items(self) -> list:
         """SCP/SCU role selection (PS3.7 D.3.3.4) for the classes we serve on our own
-        association: those we use both ways (e.g. storage commitment's report) and,
-        when a C-GET is proposed, the classes whose C-STOREs we will receive."""
+        association: those we use both ways and, when a C-GET is proposed, the classes
+        whose C-STOREs we will receive. A service whose ``propose_scp_role`` is false
+        (``StorageCommitment`` unless asked to take its report here) gets none."""
         proposed = {ctx.sop_class for ctx in self.context_def_list.values()}
         getting = bool(proposed & GET_SOP_CLASSES)
         items = []
         for sop_class in sorted(proposed & set(self.ae.supported_scp)):
+            if not getattr(self.ae.supported_scp[sop_class], 'propose_scp_role', True):
+                continue
             both_ways = sop_class in self.ae.supported_scu
             if both_ways or getting:
                 items.append(userdataitems.ScpScuRoleSelectionSubItem(

@@ -379,7 +379,8 @@ def test_archive_commits_what_it_holds(archive, tmp_path):
     scu.dcm_timeout = 5
     scu.add_scu(sopclass.storage_scu, [CT])
     scu.add_scu(sopclass.storage_commitment_scu)
-    scu.add_scp(sopclass.StorageCommitment())
+    # The report on this association: we propose both roles for it and wait there.
+    scu.add_scp(sopclass.StorageCommitment(report_on_same_association=True))
     refs = [(CT, uid(9, 1)), (CT, uid(9, 2)), (uids.MR_IMAGE_STORAGE, uid(9, 1))]
     with scu.request_association(archive_remote(archive), sop_classes=[CT, SC]) as assoc:
         assert assoc.get_scu(CT)(str(path), 1).is_success

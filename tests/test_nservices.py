@@ -37,10 +37,13 @@ def instances(n):
 class RecordingCommitment(commitment.StorageCommitment):
     """StorageCommitment that also notes the Event Type ID of each report it takes."""
 
-    def __init__(self, events):
+    def __init__(self, events, report_on_same_association=False):
+        super().__init__(report_on_same_association)
         self.events = events
+        self.roles = []  # the roles negotiated on each association a report came on
 
     def n_event_report(self, msg, asce, ctx):
+        self.roles.append(asce.roles.get(SC))
         self.events.put(msg.event_type_id)
         super().n_event_report(msg, asce, ctx)
 
@@ -64,7 +67,8 @@ class CommitmentAE(ae_module.AE):
         self.results = queue.Queue()
         self.events = queue.Queue()
         self.add_scp(sopclass.verification_scp)
-        self.add_scp(RecordingCommitment(self.events))
+        self.commitment = RecordingCommitment(self.events)
+        self.add_scp(self.commitment)
 
     def on_commitment_request(self, remote_aet, uids):
         uids = list(uids)
@@ -116,6 +120,8 @@ def test_commitment_all_succeeded_reports_event_1_on_a_new_association(receiver)
     assert uid == transaction
     assert success == refs
     assert failure == []
+    # The report's association proposed the SCP role alone (PS3.4 J.3.3.1.3).
+    assert receiver.commitment.roles == [(0, 1)]
 
 
 def test_commitment_with_failures_reports_event_2_with_failure_reason(receiver):
@@ -130,6 +136,71 @@ def test_commitment_with_failures_reports_event_2_with_failure_reason(receiver):
     assert uid == transaction
     assert success == [refs[0], refs[2]]
     assert failure == [(CT, refs[1][1], 0x0112)]
+
+
+class OldStyleAE(ae_module.AE):
+    """A pynetdicom2 0.9.8-style AE: it serves and requests storage commitment, and its
+    ``on_commitment_request`` sends the result to the requester's own server."""
+
+    def __init__(self, title, peers):
+        super().__init__(title, 0, bind_address='127.0.0.1')
+        self.dcm_timeout = 5
+        self.peers = peers  # AE title -> remote AE dict, filled in once all listen
+        self.responses = queue.Queue()
+        self.add_scp(commitment.StorageCommitment())
+        self.add_scu(sopclass.storage_commitment_scu)
+        self.add_scp(sopclass.verification_scp)
+        self.add_scu(sopclass.verification_scu)
+
+    def on_commitment_request(self, remote_aet, uids):
+        return self.peers[remote_aet], list(uids), []
+
+    def on_commitment_response(self, transaction_uid, success, failure):
+        self.responses.put((transaction_uid, list(success), list(failure),
+                            threading.current_thread().name))
+
+
+def test_two_0_9_8_style_aes_report_on_a_new_association_while_the_requester_waits():
+    # The requester waits for on_commitment_response while it still holds the
+    # association; 0.9.8 reported on a new association, so nothing deadlocks.
+    peers = {}
+    with OldStyleAE('NODE_A', peers) as node_a, OldStyleAE('NODE_B', peers) as node_b:
+        peers.update(NODE_A=remote(node_a), NODE_B=remote(node_b))
+        refs = instances(2)
+        with node_a.request_association(remote(node_b)) as assoc:
+            assert SC not in assoc.roles  # no role proposed: the report goes elsewhere
+            status = assoc.get_scu(SC)('1.2.70', refs, 1)
+            uid, success, failure, thread = node_a.responses.get(timeout=WAIT)
+            assert assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(2).is_success
+        assert status.is_success
+    assert (uid, success, failure) == ('1.2.70', refs, [])
+    assert thread != threading.current_thread().name  # the server took it
+
+
+def test_a_requester_proposing_only_the_scp_role_gets_a_new_association(receiver):
+    # pynetdicom2 0.9.x proposed (SCU 0, SCP 1) for every class it served, and read no
+    # report on its own association.
+    from pynetdicom2.userdataitems import ScpScuRoleSelectionSubItem
+    with CommitmentAE('COMMIT_SCP', report_to=remote(receiver)) as scp:
+        old_style = dict(remote(scp), user_data=[ScpScuRoleSelectionSubItem(SC, 0, 1)])
+        with client().request_association(old_style) as assoc:
+            assert assoc.roles[SC] == (0, 1)
+            assert assoc.get_scu(SC)('1.2.71', instances(1), 1, wait_for_report=False) == 0
+            assert receiver.results.get(timeout=WAIT)[0] == '1.2.71'
+            assert assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(2).is_success
+
+
+def test_wait_for_report_waits_only_when_the_roles_were_negotiated(receiver):
+    refs = instances(1)
+    with CommitmentAE('COMMIT_SCP', report_to=remote(receiver)) as scp:
+        scu = client('COMMIT_SCU', commitment.StorageCommitment())
+        assert commitment.StorageCommitment().propose_scp_role is False
+        assert commitment.StorageCommitment(True).propose_scp_role is True
+        with scu.request_association(remote(scp)) as assoc:
+            assert SC not in assoc.roles
+            # Returns at once: the report goes to the receiver, not here.
+            assert assoc.get_scu(SC)('1.2.72', refs, 1).is_success
+            assert receiver.results.get(timeout=WAIT)[0] == '1.2.72'
 
 
 def test_only_failures_leave_out_the_referenced_sop_sequence():
@@ -167,8 +238,9 @@ def test_commitment_request_on_the_wire_names_the_well_known_instance(receiver):
 
 # -- storage commitment: result on the same association ------------------------------
 
-def test_report_on_the_same_association_when_the_scp_role_was_negotiated():
-    with CommitmentAE('COMMIT_SCP', report_to=None, fail=[]) as scp:
+def test_report_on_the_same_association_when_the_requester_asks_for_it(receiver):
+    # The SCP's hook names a remote AE, but the requester asked for the report here.
+    with CommitmentAE('COMMIT_SCP', report_to=remote(receiver), fail=[]) as scp:
         events = queue.Queue()
         results = queue.Queue()
 
@@ -179,27 +251,31 @@ def test_report_on_the_same_association_when_the_scp_role_was_negotiated():
         scu = Requester('COMMIT_SCU')
         scu.dcm_timeout = 5
         scu.add_scu(sopclass.storage_commitment_scu)
-        scu.add_scp(RecordingCommitment(events))
+        scu.add_scu(sopclass.verification_scu)
+        scu.add_scp(RecordingCommitment(events, report_on_same_association=True))
         refs = instances(2)
         with scu.request_association(remote(scp)) as assoc:
             assert assoc.roles[SC] == (1, 1)
-            status = assoc.get_scu(SC)('1.2.77', refs, 5, wait_for_report=True)
+            status = assoc.get_scu(SC)('1.2.77', refs, 5)  # waits: the roles say so
             # Taken before the call returned, on this association.
             assert results.get_nowait() == ('1.2.77', refs, [])
+            assert assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(6).is_success
         assert status.is_success
         assert events.empty()  # the SCU answered it itself, not through a served SCP
         assert scp.requests.get(timeout=WAIT)[1] == refs
+    assert receiver.results.empty()
 
 
 def test_same_association_report_falls_back_to_a_new_one_when_the_scu_releases(
         receiver, caplog):
     with CommitmentAE('COMMIT_SCP', report_to=remote(receiver)) as scp:
-        scu = client('COMMIT_SCU', commitment.StorageCommitment())
+        scu = client('COMMIT_SCU', commitment.StorageCommitment(report_on_same_association=True))
         refs = instances(1)
         with caplog.at_level(logging.INFO, logger='pynetdicom2.services.commitment'):
             with scu.request_association(remote(scp)) as assoc:
                 assert assoc.roles[SC] == (1, 1)
-                assert assoc.get_scu(SC)('1.2.78', refs, 1).is_success
+                status = assoc.get_scu(SC)('1.2.78', refs, 1, wait_for_report=False)
+                assert status.is_success
             # We released without taking the report; it arrives at the receiver instead.
             assert receiver.results.get(timeout=WAIT) == ('1.2.78', refs, [])
             assert receiver.events.get(timeout=WAIT) == 1

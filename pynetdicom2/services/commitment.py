@@ -1,6 +1,7 @@
 """Storage Commitment Push Model (PS3.4 J.3): the SCU asks with N-ACTION that the SCP
-commit to keeping a list of instances; the SCP answers later with N-EVENT-REPORT, on
-the same association (when the requester took the SCP role) or on a new one.
+commit to keeping a list of instances; the SCP answers later with N-EVENT-REPORT, on a
+new association (as pynetdicom2 0.9.8 always did) or, when the requester asked for it
+by taking both roles, on the same one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Iterable, List, Optional, Sequence, Tuple
 
 from pydicom.dataset import Dataset
 
-from pynetdicom2 import dimse, statuses, uids
+from pynetdicom2 import dimse, statuses, uids, userdataitems
+from pynetdicom2.asceprovider import AssociationRequester
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationReleasedError, DIMSEProcessingError,
     EventHandlingError, NetDICOMError)
@@ -172,23 +174,27 @@ def _deliver_report(asce, ctx, msg) -> Tuple[statuses.Status, Optional[str]]:
 @sop_classes([_SC])
 def storage_commitment_scu(asce, ctx, transaction_uid: str,
                            references: Iterable[Tuple[str, str]], msg_id: int,
-                           wait_for_report: bool = False) -> statuses.Status:
+                           wait_for_report: Optional[bool] = None) -> statuses.Status:
     """Request storage commitment (N-ACTION, PS3.4 J.3.2) of ``[(cls, inst), ...]``.
 
     Returns the N-ACTION-RSP status: success means the SCP took the request, not that
     it committed. The result comes later as an N-EVENT-REPORT that reaches
     ``ae.on_commitment_response(transaction_uid, success, failure)``:
 
-    * on a new association from the SCP: this AE must listen (an ``AE``) and serve
-      ``add_scp(StorageCommitment())`` too;
-    * on this association, when the SCP sends it here (we proposed the SCP role,
-      which the requester does by itself when the AE serves ``StorageCommitment``):
-      pass ``wait_for_report=True`` to wait (``dcm_timeout``) for it and answer it
-      before returning. A result that arrives before the N-ACTION-RSP is answered
-      whatever ``wait_for_report`` says. Without it, release the association right
-      after this call (a compliant SCP then reports on a new association, PS3.4
-      J.3.3.1.2) and send nothing else on it: a report arriving while another
-      response is expected aborts the association.
+    * by default on a new association from the SCP, as with pynetdicom2 0.9.8: this
+      AE must listen (an ``AE``) and serve ``add_scp(StorageCommitment())`` too. The
+      association stays free: hold it, use it or release it while the result comes;
+    * on this association, when the AE asked for it with
+      ``add_scp(StorageCommitment(report_on_same_association=True))``: its
+      associations then propose both roles for this SOP class, and when the SCP
+      accepts them this call waits (``dcm_timeout``) for the report, answers it
+      (``on_commitment_response`` runs in this thread) and only then returns.
+
+    ``wait_for_report`` overrides that choice: True waits for a report on this
+    association even without the roles (an SCP may send it anyway), False returns at
+    once (then release at once: a report arriving while another response is expected
+    aborts the association). A result that arrives before the N-ACTION-RSP is
+    answered whatever ``wait_for_report`` says.
     """
     rq = dimse.NActionRQMessage()
     rq.message_id = msg_id
@@ -200,6 +206,9 @@ def storage_commitment_scu(asce, ctx, transaction_uid: str,
     asce.send(rq, ctx.id)
     rsp, reported = _receive_action_response(asce, msg_id)
     status = statuses.Status(rsp.status, dimse.NActionRSPMessage)
+    if wait_for_report is None:
+        # We proposed the SCP role only because the AE asked for the report here.
+        wait_for_report = bool(asce.roles.get(_SC, (1, 0))[1])
     if wait_for_report and status.is_success and not reported:
         msg, pc_id = asce.receive()
         if not _is_report(msg):
@@ -246,11 +255,24 @@ def _receive_action_response(asce, msg_id: int):
     return msg, reported
 
 
+class _ReportRequester(AssociationRequester):
+    """The association a commitment SCP opens to deliver its report: it proposes the
+    SCP role (alone) for the SOP class, as the SCU expects (PS3.4 J.3.3.1.3)."""
+
+    def _role_selection_items(self) -> list:
+        return [userdataitems.ScpScuRoleSelectionSubItem(_SC, 0, 1)]
+
+
 class StorageCommitment(MessageDispatcherSCP):
     """Storage Commitment Push Model SCP (N-ACTION) and result receiver (N-EVENT-REPORT).
 
     Add an instance as SCP: ``ae.add_scp(StorageCommitment())``. An AE that *requests*
     commitment registers it too, to take the result on a new association.
+    ``StorageCommitment(report_on_same_association=True)`` asks instead for results on
+    the associations this AE requests: they propose the SCU and SCP roles for this
+    SOP class (PS3.7 D.3.3.4) and ``storage_commitment_scu`` waits there for the
+    report. By default no role is proposed, so no SCP sends the report on an
+    association nobody reads while the requester waits for it elsewhere.
 
     N-ACTION (PS3.4 J.3.2): the request goes to ``ae.on_commitment_request(remote_aet,
     uids)`` (``uids`` is a list of ``(sop_class_uid, sop_instance_uid)``), which returns
@@ -260,12 +282,16 @@ class StorageCommitment(MessageDispatcherSCP):
     N-ACTION-RSP 0x0000, then sends the N-EVENT-REPORT-RQ (event type 1 when all
     succeeded, 2 when some failed, PS3.4 J.3.3) and waits for its response:
 
-    * on this association when the requester negotiated the SCP role for this SOP
-      class; if the requester releases or aborts first, on a new association to
-      ``remote_ae`` (the association's release or abort is still raised);
-    * else on a new association to ``remote_ae``, proposing only this SOP class
-      (we propose the SCP role for it, PS3.4 J.3.3.1.3). A failure there is logged;
-      the original association carries on.
+    * on a new association to ``remote_ae``, as pynetdicom2 0.9.8 always did,
+      proposing only this SOP class with the SCP role (PS3.4 J.3.3.1.3). A failure
+      there is logged; the original association carries on;
+    * on this association instead when the requester asked for it by proposing both
+      the SCU and the SCP role for this SOP class (as this library's
+      ``report_on_same_association`` and pynetdicom do); if the requester releases
+      or aborts first, on a new association to ``remote_ae`` (the association's
+      release or abort is still raised). A requester proposing the SCP role alone
+      is pynetdicom2 0.9.x, which proposed it for every class it served and never
+      read a report on its own association: it gets a new association.
 
     N-ACTION-RSP statuses (PS3.4 J.3.2.1.4; the class constants): 0x0110 when the
     request does not decode or lacks the Transaction UID or references, when the AE
@@ -287,6 +313,17 @@ class StorageCommitment(MessageDispatcherSCP):
     DUPLICATE_TRANSACTION_UID = 0x0131
 
     sop_classes = [_SC]
+    #: As requester: take the report on our own associations (see the class text).
+    report_on_same_association = False
+
+    def __init__(self, report_on_same_association: bool = False) -> None:
+        self.report_on_same_association = report_on_same_association
+
+    @property
+    def propose_scp_role(self) -> bool:
+        """Whether associations this AE requests propose the SCP role for this SOP
+        class (read by the association requester)."""
+        return self.report_on_same_association
 
     def n_event_report(self, msg, asce, ctx) -> None:
         if not isinstance(msg, dimse.NEventReportRQMessage):
@@ -352,7 +389,9 @@ class StorageCommitment(MessageDispatcherSCP):
                       else STORAGE_COMMITMENT_SUCCESSFUL)
         ds = build_event_information(transaction_uid, success, failure)
         role = asce.roles.get(_SC)
-        if role is not None and role[1]:
+        # Both roles: the requester asked for the report here (PS3.7 D.3.3.4). The SCP
+        # role alone is pynetdicom2 0.9.x's proposal for every class it served.
+        if role is not None and role[0] and role[1]:
             try:
                 _send_event_report(asce, ctx, event_type, ds)
                 return
@@ -365,16 +404,23 @@ class StorageCommitment(MessageDispatcherSCP):
                 raise
         if remote_ae is None:
             logger.warning('storage commitment result %s for %s not sent: no remote AE to '
-                           'send it to and no SCP role on this association',
-                           transaction_uid, asce.dul.peer)
+                           'send it to, and the requester did not ask for it on this '
+                           'association (SCU and SCP roles)', transaction_uid, asce.dul.peer)
             return
         self._report_on_new_association(asce.ae, remote_ae, event_type, ds)
 
     @staticmethod
     def _report_on_new_association(ae, remote_ae, event_type: int, ds: Dataset) -> None:
         try:
-            with ae.request_association(remote_ae, sop_classes=[_SC]) as assoc:
+            assoc = _ReportRequester(ae, ae.max_pdu_length, remote_ae,
+                                     ae.contexts_to_propose([_SC]))
+            assoc.request()
+            try:
                 _send_event_report(assoc, assoc.context_for(_SC), event_type, ds)
+            except BaseException:
+                assoc.abort()
+                raise
+            assoc.release()
         except (NetDICOMError, OSError) as exc:
             logger.error('storage commitment result %s could not be sent to %r: %s',
                          ds.TransactionUID, remote_ae, exc)

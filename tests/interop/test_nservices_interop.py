@@ -21,9 +21,11 @@ from pynetdicom2 import ae as ae_module
 from pynetdicom2 import sopclass, uids
 from pynetdicom2.services import nservices
 from tests import peers
-from tests.test_nservices import CommitmentAE, MPPSAE, RecordingCommitment
+from tests.test_nservices import CommitmentAE, MPPSAE, OldStyleAE, RecordingCommitment
 
 SCRIPT = pathlib.Path(__file__).resolve().parent / 'peers' / 'n_pynetdicom.py'
+# A 0.9.8-style storage commitment script, run under the released 0.9.8.
+OLD_SCRIPT = pathlib.Path(__file__).resolve().parent / 'peers' / 'commitment_098.py'
 SC = uids.STORAGE_COMMITMENT_PUSH_MODEL_SOP_CLASS
 SC_INSTANCE = '1.2.840.10008.1.20.1.1'
 MPPS = uids.MODALITY_PERFORMED_PROCEDURE_STEP_SOP_CLASS
@@ -97,7 +99,8 @@ def test_our_scu_gets_the_result_on_the_same_association(fail, delay):
     scu = Requester('OUR_SCU')
     scu.dcm_timeout = 10
     scu.add_scu(sopclass.storage_commitment_scu)
-    scu.add_scp(RecordingCommitment(events))  # makes us propose the SCP role
+    # Asks for the report here: we propose both roles and wait for it.
+    scu.add_scp(RecordingCommitment(events, report_on_same_association=True))
     transaction = generate_uid()
     with n_peer(*args) as (proc, port):
         with scu.request_association({'aet': 'PYNETDICOM', 'address': '127.0.0.1',
@@ -198,6 +201,68 @@ def test_pynetdicom_scu_gets_our_result_on_a_new_association():
     assert report['transaction_uid'] == transaction
     assert report['success'] == [list(r) for r in refs]
     assert report['failure'] == []
+
+
+# -- pynetdicom2 0.9.8 (the released original) ---------------------------------------
+
+def test_a_0_9_8_requester_holding_its_association_gets_our_report_on_a_new_one():
+    # The 0.9.8 way: wait for on_commitment_response while the association is held. It
+    # proposed the SCP role for every class it served; we report on a new association.
+    refs = instances(2)
+    transaction = generate_uid()
+    holder = {}
+
+    class OurSCP(CommitmentAE):
+        def on_commitment_request(self, remote_aet, uids):
+            port = peers._read_port_line(holder['proc'], WAIT)
+            self.report_to = {'aet': remote_aet, 'address': '127.0.0.1', 'port': port}
+            return super().on_commitment_request(remote_aet, uids)
+
+    with OurSCP('OUR_SCP') as scp:
+        proc = peers._spawn([peers.original_python(), str(OLD_SCRIPT), '--role', 'scu',
+                             '--port', str(scp.local_ae.port), '--transaction-uid',
+                             transaction, *refs_args(refs)])
+        holder['proc'] = proc
+        try:
+            (result,) = wait_for(proc, 'result', timeout=40)
+            assert proc.wait(WAIT) == 0, peers.process_output(proc)
+        finally:
+            peers.stop_process(proc)
+            peers._discard_logs(proc)
+        remote_aet, asked = scp.requests.get(timeout=WAIT)
+    assert (remote_aet, asked) == ('OLD_SCU', refs)
+    assert result['n_action_status'] == 0 and 'error' not in result, result
+    assert result['report_arrived'] is True
+    assert result['reports'] == [{'transaction_uid': transaction,
+                                  'success': [list(r) for r in refs], 'failure': []}]
+
+
+def test_our_requester_holding_its_association_gets_a_0_9_8_report():
+    refs = instances(2)
+    transaction = generate_uid()
+    with OldStyleAE('OUR_SCU', {}) as ours:
+        with n_peer_098('--role', 'scp', '--dest-port', str(ours.local_ae.port)) as (
+                proc, port):
+            with ours.request_association({'aet': 'OLD_SCP', 'address': '127.0.0.1',
+                                           'port': port}) as assoc:
+                status = assoc.get_scu(SC)(transaction, refs, 1)
+                uid, success, failure, _ = ours.responses.get(timeout=WAIT)
+            (request,) = wait_for(proc, 'commitment request')
+    assert status == 0x0000
+    assert request['remote_aet'] == 'OUR_SCU'
+    assert [tuple(r) for r in request['uids']] == refs
+    assert (uid, success, failure) == (transaction, refs, [])
+
+
+@contextlib.contextmanager
+def n_peer_098(*args):
+    """Run the 0.9.8 commitment script; yield ``(proc, port)`` once it prints its port."""
+    proc = peers._spawn([peers.original_python(), str(OLD_SCRIPT), *args])
+    try:
+        yield proc, peers._read_port_line(proc, WAIT)
+    finally:
+        peers.stop_process(proc)
+        peers._discard_logs(proc)
 
 
 # -- MPPS and N-GET ---------------------------------------------------------------
