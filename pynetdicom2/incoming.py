@@ -155,9 +155,9 @@ class IncomingDataSet:
                                f'{clean_uid(asked)}')
         return None
 
-    def for_hook(self, in_file: bool = True):
+    def for_hook(self, in_file: bool = True, limit: Optional[int] = None):
         """What ``on_receive_store`` gets: the Part-10 file at its start (``in_file``)
-        or the data set's bytes."""
+        or the data set's bytes, at most ``limit`` of them (else ``OSError`` EFBIG)."""
         raise NotImplementedError
 
     def commit(self, context) -> Optional[str]:
@@ -172,6 +172,11 @@ class IncomingDataSet:
     def release(self) -> None:
         """The exchange is over: close what is open, drop what was not committed."""
         self.released = True
+
+
+def _too_big(limit: int) -> OSError:
+    # The comment a peer reads: the limit and the setting that raises it.
+    return OSError(errno.EFBIG, f'data set over {limit} bytes in memory (max_memory_store)')
 
 
 class _NullFile(io.RawIOBase):
@@ -231,11 +236,14 @@ class _FileDataSet(IncomingDataSet):
     def scan(self) -> dscheck.ScanResult:
         return dscheck.scan_data_set(self.file, self.transfer_syntax, self.offset)
 
-    def for_hook(self, in_file: bool = True):
+    def for_hook(self, in_file: bool = True, limit: Optional[int] = None):
         fp = self.file
         if in_file:
             fp.seek(0)
             return fp
+        size = fp.seek(0, os.SEEK_END) - self.offset
+        if limit is not None and size > limit:
+            raise _too_big(limit)
         fp.seek(self.offset)
         return fp.read()
 
@@ -319,7 +327,7 @@ class NullDataSet(IncomingDataSet):
     def check(self) -> Optional[Refusal]:
         return self.refusal
 
-    def for_hook(self, in_file: bool = True):
+    def for_hook(self, in_file: bool = True, limit: Optional[int] = None):
         return self.file if in_file else b''
 
 
@@ -338,8 +346,7 @@ class InMemory(IncomingDataSet):
         self._size += len(fragment)
         if self.limit is not None and self._size > self.limit:
             self._chunks = []
-            raise OSError(errno.EFBIG, f'data set over {self.limit} bytes, the most '
-                          'received in memory (max_memory_store)')
+            raise _too_big(self.limit)
         self._chunks.append(bytes(fragment))  # the fragment's buffer is reused
 
     def _bytes(self) -> bytes:
@@ -350,7 +357,7 @@ class InMemory(IncomingDataSet):
     def scan(self) -> dscheck.ScanResult:
         return dscheck.scan_data_set(self._bytes(), self.transfer_syntax)
 
-    def for_hook(self, in_file: bool = True):
+    def for_hook(self, in_file: bool = True, limit: Optional[int] = None):
         return self._bytes()
 
     def release(self) -> None:
@@ -389,7 +396,7 @@ class SuppliedFile(IncomingDataSet):
     def check(self) -> Optional[Refusal]:
         return self.ours.check() if self.ours is not None else None
 
-    def for_hook(self, in_file: bool = True):
+    def for_hook(self, in_file: bool = True, limit: Optional[int] = None):
         if not getattr(self.fp, 'closed', False):
             try:
                 self.fp.seek(0)

@@ -562,3 +562,416 @@ def test_write_meta_matches_pydicoms_own_file_meta_writer():
     theirs.write(b'\x00' * 128 + b'DICM')
     write_file_meta_info(DicomFileLike(theirs), meta, enforce_standard=True)
     assert ours.getvalue() == theirs.getvalue()
+
+
+# -- the 0.9.8 pattern: the hook only decides the status (API.md section 2) ---------------------
+
+class Recording098AE(ae_module.StorageAE):
+    """The commonest 0.9.x storage server: a StorageAE whose on_receive_store reads the
+    file with pydicom and returns a status of its own, never calling super."""
+
+    answer = statuses.SUCCESS
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seen = []
+
+    def on_receive_store(self, context, ds):
+        if isinstance(ds, bytes):  # a SOP class taken out of store_in_file
+            ds = pydicom.filereader.read_dataset(io.BytesIO(ds), False, True)
+        else:
+            ds = pydicom.dcmread(ds)
+        self.seen.append(str(ds.SOPInstanceUID))
+        return self.answer
+
+
+def temporary_files(directory) -> list:
+    return [name for name in listing(directory) if name.endswith('.part')]
+
+
+@pytest.mark.parametrize('answer', [statuses.SUCCESS, 0x0000, statuses.Status(0xB007),
+                                    0xB000])
+def test_098_hook_returning_success_without_super_keeps_every_file(store_dir, tmp_path,
+                                                                   answer):
+    sources = [make_ct_file(tmp_path / f'{i}.dcm', sop_instance_uid=f'1.2.3.60.{i}')
+               for i in range(5)]
+    with make_server(store_dir, ae_class=Recording098AE) as srv:
+        srv.answer = answer
+        with client().request_association(remote(srv)) as assoc:
+            svc = assoc.get_scu(CT)
+            results = []
+            for i, src in enumerate(sources):
+                results.append(int(svc(str(src), i + 1)))
+                # The response has arrived: the file is under its final name already.
+                assert f'1.2.3.60.{i}.dcm' in listing(store_dir)
+    assert results == [int(answer)] * 5
+    assert srv.seen == [f'1.2.3.60.{i}' for i in range(5)]
+    assert listing(store_dir) == [f'1.2.3.60.{i}.dcm' for i in range(5)]
+    for i, src in enumerate(sources):
+        assert data_set_bytes(store_dir / f'1.2.3.60.{i}.dcm') == data_set_bytes(src)
+
+
+@pytest.mark.parametrize('answer', [statuses.C_STORE_OUT_OF_RESOURCES, 0xC123, 0xA900,
+                                    statuses.PROCESSING_FAILURE])
+def test_098_hook_returning_a_failure_keeps_nothing(store_dir, tmp_path, answer):
+    sources = [make_ct_file(tmp_path / f'{i}.dcm', sop_instance_uid=f'1.2.3.61.{i}')
+               for i in range(3)]
+    with make_server(store_dir, ae_class=Recording098AE) as srv:
+        srv.answer = answer
+        results = store(srv, *sources)
+    assert [int(s) for s in results] == [int(answer)] * 3
+    assert all(s.is_failure for s in results)
+    assert len(srv.seen) == 3
+    assert listing(store_dir) == []
+
+
+def test_098_hook_that_calls_super_then_fails_keeps_nothing(store_dir, tmp_path):
+    class SecondThoughts(ae_module.StorageAE):
+        def on_receive_store(self, context, ds):
+            assert super().on_receive_store(context, ds) == statuses.SUCCESS
+            return statuses.C_STORE_CANNOT_UNDERSTAND
+
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.62')
+    with make_server(store_dir, ae_class=SecondThoughts) as srv:
+        [status] = store(srv, src)
+    assert int(status) == 0xC000
+    assert listing(store_dir) == []
+
+
+def test_098_hook_that_closes_the_file_still_keeps_it(store_dir, tmp_path):
+    class Closing(ae_module.StorageAE):
+        def on_receive_store(self, context, ds):
+            with ds:
+                pydicom.dcmread(ds, stop_before_pixels=True)
+            return statuses.SUCCESS
+
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.63')
+    with make_server(store_dir, ae_class=Closing) as srv:
+        [status] = store(srv, src)
+    assert int(status) == 0
+    assert listing(store_dir) == ['1.2.3.63.dcm']
+    assert data_set_bytes(store_dir / '1.2.3.63.dcm') == data_set_bytes(src)
+
+
+def test_098_bytes_hook_of_a_folder_storage_keeps_the_file_too(store_dir, tmp_path):
+    """A SOP class taken out of store_in_file: the hook gets bytes, and its Success
+    still means the instance is in the folder."""
+    class BytesHook(ae_module.StorageAE):
+        def on_receive_store(self, context, ds):
+            assert isinstance(ds, bytes)
+            self.got = ds
+            return statuses.SUCCESS
+
+    src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.64')
+    with make_server(store_dir, ae_class=BytesHook) as srv:
+        srv.store_in_file.discard(CT)
+        [status] = store(srv, src)
+    assert int(status) == 0
+    assert srv.got == data_set_bytes(src)
+    assert listing(store_dir) == ['1.2.3.64.dcm']
+    assert data_set_bytes(store_dir / '1.2.3.64.dcm') == data_set_bytes(src)
+
+
+def test_098_get_file_override_keeps_the_users_file_whatever_the_status(tmp_path):
+    """A 0.9.8 get_file override writing where it likes: the file stays the user's,
+    never renamed nor deleted, even when the store fails."""
+    own = tmp_path / 'own'
+    own.mkdir()
+
+    class OwnFiles(ae_module.AE):
+        answer = statuses.C_STORE_OUT_OF_RESOURCES
+
+        def get_file(self, context, command_set):
+            fp = open(own / f'{command_set.AffectedSOPInstanceUID}.dcm', 'w+b')
+            ae_module.write_meta(fp, command_set, context.supported_ts)
+            return fp, 0
+
+        def on_receive_store(self, context, ds):
+            assert ds.tell() == 0 and pydicom.dcmread(ds).SOPInstanceUID
+            return self.answer
+
+    srv = OwnFiles('STORE_SCP', 0, bind_address='127.0.0.1').add_scp(sopclass.storage_scp)
+    srv.dcm_timeout = 5
+    a = make_ct_file(tmp_path / 'a.dcm', sop_instance_uid='1.2.3.65.1')
+    b = make_ct_file(tmp_path / 'b.dcm', sop_instance_uid='1.2.3.65.2')
+    with srv:
+        [failed] = store(srv, a)
+        srv.answer = statuses.SUCCESS
+        [succeeded] = store(srv, b)
+    assert (int(failed), int(succeeded)) == (0xA700, 0)
+    assert listing(own) == ['1.2.3.65.1.dcm', '1.2.3.65.2.dcm']
+    assert data_set_bytes(own / '1.2.3.65.1.dcm') == data_set_bytes(a)
+    assert data_set_bytes(own / '1.2.3.65.2.dcm') == data_set_bytes(b)
+
+
+# -- integrity before Success: the data set parses to its end and is the one named ----------
+
+def element(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+    """An explicit VR little endian element (PS3.5 7.1.2)."""
+    if len(value) % 2:
+        value += b'\x00' if vr == b'UI' else b' '
+    if vr in (b'OB', b'OW', b'SQ', b'UN', b'UT'):
+        return struct.pack('<HH2s2xL', group, elem, vr, len(value)) + value
+    return struct.pack('<HH2sH', group, elem, vr, len(value)) + value
+
+
+def uid_elements(sop_instance_uid: str, sop_class_uid: str = CT) -> bytes:
+    return (element(0x0008, 0x0016, b'UI', sop_class_uid.encode())
+            + element(0x0008, 0x0018, b'UI', sop_instance_uid.encode()))
+
+
+def truncated_data_sets(tmp_path) -> dict:
+    whole = data_set_bytes(make_ct_file(tmp_path / 'whole.dcm', sop_instance_uid='1.2.3.70'))
+    header = uid_elements('1.2.3.70')
+    return {
+        # (0010,0010) says 200 bytes, 4 follow.
+        'value-past-the-end': header + struct.pack('<HH2sH', 0x0010, 0x0010, b'PN', 200)
+        + b'AB^C',
+        # A real CT whose pixel data lost its last 1000 bytes on the way.
+        'pixel-data-cut': whole[:-1000],
+        # An undefined-length sequence (0008,1115) with one item, never delimited.
+        'sequence-never-closed': header
+        + struct.pack('<HH2s2xL', 0x0008, 0x1115, b'SQ', 0xFFFFFFFF)
+        + struct.pack('<HHL', 0xFFFE, 0xE000, 14) + element(0x0008, 0x1150, b'UI', b'1.2.3'),
+    }
+
+
+def send_raw_store(assoc, data: bytes, sop_instance_uid: str, msg_id: int,
+                   sop_class_uid: str = CT) -> dimse.CStoreRSPMessage:
+    """A C-STORE-RQ carrying ``data`` as it is, on the explicit VR little endian context."""
+    ctx = assoc.context_for(CT, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    assert ctx.supported_ts == uids.EXPLICIT_VR_LITTLE_ENDIAN
+    rq = dimse.CStoreRQMessage()
+    rq.message_id = msg_id
+    rq.affected_sop_class_uid = sop_class_uid
+    rq.affected_sop_instance_uid = sop_instance_uid
+    rq.priority = dimse.PRIORITY_MEDIUM
+    rq.data_set = data
+    assoc.send(rq, ctx.id)
+    rsp, _ = assoc.receive()
+    assert isinstance(rsp, dimse.CStoreRSPMessage)
+    assert rsp.message_id_being_responded_to == msg_id
+    return rsp
+
+
+@pytest.mark.parametrize('in_file', [True, False])
+@pytest.mark.parametrize('ae_class', [ae_module.StorageAE, Recording098AE])
+def test_truncated_data_sets_are_refused_and_leave_nothing(store_dir, tmp_path, caplog,
+                                                           ae_class, in_file):
+    cases = truncated_data_sets(tmp_path)
+    good = data_set_bytes(make_ct_file(tmp_path / 'good.dcm', sop_instance_uid='1.2.3.71'))
+    with make_server(store_dir, ae_class=ae_class) as srv:
+        if not in_file:
+            srv.store_in_file.discard(CT)
+        with client().request_association(remote(srv)) as assoc:
+            answers = {name: send_raw_store(assoc, data, '1.2.3.70', n)
+                       for n, (name, data) in enumerate(cases.items(), 1)}
+            assert listing(store_dir) == []
+            # The association goes on: a good one is kept.
+            assert send_raw_store(assoc, good, '1.2.3.71', 9).status == 0
+    assert {name: rsp.status for name, rsp in answers.items()} == dict.fromkeys(cases, 0xC000)
+    comments = {name: rsp.error_comment for name, rsp in answers.items()}
+    assert comments['value-past-the-end'].startswith('truncated: (0010,0010)')
+    assert comments['pixel-data-cut'].startswith('truncated: (7FE0,0010)')
+    assert comments['sequence-never-closed'].startswith('unclosed: sequence (0008,1115)')
+    assert all(len(c) <= 64 and '\\' not in c for c in comments.values())
+    assert listing(store_dir) == ['1.2.3.71.dcm']
+    if ae_class is Recording098AE:
+        assert srv.seen == ['1.2.3.71']  # the hook never saw the truncated ones
+    refusals = [r for r in caplog.records if r.levelname == 'WARNING' and 'refused' in
+                r.getMessage() and '1.2.3.70' in r.getMessage()]
+    assert len(refusals) == 3 and all('STORE_SCU@127.0.0.1' in r.getMessage()
+                                      for r in refusals)
+
+
+@pytest.mark.parametrize('in_file', [True, False])
+def test_data_set_naming_another_instance_or_class_is_refused_a900(store_dir, tmp_path,
+                                                                   in_file):
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.72'))
+    other_instance = encode_data_set(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    ds.SOPClassUID = uids.MR_IMAGE_STORAGE
+    ds.SOPInstanceUID = '1.2.3.73'
+    other_class = encode_data_set(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    ds.SOPClassUID = CT
+    del ds.SOPInstanceUID
+    no_instance = encode_data_set(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    with make_server(store_dir, ae_class=Recording098AE) as srv:
+        if not in_file:
+            srv.store_in_file.discard(CT)
+        with client().request_association(remote(srv)) as assoc:
+            rsp_instance = send_raw_store(assoc, other_instance, '1.2.3.99', 1)
+            rsp_class = send_raw_store(assoc, other_class, '1.2.3.73', 2)
+            rsp_missing = send_raw_store(assoc, no_instance, '1.2.3.74', 3)
+    assert (rsp_instance.status, rsp_class.status, rsp_missing.status) == (
+        0xA900, 0xA900, 0xC000)
+    assert 'SOP Instance UID 1.2.3.72' in rsp_instance.error_comment
+    assert 'SOP Class UID' in rsp_class.error_comment
+    assert rsp_missing.error_comment == 'no SOP Instance UID in the data set'
+    assert srv.seen == []
+    assert listing(store_dir) == []
+
+
+def test_plain_ae_hook_is_not_asked_to_accept_a_truncated_data_set(tmp_path):
+    class Counting(ae_module.AE):
+        calls = 0
+
+        def on_receive_store(self, context, ds):
+            Counting.calls += 1
+            return statuses.SUCCESS
+
+    srv = Counting('STORE_SCP', 0, bind_address='127.0.0.1').add_scp(sopclass.storage_scp)
+    cases = truncated_data_sets(tmp_path)
+    with srv:
+        with client().request_association(remote(srv)) as assoc:
+            answers = [send_raw_store(assoc, data, '1.2.3.70', n).status
+                       for n, data in enumerate(cases.values(), 1)]
+    assert answers == [0xC000] * 3 and Counting.calls == 0
+
+
+def test_in_memory_store_over_max_memory_store_answers_a700_and_goes_on(store_dir, tmp_path):
+    big = make_ct_file(tmp_path / 'big.dcm', sop_instance_uid='1.2.3.75', rows=256, cols=256)
+    small = make_ct_file(tmp_path / 'small.dcm', sop_instance_uid='1.2.3.76', rows=8, cols=8)
+    class InMemoryAE(ae_module.AE):
+        def on_receive_store(self, context, ds):
+            self.got = len(ds)
+            return statuses.SUCCESS
+
+    plain = InMemoryAE('STORE_SCP', 0, bind_address='127.0.0.1').add_scp(sopclass.storage_scp)
+    # The plain AE gathers the bytes in memory, the folder storage reads them back
+    # from its file for the hook: both stop at max_memory_store.
+    for srv in (plain, make_server(store_dir)):
+        with srv:
+            srv.store_in_file.discard(CT)
+            srv.max_memory_store = 64 * 1024
+            with client().request_association(remote(srv)) as assoc:
+                too_big = send_raw_store(assoc, data_set_bytes(big), '1.2.3.75', 1)
+                ok = assoc.get_scu(CT)(small, 2)
+        assert too_big.status == 0xA700, srv
+        assert 'max_memory_store' in too_big.error_comment
+        assert int(ok) == 0
+    assert plain.got == len(data_set_bytes(small))
+    assert listing(store_dir) == ['1.2.3.76.dcm']
+
+
+# -- C-GET and C-MOVE: the same promise for a ClientStorageAE and a destination StorageAE ------
+
+class GetSource(ae_module.AE):
+    """A C-GET and C-MOVE SCP sending the files of ``self.files``."""
+
+    def __init__(self):
+        super().__init__('SOURCE', 0, bind_address='127.0.0.1')
+        self.dcm_timeout = 5
+        self.add_scp(sopclass.qr_get_scp).add_scp(sopclass.qr_move_scp)
+        self.add_scu(sopclass.storage_scu, [CT])
+        self.files = []
+        self.destination = None
+
+    def on_receive_get(self, context, ds):
+        return len(self.files), list(self.files)
+
+    def on_receive_move(self, context, ds, destination):
+        return self.destination, len(self.files), list(self.files)
+
+
+class Getter098(ae_module.ClientStorageAE):
+    answer = statuses.SUCCESS
+
+    def on_receive_store(self, context, ds):
+        self.seen = getattr(self, 'seen', []) + [str(pydicom.dcmread(ds).SOPInstanceUID)]
+        return self.answer
+
+
+def study_query() -> Dataset:
+    query = Dataset()
+    query.QueryRetrieveLevel = 'STUDY'
+    query.StudyInstanceUID = '1.2.3'
+    return query
+
+
+@pytest.mark.parametrize('answer, kept', [(statuses.SUCCESS, True), (0xB000, True),
+                                          (statuses.C_STORE_OUT_OF_RESOURCES, False)])
+def test_098_client_storage_ae_as_c_get_requester(tmp_path, answer, kept):
+    sources = [make_ct_file(tmp_path / f'{i}.dcm', sop_instance_uid=f'1.2.3.80.{i}')
+               for i in range(3)]
+    received = tmp_path / 'received'
+    getter = Getter098(received, 'GETTER')
+    getter.answer = answer
+    getter.dcm_timeout = 5
+    getter.add_scu(sopclass.qr_get_scu)
+    with GetSource() as source:
+        source.files = [str(s) for s in sources]
+        with getter.request_association(
+                {'aet': 'SOURCE', 'address': '127.0.0.1', 'port': source.local_ae.port},
+                sop_classes=[uids.STUDY_ROOT_GET_SOP_CLASS, CT]) as assoc:
+            gen = assoc.get_scu(uids.STUDY_ROOT_GET_SOP_CLASS)(study_query(), 1)
+            yielded = []
+            for _ in range(10):
+                try:
+                    context, data = next(gen)
+                except StopIteration as stop:
+                    final = stop.value
+                    break
+                # Not answered yet: not under its final name yet.
+                assert f'1.2.3.80.{len(yielded)}.dcm' not in listing(received)
+                yielded.append(data)
+    assert len(yielded) == 3
+    assert srv_seen(getter) == [f'1.2.3.80.{i}' for i in range(3)]
+    if kept:
+        # A warning is a sub-operation with a warning: 0xB000 (PS3.4 C.4.3.1.3.1).
+        assert int(final) == (0 if int(answer) == 0 else 0xB000)
+        assert listing(received) == [f'1.2.3.80.{i}.dcm' for i in range(3)]
+        for i, src in enumerate(sources):
+            assert data_set_bytes(received / f'1.2.3.80.{i}.dcm') == data_set_bytes(src)
+    else:
+        assert int(final) == 0xB000  # every sub-operation failed (PS3.4 C.4.3.1.3.1)
+        assert listing(received) == []
+
+
+def srv_seen(ae) -> list:
+    return getattr(ae, 'seen', [])
+
+
+@pytest.mark.parametrize('answer, kept', [(statuses.SUCCESS, True),
+                                          (statuses.C_STORE_CANNOT_UNDERSTAND, False)])
+def test_098_storage_ae_as_c_move_destination(tmp_path, answer, kept):
+    sources = [make_ct_file(tmp_path / f'{i}.dcm', sop_instance_uid=f'1.2.3.81.{i}')
+               for i in range(3)]
+    dest_dir = tmp_path / 'dest'
+    mover = ae_module.ClientAE('MOVER').add_scu(sopclass.qr_move_scu)
+    mover.dcm_timeout = 5
+    with GetSource() as source, make_server(dest_dir, ae_class=Recording098AE) as dest:
+        dest.answer = answer
+        source.files = [str(s) for s in sources]
+        source.destination = remote(dest)
+        with mover.request_association(
+                {'aet': 'SOURCE', 'address': '127.0.0.1', 'port': source.local_ae.port},
+                sop_classes=[uids.STUDY_ROOT_MOVE_SOP_CLASS]) as assoc:
+            responses = list(assoc.get_scu(uids.STUDY_ROOT_MOVE_SOP_CLASS)(
+                study_query(), 'STORE_SCP', 1))
+    final_status, final = responses[-1]
+    assert dest.seen == [f'1.2.3.81.{i}' for i in range(3)]
+    if kept:
+        assert int(final_status) == 0 and final.num_of_completed_sub_ops == 3
+        assert listing(dest_dir) == [f'1.2.3.81.{i}.dcm' for i in range(3)]
+        for i, src in enumerate(sources):
+            assert data_set_bytes(dest_dir / f'1.2.3.81.{i}.dcm') == data_set_bytes(src)
+    else:
+        assert final.num_of_failed_sub_ops == 3
+        assert listing(dest_dir) == []
+
+
+# -- Error Comments ----------------------------------------------------------------------------
+
+def test_error_comment_is_cut_at_a_word_never_inside_a_number():
+    from pynetdicom2.services.common import error_comment
+    assert error_comment('short one') == 'short one'
+    assert error_comment('a\\b\x00c  d\n') == 'a/b c d'
+    text = 'truncated: (7FE0,0010) needs 524288 bytes, 1000 left in item 3 of (0008,1115)'
+    cut = error_comment(text)
+    assert len(cut) <= 64 and cut.endswith('...')
+    assert cut == 'truncated: (7FE0,0010) needs 524288 bytes, 1000 left in item...'
+    assert text.startswith(cut[:-3])
+    uid_text = 'SOP Instance UID ' + '1.2.840.10008.' * 4 + ' in the data set'
+    cut = error_comment(uid_text)
+    assert cut == 'SOP Instance UID...'
+    assert len(error_comment('x' * 100)) == 64

@@ -404,8 +404,8 @@ def keep_or_drop(asce, ctx, msg, call_hook: bool = True) -> Tuple[statuses.Statu
     try:
         if call_hook:
             in_file = ctx.sop_class in getattr(asce.ae, 'store_in_file', ())
-            status = statuses.Status(asce.ae.on_receive_store(ctx, data.for_hook(in_file)),
-                                     dimse.CStoreRSPMessage)
+            ds = data.for_hook(in_file, getattr(asce.ae, 'max_memory_store', None))
+            status = statuses.Status(asce.ae.on_receive_store(ctx, ds), dimse.CStoreRSPMessage)
         else:
             status = statuses.SUCCESS
         if status.is_success or status.is_warning:

@@ -1,0 +1,447 @@
+"""Received data sets (pynetdicom2.incoming): the owner of each one, from its first
+fragment to its final name, and the bounds on what a peer can make us hold in memory.
+
+The owners are driven directly (write, check, commit, discard, release) and looked at
+on disk; the memory bounds are driven by a raw-socket peer sending never-ending data
+sets to a server in its own process, whose peak RSS is read from /proc.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import socket
+import struct
+import sys
+import time
+
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+
+from pynetdicom2 import ae as ae_module
+from pynetdicom2 import dimse, incoming, pdu, sopclass, statuses, uids
+from pynetdicom2.exceptions import DIMSEProcessingError, EventHandlingError
+from pynetdicom2.services.storage import encode_data_set, read_file_meta
+from tests.fakepeer import associate_raw, read_until_closed
+from tests.peers import _spawn, make_ct_file, process_output, stop_process
+
+CT = uids.CT_IMAGE_STORAGE
+EXPLICIT = uids.EXPLICIT_VR_LITTLE_ENDIAN
+CTX = ae_module.PContextDefList(1, CT, EXPLICIT)
+MIB = 1024 * 1024
+
+
+def listing(directory) -> list:
+    return sorted(os.listdir(directory))
+
+
+def data_set_of(path) -> bytes:
+    raw = open(path, 'rb').read()
+    return raw[read_file_meta(io.BytesIO(raw)).data_set_offset:]
+
+
+@pytest.fixture
+def ct(tmp_path) -> bytes:
+    """The data set bytes of a small valid CT instance, SOP Instance UID 1.2.3.4."""
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.4',
+                                      rows=8, cols=8))
+    return encode_data_set(ds, EXPLICIT)
+
+
+class Folder(ae_module.FolderStorageMixin):
+    """The folder storage without a network."""
+
+    def __init__(self, storage_dir):
+        self.storage_dir = str(storage_dir)
+        os.makedirs(self.storage_dir, exist_ok=True)
+        self.stored = []
+
+    def instance_stored(self, path, attrs, context):
+        self.stored.append((os.path.basename(path), context.sop_class))
+
+
+# -- the folder owner ----------------------------------------------------------------------
+
+def test_folder_owner_writes_a_part_file_and_names_it_only_on_commit(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    assert isinstance(owner, incoming.FolderDataSet) and owner.keeps_files
+    [part] = listing(folder.storage_dir)
+    assert part.startswith('.tmp-') and part.endswith('.part')
+    for start in range(0, len(ct), 100):
+        owner.write(ct[start:start + 100])
+    assert owner.check() is None
+    hook_file = owner.for_hook(True)
+    assert hook_file.tell() == 0 and pydicom.dcmread(hook_file).SOPInstanceUID == '1.2.3.4'
+    assert owner.for_hook(False) == ct
+    assert owner.commit(CTX) == os.path.join(folder.storage_dir, '1.2.3.4.dcm')
+    owner.release()
+    assert listing(folder.storage_dir) == ['1.2.3.4.dcm']
+    assert data_set_of(os.path.join(folder.storage_dir, '1.2.3.4.dcm')) == ct
+    assert folder.stored == [('1.2.3.4.dcm', CT)]
+    meta = pydicom.dcmread(os.path.join(folder.storage_dir, '1.2.3.4.dcm')).file_meta
+    assert (meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID,
+            meta.TransferSyntaxUID) == (CT, '1.2.3.4', EXPLICIT)
+
+
+def test_folder_owner_discarded_or_released_uncommitted_leaves_nothing(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')
+    for end in ('discard', 'release'):
+        owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+        owner.write(ct[:50])
+        getattr(owner, end)()
+        getattr(owner, end)()  # twice is harmless
+        assert owner.file.closed
+    assert listing(folder.storage_dir) == []
+
+
+def test_numbered_names_then_out_of_resources(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')
+    folder.max_iterations = 2
+    names = []
+    for _ in range(3):
+        owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+        owner.write(ct)
+        names.append(os.path.basename(owner.commit(CTX)))
+        owner.release()
+    assert names == ['1.2.3.4.dcm', '1.2.3.4_1.dcm', '1.2.3.4_2.dcm']
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    owner.write(ct)
+    with pytest.raises(OSError) as info:
+        owner.commit(CTX)
+    assert info.value.errno == errno.EEXIST
+    owner.discard()
+    assert listing(folder.storage_dir) == names
+
+
+def test_replace_existing_keeps_one_file(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')
+    folder.replace_existing = True
+    for _ in range(2):
+        owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+        owner.write(ct)
+        owner.commit(CTX)
+        owner.release()
+    assert listing(folder.storage_dir) == ['1.2.3.4.dcm']
+
+
+@pytest.mark.parametrize('uid', ['../x', '1.2/3', '', '1' * 65, '1..2'])
+def test_a_uid_that_cannot_name_a_file_is_refused_before_any_byte_is_written(tmp_path, uid):
+    folder = Folder(tmp_path / 'store')
+    owner = folder.incoming_data_set(CT, uid, EXPLICIT)
+    owner.write(b'\x00' * 1000)
+    refusal = owner.check()
+    assert refusal.status == 0xC000 and 'SOP Instance UID' in refusal.comment
+    owner.release()
+    assert listing(tmp_path) == ['store'] and listing(folder.storage_dir) == []
+
+
+def test_discard_mode_receives_and_keeps_nothing(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')
+    folder.discard = True
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    owner.write(ct)
+    assert owner.check() is None and owner.commit(CTX) is None
+    owner.release()
+    assert listing(folder.storage_dir) == []
+
+
+def test_a_hook_that_moved_the_file_away_is_respected(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    owner.write(ct)
+    fp = owner.for_hook(True)
+    fp.close()
+    os.replace(owner.path, tmp_path / 'mine.dcm')
+    assert owner.commit(CTX) is None
+    owner.release()
+    assert listing(folder.storage_dir) == [] and data_set_of(tmp_path / 'mine.dcm') == ct
+
+
+def test_instance_stored_failing_leaves_nothing_under_a_final_name(tmp_path, ct):
+    class Failing(Folder):
+        def instance_stored(self, path, attrs, context):
+            raise OSError(errno.EIO, 'index down')
+
+    folder = Failing(tmp_path / 'store')
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    owner.write(ct)
+    with pytest.raises(OSError):
+        owner.commit(CTX)
+    owner.discard()
+    assert listing(folder.storage_dir) == []
+
+
+def test_read_tags_give_the_later_steps_their_attributes(tmp_path, ct):
+    class Studies(Folder):
+        read_tags = ['StudyInstanceUID', 'PatientID']
+
+        def final_path(self, command_uid, attrs):
+            self.attrs = attrs
+            return os.path.join(self.storage_dir, 'by-patient', attrs.PatientID,
+                                f'{command_uid}.dcm')
+
+    folder = Studies(tmp_path / 'store')
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    owner.write(ct)
+    assert owner.commit(CTX).endswith(os.path.join('by-patient', 'PID0001', '1.2.3.4.dcm'))
+    # pydicom adds the character set it needs to read them; nothing else, no pixels.
+    assert set(e.keyword for e in folder.attrs) <= {
+        'PatientID', 'StudyInstanceUID', 'SpecificCharacterSet'}
+    assert folder.attrs.StudyInstanceUID and 'PixelData' not in folder.attrs
+
+
+# -- checks --------------------------------------------------------------------------------
+
+def test_check_refuses_what_does_not_parse_or_names_another_instance(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')
+    cases = {
+        'cut': (CT, '1.2.3.4', ct[:-10], 0xC000, 'truncated: (7FE0,0010)'),
+        'other instance': (CT, '1.2.3.5', ct, 0xA900,
+                           "SOP Instance UID 1.2.3.4 in the data set is not the request's"),
+        'other class': (uids.MR_IMAGE_STORAGE, '1.2.3.4', ct, 0xA900, 'SOP Class UID'),
+    }
+    for name, (sop_class, uid, data, status, comment) in cases.items():
+        for owner in (folder.incoming_data_set(sop_class, uid, EXPLICIT),
+                      incoming.TemporaryDataSet(sop_class, uid, EXPLICIT),
+                      incoming.InMemory(sop_class, uid, EXPLICIT, limit=None)):
+            owner.write(data)
+            refusal = owner.check()
+            assert refusal.status == status, (name, owner)
+            assert refusal.comment.startswith(comment), (name, refusal)
+            owner.discard()
+    assert listing(folder.storage_dir) == []
+
+
+def test_request_uids_padded_with_nul_or_space_still_match(ct):
+    owner = incoming.InMemory(CT + '\x00', '1.2.3.4 ', EXPLICIT)
+    owner.write(ct)
+    assert owner.check() is None
+
+
+# -- other owners ----------------------------------------------------------------------------
+
+def test_temporary_owner_is_anonymous_and_keeps_nothing(tmp_path, ct):
+    owner = incoming.TemporaryDataSet(CT, '1.2.3.4', EXPLICIT)
+    assert not owner.keeps_files
+    owner.write(ct)
+    assert pydicom.dcmread(owner.for_hook(True)).SOPInstanceUID == '1.2.3.4'
+    assert owner.commit(CTX) is None
+    owner.release()
+    assert owner.file.closed
+
+
+def test_in_memory_owner_stops_at_its_limit_with_efbig(ct):
+    owner = incoming.InMemory(CT, '1.2.3.4', EXPLICIT, limit=len(ct))
+    owner.write(ct)
+    assert owner.for_hook(False) == ct
+    small = incoming.InMemory(CT, '1.2.3.4', EXPLICIT, limit=100)
+    small.write(ct[:100])
+    with pytest.raises(OSError) as info:
+        small.write(ct[100:101])
+    assert info.value.errno == errno.EFBIG and 'max_memory_store' in info.value.strerror
+
+
+def test_supplied_file_stays_the_users(tmp_path, ct):
+    closed = []
+
+    class User:
+        def discard_file(self, fp):
+            closed.append(fp)
+            fp.close()
+
+    path = tmp_path / 'users.dcm'
+    fp = open(path, 'w+b')
+    owner = incoming.SuppliedFile(User(), fp, 0, CT, '1.2.3.4', EXPLICIT)
+    owner.write(ct[:10])
+    assert owner.check() is None           # not ours to read
+    assert owner.name == str(path)         # reads through to the file (0.9.x services)
+    owner.discard()
+    owner.release()
+    assert closed == [fp] and path.read_bytes() == ct[:10]
+
+
+def test_supplied_file_wrapping_ours_lets_our_owner_decide(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')
+
+    class Wrapper:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def write(self, data):
+            return self.inner.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    supplied = incoming.SuppliedFile(None, Wrapper(owner.file), 0, CT, '1.2.3.4', EXPLICIT)
+    assert supplied.ours is owner
+    supplied.write(ct)
+    assert supplied.check() is None
+    assert supplied.commit(CTX).endswith('1.2.3.4.dcm')
+    supplied.release()
+    assert listing(folder.storage_dir) == ['1.2.3.4.dcm']
+
+
+def test_write_meta_takes_a_dataset_or_a_dict():
+    command = Dataset()
+    command.AffectedSOPClassUID = CT
+    command.AffectedSOPInstanceUID = '1.2.3.4'
+    a, b = io.BytesIO(), io.BytesIO()
+    incoming.write_meta(a, command, EXPLICIT)
+    incoming.write_meta(b, {'AffectedSOPClassUID': CT, 'AffectedSOPInstanceUID': '1.2.3.4'},
+                        EXPLICIT)
+    assert a.getvalue() == b.getvalue() and ae_module.write_meta is incoming.write_meta
+
+
+# -- a storage step refusing with a status of its own ----------------------------------------------
+
+def test_place_instance_refusing_answers_its_status_and_keeps_nothing(tmp_path, ct):
+    class Refusing(ae_module.StorageAE):
+        def place_instance(self, temp_path, final_path, attrs, context):
+            raise incoming.InstanceRefused(0xC210, 'study 1.2.3 belongs to another patient')
+
+    store_dir = tmp_path / 'store'
+    srv = Refusing(store_dir, 'STORE_SCP', 0, bind_address='127.0.0.1')
+    srv.dcm_timeout = 5
+    scu = ae_module.ClientAE('SCU').add_scu(sopclass.storage_scu, [CT])
+    scu.dcm_timeout = 5
+    with srv:
+        with scu.request_association({'aet': 'STORE_SCP', 'address': '127.0.0.1',
+                                      'port': srv.local_ae.port}) as assoc:
+            ctx = assoc.context_for(CT, EXPLICIT)
+            rq = dimse.CStoreRQMessage()
+            rq.message_id = 3
+            rq.affected_sop_class_uid = CT
+            rq.affected_sop_instance_uid = '1.2.3.4'
+            rq.data_set = ct
+            assoc.send(rq, ctx.id)
+            rsp, _ = assoc.receive()
+    assert rsp.status == 0xC210
+    assert rsp.error_comment == 'study 1.2.3 belongs to another patient'
+    assert listing(store_dir) == []
+    assert isinstance(incoming.InstanceRefused(1, 'x'), EventHandlingError)
+
+
+# -- bounded memory: every data set not streamed to a file is capped ---------------------------
+
+def test_assembler_refuses_a_data_set_gathered_in_memory_past_its_cap():
+    rq = dimse.CFindRQMessage()
+    rq.message_id = 1
+    rq.affected_sop_class_uid = uids.STUDY_ROOT_FIND_SOP_CLASS
+    rq.data_set = b'\x00' * 2
+    command = [pdv for raw in rq.iter_pdu_bytes(1, 16384)
+               for pdv in pdu.PDataTfPDU.decode(raw).data_value_items][:-1]
+    assembler = dimse.MessageAssembler(max_memory_data_set=4096)
+    for item in command:
+        assert assembler.feed(1, item.data_value[0], item.data_value[1:]) is None
+    assembler.feed(1, 0x00, b'\x00' * 4096)
+    with pytest.raises(DIMSEProcessingError) as info:
+        assembler.feed(1, 0x00, b'\x00')
+    assert 'max_memory_data_set' in str(info.value) and '4096' in str(info.value)
+    assert assembler.abort() is None
+
+
+SERVER = r'''
+import logging, sys, threading
+from pynetdicom2 import ae, sopclass
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+server = ae.AE('BOUNDED', 0, bind_address='127.0.0.1')
+server.add_scp(sopclass.verification_scp).add_scp(sopclass.qr_find_scp)
+server.add_scp(sopclass.StorageCommitment())
+server.dcm_timeout = 10
+with server:
+    print('PORT', server.local_ae.port, flush=True)
+    threading.Event().wait(600)  # stopped by the test, by PID
+'''
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set size (VmHWM), in bytes."""
+    with open(f'/proc/{pid}/status') as status:
+        for line in status:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    raise AssertionError('no VmHWM')
+
+
+def command_pdus(msg) -> bytes:
+    """The P-DATA-TF PDUs of ``msg``'s command set alone (its data set never follows)."""
+    msg.data_set = b'\x00\x00'
+    pdus = list(msg.iter_pdu_bytes(1, 16384))
+    return b''.join(pdus[:-1])
+
+
+def never_ending(port: int, sop_class: str, msg, budget: int) -> int:
+    """Associate, send ``msg``'s command, then data fragments that never end, up to
+    ``budget`` bytes or until the server gives up; returns the bytes it took."""
+    sock = associate_raw(port, sop_class, called='BOUNDED')
+    fragment = b'\xAA' * (65536 - 12)
+    # One P-DATA-TF PDU of 64 KiB: a PDV whose control header says "data, not last".
+    one = pdu.PDataTfPDU([pdu.PresentationDataValueItem(1, b'\x00' + fragment)]).encode()
+    batch = one * 16
+    sent = 0
+    try:
+        sock.sendall(command_pdus(msg))
+        while sent < budget:
+            sock.sendall(batch)
+            sent += len(fragment) * 16
+    except OSError:
+        pass  # the server aborted and closed: what we wanted
+    finally:
+        rest = read_until_closed(sock, timeout=10)
+        sock.close()
+    assert sent < budget, 'the server took the whole never-ending data set'
+    assert rest == b'' or rest[0] == 0x07, rest[:16]  # A-ABORT, or closed
+    return sent
+
+
+def test_never_ending_c_find_and_n_action_data_sets_keep_memory_bounded(tmp_path):
+    script = tmp_path / 'server.py'
+    script.write_text(SERVER)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    proc = _spawn([sys.executable, str(script)], env=env)
+    try:
+        port = None
+        for _ in range(500):
+            text = process_output(proc)
+            if 'PORT ' in text:
+                port = int(text.split('PORT ')[1].split()[0])
+                break
+            assert proc.poll() is None, text
+            time.sleep(0.02)
+        assert port, process_output(proc)
+        before = peak_rss(proc.pid)
+        find = dimse.CFindRQMessage()
+        find.message_id = 1
+        find.affected_sop_class_uid = uids.STUDY_ROOT_FIND_SOP_CLASS
+        action = dimse.NActionRQMessage()
+        action.message_id = 1
+        action.requested_sop_class_uid = uids.STORAGE_COMMITMENT_SOP_CLASS
+        action.requested_sop_instance_uid = '1.2.840.10008.1.20.1.1'
+        action.action_type_id = 1
+        taken = 0
+        for _ in range(4):
+            taken += never_ending(port, uids.STUDY_ROOT_FIND_SOP_CLASS, find, 120 * MIB)
+            taken += never_ending(port, uids.STORAGE_COMMITMENT_SOP_CLASS, action, 120 * MIB)
+        grown = peak_rss(proc.pid) - before
+        # The server still serves the next association.
+        client = ae_module.ClientAE('NEXT').add_scu(sopclass.verification_scu)
+        client.dcm_timeout = 10
+        with client.request_association({'aet': 'BOUNDED', 'address': '127.0.0.1',
+                                         'port': port}) as assoc:
+            assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(1)) == 0
+        log = process_output(proc)
+    finally:
+        stop_process(proc)
+    # 8 associations pushed over 100 MiB between them; each was cut at the 16 MiB
+    # cap, and the peak grew by about one capped data set, never by what was sent.
+    assert taken > 100 * MIB
+    print(f'peak RSS grew by {grown / MIB:.1f} MiB for {taken / MIB:.0f} MiB sent')
+    assert grown < 48 * MIB, f'peak RSS grew by {grown / MIB:.1f} MiB for {taken / MIB:.0f} MiB'
+    assert log.count('(max_memory_data_set)') == 8, log[-3000:]
+    assert 'CFindRQMessage' in log and 'NActionRQMessage' in log
