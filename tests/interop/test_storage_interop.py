@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import pathlib
+import sys
 
 import pydicom
 import pytest
@@ -168,3 +169,77 @@ def test_pynetdicom_scu_to_our_storage_ae(storage_ae, store_dir, tmp_path):
     assert json.loads(result.stdout.splitlines()[-1]) == {'status': 0}
     assert data_set_bytes(store_dir / '1.2.3.150.dcm') == data_set_bytes(src)
     assert pydicom.dcmread(store_dir / '1.2.3.150.dcm').PixelData == pydicom.dcmread(src).PixelData
+
+
+# -- the 0.9.8 pattern against real senders: the hook only decides the status ---------------
+
+class Hook098(ae_module.StorageAE):
+    """A 0.9.x storage server: on_receive_store reads the file and returns a status of
+    its own, never calling super."""
+
+    answer = 0x0000
+
+    def on_receive_store(self, context, ds):
+        self.seen = getattr(self, 'seen', []) + [str(pydicom.dcmread(ds).SOPInstanceUID)]
+        return self.answer
+
+
+@pytest.fixture
+def hook_ae(store_dir):
+    server = Hook098(store_dir, 'STORE_SCP', 0, bind_address='127.0.0.1')
+    server.dcm_timeout = 10
+    with server:
+        yield server
+
+
+def sources(tmp_path, prefix: str, count: int = 4):
+    return [make_ct_file(tmp_path / f'{prefix}{i}.dcm', sop_instance_uid=f'{prefix}.{i}',
+                         rows=128, cols=128) for i in range(count)]
+
+
+def send_with(sender: str, port: int, files) -> list:
+    """Store ``files`` with DCMTK storescu, pynetdicom or our storescu CLI; the
+    outputs (for failure messages)."""
+    paths = [str(f) for f in files]
+    if sender == 'dcmtk':
+        # -nh: go on after a failed store (storescu halts at the first by default).
+        return [run_tool([dcmtk('storescu'), '-v', '-nh', '-aec', 'STORE_SCP', '-to', '10',
+                          '-ta', '10', '-td', '10', '127.0.0.1', str(port)] + paths)]
+    if sender == 'pynetdicom':
+        return [run_pynetdicom_scu(['--scu', 'store', '--port', str(port), '--called-aet',
+                                    'STORE_SCP', '--file', path]) for path in paths]
+    return [run_tool([sys.executable, '-m', 'pynetdicom2', 'storescu', '-aec', 'STORE_SCP',
+                      '127.0.0.1', str(port)] + paths)]
+
+
+@pytest.mark.parametrize('sender', ['dcmtk', 'pynetdicom', 'ours'])
+def test_098_hook_returning_success_keeps_every_file_from_every_sender(
+        hook_ae, store_dir, tmp_path, sender):
+    files = sources(tmp_path, '1.2.3.160')
+    results = send_with(sender, hook_ae.local_ae.port, files)
+    assert all(r.returncode == 0 for r in results), [describe(r) for r in results]
+    assert sorted(hook_ae.seen) == [f'1.2.3.160.{i}' for i in range(4)]
+    assert sorted(p.name for p in store_dir.iterdir()) == [
+        f'1.2.3.160.{i}.dcm' for i in range(4)]
+    for i, src in enumerate(files):
+        assert data_set_bytes(store_dir / f'1.2.3.160.{i}.dcm') == data_set_bytes(src)
+
+
+@pytest.mark.parametrize('sender', ['dcmtk', 'pynetdicom', 'ours'])
+def test_098_hook_returning_a_failure_keeps_nothing_from_any_sender(
+        hook_ae, store_dir, tmp_path, sender):
+    hook_ae.answer = 0xA700
+    files = sources(tmp_path, '1.2.3.161', count=2)
+    results = send_with(sender, hook_ae.local_ae.port, files)
+    assert len(hook_ae.seen) == 2
+    if sender == 'pynetdicom':
+        assert [json.loads(r.stdout.splitlines()[-1]) for r in results] == [
+            {'status': 0xA700}] * 2
+    elif sender == 'dcmtk':  # with -nh storescu goes on and exits 0; -v shows the status
+        output = results[0].stdout + results[0].stderr
+        assert output.count('Refused: OutOfResources') == 2, describe(results[0])
+    else:
+        assert all(r.returncode != 0 for r in results), [describe(r) for r in results]
+    # Nothing under a final name, and no temporary file left either.
+    assert list(store_dir.iterdir()) == []
+
