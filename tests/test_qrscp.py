@@ -383,6 +383,24 @@ def test_a_retrieve_with_a_wildcard_or_range_key_is_refused(tmp_path, caplog, rq
     assert ('C-GET' if rq_class is dimse.CGetRQMessage else 'C-MOVE') in logged[0]
 
 
+def test_a_find_at_a_level_the_model_lacks_is_refused_with_a900_and_a_comment(archive,
+                                                                           caplog):
+    caplog.set_level(logging.WARNING)
+    with connect(archive) as assoc:
+        ctx = assoc.context_for(STUDY_FIND)
+        rq = dimse.CFindRQMessage()
+        rq.message_id = 3
+        rq.sop_class_uid = STUDY_FIND
+        rq.priority = dimse.PRIORITY_MEDIUM
+        rq.data_set = encode_identifier(query('PATIENT', PatientID=''), ctx.supported_ts)
+        assoc.send(rq, ctx.id)
+        rsp, _ = assoc.receive()
+    assert (rsp.status, rsp.error_comment) == (
+        0xA900, 'level PATIENT is not part of the study root information model')
+    (logged,) = refusals(caplog)
+    assert logged.startswith('C-FIND from SCU@127.0.0.1:')
+
+
 def test_our_getscu_and_movescu_are_refused_a_wildcard_and_get_a_list_of_uids(tmp_path):
     (tmp_path / 'src').mkdir()
     for n in (1, 2, 3):

@@ -94,8 +94,8 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
 
     def refuse(self, what: str, comment: str, details: Optional[str] = None):
         """Log a refusal as a WARNING naming the peer; the ``EventHandlingError`` that
-        answers it, with ``comment`` as Error Comment (0xC000; cut to the 64
-        characters of LO after a whole word, PS3.5 6.2)."""
+        answers it, with ``comment`` as Error Comment (0xC000 unless given a
+        ``status``; cut to the 64 characters of LO after a whole word, PS3.5 6.2)."""
         logger.warning('%s from %s refused: %s', what, self.peer(), details or comment)
         return EventHandlingError(error_comment(comment))
 
@@ -143,8 +143,9 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
         except qrindex.QueryError as exc:
             # 0xA900 "identifier does not match SOP class" (PS3.4 C.4.1.1.4): the
             # level is missing or not one of this information model's.
-            logger.warning('C-FIND from %s refused: %s', self.peer(), exc)
-            return iter([(None, IDENTIFIER_DOES_NOT_MATCH)])
+            refusal = self.refuse('C-FIND', str(exc))
+            refusal.status = IDENTIFIER_DOES_NOT_MATCH
+            raise refusal from exc
         except sqlite3.Error as exc:
             raise EventHandlingError(f'index: {exc}') from exc
         logger.info('C-FIND %s level %s: %d match(es)', model, matches[0].level if matches

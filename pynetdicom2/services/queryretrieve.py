@@ -30,7 +30,8 @@ from pynetdicom2.exceptions import (
     NetDICOMError, PDUProcessingError)
 from pynetdicom2.fsm import PContextDef
 from pynetdicom2.services import storage
-from pynetdicom2.services.common import receive_response, response_to, sop_classes
+from pynetdicom2.services.common import (
+    error_comment, receive_response, response_to, sop_classes)
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,6 @@ _STORE_SUCCESS = statuses.SUCCESS
 # data set was not processed.
 _STORE_NOT_PROCESSED = statuses.PROCESSING_FAILURE
 
-# Error Comment (0000,0902) is LO: at most 64 characters (PS3.7 E.1).
-_ERROR_COMMENT_LENGTH = 64
 # C-CANCEL-RQs for the running C-GET that one wait for a C-STORE-RSP will skip.
 _MAX_CANCELS_SKIPPED = 16
 # What a C-MOVE sub-association proposes for a native data set after its own syntax:
@@ -261,7 +260,7 @@ def _send_final(asce, ctx: PContextDef, msg, response_class, status,
                 identifier: Optional[Dataset] = None) -> None:
     rsp = response_to(msg, response_class, status)
     if comment:
-        rsp.error_comment = comment[:_ERROR_COMMENT_LENGTH]
+        rsp.error_comment = error_comment(comment)
     if identifier is not None:
         rsp.data_set = encode_identifier(identifier, ctx.supported_ts)
     if sub_ops is not None:
@@ -309,14 +308,18 @@ def _received_request(asce, ctx: PContextDef, msg, response_class) -> Optional[D
 
 def _ask(asce, ctx: PContextDef, msg, response_class, call, sub_ops=None):
     """``call()``'s result; ``_ANSWERED`` when a user hook in it raised
-    ``EventHandlingError``, which is answered 0xC000 with its text as Error Comment."""
+    ``EventHandlingError``, which is answered 0xC000 with its text as Error Comment
+    (or with the exception's own failure ``status``, as for storage commitment)."""
     try:
         return call()
     except EventHandlingError as exc:
-        logger.info('the handler failed; answering %s with 0xC000', response_class.__name__,
-                    exc_info=True)
-        _send_final(asce, ctx, msg, response_class, _unable(response_class),
-                    str(exc) or None, sub_ops)
+        status = _unable(response_class)
+        own = getattr(exc, 'status', None)
+        if own is not None and statuses.Status(own, response_class).is_failure:
+            status = statuses.Status(own, response_class)
+        logger.info('the handler failed; answering %s with %s', response_class.__name__,
+                    status, exc_info=True)
+        _send_final(asce, ctx, msg, response_class, status, str(exc) or None, sub_ops)
         return _ANSWERED
 
 
