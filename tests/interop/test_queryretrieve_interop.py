@@ -122,6 +122,38 @@ def test_dcmtk_findscu_gets_a_match_our_handler_yields_with_success(server, tmp_
     assert [str(pydicom.dcmread(f).PatientName) for f in files] == ['ONLY^MATCH']
 
 
+ORIGINAL_FIND_SCU = """
+import sys
+from pydicom.dataset import Dataset
+from pynetdicom2 import applicationentity, sopclass, uids
+ae = applicationentity.ClientAE('ORIG_SCU').add_scu(sopclass.qr_find_scu)
+query = Dataset()
+query.QueryRetrieveLevel = 'STUDY'
+query.PatientName = ''
+remote = {'aet': 'QR_SCP', 'address': '127.0.0.1', 'port': int(sys.argv[1])}
+with ae.request_association(remote) as assoc:
+    for ds, status in assoc.get_scu(uids.STUDY_ROOT_FIND_SOP_CLASS)(query, 1):
+        print(None if ds is None else str(ds.PatientName), int(status))
+"""
+
+
+def test_the_released_0_9_8_find_scu_gets_a_match_yielded_with_success(server):
+    # 0.9.8's SCU yields (ds, status) for a final response carrying an identifier.
+    server.find = lambda ctx, ds: iter([(_match('ONLY^MATCH'), 0x0000)])
+    # -I: the released package, never ours from the working directory.
+    result = run_tool([peers.original_python(), '-I', '-c', ORIGINAL_FIND_SCU,
+                       str(server.local_ae.port)], timeout=60)
+    assert result.returncode == 0, describe(result)
+    assert result.stdout.splitlines() == ['ONLY^MATCH 0'], describe(result)
+
+
+def _match(name):
+    match = Dataset()
+    match.QueryRetrieveLevel = 'STUDY'
+    match.PatientName = name
+    return match
+
+
 def test_dcmtk_findscu_worklist_gets_our_items(server, tmp_path):
     def items(ctx, ds):
         for i in range(2):
