@@ -267,14 +267,15 @@ def _read_port_line(proc: subprocess.Popen, timeout: float) -> int:
                        f"{process_output(proc)}")
 
 
-def run_tool(argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess:
+def run_tool(argv: Sequence[str], timeout: float = 30, env: Optional[dict] = None
+             ) -> subprocess.CompletedProcess:
     """Run a command to completion with text output captured; never hangs.
 
     On timeout the process group is killed and the test fails with the output so far.
     """
     proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, errors="replace",
-                            start_new_session=True)
+                            start_new_session=True, env=env)
     CHILDREN.append(proc)
     try:
         out, err = proc.communicate(timeout=timeout)

@@ -1,0 +1,304 @@
+"""Run tests/compat/scenarios.py under the released pynetdicom2 0.9.8 and under ours, as
+separate processes, and collect what each side observed.
+
+``ORIG`` runs with the interpreter of 0.9.8's own virtual environment, isolated (``-I``:
+no PYTHONPATH, no user site, no script directory), so it can only import the release;
+``OURS`` runs with the test interpreter and this checkout first on PYTHONPATH. Every
+process is started and stopped through tests.peers (own session, bounded waits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pathlib
+import socket
+import struct
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Optional, Sequence
+
+import pydicom
+import pytest
+
+from tests import peers
+
+SCRIPT = pathlib.Path(__file__).resolve().parent / 'scenarios.py'
+ORIG, OURS = 'orig', 'ours'
+#: (SCU side, SCP side): each library against itself, then the mixed pairs.
+PAIRS = [(ORIG, ORIG), (OURS, OURS), (ORIG, OURS), (OURS, ORIG)]
+PAIR_IDS = [f'{scu}-scu-{scp}-scp' for scu, scp in PAIRS]
+WAIT = 30               # seconds for anything a peer should do at once
+
+
+def argv(impl: str, *args: str) -> list[str]:
+    if impl == ORIG:
+        return [peers.original_python(), '-I', str(SCRIPT), *args]
+    return [sys.executable, str(SCRIPT), *args]
+
+
+def env(impl: str) -> dict:
+    environment = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    if impl == OURS:
+        environment['PYTHONPATH'] = str(peers.REPO)
+    return environment
+
+
+def json_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{')]
+
+
+def check_library(lines: Sequence[dict], impl: str, what: str) -> None:
+    """The process imported the library it was meant to: 0.9.8 from its venv, or ours."""
+    library = next((line for line in lines if line['event'] == 'library'), None)
+    assert library is not None, what
+    if impl == ORIG:
+        assert library['version'] == '0.9.8', (library, what)
+    else:
+        assert pathlib.Path(library['path']) == peers.REPO / 'pynetdicom2', (library, what)
+
+
+@dataclass
+class Server:
+    """A scenario's SCP process and what it printed."""
+    impl: str
+    proc: object
+    port: int
+
+    def events(self, name: Optional[str] = None) -> list[dict]:
+        text = pathlib.Path(self.proc.logdir, 'stdout').read_text(errors='replace')
+        lines = json_lines(text)
+        return [line for line in lines if name is None or line['event'] == name]
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = WAIT) -> list[dict]:
+        """The first ``count`` events called ``name``; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.events(name)
+            if len(found) >= count:
+                return found[:count]
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        pytest.fail(f'{self.impl} SCP: {count} {name!r} event(s) expected\n'
+                    f'{peers.process_output(self.proc)}', pytrace=False)
+
+
+@contextlib.contextmanager
+def scp(impl: str, scenario: str, *args: str) -> Iterator[Server]:
+    """Run the scenario's SCP under ``impl``; yield it once it listens."""
+    proc = peers._spawn(argv(impl, '--scenario', scenario, '--role', 'scp', *args),
+                        env=env(impl))
+    try:
+        port = peers._read_port_line(proc, WAIT)
+        server = Server(impl, proc, port)
+        check_library(server.events(), impl, peers.process_output(proc))
+        yield server
+    finally:
+        peers.stop_process(proc)
+        peers._discard_logs(proc)
+
+
+def run(impl: str, scenario: str, role: str, *args: str, timeout: float = 90) -> dict:
+    """Run the scenario's SCU (or offline) side under ``impl``; its result line."""
+    result = peers.run_tool(argv(impl, '--scenario', scenario, '--role', role, *args),
+                            timeout=timeout, env=env(impl))
+    lines = json_lines(result.stdout)
+    assert result.returncode == 0 and lines and lines[-1]['event'] == 'result', \
+        peers.describe(result)
+    check_library(lines, impl, peers.describe(result))
+    return lines[-1]
+
+
+@dataclass
+class Outcome:
+    """What one (SCU, SCP) pair observed: the SCU's result, the SCP's events and, when
+    run through a ``Relay``, the bytes of each connection."""
+    scu: dict
+    scp_events: list = field(default_factory=list)
+    wire: list = field(default_factory=list)
+
+    def scp(self, name: str) -> list[dict]:
+        return [without(event, 'event') for event in self.scp_events
+                if event['event'] == name]
+
+
+def run_pair(scu_impl: str, scp_impl: str, scenario: str, scp_args: Sequence[str] = (),
+             scu_args: Sequence[str] = (), settle: Optional[tuple[str, int]] = None,
+             relay: bool = False) -> Outcome:
+    """Run the SCP under ``scp_impl`` and the SCU under ``scu_impl`` against it.
+
+    ``settle=(event, count)`` waits for that many SCP events before stopping it, for
+    what the SCP does after the SCU has gone (an abort it notices). ``relay`` puts a
+    recording ``Relay`` between them.
+    """
+    with scp(scp_impl, scenario, *scp_args) as server:
+        with (Relay(server.port) if relay else contextlib.nullcontext()) as recorder:
+            port = recorder.port if relay else server.port
+            result = run(scu_impl, scenario, 'scu', '--port', str(port), *scu_args)
+            if settle:
+                server.wait_for(*settle)
+        return Outcome(result, server.events(), recorder.connections if relay else [])
+
+
+def run_pairs(scenario: str, pairs: Sequence[tuple[str, str]], make_args, **kwargs
+              ) -> dict:
+    """``run_pair`` for each pair; ``make_args(scu_impl, scp_impl)`` gives the
+    ``(scp_args, scu_args)`` of a pair. Returns {pair: Outcome}."""
+    return {(scu, scp): run_pair(scu, scp, scenario, *make_args(scu, scp), **kwargs)
+            for scu, scp in pairs}
+
+
+# ---------------------------------------------------------------- comparing
+
+def without(record: dict, *keys: str) -> dict:
+    return {k: v for k, v in record.items() if k not in keys}
+
+
+def plain(value):
+    """``value`` without exception messages and the SCU's 'event' key: what the
+    libraries must agree on (our messages say more, by design)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if k not in ('message', 'event')}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def scp_story(outcome: Outcome) -> list[dict]:
+    """The SCP's hook calls, in order, without the bookkeeping lines."""
+    return [plain(event) for event in outcome.scp_events
+            if event['event'] not in ('library', 'stopped')]
+
+
+def file_obs(path: pathlib.Path) -> dict:
+    """A stored Part-10 file as a user checks it: preamble and magic, what the file
+    meta says it is, and a digest of the data set bytes after the meta group. (Each
+    library writes its own Implementation Class UID, so the meta is not compared as
+    bytes.)"""
+    raw = path.read_bytes()
+    meta = pydicom.filereader.read_file_meta_info(path)
+    data_set = raw[132 + 12 + int(meta.FileMetaInformationGroupLength):]
+    return {'dicm': raw[128:132].decode('latin-1'),
+            'sop_class': str(meta.MediaStorageSOPClassUID),
+            'sop_instance': str(meta.MediaStorageSOPInstanceUID),
+            'transfer_syntax': str(meta.TransferSyntaxUID),
+            'data_set_sha256': hashlib.sha256(data_set).hexdigest()}
+
+
+def listing(directory: pathlib.Path) -> dict:
+    """Every file in ``directory`` (recursively) by relative path, observed as stored."""
+    return {str(p.relative_to(directory)): file_obs(p)
+            for p in sorted(directory.rglob('*')) if p.is_file()}
+
+
+def data_set_sha256(path: pathlib.Path) -> str:
+    """The digest ``file_obs`` gives for the data set of a Part-10 file."""
+    return file_obs(path)['data_set_sha256']
+
+
+# ---------------------------------------------------------------- bytes on the wire
+
+class Relay:
+    """A TCP relay on 127.0.0.1 in front of ``target_port`` that keeps every byte of
+    each connection: ``connections`` is a list of ``{'rq': bytes from the requester,
+    'ac': bytes from the acceptor}``. Threads and sockets end in ``stop()``."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(('127.0.0.1', 0))
+        self.listener.settimeout(0.2)
+        self.port = self.listener.getsockname()[1]
+        self._records: list[dict] = []
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._start(self._accept_loop)
+
+    def _start(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            server = socket.create_connection(('127.0.0.1', self.target_port), timeout=WAIT)
+            server.settimeout(None)
+            record = {'rq': bytearray(), 'ac': bytearray()}
+            self._records.append(record)
+            self._sockets += [client, server]
+            self._start(self._pump, client, server, record['rq'])
+            self._start(self._pump, server, client, record['ac'])
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, kept: bytearray) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                kept += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    @property
+    def connections(self) -> list[dict]:
+        return [{k: bytes(v) for k, v in record.items()} for record in self._records]
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)   # wakes a pump blocked in recv()
+            sock.close()
+        for thread in self._threads:
+            thread.join(5)
+
+    def __enter__(self) -> 'Relay':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def pdus(stream: bytes) -> list[tuple[int, bytes]]:
+    """The PDUs of one direction of a connection: ``(type, whole PDU)`` (PS3.8 9.3:
+    type, reserved byte, 4-byte big-endian length)."""
+    found, offset = [], 0
+    while offset + 6 <= len(stream):
+        pdu_type, length = stream[offset], struct.unpack('>L', stream[offset + 2:offset + 6])[0]
+        found.append((pdu_type, stream[offset:offset + 6 + length]))
+        offset += 6 + length
+    return found
+
+
+def ae_title_fields(associate_pdu: bytes) -> tuple[bytes, bytes]:
+    """The called and calling AE title fields, 16 bytes each, of an A-ASSOCIATE-RQ or
+    -AC as sent (PS3.8 9.3.2, 9.3.3)."""
+    return associate_pdu[10:26], associate_pdu[26:42]
+
+
+def pdv_kinds(p_data_pdu: bytes) -> list[str]:
+    """What each PDV of a P-DATA-TF PDU carries: 'command' or 'data set' (PS3.8
+    9.3.5.1: bit 0 of the message control header)."""
+    kinds, offset = [], 6
+    while offset + 6 <= len(p_data_pdu):
+        length = struct.unpack('>L', p_data_pdu[offset:offset + 4])[0]
+        header = p_data_pdu[offset + 5]
+        kinds.append('command' if header & 1 else 'data set')
+        offset += 4 + length
+    return kinds
