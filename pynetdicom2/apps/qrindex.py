@@ -706,7 +706,12 @@ class Index:
             except OSError:
                 self._settle(uid, record.path, previous)
                 raise
-            self._db.execute('DELETE FROM placement WHERE SOPInstanceUID = ?', (uid,))
+            try:
+                self._db.execute('DELETE FROM placement WHERE SOPInstanceUID = ?', (uid,))
+            except sqlite3.Error as exc:
+                # The instance is in place and indexed; the row left behind only makes
+                # the next start check it again (``recover``).
+                logger.warning('placement of %s not cleared: %s', uid, exc)
 
     def _remove_file(self, relpath: str) -> None:
         path = self.resolve(relpath)

@@ -53,8 +53,9 @@ DEFAULT_AET = 'QRSCP'
 DEFAULT_PORT = 11112
 # Storage commitment failure reasons (PS3.4 J.3.3, Failure Reason (0008,1197)).
 NO_SUCH_OBJECT_INSTANCE = 0x0112
-IDENTIFIER_DOES_NOT_MATCH = 0xA900
 CLASS_INSTANCE_CONFLICT = 0x0119
+# C-FIND "identifier does not match SOP class" (PS3.4 C.4.1.1.4).
+IDENTIFIER_DOES_NOT_MATCH = 0xA900
 #: The names of the temporary files of transfers in progress: ``<storage>/.incoming/
 #: *.part`` and ``.tmp-*.part`` anywhere in the storage. Only these are removed at start.
 TEMPORARY_PREFIX = '.tmp-'
@@ -167,7 +168,8 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
     def on_receive_move(self, context, ds, destination):
         remote = self.move_destinations.get(destination)
         if remote is None:
-            logger.warning('C-MOVE to unknown destination %r (known: %s)', destination,
+            logger.warning('C-MOVE from %s to unknown destination %r refused (known: %s)',
+                           self.peer(), destination,
                            ', '.join(sorted(self.move_destinations)) or 'none')
             return None
         paths = self._retrieve(context, ds, 'C-MOVE')
