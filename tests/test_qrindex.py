@@ -23,6 +23,9 @@ from pynetdicom2.apps import qrindex
 from pynetdicom2.services.queryretrieve import decode_identifier, encode_identifier
 from tests.peers import make_ct_file
 
+# The tests write values that do not parse on purpose; pydicom warns of each.
+pytestmark = pytest.mark.filterwarnings('ignore:Invalid value for VR')
+
 ROOT = '1.2.826.0.1.3680043.8.498.78'
 # Values that do not parse as their VR, as a modality may write them.
 BAD_VALUES = {
