@@ -3,8 +3,8 @@
 ``scan_data_set`` walks the element headers of a data set (tag, VR, length) in its
 transfer syntax, skips every value by seeking, and says in a few words what is wrong
 when the data set does not parse to its end; on the way it reads the SOP Class and SOP
-Instance UIDs at the top level. A storage SCP runs it before answering Success
-(PS3.4 B.2.3: a Success promises the instance is stored). It reads nothing but headers,
+Instance UIDs at the top level. A storage SCP runs it before it answers Success (a
+Success promises the instance is stored whole). It reads nothing but headers,
 so a 256 MiB instance costs a few seeks, and it never raises for what the data hold.
 
 What is checked (PS3.5 7.1, 7.5, A.4):
@@ -20,15 +20,22 @@ What is checked (PS3.5 7.1, 7.5, A.4):
 
 What is accepted, like DCMTK (be liberal in what you accept): odd value lengths (read
 as written), elements out of ascending order, group lengths that disagree with their
-group (DCMTK recalculates them), unknown VRs made of two upper-case letters (PS3.5 6.2:
-a new VR has a 4-byte length field, as DCMTK assumes), an item or sequence delimiter
+group (DCMTK recalculates them), unknown VRs made of two upper-case letters (read with
+a 4-byte length, the form of every VR added since PS3.5 7.1.2 listed the short ones, as
+DCMTK assumes), an item or sequence delimiter
 that closes a defined-length item or sequence exactly at its end, undefined-length
 Pixel Data in a native transfer syntax and defined-length Pixel Data in an encapsulated
-one, trailing bytes after the end of a deflate stream (PS3.5 A.5 pads to even length).
-What is refused although pydicom reads it: VR bytes that are not two upper-case
-letters in an explicit VR syntax (pydicom guesses an implicit VR element there; we
-cannot tell that from a corrupt stream), and sequences nested deeper than
-``MAX_SEQUENCE_DEPTH``, which bounds the memory a hostile peer can make us spend.
+one, bytes after the end of a deflate stream (a pad byte to even length; zlib and
+pydicom ignore them).
+
+Stricter than DCMTK, which reads to the end of the stream and stops there: an
+undefined-length sequence or item the data end inside, and a sequence or item whose
+defined length runs past the data, are refused (the sender lost data). VR bytes that
+are not two upper-case letters in an explicit VR syntax are refused too: readers part
+ways there (pydicom reads an Implicit VR element, DCMTK a 2-byte length), so the file
+would mean different things to different readers. Sequences nested deeper than
+``MAX_SEQUENCE_DEPTH`` are refused, which bounds the memory a hostile peer can make us
+spend.
 
 In Implicit VR the VR is not on the wire: an undefined length means a sequence (or
 encapsulated Pixel Data), and a defined-length element is walked as a sequence when
@@ -201,7 +208,7 @@ class _Inflated:
         """The next inflated bytes; b'' once the stream has ended (then ``end`` is set)."""
         inflater = self.inflater
         while True:
-            if inflater.eof:  # what follows the final block is padding (PS3.5 A.5)
+            if inflater.eof:  # what may follow the final block is padding
                 self.end = self.base + len(self.buf)
                 return b''
             if inflater.unconsumed_tail:
@@ -234,7 +241,7 @@ class _Inflated:
         return True
 
 
-# -- Messages
+# -- Open containers, and what the messages call them
 
 
 def _tag(tag: int) -> str:
@@ -419,7 +426,7 @@ def _walk(src, explicit: bool, little: bool) -> ScanResult:
                     elif vr in _SHORT_VRS:
                         header = 8
                     elif 65 <= vr[0] <= 90 and 65 <= vr[1] <= 90:
-                        # A VR newer than us: new VRs have a 4-byte length (PS3.5 6.2).
+                        # A VR newer than us: new VRs have a 4-byte length (PS3.5 7.1.2).
                         if have < 12:
                             raise _header_cut(frame, pos, have, tag)
                         length = unpack_long(buf, i + 8)[0]
@@ -451,13 +458,14 @@ def _walk(src, explicit: bool, little: bool) -> ScanResult:
                     pos = value
                     continue
 
+                uid = None
                 if frame is top and (tag == _SOP_CLASS_UID or tag == _SOP_INSTANCE_UID) \
                         and tag not in found:
                     # Read before the length check: a deflate window moves forward only.
                     size = min(length, _UID_MAX)
                     if value + size > base + len(buf):
                         buf, base = src.window(value, size)
-                    found[tag] = _uid_text(bytes(buf[value - base:value - base + size]))
+                    uid = _uid_text(bytes(buf[value - base:value - base + size]))
                 value_end = value + length
                 if limit is not None:
                     if value_end > limit:
@@ -466,6 +474,8 @@ def _walk(src, explicit: bool, little: bool) -> ScanResult:
                     raise _too_long(_tag(tag), length, src.end - value, frame)
                 else:
                     buf, base = src.buf, src.base
+                if uid is not None:
+                    found[tag] = uid
                 if length and (vr == _SQ if explicit else
                                tag in _SQ_TAGS):
                     if len(stack) >= _MAX_FRAMES:

@@ -181,6 +181,13 @@ def test_uids_lose_their_padding_and_absent_ones_are_none():
     assert check(b'') == ScanResult(None, None, None)
 
 
+def test_a_uid_cut_short_is_not_reported():
+    data = explicit(0x00080016, 'UI', CT.encode()) + explicit(0x00080018, 'UI', b'1.2', 10)
+    assert check(data) == ScanResult('truncated: (0008,0018) needs 10 bytes, 3 left', CT,
+                                     None)
+    assert check(deflate(data), DEFLATED) == check(data)
+
+
 def test_uids_inside_items_are_not_the_instance_uids():
     nested = explicit(0x00081140, 'SQ', item_bytes(UIDS))
     assert check(nested + NAME) == ScanResult(None, None, None)
