@@ -10,14 +10,15 @@ from typing import List, Optional
 
 from pynetdicom2._version import __version__
 from pynetdicom2.apps import LEGACY, TOOLS
+from pynetdicom2.apps.common import EXIT_USAGE, ToolParser, did_you_mean
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> ToolParser:
     lines = [f'  {name:<10} {text}' for name, (_, text) in TOOLS.items()]
     lines.append('')
     lines.append('pynetdicom2 0.9.8 commands (kept):')
     lines += [f'  {name:<10} {text}' for name, text in LEGACY.items()]
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog='pynetdicom2', usage='%(prog)s [--version] <tool> [options]',
         description='pynetdicom2: DICOM networking tools',
         epilog='tools:\n' + '\n'.join(lines) + '\n\n"pynetdicom2 <tool> --help" describes '
@@ -36,11 +37,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         from pynetdicom2.apps import legacy
         return legacy.main(argv)
     parser = _parser()
-    if argv:
-        parser.parse_args(argv)  # --version, --help, or an error (exit 2)
-    # No tool: help and exit 1, as pynetdicom2 0.9.8 did.
-    parser.print_help()
-    return 1
+    if not argv:
+        # No tool is a wrong command line (exit 2, docs/cli.rst), not a request for
+        # help: the help goes to stderr, the tools listed in it.
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if argv[0].startswith('-'):
+        parser.parse_args(argv)  # --version, --help, or an unknown option (exit 2)
+    names = [*TOOLS, *LEGACY]
+    hint = did_you_mean(argv[0], names) or f'; the tools are {", ".join(names)}'
+    print(f'pynetdicom2: error: unknown tool {argv[0]!r}{hint}', file=sys.stderr)
+    return EXIT_USAGE
 
 
 if __name__ == '__main__':

@@ -623,7 +623,8 @@ def test_legacy_commands_keep_their_options_and_output(tmp_path):
 
 def test_top_level_help_version_and_unknown_tool():
     bare = run_app()
-    assert bare.returncode == 1 and 'qrscp' in bare.stdout and 'verify' in bare.stdout
+    assert bare.returncode == common.EXIT_USAGE and 'qrscp' in bare.stderr
+    assert 'verify' in bare.stderr
     version = run_app('--version')
     assert version.returncode == 0 and version.stdout.startswith('pynetdicom2 ')
     assert run_app('nosuchtool').returncode == common.EXIT_USAGE

@@ -14,7 +14,10 @@ output, as aliases (``pynetdicom2.apps.legacy``).
 Exit codes (``common.EXIT_*``): 0 done; 1 a DICOM operation failed; 2 bad command
 line; 3 association rejected (the reason printed in words); 4 association aborted or
 broken; 5 a timeout (the message names the wait: connect ``-to``, association ``-ta``
-or DIMSE ``-td``); 6 no connection; 130 interrupted.
+or DIMSE ``-td``); 6 no connection; 130 interrupted (storescu says how many instances
+it sent). A bad command line is one line naming the mistake (an unknown option or tool
+with the nearest known one, a file that cannot be read, a bad ``-k`` key), printed
+before anything is sent (``common.ToolParser``).
 """
 
 from __future__ import annotations

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
+import re
 import shutil
 import signal
 import ssl
 import sys
 import threading
 import time
-from typing import Callable, Iterable, Optional, TextIO
+from typing import Callable, Iterable, List, Optional, Sequence, TextIO
 
 from pydicom.uid import UID
 
@@ -122,10 +124,90 @@ def host_port(value: str):
 
 # -- parsers -------------------------------------------------------------------------
 
+_NEGATIVE_NUMBER = re.compile(r'^-\d+$|^-\d*\.\d+$')
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """"; did you mean X?" (or "X or Y" when they are as close) for a typo, else ""."""
+    scored = sorted((difflib.SequenceMatcher(None, word, c).ratio(), c) for c in set(choices))
+    scored = [(score, c) for score, c in scored if score >= 0.7]
+    if not scored:
+        return ''
+    best = scored[-1][0]
+    close = sorted(c for score, c in scored if score == best)[:3]
+    return f'; did you mean {" or ".join(close)}?'
+
+
+class ToolParser(argparse.ArgumentParser):
+    """argparse as the tools want it: an option it does not know is named as unknown,
+    with the nearest known one, before anything else is judged (argparse would first
+    complain about the positional arguments it shifted: ``-aex TITLE host port`` made
+    "host" the port); every error is one line, exit code 2 (``EXIT_USAGE``)."""
+
+    def parse_known_args(self, args: Optional[Sequence[str]] = None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        for token in self.unknown_options(args):
+            name = token.split('=', 1)[0]
+            known = self._option_string_actions
+            self.error(f'unknown option {name!r}' + did_you_mean(name, known))
+        return super().parse_known_args(args, namespace)
+
+    def unknown_options(self, args: Sequence[str]) -> List[str]:
+        """The tokens of ``args`` that look like options but name none of ours.
+
+        The tests follow argparse's own (``_parse_optional``): ``--`` ends the options,
+        ``-`` and negative numbers are values, ``--opt=value`` and ``-kvalue`` name
+        ``--opt`` and ``-k``, flags may be joined (``-vd``); a token with a space is a
+        value. ``+rn`` is not ``+r`` followed by a stray "n": it is unknown.
+        """
+        found = []
+        for token in args:
+            if token == '--':
+                break
+            if (len(token) < 2 or token[0] not in self.prefix_chars or ' ' in token
+                    or _NEGATIVE_NUMBER.match(token) or self._names_option(token)):
+                continue
+            found.append(token)
+        return found
+
+    def _names_option(self, token: str) -> bool:
+        known = self._option_string_actions
+        if token in known or token.split('=', 1)[0] in known:
+            return True
+        if token[1] in self.prefix_chars:
+            return False  # a long option is only ever whole
+        # Joined one-letter options: every letter a flag, except that the last one
+        # named may take the rest of the token as its value.
+        prefix, rest = token[0], token[1:]
+        while rest:
+            action = known.get(prefix + rest[0])
+            if action is None:
+                return False
+            if action.nargs != 0:
+                return True
+            rest = rest[1:]
+        return True
+
+    def error(self, message: str):
+        if message.startswith(('the following arguments are required',
+                               'unrecognized arguments')):
+            message += f' (usage: {self.synopsis()})'
+        self.exit(EXIT_USAGE, f'{self.prog}: error: {message}\n')
+
+    def synopsis(self) -> str:
+        """``prog [options] peer port file-or-dir [file-or-dir ...]``."""
+        words = [self.prog, '[options]']
+        for action in self._get_positional_actions():
+            name = action.metavar or action.dest
+            words.append({'?': f'[{name}]', '*': f'[{name} ...]',
+                          '+': f'{name} [{name} ...]'}.get(action.nargs, name))
+        return ' '.join(words)
+
+
 def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """A parser taking DCMTK's single-dash long flags and ``+`` flags (``-aet``, ``+tls``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, prefix_chars='-+',
-                                     allow_abbrev=False)
+    parser = ToolParser(prog=prog, description=description, prefix_chars='-+',
+                        allow_abbrev=False)
     parser.add_argument('--version', action='version', version=f'pynetdicom2 {__version__}')
     group = parser.add_argument_group('output')
     group.add_argument('-q', '--quiet', action='store_true', help='print errors only')
@@ -466,8 +548,10 @@ def execute(prog: str, job: Callable[[], int]) -> int:
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
-    except KeyboardInterrupt:
-        print(f'{prog}: interrupted', file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # A tool may say where it stopped: ``raise KeyboardInterrupt('sent 3 of 10 ...')``.
+        detail = f': {exc}' if str(exc) else ''
+        print(f'{prog}: interrupted{detail}', file=sys.stderr)
         return EXIT_INTERRUPTED
     except ToolError as exc:
         print(f'{prog}: error: {exc}', file=sys.stderr)

@@ -78,8 +78,23 @@ def identifiers(args: argparse.Namespace) -> List[Dataset]:
         try:
             found.append(keys.build_identifier(args.keys, base))
         except keys.BadKey as exc:
-            raise common.ToolError(f'-k: {exc}', common.EXIT_USAGE) from exc
+            raise common.ToolError(str(exc), common.EXIT_USAGE) from exc
     return found
+
+
+def describe_keys(identifier: Dataset) -> str:
+    """The keys of a query in one line, as ``-k`` would give them:
+    ``QueryRetrieveLevel=STUDY StudyInstanceUID=1.2.3``."""
+    words = []
+    for element in identifier:
+        name = element.keyword or str(element.tag)
+        if element.VR == 'SQ':
+            words.append(name + '[...]')
+        elif element.VM > 1:
+            words.append(f'{name}=' + '\\'.join(str(v) for v in element.value))
+        else:
+            words.append(f'{name}={"" if element.value is None else element.value}')
+    return ' '.join(words) or 'an empty query'
 
 
 def choose_model(args: argparse.Namespace, identifier: Dataset) -> str:

@@ -113,6 +113,10 @@ def get(args: argparse.Namespace, report=print) -> int:
                     raise common.ToolError('C-GET ended without a final status')
                 report(f'C-GET: {final}; received {received} instance(s) into '
                        f'{os.path.abspath(args.output)}')
+                if final.is_success and not received:
+                    # Success with nothing retrieved: the keys matched nothing
+                    # (PS3.4 C.4.3.3.1), most often a mistyped UID or a wrong level.
+                    logger.warning('no instance matched %s', findscu.describe_keys(query))
                 if final.is_failure or final.is_cancel or final.is_warning:
                     failed = True
     except (NetDICOMError, OSError) as exc:

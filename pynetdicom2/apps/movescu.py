@@ -85,6 +85,9 @@ def _move_one(move_scu, query, destination: str, msg_id: int, report) -> bool:
     report(f'C-MOVE to {destination}: {status}{comment}; completed '
            f'{rsp.num_of_completed_sub_ops or 0}, failed {rsp.num_of_failed_sub_ops or 0}, '
            f'warning {rsp.num_of_warning_sub_ops or 0}')
+    if status.is_success and rsp.num_of_completed_sub_ops == 0 and not (
+            rsp.num_of_failed_sub_ops or rsp.num_of_warning_sub_ops):
+        logger.warning('no instance matched %s', findscu.describe_keys(query))
     return not (status.is_failure or status.is_cancel or (rsp.num_of_failed_sub_ops or 0))
 
 

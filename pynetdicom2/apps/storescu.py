@@ -184,17 +184,41 @@ def _send(client: StoreClient, remote, contexts, files: List[Instance], run: _Ru
     return msg_id
 
 
+def check_paths(paths: List[str]) -> None:
+    """Every file and directory named on the command line can be read, or a
+    ``ToolError`` (exit 2: the command line is wrong) says which cannot, before
+    anything is sent; DCMTK's storescu stops there too."""
+    problems = []
+    for path in paths:
+        try:
+            if os.path.isdir(path):
+                os.listdir(path)
+            else:
+                with open(path, 'rb'):
+                    pass
+        except OSError as exc:
+            problems.append(f'cannot read {path}: {exc.strerror or exc}')
+    if problems:
+        more = f' (and {len(problems) - 1} more)' if len(problems) > 1 else ''
+        raise common.ToolError(problems[0] + more, common.EXIT_USAGE)
+
+
 def store(args: argparse.Namespace, stream=None) -> _Run:
     """Scan the paths, then send every DICOM file found."""
+    check_paths(args.paths)
     instances = []
-    for path in common.iter_files(args.paths, args.recurse):
-        instance = read_instance(path)
-        if instance is None and not os.path.exists(path):
-            logger.error('%s: no such file or directory', path)
-        elif instance is None:
-            logger.warning('%s: not a DICOM file, skipped', path)
-        else:
-            instances.append(instance)
+    try:
+        for path in common.iter_files(args.paths, args.recurse):
+            instance = read_instance(path)
+            if instance is None and not os.access(path, os.R_OK):
+                logger.error('cannot read %s, skipped', path)
+            elif instance is None:
+                logger.warning('%s: not a DICOM file, skipped', path)
+            else:
+                instances.append(instance)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f'nothing sent (while reading the files, {len(instances)} '
+                                'found)') from None
     if not instances:
         raise common.ToolError('no DICOM files to send', common.EXIT_FAILURE)
     remote = common.remote_ae(args)
@@ -210,6 +234,11 @@ def store(args: argparse.Namespace, stream=None) -> _Run:
             msg_id = _send(client, remote, contexts, files, run, msg_id)
     except (NetDICOMError, OSError) as exc:
         raise common.explain(exc, common.describe_peer(remote), client) from exc
+    except KeyboardInterrupt:
+        # _send aborted the association; say how far we got, as the summary would.
+        failed = f', {len(run.failed)} failed' if run.failed else ''
+        raise KeyboardInterrupt(f'sent {run.sent} of {len(instances)} instances{failed}') \
+            from None
     finally:
         progress.finish()  # end the bar's line whatever happened
     return run
