@@ -260,10 +260,10 @@ def _read_port_line(proc: subprocess.Popen, timeout: float) -> int:
             if line.startswith("PORT "):
                 return int(line.split()[1])
         if proc.poll() is not None:
-            raise RuntimeError(f"pynetdicom peer exited with {proc.returncode} before "
-                               f"printing its port\n{process_output(proc)}")
+            raise RuntimeError(f"peer exited with {proc.returncode} before printing its "
+                               f"port\n{process_output(proc)}")
         time.sleep(0.02)
-    raise TimeoutError(f"pynetdicom peer printed no PORT line within {timeout} s\n"
+    raise TimeoutError(f"peer printed no PORT line within {timeout} s\n"
                        f"{process_output(proc)}")
 
 

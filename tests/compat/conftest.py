@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import pathlib
 
-import pydicom
 import pytest
 
 from tests import peers
-from tests.peers import make_ct_file
+from tests.compat.harness import ct_with
 
 
 @pytest.fixture(scope='session', autouse=True)
 def original_098() -> str:
     """pynetdicom2 0.9.8 in its own virtual environment; skip (fail on CI) without it."""
     return peers.original_python()
-
-
-def ct_with(path: pathlib.Path, patient_id: str) -> pathlib.Path:
-    """A small CT file (16 x 16) whose PatientID is ``patient_id``."""
-    make_ct_file(path, rows=16, cols=16)
-    ds = pydicom.dcmread(path)
-    ds.PatientID = patient_id
-    ds.save_as(path)
-    return path
 
 
 @pytest.fixture(scope='session')

@@ -116,41 +116,68 @@ def run(impl: str, scenario: str, role: str, *args: str, timeout: float = 90) ->
 
 @dataclass
 class Outcome:
-    """What one (SCU, SCP) pair observed: the SCU's result, the SCP's events and, when
-    run through a ``Relay``, the bytes of each connection."""
+    """What one (SCU, SCP) pair observed: the SCU's result, the SCP's events during
+    the run, the files the SCP kept and, through a ``Relay``, the bytes of each
+    connection."""
     scu: dict
     scp_events: list = field(default_factory=list)
     wire: list = field(default_factory=list)
+    files: dict = field(default_factory=dict)
 
     def scp(self, name: str) -> list[dict]:
         return [without(event, 'event') for event in self.scp_events
                 if event['event'] == name]
 
 
-def run_pair(scu_impl: str, scp_impl: str, scenario: str, scp_args: Sequence[str] = (),
-             scu_args: Sequence[str] = (), settle: Optional[tuple[str, int]] = None,
-             relay: bool = False) -> Outcome:
-    """Run the SCP under ``scp_impl`` and the SCU under ``scu_impl`` against it.
+def run_pairs(scenario: str, pairs: Sequence[tuple[str, str]] = PAIRS,
+              scp_args: Sequence[str] = (), scu_args=lambda scu, scp: (),
+              scp_dir: Optional[pathlib.Path] = None, settle: Optional[tuple[str, int]] = None,
+              relay: bool = False) -> dict:
+    """Run ``scenario`` for each (SCU, SCP) pair; returns {pair: Outcome}.
 
-    ``settle=(event, count)`` waits for that many SCP events before stopping it, for
-    what the SCP does after the SCU has gone (an abort it notices). ``relay`` puts a
-    recording ``Relay`` between them.
+    One SCP process per SCP side serves the SCU runs of every pair with that SCP,
+    one after the other; the events it prints during a run belong to that run. The
+    SCP's hooks keep no state across associations, so a run cannot see the one
+    before it. ``scu_args(scu, scp)`` gives a run's SCU arguments. ``scp_dir`` (also
+    passed as the SCP's ``--dir``) is emptied after each run into ``<scp_dir>-<scu>-
+    <scp>``, whose files become ``Outcome.files``. ``settle=(event, count)`` waits,
+    after each run, for ``count`` more SCP events named ``event``: what the SCP does
+    after the SCU has gone (an abort it notices). ``relay`` puts a recording ``Relay``
+    between them.
     """
-    with scp(scp_impl, scenario, *scp_args) as server:
-        with (Relay(server.port) if relay else contextlib.nullcontext()) as recorder:
-            port = recorder.port if relay else server.port
-            result = run(scu_impl, scenario, 'scu', '--port', str(port), *scu_args)
-            if settle:
-                server.wait_for(*settle)
-        return Outcome(result, server.events(), recorder.connections if relay else [])
+    outcomes = {}
+    extra = []
+    if scp_dir is not None:
+        scp_dir.mkdir(parents=True, exist_ok=True)   # 0.9.8's StorageAE never made it
+        extra = ['--dir', str(scp_dir)]
+    for scp_impl in dict.fromkeys(side for _, side in pairs):
+        with scp(scp_impl, scenario, *extra, *scp_args) as server:
+            for scu_impl in [scu for scu, side in pairs if side == scp_impl]:
+                outcomes[scu_impl, scp_impl] = _run_one(
+                    server, scu_impl, scenario, scu_args(scu_impl, scp_impl), scp_dir,
+                    settle, relay)
+    return {pair: outcomes[pair] for pair in pairs}
 
 
-def run_pairs(scenario: str, pairs: Sequence[tuple[str, str]], make_args, **kwargs
-              ) -> dict:
-    """``run_pair`` for each pair; ``make_args(scu_impl, scp_impl)`` gives the
-    ``(scp_args, scu_args)`` of a pair. Returns {pair: Outcome}."""
-    return {(scu, scp): run_pair(scu, scp, scenario, *make_args(scu, scp), **kwargs)
-            for scu, scp in pairs}
+def _run_one(server: Server, scu_impl: str, scenario: str, scu_args: Sequence[str],
+             scp_dir: Optional[pathlib.Path], settle, relay: bool) -> 'Outcome':
+    before = len(server.events())
+    with (Relay(server.port) if relay else contextlib.nullcontext()) as recorder:
+        port = recorder.port if relay else server.port
+        result = run(scu_impl, scenario, 'scu', '--port', str(port), *scu_args)
+        if settle:
+            name, count = settle
+            earlier = sum(1 for event in server.events()[:before] if event['event'] == name)
+            server.wait_for(name, earlier + count)
+    files = {}
+    if scp_dir is not None:
+        kept = scp_dir.with_name(f'{scp_dir.name}-{scu_impl}-{server.impl}')
+        kept.mkdir()
+        for path in list(scp_dir.iterdir()):
+            path.rename(kept / path.name)
+        files = listing(kept)
+    return Outcome(result, server.events()[before:],
+                   recorder.connections if relay else [], files)
 
 
 # ---------------------------------------------------------------- comparing
@@ -196,9 +223,14 @@ def listing(directory: pathlib.Path) -> dict:
             for p in sorted(directory.rglob('*')) if p.is_file()}
 
 
-def data_set_sha256(path: pathlib.Path) -> str:
-    """The digest ``file_obs`` gives for the data set of a Part-10 file."""
-    return file_obs(path)['data_set_sha256']
+def ct_with(path: pathlib.Path, patient_id: str) -> pathlib.Path:
+    """A small CT file (16 x 16, Explicit VR Little Endian) whose PatientID is
+    ``patient_id``; a new instance each time."""
+    peers.make_ct_file(path, rows=16, cols=16)
+    ds = pydicom.dcmread(path)
+    ds.PatientID = patient_id
+    ds.save_as(path)
+    return path
 
 
 # ---------------------------------------------------------------- bytes on the wire
