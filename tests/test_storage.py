@@ -253,13 +253,16 @@ def jpeg_file(tmp_path):
     return out
 
 
-def test_jpeg_file_refused_when_only_uncompressed_accepted(server, store_dir, jpeg_file):
+def test_jpeg_file_refused_when_only_uncompressed_accepted_and_lossy_decompression_refused(
+        server, store_dir, jpeg_file):
+    # Decompressing is the default (tests/test_transcode.py); decompress_lossy=False
+    # refuses it, as DCMTK's +dls.
     with client(supported_ts=[uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.JPEG_BASELINE_PROCESS_1]
                 ).request_association(remote(server)) as assoc:
         assert [c.supported_ts for c in assoc.accepted_contexts.values()
                 if c.sop_class == CT] == [uids.EXPLICIT_VR_LITTLE_ENDIAN]
         with pytest.raises(ClassNotSupportedError) as info:
-            assoc.get_scu(CT)(jpeg_file, 1)
+            assoc.get_scu(CT)(jpeg_file, 1, decompress_lossy=False)
         # Nothing was sent: the association still answers an echo.
         assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(2)) == 0
     text = str(info.value)

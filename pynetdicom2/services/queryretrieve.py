@@ -22,7 +22,7 @@ from pydicom.filereader import read_dataset, read_file_meta_info
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
-from pynetdicom2 import dimse, dsutils, incoming, statuses, uids, userdataitems
+from pynetdicom2 import dimse, dsutils, incoming, statuses, transcode, uids, userdataitems
 from pynetdicom2.asceprovider import (
     IMPLEMENTATION_UID, AssociationRequester, PContextDefList, RemoteAEConfig)
 from pynetdicom2.exceptions import (
@@ -53,11 +53,6 @@ _STORE_NOT_PROCESSED = statuses.PROCESSING_FAILURE
 
 # C-CANCEL-RQs for the running C-GET that one wait for a C-STORE-RSP will skip.
 _MAX_CANCELS_SKIPPED = 16
-# What a C-MOVE sub-association proposes for a native data set after its own syntax:
-# every syntax the storage SCU can re-encode it in (PS3.5 A.1-A.3, A.5), so that a
-# destination accepting only one of them still gets it.
-_UNCOMPRESSED = (uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN,
-                 uids.EXPLICIT_VR_BIG_ENDIAN, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)
 
 
 # -- identifiers ---------------------------------------------------------------------
@@ -431,9 +426,14 @@ class _SubOperations:
         self.failed = 0
         self.warning = 0
         self.failed_uids: List[str] = []
+        #: Why the first failed sub-operation failed: the final response's Error Comment.
+        self.failure_comment: Optional[str] = None
 
-    def record(self, outcome: str, sop_instance_uid: Optional[str]) -> None:
+    def record(self, outcome: str, sop_instance_uid: Optional[str],
+               comment: Optional[str] = None) -> None:
         self.remaining = max(self.remaining - 1, 0)
+        if outcome == 'failed' and comment and self.failure_comment is None:
+            self.failure_comment = comment
         if outcome == 'completed':
             self.completed += 1
         elif outcome == 'warning':
@@ -505,30 +505,18 @@ def _describe(item) -> _Instance:
     raise _Unsendable(f'cannot send a {type(item).__name__}; expected a Dataset or a path')
 
 
-def _is_native(transfer_syntax: Optional[str]) -> bool:
-    """True for a syntax whose data set can be re-encoded to another native one."""
-    if transfer_syntax is None:
-        return True
-    try:
-        return not UID(transfer_syntax).is_compressed
-    except ValueError:
-        return False
-
-
-def _syntaxes_to_propose(instance: _Instance) -> Tuple[str, ...]:
-    """The instance's own syntax first; native ones may fall back to LE syntaxes."""
-    own = [instance.transfer_syntax] if instance.transfer_syntax else []
-    if not _is_native(instance.transfer_syntax):
-        return tuple(own)
-    return tuple(dict.fromkeys(own + list(_UNCOMPRESSED)))
+def _syntaxes_to_propose(instance: _Instance, decompress_lossy: bool = True
+                         ) -> Tuple[str, ...]:
+    """The instance's own syntax first, then the uncompressed ones it converts to."""
+    return transcode.offered_syntaxes(instance.transfer_syntax, decompress_lossy)
 
 
 def _store_context(asce, instance: _Instance, need_scp_role: bool = False
                    ) -> Optional[PContextDef]:
     """The accepted context to send ``instance`` on, or None.
 
-    The context with the instance's own transfer syntax is preferred; a native data
-    set may go on any native one (the storage SCU re-encodes it). With
+    The context with the instance's own transfer syntax is preferred; else any: the
+    storage SCU converts the instance to its syntax or says why it cannot. With
     ``need_scp_role`` (C-GET) only contexts for which the requester accepted the
     SCP role qualify (PS3.4 C.5.3, PS3.7 D.3.3.4).
     """
@@ -539,11 +527,7 @@ def _store_context(asce, instance: _Instance, need_scp_role: bool = False
     for ctx in candidates:
         if ctx.supported_ts == instance.transfer_syntax:
             return ctx
-    if _is_native(instance.transfer_syntax):
-        for ctx in candidates:
-            if _is_native(ctx.supported_ts):
-                return ctx
-    return None
+    return candidates[0] if candidates else None
 
 
 def _outcome(status: statuses.Status) -> str:
@@ -559,11 +543,12 @@ _ASSOCIATION_LOST = (AssociationError, DCMTimeoutError, DIMSEProcessingError,
                      PDUProcessingError)
 
 
-def _store(assoc, ctx: PContextDef, instance: _Instance, msg_id: int, **originator) -> str:
-    """Run one C-STORE sub-operation; 'completed', 'warning' or 'failed'.
+def _store(assoc, ctx: PContextDef, instance: _Instance, msg_id: int, **originator
+           ) -> Tuple[str, Optional[str]]:
+    """Run one C-STORE sub-operation; ('completed', 'warning' or 'failed', why it failed).
 
-    A failure of the data set itself (cannot be encoded, file vanished) is 'failed';
-    a failure of the association propagates.
+    A failure of the data set itself (cannot be converted or encoded, file vanished)
+    is 'failed' with the reason; a failure of the association propagates.
     """
     from pynetdicom2.services import storage  # written beside us; imported when used
     try:
@@ -572,11 +557,11 @@ def _store(assoc, ctx: PContextDef, instance: _Instance, msg_id: int, **originat
         raise
     except (NetDICOMError, OSError, ValueError) as exc:
         logger.warning('C-STORE of %s failed: %s', instance.sop_instance, exc)
-        return 'failed'
+        return 'failed', getattr(exc, 'comment', None) or str(exc)
     status = statuses.Status(status, dimse.CStoreRSPMessage)
     if not (status.is_success or status.is_warning):
         logger.info('C-STORE of %s answered %s', instance.sop_instance, status)
-    return _outcome(status)
+    return _outcome(status), None
 
 
 def _next_message_id(msg_id: int) -> int:
@@ -600,9 +585,10 @@ def qr_move_scu(asce, ctx: PContextDef, ds: Dataset, destination_aet: str, msg_i
     return _responses(asce, ctx, rq, ds, msg_id, dimse.CMoveRSPMessage)
 
 
-def _move_contexts(instances: List[_Instance]) -> dict:
+def _move_contexts(instances: List[_Instance], decompress_lossy: bool = True) -> dict:
     """One proposed context per (SOP class, transfer syntaxes) the data sets need."""
-    wanted = dict.fromkeys((i.sop_class, _syntaxes_to_propose(i)) for i in instances)
+    wanted = dict.fromkeys((i.sop_class, _syntaxes_to_propose(i, decompress_lossy))
+                           for i in instances)
     return {2 * n + 1: PContextDefList(2 * n + 1, sop_class, list(syntaxes))
             for n, (sop_class, syntaxes) in enumerate(wanted)}
 
@@ -650,7 +636,7 @@ def _move_scp(asce, ctx: PContextDef, msg) -> None:
                     sub_ops=sub_ops)
         return
 
-    contexts = _move_contexts(instances)
+    contexts = _move_contexts(instances, getattr(asce.ae, 'decompress_lossy', True))
     assoc = AssociationRequester(asce.ae, asce.ae.max_pdu_length, remote, contexts)
     try:
         assoc.request()
@@ -687,24 +673,24 @@ def _move_sub_operations(asce, ctx, msg, assoc, instances, sub_ops):
             return statuses.C_MOVE_CANCEL, None
         store_ctx = _store_context(assoc, instance)
         if store_ctx is None:
-            logger.warning('C-MOVE: %s accepted no context for %s in %s', assoc.remote_ae.aet,
-                           instance.sop_class, instance.transfer_syntax)
-            outcome = 'failed'
+            refused = storage.not_accepted(assoc, instance.sop_class)
+            logger.warning('C-MOVE: %s', refused)
+            outcome, comment = 'failed', refused.comment
         else:
             sub_msg_id = _next_message_id(sub_msg_id)
             try:
-                outcome = _store(assoc, store_ctx, instance, sub_msg_id, **originator)
+                outcome, comment = _store(assoc, store_ctx, instance, sub_msg_id, **originator)
             except _ASSOCIATION_LOST as exc:
                 logger.warning('C-MOVE sub-association with %s lost: %s',
                                assoc.remote_ae.aet, exc)
                 for rest in instances[n:]:
                     sub_ops.record('failed', rest.sop_instance)
                 return statuses.C_MOVE_UNABLE_TO_PROCESS, f'sub-association lost: {exc}'
-        sub_ops.record(outcome, instance.sop_instance)
+        sub_ops.record(outcome, instance.sop_instance, comment)
         pending = response_to(msg, rsp_class, statuses.C_MOVE_PENDING)
         sub_ops.fill(pending)
         asce.send(pending, ctx.id)
-    return sub_ops.final_status(rsp_class), None
+    return sub_ops.final_status(rsp_class), sub_ops.failure_comment
 
 
 @sop_classes(MOVE_SOP_CLASSES)
@@ -714,11 +700,13 @@ def qr_move_scp(asce, ctx: PContextDef, msg) -> None:
     The hook returns ``(remote_ae, number_of_sub_ops, data sets)``, the data sets
     being pydicom Datasets or file paths. They are first gathered into a list (for a
     path only the file meta is read) so that ONE sub-association to ``remote_ae``
-    proposes just their SOP classes, each in its own transfer syntax and, for an
-    uncompressed one, every uncompressed syntax it can be re-encoded in. Each goes
-    by C-STORE with the Move Originator AE title and message ID, followed by a
-    pending C-MOVE-RSP with the counts; the final status is 0x0000, or 0xB000 when
-    one failed or warned (failed instances listed in the identifier).
+    proposes just their SOP classes, each in its own transfer syntax, then every
+    uncompressed syntax it can be converted to (``pynetdicom2.transcode``; a lossy
+    one only when the AE's ``decompress_lossy`` is not False). Each goes by C-STORE
+    with the Move Originator AE title and message ID, converted when the destination
+    accepted another syntax, followed by a pending C-MOVE-RSP with the counts; the
+    final status is 0x0000, or 0xB000 when one failed or warned (failed instances
+    listed in the identifier, the first failure's reason as Error Comment).
 
     Other endings: the hook returns None or a None ``remote_ae`` (destination not
     known) → 0xA801; the sub-association is rejected or cannot be made → 0xA801
@@ -915,15 +903,16 @@ def _get_scp(asce, ctx: PContextDef, msg) -> None:
                 # PS3.4 C.4.3.3.1: no suitable context (with the SCP role) is a failure.
                 logger.warning('C-GET: %s accepted no context with the SCP role for %s in %s',
                                asce.dul.peer, instance.sop_class, instance.transfer_syntax)
-                outcome = 'failed'
+                outcome, comment = 'failed', f'no context for {instance.sop_class}'
             else:
                 sub_msg_id = _next_message_id(sub_msg_id)
-                outcome = _store(watch, store_ctx, instance, sub_msg_id)
-            sub_ops.record(outcome, instance.sop_instance)
+                outcome, comment = _store(watch, store_ctx, instance, sub_msg_id)
+            sub_ops.record(outcome, instance.sop_instance, comment)
         pending = response_to(msg, rsp_class, statuses.C_GET_PENDING)
         sub_ops.fill(pending)
         asce.send(pending, ctx.id)
-    _send_final(asce, ctx, msg, rsp_class, sub_ops.final_status(rsp_class), sub_ops=sub_ops)
+    _send_final(asce, ctx, msg, rsp_class, sub_ops.final_status(rsp_class),
+                sub_ops.failure_comment, sub_ops=sub_ops)
 
 
 @sop_classes(GET_SOP_CLASSES)
@@ -937,8 +926,10 @@ def qr_get_scp(asce, ctx: PContextDef, msg) -> None:
     contexts are accepted whenever the requester also proposes a C-GET class this
     AE serves, whether or not the AE lists the storage classes (a 0.9.x-style AE
     with only ``add_scp(qr_get_scp)`` serves C-GET). A data set in an uncompressed
-    syntax is re-encoded for whichever uncompressed syntax the context accepted
-    (implicit or explicit VR little endian, explicit big endian, deflated).
+    syntax is converted to the syntax the context accepted (``pynetdicom2.transcode``:
+    between uncompressed syntaxes, by decompressing, or by compressing losslessly); a
+    sub-operation that no conversion helps fails, and the final response's Error
+    Comment names both syntaxes.
     A pending C-GET-RSP with the counts
     follows each sub-operation; the final status is 0x0000, or 0xB000 when one
     failed or warned. ``EventHandlingError`` from the hook → 0xC000; C-CANCEL-RQ

@@ -1,7 +1,8 @@
 """Storage service class (PS3.4 Annex B): C-STORE as SCU and SCP.
 
 The SCU sends a pydicom ``Dataset`` or a Part-10 file; a file whose transfer syntax is
-the accepted one goes out straight from disk, never decoded. The SCP receives the data
+the accepted one goes out straight from disk, never decoded; any other is converted
+(a copy) to an accepted syntax by ``pynetdicom2.transcode``. The SCP receives the data
 set into the owner the AE makes for it (``pynetdicom2.incoming``), checks it, asks
 ``ae.on_receive_store`` for the status, keeps or drops the data set accordingly, and
 answers. C-GET's requester (``qr_get_scu``) uses the same steps.
@@ -9,7 +10,6 @@ answers. C-GET's requester (``qr_get_scu``) uses the same steps.
 
 from __future__ import annotations
 
-import copy
 import io
 import logging
 import os
@@ -19,22 +19,18 @@ from typing import Any, BinaryIO, NamedTuple, Optional, Tuple, Union
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import correct_ambiguous_vr, write_dataset
 
-from pynetdicom2 import dimse, incoming, statuses, uids
+from pynetdicom2 import dimse, incoming, statuses, transcode, uids
 from pynetdicom2.exceptions import ClassNotSupportedError, EventHandlingError, NetDICOMError
 from pynetdicom2.services.common import (
     error_comment, receive_response, response_to, sop_classes, store_in_file)
 
 logger = logging.getLogger(__name__)
 
-#: Transfer syntaxes whose data sets we can decode and re-encode with pydicom: the
-#: uncompressed ones (PS3.5 A.1, A.2, A.3) and deflate (PS3.5 A.5).
-REENCODABLE_TS = frozenset({
-    uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN,
-    uids.EXPLICIT_VR_BIG_ENDIAN, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
+#: Transfer syntaxes whose data sets we can decode and re-encode with pydicom alone:
+#: the uncompressed ones (PS3.5 A.1, A.2, A.3) and deflate (PS3.5 A.5).
+REENCODABLE_TS = transcode.UNCOMPRESSED_TS
 
 # PS3.10 7.1: a 128-byte preamble, then the prefix "DICM", then the File Meta group.
 _PREAMBLE_LENGTH = 128
@@ -45,9 +41,6 @@ _LONG_VRS = frozenset({b'OB', b'OD', b'OF', b'OL', b'OV', b'OW', b'SQ', b'SV', b
                        b'UN', b'UR', b'UT', b'UV'})
 # The File Meta group is small; refuse to read more than this of it.
 _MAX_META_LENGTH = 1 << 20
-# Bytes per value of the "other" VRs that are swapped between little and big endian
-# (PS3.5 7.3); pydicom keeps them as raw bytes and does not swap them.
-_SWAP_SIZE = {'OW': 2, 'OF': 4, 'OL': 4, 'OD': 8, 'OV': 8}
 
 
 class FileMeta(NamedTuple):
@@ -137,80 +130,68 @@ def _is_little_endian(ts: str) -> bool:
     return ts != uids.EXPLICIT_VR_BIG_ENDIAN
 
 
-def _swap_bytes(ds: Dataset) -> None:
-    """Byte-swap the raw values of the OW/OF/OL/OD/OV elements of ``ds`` in place.
-
-    Used when a data set changes endianness (PS3.5 7.3): pydicom decodes numbers but
-    keeps these values as the bytes it read.
-    """
-    for elem in ds:
-        if elem.VR == 'SQ':
-            for item in elem.value:
-                _swap_bytes(item)
-            continue
-        size = _SWAP_SIZE.get(elem.VR)
-        value = elem.value
-        if size is None or not isinstance(value, (bytes, bytearray)) or len(value) % size:
-            continue
-        swapped = bytearray(len(value))
-        for i in range(size):
-            swapped[i::size] = value[size - 1 - i::size]
-        elem.value = bytes(swapped)
-
-
-def encode_data_set(ds: Dataset, ts: str, source_ts: Optional[str] = None) -> bytes:
-    """Encode ``ds`` in the uncompressed or deflated transfer syntax ``ts``.
-
-    ``source_ts`` is the syntax the data set's raw values (pixel data) are in; when its
-    byte order differs from ``ts``'s, those values are swapped.
-    """
-    if ts not in REENCODABLE_TS:
-        raise ClassNotSupportedError(f'cannot encode a data set in {_ts_name(ts)}')
-    little_endian = _is_little_endian(ts)
-    if source_ts is not None and _is_little_endian(source_ts) != little_endian:
-        ds = copy.deepcopy(ds)  # the caller's data set keeps its bytes
-        correct_ambiguous_vr(ds, _is_little_endian(source_ts))
-        _swap_bytes(ds)
-    fp = DicomBytesIO()
-    fp.is_little_endian = little_endian
-    fp.is_implicit_VR = ts == uids.IMPLICIT_VR_LITTLE_ENDIAN
-    write_dataset(fp, ds)
-    raw = fp.getvalue()
-    if ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        # PS3.5 A.5: the whole data set is deflated (RFC 1951, no zlib header).
-        compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
-        raw = compressor.compress(raw) + compressor.flush()
-        if len(raw) % 2:
-            raw += b'\x00'  # PS3.5 A.5: an odd deflated stream gets one trailing NULL
-    return raw
-
-
 def _ts_name(ts: str) -> str:
     name = pydicom.uid.UID(ts).name
     return f'{name} ({ts})' if name and name != ts else str(ts)
 
 
-def _choose_context(asce, sop_class: str, ts: Optional[str], reencodable: bool):
-    """The accepted context to send a data set of ``sop_class`` in syntax ``ts`` on.
+encode_data_set = transcode.encode_data_set
 
-    The context whose syntax is ``ts`` first; else, when the data set can be
-    re-encoded, one with a syntax we can encode it in. Raises
-    ``ClassNotSupportedError`` naming the syntaxes when no context will do.
+# PS3.8 9.3.3.2 (Table 9-18): why a proposed presentation context was not accepted.
+_CONTEXT_RESULTS = {
+    1: 'the user rejected it',
+    2: 'the provider rejected it, giving no reason',
+    3: 'it does not support the SOP class (abstract syntax)',
+}
+
+
+def not_accepted(asce, sop_class: str) -> ClassNotSupportedError:
+    """The error for a SOP class without any accepted context on ``asce``.
+
+    When we proposed it, the peer's answer (PS3.8 9.3.3.2) says why; result 4 names
+    the transfer syntaxes it refused, so the message does too.
     """
-    preferred = asce.context_for(sop_class, ts)  # ClassNotSupportedError: none accepted
-    if preferred.supported_ts == ts:
-        return preferred
-    candidates = [ctx for ctx in asce.accepted_contexts.values() if ctx.sop_class == sop_class]
-    if reencodable:
-        for ctx in candidates:
-            if ctx.supported_ts in REENCODABLE_TS:
-                return ctx
-    accepted = ', '.join(_ts_name(ctx.supported_ts) for ctx in candidates)
-    what = f'a data set in {_ts_name(ts)}' if ts else 'an unencoded data set'
-    raise ClassNotSupportedError(
-        f'cannot send {what} of SOP class {sop_class}: the peer accepted it only in '
-        f'{accepted}, and converting {"between these syntaxes" if ts else "to it"} '
-        f'would need (de)compression')
+    ac = getattr(asce, 'ac', None)
+    proposed = getattr(asce, 'context_def_list', None) or {}
+    refused = []
+    for item in getattr(ac, 'presentation_context_items', None) or ():
+        ctx = proposed.get(item.context_id)
+        if ctx is not None and ctx.sop_class == sop_class:
+            refused.append((item.result_reason, list(ctx.supported_ts)))
+    text = f'SOP class {transcode.ts_name(sop_class)} was not accepted by {_peer(asce)}'
+    if not refused:
+        exc = ClassNotSupportedError(text)
+        exc.comment = f'no context for {sop_class}'
+        return exc
+    reasons = []
+    for result, syntaxes in refused:
+        if result == 4:
+            # transfer-syntaxes-not-supported: the syntax was the problem, not the class.
+            names = ', '.join(transcode.ts_name(ts) for ts in syntaxes)
+            reasons.append(f'it refused the transfer syntax{"es" if len(syntaxes) > 1 else ""} '
+                           f'{names} (result 4, transfer syntaxes not supported)')
+        else:
+            reasons.append(f'{_CONTEXT_RESULTS.get(result, "result %s" % result)} '
+                           f'(result {result})')
+    exc = ClassNotSupportedError(f'{text}: {"; ".join(dict.fromkeys(reasons))}')
+    exc.refused_transfer_syntaxes = tuple(dict.fromkeys(
+        ts for result, syntaxes in refused if result == 4 for ts in syntaxes))
+    exc.comment = (f'{", ".join(map(transcode.short_name, exc.refused_transfer_syntaxes))} '
+                   f'refused for {sop_class}' if exc.refused_transfer_syntaxes
+                   else f'{sop_class} not accepted')
+    return exc
+
+
+def _contexts_for(asce, sop_class: str) -> list:
+    """The accepted contexts of ``sop_class``; ``ClassNotSupportedError`` when none."""
+    found = [ctx for ctx in asce.accepted_contexts.values() if ctx.sop_class == sop_class]
+    if not found:
+        raise not_accepted(asce, sop_class)
+    return found
+
+
+def _context_in(contexts: list, ts: str):
+    return next(ctx for ctx in contexts if ctx.supported_ts == ts)
 
 
 def _dataset_ts(ds: Dataset) -> Optional[str]:
@@ -232,36 +213,40 @@ class _Prepared(NamedTuple):
     data: Union[bytes, BinaryIO]
 
 
-def _prepare_dataset(asce, ds: Dataset) -> _Prepared:
-    """Choose a context for ``ds`` and encode it in that context's syntax."""
+def _subject(sop_class: str, sop_instance: str) -> str:
+    return f'SOP instance {sop_instance} of SOP class {transcode.ts_name(sop_class)}'
+
+
+def _prepare_dataset(asce, ds: Dataset, decompress_lossy: bool = True) -> _Prepared:
+    """Choose a context for ``ds`` and encode it in that context's syntax (a copy of
+    ``ds`` is converted when its own syntax was not accepted)."""
     missing = [kw for kw in ('SOPClassUID', 'SOPInstanceUID') if not ds.get(kw)]
     if missing:
         raise NetDICOMError(f'the data set to store has no {" or ".join(missing)}')
-    sop_class = str(ds.SOPClassUID)
+    sop_class, sop_instance = str(ds.SOPClassUID), str(ds.SOPInstanceUID)
     source_ts = _dataset_ts(ds)
-    if source_ts is not None and source_ts not in REENCODABLE_TS:
-        # Compressed (encapsulated) pixel data: only a context in that syntax will do.
-        ctx = _choose_context(asce, sop_class, source_ts, reencodable=False)
-        return _Prepared(ctx, sop_class, str(ds.SOPInstanceUID), _encode_compressed(ds))
-    ctx = _choose_context(asce, sop_class, source_ts, reencodable=True)
-    return _Prepared(ctx, sop_class, str(ds.SOPInstanceUID),
-                     encode_data_set(ds, ctx.supported_ts, source_ts))
+    contexts = _contexts_for(asce, sop_class)
+    target = transcode.choose_syntax(
+        source_ts, [ctx.supported_ts for ctx in contexts],
+        has_pixel_data='PixelData' in ds, decompress_lossy=decompress_lossy,
+        subject=_subject(sop_class, sop_instance))
+    ctx = _context_in(contexts, target)
+    if target == source_ts and not transcode.is_uncompressed(target):
+        data = transcode.encode_encapsulated(ds)
+    elif transcode.is_uncompressed(source_ts) and transcode.is_uncompressed(target):
+        data = encode_data_set(ds, target, source_ts)
+    else:
+        logger.debug('converting %s from %s to %s', sop_instance,
+                     transcode.ts_name(source_ts), transcode.ts_name(target))
+        data = transcode.convert(ds, source_ts, target)
+    return _Prepared(ctx, sop_class, sop_instance, data)
 
 
-def _encode_compressed(ds: Dataset) -> bytes:
-    """A data set with encapsulated pixel data, in explicit VR little endian encoding."""
-    fp = DicomBytesIO()
-    fp.is_little_endian = True
-    fp.is_implicit_VR = False
-    write_dataset(fp, ds)
-    return fp.getvalue()
-
-
-def _prepare_file(asce, fp: BinaryIO, path: str) -> _Prepared:
+def _prepare_file(asce, fp: BinaryIO, path: str, decompress_lossy: bool = True) -> _Prepared:
     """Choose a context for the Part-10 file ``fp`` and say what to send from it.
 
-    When the file's syntax is accepted, ``fp`` itself positioned at the data set; when
-    it must be re-encoded, the re-encoded bytes.
+    When the file's syntax is accepted, ``fp`` itself positioned at the data set
+    (never decoded); otherwise the file is read and converted to an accepted syntax.
     """
     meta = read_file_meta(fp)
     if meta is None:
@@ -271,41 +256,58 @@ def _prepare_file(asce, fp: BinaryIO, path: str) -> _Prepared:
             ds = pydicom.dcmread(fp, force=True)
         except Exception as exc:
             raise NetDICOMError(f'{path} cannot be read as a DICOM file: {exc}') from exc
-        return _prepare_dataset(asce, ds)
+        return _prepare_dataset(asce, ds, decompress_lossy)
     source_ts = meta.transfer_syntax
-    reencodable = source_ts in REENCODABLE_TS
-    ctx = _choose_context(asce, meta.sop_class_uid, source_ts, reencodable)
-    if ctx.supported_ts == source_ts:
-        fp.seek(meta.data_set_offset)
-        return _Prepared(ctx, meta.sop_class_uid, meta.sop_instance_uid, fp)
-    logger.debug('re-encoding %s from %s to %s', path, _ts_name(source_ts),
-                 _ts_name(ctx.supported_ts))
+    contexts = _contexts_for(asce, meta.sop_class_uid)
+    for ctx in contexts:
+        if ctx.supported_ts == source_ts:
+            fp.seek(meta.data_set_offset)
+            return _Prepared(ctx, meta.sop_class_uid, meta.sop_instance_uid, fp)
+    # Not accepted as it is: the whole instance is read (one instance in memory) and
+    # what it holds decides which syntax can carry it.
     fp.seek(0)
-    ds = pydicom.dcmread(fp)
-    return _Prepared(ctx, meta.sop_class_uid, meta.sop_instance_uid,
-                     encode_data_set(ds, ctx.supported_ts, source_ts))
+    try:
+        ds = pydicom.dcmread(fp)
+    except Exception as exc:
+        raise NetDICOMError(f'{path} cannot be read as a DICOM file: {exc}') from exc
+    target = transcode.choose_syntax(
+        source_ts, [ctx.supported_ts for ctx in contexts],
+        has_pixel_data='PixelData' in ds, decompress_lossy=decompress_lossy,
+        subject=f'{path} ({_subject(meta.sop_class_uid, meta.sop_instance_uid)})')
+    logger.debug('converting %s from %s to %s', path, transcode.ts_name(source_ts),
+                 transcode.ts_name(target))
+    return _Prepared(_context_in(contexts, target), meta.sop_class_uid, meta.sop_instance_uid,
+                     transcode.convert(ds, source_ts, target))
 
 
 @sop_classes([])
 def storage_scu(asce, ctx, ds_or_path: Union[Dataset, str, os.PathLike], msg_id: int,
                 move_originator_aet: Optional[str] = None,
-                move_originator_message_id: Optional[int] = None) -> statuses.Status:
+                move_originator_message_id: Optional[int] = None, *,
+                decompress_lossy: Optional[bool] = None) -> statuses.Status:
     """C-STORE a ``Dataset`` or a Part-10 file (path); returns the response's status.
 
     The presentation context is chosen by the data set's own SOP class and transfer
-    syntax (``ctx`` may be another class's); a file in the accepted syntax is sent
-    as it is on disk. Raises ``ClassNotSupportedError`` before sending anything when
-    no accepted context can carry the data set (e.g. compressed to another syntax).
-    The move originator fields are for C-STORE sub-operations of a C-MOVE.
+    syntax (``ctx`` may be another class's). A file whose syntax was accepted is sent
+    as it is on disk. Otherwise a copy is converted to an accepted syntax
+    (``pynetdicom2.transcode``): between uncompressed syntaxes, by decompressing, or
+    by compressing losslessly; a lossy encoding is never made. ``decompress_lossy``
+    (default: the AE's ``decompress_lossy`` attribute, else True) False refuses to
+    decompress lossy compressed pixel data (as DCMTK's ``+dls``). Raises
+    ``ClassNotSupportedError`` before sending anything when no accepted context can
+    carry the data set, naming its syntax and the accepted ones. The move
+    originator fields are for C-STORE sub-operations of a C-MOVE.
     """
+    if decompress_lossy is None:
+        decompress_lossy = getattr(asce.ae, 'decompress_lossy', True)
     fp = None
     try:
         if isinstance(ds_or_path, Dataset):
-            prepared = _prepare_dataset(asce, ds_or_path)
+            prepared = _prepare_dataset(asce, ds_or_path, decompress_lossy)
         else:
             path = os.fspath(ds_or_path)
             fp = open(path, 'rb')
-            prepared = _prepare_file(asce, fp, path)
+            prepared = _prepare_file(asce, fp, path, decompress_lossy)
         rq = dimse.CStoreRQMessage()
         rq.message_id = msg_id
         rq.affected_sop_class_uid = prepared.sop_class
