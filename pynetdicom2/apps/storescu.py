@@ -160,8 +160,9 @@ def _send(client: StoreClient, remote, contexts, files: List[Instance], run: _Ru
     try:
         for instance in files:
             try:
-                ctx = assoc.context_for(instance.sop_class, instance.transfer_syntax)
-                status = sopclass.storage_scu(assoc, ctx, instance.path, msg_id)
+                # storage_scu chooses the context and converts the file when needed;
+                # when nothing fits, its error names the syntax the peer refused.
+                status = sopclass.storage_scu(assoc, None, instance.path, msg_id)
             except _ASSOCIATION_LOST:
                 raise
             except ClassNotSupportedError as exc:
