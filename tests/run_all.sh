@@ -3,7 +3,7 @@
 # arguments given), then build the documentation. Exits non-zero when either fails;
 # a failing test run does not skip the docs build.
 #
-# - our package with its test and docs extras, into the active Python environment;
+# - our package with its test, docs and codecs extras, into the active Python environment;
 # - DCMTK from Debian when its tools are missing and we are root;
 # - the peers, each in a virtual environment of its own under .peers/ (git-ignored),
 #   reused when already there: pynetdicom 3.0.4 (Python 3.10+), whose console scripts
@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 
-"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test,docs]"
+"$PYTHON" -m pip install -q --disable-pip-version-check -e ".[test,docs,codecs]"
 if [ ! -x /usr/bin/storescp ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk
