@@ -12,7 +12,14 @@ TLS certificates):
   the lines shown under a command must appear in its output (``...`` stands for
   anything), and it must exit 0 unless an ``echo $?`` line says otherwise. The server
   tools (``qrscp``, ``storescp``) are started in the background, with ``--bind
-  127.0.0.1`` added, and stopped at the end of the page.
+  127.0.0.1`` added, and stopped at the end of the page. A command naming a DCMTK
+  tool (``$ findscu ...``, ``$ wlmscpfs ...``) runs DCMTK's, from /usr/bin; DCMTK's
+  servers also run in the background until the end of the page.
+* Pages listed in ``DCMTK_PAGES`` call DCMTK tools from their Python blocks too; they
+  run with DCMTK's folder first on ``PATH`` (pynetdicom's same-named scripts may be
+  on it), and are skipped where DCMTK is missing (failed on CI).
+* The tutorial makes its own ``ct.dcm`` and ``images/`` (its recipe), so it starts
+  in a folder without them. Logging a page configures is undone after it.
 
 The pages write ``11112`` for the archive's port, ``11113`` for the C-MOVE destination
 it knows and ``11114`` for a port where nothing listens; each is replaced by a free
@@ -48,7 +55,8 @@ from pydicom.dataset import Dataset
 
 import pynetdicom2
 from pynetdicom2 import exceptions
-from tests.peers import CHILDREN, free_port, make_ct_file, run_tool, stop_process
+from tests.peers import (
+    CHILDREN, dcmtk, free_port, make_ct_file, run_tool, stop_process, wait_listening)
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / 'docs'
@@ -264,6 +272,17 @@ def _ae_threads() -> set:
 # -- running them ------------------------------------------------------------------------
 
 SERVER_TOOLS = ('qrscp', 'storescp')
+#: DCMTK tools a console block may run (``$ findscu ...``), and those of them that are
+#: servers, started in the background (their port is their last argument).
+DCMTK_TOOLS = ('echoscu', 'findscu', 'storescu', 'wlmscpfs')
+DCMTK_SERVERS = ('wlmscpfs',)
+#: Pages whose Python blocks run DCMTK tools (by name, from PATH): the tools they need.
+DCMTK_PAGES = {
+    'howto/worklist.rst': ('findscu', 'wlmscpfs'),
+}
+#: Pages that make ``ct.dcm`` and ``images/`` themselves (the tutorial's recipe):
+#: they start in a scratch folder without them, so their own files are used.
+MAKE_THEIR_OWN_FILES = {'tutorial.rst'}
 
 
 class PageRun:
@@ -330,8 +349,18 @@ class PageRun:
                     f'{where}: exit status {last.returncode}, the page says {command.output}')
                 continue
             argv = shlex.split(self.ported(command.line))
+            if argv[0] in DCMTK_TOOLS:
+                printed = self.run_dcmtk(argv, where)
+                last = None
+                for shown in command.output:
+                    shown = self.ported(shown)
+                    assert shown_in(shown, printed), (
+                        f'{where}: {command.line} should print {shown!r}; it printed:\n'
+                        f'{printed}')
+                continue
             assert argv[:3] == ['python', '-m', 'pynetdicom2'], (
-                f'{where}: the test runs only "python -m pynetdicom2 ..." commands: {argv}')
+                f'{where}: the test runs only "python -m pynetdicom2 ..." and DCMTK '
+                f'{DCMTK_TOOLS} commands: {argv}')
             argv = [sys.executable, *argv[1:]]
             if argv[3:4] and argv[3] in SERVER_TOOLS:
                 printed = self.start_server(argv + ['--bind', '127.0.0.1'], where)
@@ -345,6 +374,23 @@ class PageRun:
                 shown = self.ported(shown)
                 assert shown_in(shown, printed), (
                     f'{where}: {command.line} should print {shown!r}; it printed:\n{printed}')
+
+    def run_dcmtk(self, argv: List[str], where: str) -> str:
+        """Run a DCMTK tool (a server in the background, until ``close``); its output."""
+        argv = [dcmtk(argv[0]), *argv[1:]]
+        if os.path.basename(argv[0]) not in DCMTK_SERVERS:
+            result = run_tool(argv, timeout=60)
+            printed = result.stdout + result.stderr
+            assert result.returncode == 0, f'{where}: {argv} exited with {result.returncode}:\n{printed}'
+            return printed
+        logs = pathlib.Path(os.getcwd()) / f'.server{len(self.servers)}.out'
+        with open(logs, 'wb') as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        CHILDREN.append(proc)
+        self.servers.append(proc)
+        wait_listening(int(argv[-1]), 20, proc=proc)
+        return logs.read_text(errors='replace')
 
     def start_server(self, argv: List[str], where: str) -> str:
         """Start a server tool; wait (bounded) for its "listening on" line."""
@@ -369,9 +415,13 @@ class PageRun:
             stop_process(proc)
 
 
-def server_commands(path: pathlib.Path) -> List[str]:
+def server_commands(path: pathlib.Path, tools=('qrscp',)) -> List[str]:
+    """The page's console commands that start one of ``tools`` (ours or DCMTK's)."""
+    def tool(line: str) -> str:
+        words = line.split()
+        return words[0] if words[:1] != ['python'] else ''.join(words[3:4])
     return [c.line for b in page_blocks(path) if b.language == 'console'
-            for c in console_commands(b) if c.line.split()[3:4] == ['qrscp']]
+            for c in console_commands(b) if tool(c.line) in tools]
 
 
 #: The archive the tutorial tells its reader to start: pages that talk to port 11112
@@ -436,22 +486,35 @@ PAGE_CHECKS = {
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize('page', PAGES, ids=lambda p: str(p.relative_to(DOCS)))
-def test_every_code_block_of_the_page_runs(page, scratch, request):
+def test_every_code_block_of_the_page_runs(page, scratch, request, monkeypatch):
     name = str(page.relative_to(DOCS))
     if name == 'howto/tls.rst':
         for pem in request.getfixturevalue('pki').iterdir():
             shutil.copy(pem, scratch / pem.name)
+    if name in MAKE_THEIR_OWN_FILES:
+        (scratch / 'ct.dcm').unlink()
+        shutil.rmtree(scratch / 'images')
+    for tool in DCMTK_PAGES.get(name, ()):
+        folder = os.path.dirname(dcmtk(tool))     # skips (fails on CI) without DCMTK
+        monkeypatch.setenv('PATH', folder + os.pathsep + os.environ.get('PATH', ''))
     ports = {placeholder: free_port() for placeholder in PORTS_IN_DOCS}
     run = PageRun(name, ports)
     blocks = page_blocks(page)
     before = _ae_threads()
+    root = logging.getLogger()
+    root_handlers, root_level = list(root.handlers), root.level
     try:
-        if PACS_PORT_IN_DOCS in page.read_text() and not server_commands(page):
+        servers = server_commands(page, SERVER_TOOLS + DCMTK_SERVERS)
+        if PACS_PORT_IN_DOCS in page.read_text() and not any(
+                PACS_PORT_IN_DOCS in line.split() for line in servers):
             run.run(CodeBlock(name, 0, 'console', f'$ {PACS_COMMAND}\n'))
         for block in blocks:
             run.run(block)
     finally:
         run.close()
+        for handler in set(root.handlers) - set(root_handlers):   # basicConfig's
+            root.removeHandler(handler)
+        root.setLevel(root_level)
     # Every server a page starts in this process, it stops.
     deadline = time.monotonic() + 5
     while _ae_threads() - before and time.monotonic() < deadline:
