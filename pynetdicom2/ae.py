@@ -14,6 +14,8 @@ import errno
 import logging
 import os
 import queue
+import selectors
+import signal
 import socket
 import socketserver
 import threading
@@ -23,7 +25,7 @@ from typing import Iterable, Optional
 import pydicom
 from pydicom.dataset import Dataset
 
-from pynetdicom2 import incoming, statuses, uids
+from pynetdicom2 import incoming, statuses, uids, workers as worker_processes
 from pynetdicom2.asceprovider import (
     GET_SOP_CLASSES, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS,
     AETParams, AssociationAcceptor, AssociationRequester, PContextDefList)
@@ -378,6 +380,14 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
     bounded apart by ``max_pending_connections`` (default 64): a new one beyond it
     closes the one that has waited longest. Each waits at most ``artim_timeout``
     (PS3.8 9.1.5), so silent sockets never lock real peers out.
+
+    ``workers`` (default 1) > 1 serves with that many worker processes sharing the
+    listening socket, each running this thread-per-association server, so the
+    handlers use every core (``pynetdicom2.workers``; needs ``fork``, else one
+    process and a warning). The AE is copied into each worker when serving starts:
+    configure it before. ``max_associations`` counts over all workers,
+    ``max_pending_connections`` per worker; a worker that dies is replaced, and
+    ``quit()`` ends every worker.
     """
 
     # socketserver.BaseServer has a ``timeout`` of its own; ours is dcm_timeout's alias.
@@ -395,11 +405,27 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
     #: Seconds a finished association's thread waits for the next connection before
     #: it ends: back-to-back associations skip a thread start (about 70 µs each).
     idle_thread_timeout = 1.0
+    #: Processes serving the listening socket: 1, this one; N > 1, N forked workers.
+    workers: int = 1
+    #: Seconds ``quit()`` gives the workers to end their associations; then SIGKILL.
+    worker_stop_timeout: float = 5.0
+    #: In a worker process, its number (0 .. workers - 1); None elsewhere.
+    worker_number: Optional[int] = None
 
     def __init__(self, ae_title: str, port: int, supported_ts: Optional[Iterable[str]] = None,
                  max_pdu_length: int = 65536, bind_and_activate: bool = True,
-                 bind_address: str = '') -> None:
+                 bind_address: str = '', *, workers: Optional[int] = None) -> None:
         AEBase.__init__(self, supported_ts, max_pdu_length)
+        if workers is not None:
+            worker_processes.process_count(workers)   # a bad value fails here, not later
+            self.workers = workers
+        # The worker processes and their shared counters, while serving with them.
+        self._pool: Optional[worker_processes.WorkerPool] = None
+        self._counts: Optional[worker_processes.SharedCounts] = None
+        self._supervising = False
+        self._workers_started = threading.Event()
+        self._workers_stop = threading.Event()
+        self._workers_done = threading.Event()
         if ':' in bind_address:
             self.address_family = socket.AF_INET6
         self._active: set = set()
@@ -446,9 +472,13 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
             acceptor.run(admit=lambda acceptor: self._admit(pending, acceptor))
         finally:
             self._connection_no_longer_pending(pending)
-            if acceptor is not None:
-                with self.lock:
+            with self.lock:
+                if acceptor is not None and acceptor in self._active:
                     self._active.discard(acceptor)
+                    if self._counts is not None:
+                        self._counts.leave(self.worker_number)
+                if self._counts is not None:
+                    self._counts.hold(self.worker_number, -1)
 
     def _connection_pending(self, sock, client_address) -> '_PendingConnection':
         """Count a new connection as pending; close the longest-waiting ones beyond
@@ -487,11 +517,15 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         with self.lock:
             limit = self.max_associations
             over_limit = limit is not None and len(self._active) >= limit
+            if not over_limit and self._counts is not None:
+                # Worker processes: the limit holds over all of them.
+                over_limit = not self._counts.admit(self.worker_number, limit)
             if not over_limit:
                 self._active.add(acceptor)
         if over_limit:
-            logger.warning('rejecting %s: %d associations already active (max_associations)',
-                           acceptor.dul.peer, limit)
+            logger.warning('rejecting %s: %d associations already active%s (max_associations)',
+                           acceptor.dul.peer, limit,
+                           '' if self._counts is None else ' over all worker processes')
             raise AssociationRejectedError(
                 2, 3, 2, f'{limit} associations already active (max_associations)')
 
@@ -542,9 +576,20 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
                 self.socket = socket.socket(self.address_family, self.socket_type)
             self._bind()
         if self._serving_thread is None:
-            self._serving_thread = threading.Thread(
+            self._workers_started.clear()
+            thread = threading.Thread(
                 target=self.serve_forever, name=f'AE {self.local_ae.aet}', daemon=True)
-            self._serving_thread.start()
+            self._serving_thread = thread
+            thread.start()
+            if worker_processes.process_count(self.workers) > 1:
+                # Return once the workers exist: what follows may count on them.
+                while not self._workers_started.wait(0.05):
+                    if not thread.is_alive():
+                        self._serving_thread = None
+                        self.server_close()
+                        self._bound = False
+                        raise NetDICOMError(f'{self.local_ae.aet}: the worker processes '
+                                            'did not start (see the log)')
         return self
 
     def __exit__(self, *exc_info) -> bool:
@@ -553,10 +598,12 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
 
     def quit(self) -> None:
         """Stop serving and close every active association; returns at once when the
-        server was never started."""
+        server was never started. With worker processes, every worker has ended
+        (stopped, else killed after ``worker_stop_timeout``) when it returns."""
         thread, self._serving_thread = self._serving_thread, None
-        if thread is not None:
+        if thread is not None or self._supervising:
             self.shutdown()
+        if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
         self.server_close()
         self._bound = False
@@ -572,6 +619,142 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
 
     def handle_error(self, request, client_address) -> None:
         logger.exception('unexpected error serving %s', client_address)
+
+    # -- worker processes ------------------------------------------------------------
+
+    @property
+    def worker_pids(self) -> list:
+        """The process IDs of the live worker processes (empty when serving in one)."""
+        pool = self._pool
+        return sorted(pool.pids.values()) if pool is not None else []
+
+    def on_worker_start(self) -> None:
+        """Runs in each worker process as it starts, before it serves (``worker_number``
+        says which). Reopen here what must not cross a fork, such as a database
+        connection. Default: nothing."""
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Serve until ``shutdown()`` / ``quit()``: in this process, or, with
+        ``workers`` > 1, in that many worker processes this thread forks and watches
+        (a worker that dies is replaced). Workers end with this thread."""
+        count = worker_processes.process_count(self.workers)
+        if count <= 1 or self.worker_number is not None:
+            socketserver.ThreadingTCPServer.serve_forever(self, poll_interval)
+            return
+        self._supervising = True
+        self._workers_stop.clear()
+        self._workers_done.clear()
+        try:
+            self._counts = worker_processes.SharedCounts(count)
+            self._pool = worker_processes.WorkerPool(count, self._run_worker, self._counts,
+                                                     f'AE {self.local_ae.aet}')
+            try:
+                self._pool.start()
+                self._workers_started.set()
+                logger.info('%s serving on port %s with %d worker processes: %s',
+                            self.local_ae.aet, self.local_ae.port, count, self.worker_pids)
+                self._pool.watch(self._workers_stop)
+            finally:
+                self._pool.stop(self.worker_stop_timeout)
+        finally:
+            pool, counts = self._pool, self._counts
+            self._pool = self._counts = None
+            if counts is not None:
+                counts.close()
+            self._supervising = False
+            self._workers_done.set()
+
+    def shutdown(self) -> None:
+        """Stop ``serve_forever`` and wait for it (with worker processes: for all of
+        them to end)."""
+        if self._supervising:
+            self._workers_stop.set()
+            self._workers_done.wait()
+            return
+        socketserver.ThreadingTCPServer.shutdown(self)
+
+    def _run_worker(self, number: int, stop_fd: int) -> int:
+        """The life of worker process ``number`` (in the child of a fork): serve the
+        shared socket until ``stop_fd`` says stop, then end every association."""
+        self.worker_number = number
+        # Only the forking thread exists here: nothing held by the parent's threads.
+        self.lock = threading.Lock()
+        self._idle_lock = threading.Lock()
+        self._handover = queue.SimpleQueue()
+        self._idle_threads = 0
+        self._active = set()
+        self._pending = {}
+        self._serving_thread = None
+        self._pool = None
+        self._supervising = False
+        self._counts.started(number)
+        try:
+            self.on_worker_start()
+            self._accept_until(stop_fd)
+        finally:
+            self._end_worker()
+        return 0
+
+    def _accept_until(self, stop_fd: int) -> None:
+        """Accept connections on the shared socket until ``stop_fd`` is readable.
+
+        Every worker wakes for a new connection; one wins the ``accept`` (the
+        socket is non-blocking: the others go back to waiting). A worker holding
+        more connections than another leaves the new one to it for up to
+        ``_defer_accept`` seconds, so a burst of peers spreads over the workers.
+        """
+        counts, number = self._counts, self.worker_number
+        self.socket.setblocking(False)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.socket, selectors.EVENT_READ, 'connection')
+            selector.register(stop_fd, selectors.EVENT_READ, 'stop')
+            while True:
+                if any(key.data == 'stop' for key, _ in selector.select()):
+                    return
+                deadline = time.monotonic() + self._defer_accept
+                while not counts.least_loaded(number) and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                try:
+                    request, client_address = self.socket.accept()
+                except OSError:  # another worker took it, or the peer gave up
+                    continue
+                # On some systems an accepted socket inherits the listener's
+                # non-blocking mode; an association reads with timeouts of its own.
+                request.setblocking(True)
+                with self.lock:
+                    counts.hold(number, +1)
+                try:
+                    self.process_request(request, client_address)
+                except Exception:
+                    with self.lock:
+                        counts.hold(number, -1)
+                    self.handle_error(request, client_address)
+                    self.shutdown_request(request)
+
+    #: Seconds a worker leaves a new connection to a less loaded worker.
+    _defer_accept = 0.02
+
+    def _end_worker(self) -> None:
+        """Stop accepting, end every association of this worker (as ``quit``) and wait
+        a moment for their threads to discard partial data sets."""
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # stopping already
+        with contextlib.suppress(OSError):
+            self.socket.close()
+        self._end_idle_threads()
+        with self.lock:
+            active = list(self._active)
+            pending = list(self._pending)
+            self._pending.clear()
+        for connection in pending:
+            connection.cut()
+        for acceptor in active:
+            acceptor.kill()
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self._active:
+                    break
+            time.sleep(0.01)
 
 
 class FolderStorageMixin:

@@ -34,6 +34,11 @@ import sqlite3
 import threading
 from typing import Dict, Iterator, List, NamedTuple, Optional, Tuple
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: one process per index
+    fcntl = None
+
 import pydicom
 from pydicom import config as pydicom_config
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
@@ -562,20 +567,30 @@ def _display(value: str) -> str:
 
 
 class Index:
-    """The SQLite index of one storage directory; safe to share between threads.
+    """The SQLite index of one storage directory; safe to share between threads, and
+    between the processes of one qrscp (its workers; ``after_fork``).
 
     ``path`` ':memory:' keeps it in memory (tests). Every call runs under one lock, in
-    its own transaction. An index of an older schema version is rebuilt from the
+    its own transaction; every change also under an exclusive lock of
+    ``<path>-lock`` (``lockf``) held across processes, so that a file move and its
+    rows change as one step whichever worker makes it. Readers never wait for it
+    (WAL mode). An index of an older schema version is rebuilt from the
     files here (``rebuilt`` then says how many were indexed); ``recreate`` starts an
     empty index whatever was there (``--reindex``); a newer version raises
     ``IndexVersionError``.
     """
+
+    #: Seconds a statement waits while another process writes (SQLite busy timeout).
+    busy_timeout = 30.0
 
     def __init__(self, path: str, storage_dir: str, recreate: bool = False) -> None:
         self.path = path
         self.storage_dir = os.path.abspath(storage_dir)
         self._lock = threading.RLock()
         self._db: Optional[sqlite3.Connection] = None
+        self._writer_fd = self._open_writer_lock()
+        self._writer_depth = 0
+        self._inherited: list = []
         self.rebuilt: Optional[Tuple[int, int]] = None
         if recreate:
             self._recreate()
@@ -600,8 +615,47 @@ class Index:
             logger.warning('index rebuilt: %d instance(s) indexed, %d file(s) skipped',
                            *self.rebuilt)
 
+    def _open_writer_lock(self) -> Optional[int]:
+        """The file whose lock makes changes exclusive across processes; None for an
+        index in memory or where there is no ``fcntl`` (one process, please)."""
+        if self.path == ':memory:' or fcntl is None:
+            return None
+        try:
+            return os.open(self.path + '-lock', os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OSError(f'cannot open the lock file of the index {self.path}: {exc}') from exc
+
+    @contextlib.contextmanager
+    def _writing(self):
+        """Hold the thread lock and, across processes, the writer lock (re-entrant)."""
+        with self._lock:
+            if self._writer_depth == 0 and self._writer_fd is not None:
+                # POSIX record locks belong to the process: workers exclude each other,
+                # and the kernel drops the lock of a worker that dies holding it.
+                fcntl.lockf(self._writer_fd, fcntl.LOCK_EX)
+            self._writer_depth += 1
+            try:
+                yield
+            finally:
+                self._writer_depth -= 1
+                if self._writer_depth == 0 and self._writer_fd is not None:
+                    fcntl.lockf(self._writer_fd, fcntl.LOCK_UN)
+
+    def after_fork(self) -> None:
+        """Call in a process forked from the one that opened the index (a qrscp
+        worker), before using it: a connection of its own. The inherited one is kept
+        but never used nor closed here (an SQLite connection must not cross a fork;
+        closing it could disturb the parent's)."""
+        self._inherited.append(self._db)
+        self._lock = threading.RLock()
+        self._writer_depth = 0
+        self._connect()
+
     def _connect(self) -> None:
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # A busy timeout: another worker may be writing (our writer lock serializes
+        # changes; checkpoints and the WAL's recovery can still hold a lock briefly).
+        self._db = sqlite3.connect(self.path, timeout=self.busy_timeout,
+                                   check_same_thread=False, isolation_level=None)
         if self.path != ':memory:':
             self._db.execute('PRAGMA journal_mode=WAL')
             self._db.execute('PRAGMA synchronous=NORMAL')
@@ -612,7 +666,7 @@ class Index:
 
     def _recreate(self) -> None:
         """Drop whatever the database holds and create the current schema, empty."""
-        with self._lock:
+        with self._writing():
             try:
                 if self._db is None:
                     self._connect()
@@ -645,6 +699,9 @@ class Index:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._writer_fd is not None:
+                os.close(self._writer_fd)
+                self._writer_fd = None
 
     @contextlib.contextmanager
     def _transaction(self):
@@ -679,21 +736,21 @@ class Index:
         Returns the path the replaced row pointed to (relative), or None.
         """
         record = self._record(ds, path, size, transfer_syntax)
-        with self._lock, self._transaction():
+        with self._writing(), self._transaction():
             return self._put(record)
 
     def place(self, ds: Dataset, temp_path: str, final_path: str, size: Optional[int] = None,
               transfer_syntax: Optional[str] = None) -> None:
         """Move the complete file ``temp_path`` to ``final_path`` and index it, as one step.
 
-        Under the index lock: the rows are written (``Conflict``: nothing is, and
+        Under the writer lock (across processes): the rows are written (``Conflict``: nothing is, and
         ``temp_path`` stays where it is), the file is moved, the file of a replaced
         instance with another path is removed. A crash at any point leaves a
         ``placement`` row, which ``recover`` settles from what is on disk.
         """
         record = self._record(ds, final_path, size, transfer_syntax)
         uid = record.values['SOPInstanceUID']
-        with self._lock:
+        with self._writing():
             with self._transaction():
                 previous = self._put(record)
                 self._db.execute('INSERT OR REPLACE INTO placement VALUES (?, ?, ?)',
@@ -820,7 +877,7 @@ class Index:
         ``place``: the new file when it arrived (then the replaced one is removed),
         else the replaced one; the placement row goes."""
         candidates = [relpath] + ([previous] if previous not in (None, relpath) else [])
-        with self._lock:
+        with self._writing():
             indexed = None
             with self._transaction():
                 old = self._db.execute('SELECT id, series_id FROM instance WHERE '
@@ -858,7 +915,7 @@ class Index:
 
     def recover(self) -> int:
         """Settle every store a crash interrupted (see ``place``); how many there were."""
-        with self._lock:
+        with self._writing():
             rows = self._db.execute('SELECT SOPInstanceUID, path, previous FROM '
                                     'placement').fetchall()
             for uid, relpath, previous in rows:
@@ -867,7 +924,7 @@ class Index:
         return len(rows)
 
     def clear(self) -> None:
-        with self._lock, self._transaction():
+        with self._writing(), self._transaction():
             for table in ('placement', 'instance', 'series', 'study', 'patient'):
                 self._db.execute(f'DELETE FROM {table}')
 
@@ -879,6 +936,10 @@ class Index:
         with one SOP Instance UID the newer is indexed; a file that would re-parent
         what is already indexed is skipped, with a warning.
         """
+        with self._writing():
+            return self._rebuild()
+
+    def _rebuild(self) -> Tuple[int, int]:
         self._recreate()
         indexed = skipped = 0
         database = os.path.abspath(self.path)

@@ -32,7 +32,7 @@ from pynetdicom2 import sopclass, statuses, uids
 from pynetdicom2.ae import AE
 from pynetdicom2.apps import common, qrindex
 from pynetdicom2.apps.filestore import INCOMING, ReceivedFiles, clean_uid, uid_problem
-from pynetdicom2.apps.storescp import ALL_TS
+from pynetdicom2.apps.storescp import ALL_TS, add_worker_arguments, serving_processes
 from pynetdicom2.exceptions import EventHandlingError
 from pynetdicom2.services.common import error_comment
 
@@ -82,6 +82,11 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
             self.add_scp(service)
         self.add_scp(sopclass.StorageCommitment())
         self._association = threading.local()
+
+    def on_worker_start(self) -> None:
+        # A worker process (--workers): an index connection of its own. Leftovers
+        # were removed and interrupted stores settled once, before the fork.
+        self.index.after_fork()
 
     def on_association_request(self, asce, assoc) -> None:
         # The hooks below run in the association's thread: remember whom it serves,
@@ -246,6 +251,7 @@ def build_parser(prog: str = 'qrscp') -> argparse.ArgumentParser:
                        help='a C-MOVE destination; repeatable')
     group.add_argument('--config', metavar='FILE',
                        help='INI file with [qrscp] settings and [move_destinations]')
+    add_worker_arguments(parser)
     common.add_network_arguments(parser, server=True)
     common.add_tls_arguments(parser, server=True)
     return parser
@@ -390,6 +396,7 @@ def serve(args: argparse.Namespace, prog: str) -> int:
         except OSError as exc:
             raise common.ToolError(f'cannot listen: {exc}', common.EXIT_CONNECT) from exc
         common.configure_server(ae, args)
+        ae.workers = serving_processes(args)
         for aet, remote in sorted(args.destinations.items()):
             logger.info('move destination %s at %s:%s', aet, remote['address'],
                         remote['port'])

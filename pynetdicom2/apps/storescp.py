@@ -68,6 +68,32 @@ class StorageSCP(common.ServerTLS, ReceivedFiles, AE):
             self.update_context_def_list(new, store_in_file=True)
 
 
+def worker_processes(value: str) -> int:
+    """``--workers``: 0 (one per core) or more processes."""
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{value!r} is not a number of processes') from None
+    if count < 0:
+        raise argparse.ArgumentTypeError(f'{count} processes: give 0 (one per core) or more')
+    return count
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers N`` and DCMTK's ``--fork``: serve with several processes (every core)."""
+    group = parser.add_argument_group('processes')
+    group.add_argument('--workers', type=worker_processes, default=1, metavar='N',
+                       help='serve with N worker processes sharing the port, each with a '
+                       'thread per association; 0: one per core (default: 1, this process)')
+    group.add_argument('--fork', dest='workers', action='store_const', const=0,
+                       help="as DCMTK's --fork, use every core: the same as --workers 0")
+
+
+def serving_processes(args: argparse.Namespace) -> int:
+    """The number of worker processes ``--workers`` / ``--fork`` ask for."""
+    return args.workers or os.cpu_count() or 1
+
+
 def build_parser(prog: str = 'storescp') -> argparse.ArgumentParser:
     parser = common.new_parser(prog, 'Receive DICOM instances (C-STORE) into a directory.')
     # 32 senders at once: room for a site's modalities, a bound on threads and disk I/O.
@@ -84,6 +110,7 @@ def build_parser(prog: str = 'storescp') -> argparse.ArgumentParser:
                        '(default: the uncompressed ones)')
     group.add_argument('-pm', '--promiscuous', action='store_true',
                        help='also accept storage SOP classes we do not know')
+    add_worker_arguments(parser)
     common.add_network_arguments(parser, server=True)
     common.add_tls_arguments(parser, server=True)
     return parser
@@ -95,6 +122,7 @@ def make_ae(args: argparse.Namespace) -> StorageSCP:
     ae.study_folders = args.study_folders
     ae.discard = args.ignore
     ae.promiscuous = args.promiscuous
+    ae.workers = serving_processes(args)
     common.configure_server(ae, args)
     return ae
 
