@@ -136,11 +136,23 @@ def _codec_problem(ts: str, encode: bool) -> Optional[Tuple[str, str]]:
     except (NotImplementedError, ValueError):
         return (f'pydicom cannot {what} pixel data in {ts_name(ts)}',
                 f'pydicom cannot {what} it')
+    if codec.is_available and not encode and not _have_numpy():
+        # pydicom's decompress() builds the frames as numpy arrays, whatever the plugin.
+        return (f'to decode pixel data in {ts_name(ts)} pydicom needs numpy, which is not '
+                f'installed: {CODECS_HINT}', f'no numpy ({CODECS_HINT})')
     if codec.is_available:
         return None
     missing = '; '.join(codec.missing_dependencies) or 'its plugins'
     return (f'to {what} pixel data in {ts_name(ts)} pydicom needs codecs that are not '
             f'installed ({missing}): {CODECS_HINT}', f'no codec ({CODECS_HINT})')
+
+
+def _have_numpy() -> bool:
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _problem(source: Optional[str], target: str, has_pixel_data: bool,
@@ -196,28 +208,33 @@ def choose_syntax(source: Optional[str], accepted: Iterable[str], *,
     accepted = list(accepted)
     if source is not None and source in accepted:
         return source
-    problems = []
+    first = None
     for target in _preference(accepted):
         problem = _problem(source, target, has_pixel_data, decompress_lossy)
         if problem is None:
             return target
-        problems.append(problem)
-    raise not_convertible(subject, source, accepted, problems[0] if problems else None)
+        first = first or (target, problem)
+    raise not_convertible(subject, source, accepted, first)
 
 
 def not_convertible(subject: str, source: Optional[str], accepted: Sequence[str],
-                    problem: Optional[Tuple[str, str]]) -> ClassNotSupportedError:
-    """The error for an instance that no accepted syntax can carry (see ``choose_syntax``)."""
+                    problem: Optional[Tuple[str, Tuple[str, str]]]) -> ClassNotSupportedError:
+    """The error for an instance that no accepted syntax can carry (see ``choose_syntax``).
+
+    ``problem`` is ``(target, (reason, short reason))`` for the best target: the Error
+    Comment form names the source, that target and the short reason.
+    """
     names = ', '.join(ts_name(ts) for ts in accepted) or 'no transfer syntax'
-    reason, short = problem or ('no transfer syntax was accepted', 'none accepted')
+    target, (reason, short) = problem or (None, ('no transfer syntax was accepted',
+                                                 'none accepted'))
     what = f'{subject} in {ts_name(source)}' if source else subject
     exc = ClassNotSupportedError(
         f'cannot send {what}: the peer accepted its SOP class only in {names}, '
         f'and {reason}')
     exc.transfer_syntax = source
     exc.accepted_transfer_syntaxes = tuple(accepted)
-    exc.comment = (f'{short_name(source)} -> '
-                   f'{", ".join(short_name(ts) for ts in accepted) or "none"}: {short}')
+    exc.comment = (f'{short_name(source)} -> {short_name(target)}: {short}' if target
+                   else f'{short_name(source)}: {short}')
     return exc
 
 
