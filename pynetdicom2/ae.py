@@ -607,6 +607,11 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
             thread.join(timeout=5)
         self.server_close()
         self._bound = False
+        self._close_connections()
+
+    def _close_connections(self) -> None:
+        """End the idle association threads, every pending connection and every
+        active association (killed: nothing more is sent)."""
         self._end_idle_threads()
         with self.lock:
             active = list(self._active)
@@ -740,15 +745,7 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         signal.signal(signal.SIGTERM, signal.SIG_IGN)   # stopping already
         with contextlib.suppress(OSError):
             self.socket.close()
-        self._end_idle_threads()
-        with self.lock:
-            active = list(self._active)
-            pending = list(self._pending)
-            self._pending.clear()
-        for connection in pending:
-            connection.cut()
-        for acceptor in active:
-            acceptor.kill()
+        self._close_connections()
         deadline = time.monotonic() + 2
         while time.monotonic() < deadline:
             with self.lock:

@@ -6,8 +6,9 @@ identifier): both workers served. ``quit()`` and ``shutdown()`` leave no process
 (checked in /proc), workers die with their parent, a worker killed with SIGKILL is
 replaced while the other keeps serving, ``max_associations`` holds over all workers
 (also after a worker died holding an association), and a StorageAE with two workers
-keeps every file intact, colliding names resolved as in one process. The command-line
-tools and DCMTK peers are in tests/interop/test_workers_interop.py.
+keeps every file intact, colliding names resolved as in one process. qrscp's index
+moves a file and its rows as one step across processes. The command-line tools and
+DCMTK peers are in tests/interop/test_workers_interop.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Callable, List
+from typing import List
 
 import pydicom
 import pytest
@@ -31,6 +32,7 @@ from pynetdicom2 import sopclass, uids, workers
 from pynetdicom2.exceptions import AssociationRejectedError
 from tests import peers
 from tests.peers import make_ct_file
+from tests.test_concurrency import data_set_bytes, wait_until
 
 TIMEOUT = 20
 FIND = uids.STUDY_ROOT_FIND_SOP_CLASS
@@ -132,15 +134,6 @@ def serving_pid(assoc) -> int:
 def ask_once(server) -> int:
     with client().request_association(remote(server)) as assoc:
         return serving_pid(assoc)
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def our_children() -> set:
@@ -354,14 +347,6 @@ def test_a_dead_workers_associations_stop_counting():
 
 # -- storage ----------------------------------------------------------------------------------
 
-def _data_set_bytes(path) -> bytes:
-    """The bytes after the File Meta Information (PS3.10 7.1) of a Part-10 file."""
-    raw = pathlib.Path(path).read_bytes()
-    assert raw[128:132] == b'DICM'
-    group_length = int.from_bytes(raw[140:144], 'little')   # (0002,0000) UL, explicit VR
-    return raw[144 + group_length:]
-
-
 def test_storage_ae_with_workers_keeps_every_file_intact(tmp_path):
     sources = tmp_path / 'sources'
     sources.mkdir()
@@ -384,9 +369,71 @@ def test_storage_ae_with_workers_keeps_every_file_intact(tmp_path):
     assert kept == expected        # nothing else: no temporary file left
     for source in files + [shared] * 4:
         name = f'{pydicom.dcmread(source).SOPInstanceUID}.dcm'
-        assert _data_set_bytes(store / name) == _data_set_bytes(source)
+        assert data_set_bytes(store / name) == data_set_bytes(source)
     for n in (1, 2, 3):
-        assert _data_set_bytes(store / f'{uid}_{n}.dcm') == _data_set_bytes(shared)
+        assert data_set_bytes(store / f'{uid}_{n}.dcm') == data_set_bytes(shared)
+
+
+# -- qrscp's index under several writing processes -------------------------------------------
+
+def test_index_place_is_one_step_across_processes(tmp_path):
+    """Two processes place versions of one SOP Instance UID; the first is held up
+    between its rows and its file move. The second must wait for the whole step (the
+    writer lock), else the disk would keep the first's file under the second's row."""
+    from pynetdicom2.apps import qrindex
+    storage = tmp_path / 'pacs'
+    storage.mkdir()
+    index = qrindex.Index(str(storage / 'index.sqlite'), str(storage))
+    final = storage / 'study' / 'instance.dcm'
+    versions = []
+    for number in (1, 2):
+        path = make_ct_file(tmp_path / f'v{number}.dcm', '1.2.826.0.1.3680043.8.498.90.1')
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = '1.2.3.1', '1.2.3.2'
+        ds.PatientID, ds.InstanceNumber = 'P', number
+        ds.save_as(path)
+        versions.append((pydicom.dcmread(path, stop_before_pixels=True), str(path)))
+    moving_r, moving_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the first process: rows written, then held up before its move
+        code = 1
+        try:
+            index.after_fork()
+            real_replace = os.replace
+
+            def slow_replace(src, dst):
+                os.write(moving_w, b'm')
+                # Wait (at most 1 s) for the other process to finish its own store.
+                import select
+                select.select([done_r], [], [], 1.0)
+                real_replace(src, dst)
+            os.replace = slow_replace
+            ds, path = versions[0]
+            index.place(ds, path, str(final), os.path.getsize(path))
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        import select
+        assert select.select([moving_r], [], [], TIMEOUT)[0], 'the first store never moved'
+        ds, path = versions[1]
+        index.place(ds, path, str(final), os.path.getsize(path))
+        os.write(done_w, b'd')
+    finally:
+        _, status = os.waitpid(pid, 0)
+        for fd in (moving_r, moving_w, done_r, done_w):
+            os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+    try:
+        (row,) = index._db.execute('SELECT InstanceNumber, path FROM instance').fetchall()
+        pending = index._db.execute('SELECT COUNT(*) FROM placement').fetchone()[0]
+    finally:
+        index.close()
+    on_disk = pydicom.dcmread(final, stop_before_pixels=True)
+    assert pending == 0 and row[1] == 'study/instance.dcm'
+    # The row describes the file on disk: the second store, which came last.
+    assert (str(row[0]), str(on_disk.InstanceNumber)) == ('2', '2')
 
 
 # -- configuration --------------------------------------------------------------------------
