@@ -946,7 +946,27 @@ class ClientStorageAE(FolderStorageMixin, ClientAE):
         self.storage_dir = os.fspath(storage_dir)
         os.makedirs(self.storage_dir, exist_ok=True)
         ClientAE.__init__(self, ae_title, supported_ts, max_pdu_length)
-        self.add_scp(storage_service.storage_scp)
+        # The storage SCP of every storage SOP class, received into files. Their
+        # presentation contexts are not added here: some 140 classes do not fit in one
+        # A-ASSOCIATE-RQ (128, PS3.8 9.3.2.2). A script lists those it needs, with
+        # update_context_def_list (0.9.x) or request_association(sop_classes=...).
+        service = storage_service.storage_scp
+        with self.lock:
+            for uid in service.sop_classes:
+                self.supported_scp[uid] = service
+            self.store_in_file.update(service.sop_classes)
+
+    def contexts_to_propose(self, sop_classes: Optional[Iterable[str]] = None) -> dict:
+        """As ``AEBase``; a storage SOP class named in ``sop_classes`` gets its
+        presentation context first, when it has none yet."""
+        if sop_classes is not None:
+            sop_classes = list(sop_classes)
+            known = {ctx.sop_class for ctx in self.copy_context_def_list().values()}
+            missing = [uid for uid in sop_classes if uid not in known
+                       and uid in self.supported_scp]
+            if missing:
+                self.update_context_def_list(missing, store_in_file=True)
+        return super().contexts_to_propose(sop_classes)
 
 
 write_meta = incoming.write_meta
