@@ -22,17 +22,25 @@ if [ ! -x /usr/bin/storescp ]; then
     fi
 fi
 
+# The interpreter the active environment was made from: a peer environment made from
+# it does not depend on the active one (Python 3.9's venv would link to the latter).
+BASE_PYTHON=$("$PYTHON" -c 'import os, sys
+base = os.path.join(sys.base_prefix, "bin", "python%d.%d" % sys.version_info[:2])
+print(base if os.access(base, os.X_OK) else sys.executable)')
+
 # peer_venv DIR REQUIREMENT: a virtual environment at DIR holding exactly REQUIREMENT
-# (name==version); made, or remade, only when it does not import that version.
+# (name==version); made, or remade, only when it does not have that version. The
+# check runs isolated (-I), so our checkout's own metadata in the current directory
+# cannot answer for it.
 peer_venv() {
     local dir=$1 requirement=$2
     local name=${requirement%%==*} version=${requirement##*==}
-    if "$dir/bin/python" -c "import importlib.metadata as m, sys
+    if "$dir/bin/python" -I -c "import importlib.metadata as m, sys
 sys.exit(m.version('$name') != '$version')" 2>/dev/null; then
         return 0
     fi
     echo "making $dir ($requirement)" >&2
-    "$PYTHON" -m venv --clear "$dir"
+    "$BASE_PYTHON" -m venv --clear "$dir"
     "$dir/bin/python" -m pip install -q --disable-pip-version-check "$requirement"
 }
 
