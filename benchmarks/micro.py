@@ -2,7 +2,7 @@
 """Micro-benchmarks of the codecs, to catch regressions: plain ``timeit``, one table.
 
 PDU encode/decode (A-ASSOCIATE-RQ with 10 presentation contexts, P-DATA-TF with one
-16 KiB PDV), command-set encode/decode (``dimse.encode_command_set``,
+16 KiB PDV), command-set encode/decode (``dimsecodec.encode_command_set``,
 ``dimse.decode_message``) and fragmentation (``iter_pdu_bytes`` of a 16 MiB data set
 at 16 KiB and 1 MiB PDUs) and its inverse, reassembly (``MessageAssembler``). Run ``python3 -m benchmarks.micro [--quick]``.
 """
@@ -19,7 +19,7 @@ from typing import Callable, List, Tuple
 if __package__ in (None, ''):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pynetdicom2 import dimse, pdu, uids, userdataitems  # noqa: E402
+from pynetdicom2 import dimse, dimsecodec, pdu, reassembly, uids, userdataitems  # noqa: E402
 
 CT = '1.2.840.10008.5.1.4.1.1.2'
 SYNTAXES = [uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN,
@@ -59,7 +59,7 @@ def cases() -> List[Tuple[str, str, Callable[[], object], int]]:
     pdata = pdu.PDataTfPDU([pdv])
     pdata_raw = pdata.encode()
     msg = store_rq()
-    command = dimse.encode_command_set(msg.command_set)
+    command = dimsecodec.encode_command_set(msg.command_set)
     big = bytes(16 * 1024 * 1024)
 
     def fragment_bytes(size: int) -> Callable[[], int]:
@@ -86,7 +86,7 @@ def cases() -> List[Tuple[str, str, Callable[[], object], int]]:
         sink = _NullSink()
 
         def run() -> int:
-            assembler = dimse.MessageAssembler(lambda m: sink)
+            assembler = reassembly.MessageAssembler(lambda m: sink)
             for control, frag in frags:
                 done = assembler.feed(1, control, frag)
             return done is not None
@@ -101,7 +101,7 @@ def cases() -> List[Tuple[str, str, Callable[[], object], int]]:
         ('P-DATA-TF iter_pdvs (one 16 KiB PDV)', 'call',
          lambda: list(pdu.iter_pdvs(memoryview(pdata_raw)[6:])), 0),
         ('C-STORE-RQ command set encode', 'call',
-         lambda: dimse.encode_command_set(msg.command_set), 0),
+         lambda: dimsecodec.encode_command_set(msg.command_set), 0),
         ('C-STORE-RQ command set decode (decode_message)', 'call',
          lambda: dimse.decode_message(command), 0),
         ('iter_pdu_bytes 16 MiB bytes, 16 KiB PDU', 'MiB/s', fragment_bytes(16384), len(big)),

@@ -22,7 +22,7 @@ from typing import List, NamedTuple
 from hypothesis import event
 
 from pynetdicom2 import ae as ae_module
-from pynetdicom2 import dimse, dulprovider, pdu, sopclass
+from pynetdicom2 import dulprovider, pdu, reassembly, sopclass
 
 #: Short timeouts: a step that waits for bytes that never come costs this much.
 STEP_TIMEOUT = 0.05
@@ -98,7 +98,7 @@ def split_pdus(data: bytes) -> tuple:
 
 def messages_in(pdus: list) -> list:
     """The DIMSE messages carried by the P-DATA-TF PDUs among ``pdus``."""
-    assembler = dimse.MessageAssembler()
+    assembler = reassembly.MessageAssembler()
     found = []
     for item in (i for p in pdus if isinstance(p, pdu.PDataTfPDU) for i in p.data_value_items):
         msg = assembler.feed(item.context_id, item.data_value[0], item.data_value[1:])

@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Sequence
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from pynetdicom2 import dimse, pdu, uids
+from pynetdicom2 import dimse, dimsecodec, pdu, uids
 from pynetdicom2 import userdataitems as udi
 
 CORPUS_DIR = pathlib.Path(__file__).resolve().parent / 'corpus'
@@ -173,7 +173,7 @@ def _value_for(vr: str) -> st.SearchStrategy:
     return st.text(st.characters(min_codepoint=0x41, max_codepoint=0x5A), max_size=12)
 
 
-_KEYWORD_VR = {keyword: vr for vr, keyword in dimse.COMMAND_ELEMENTS.values()}
+_KEYWORD_VR = {keyword: vr for vr, keyword in dimsecodec.COMMAND_ELEMENTS.values()}
 _PROPERTY_FOR = {
     'MessageID': 'message_id', 'MessageIDBeingRespondedTo': 'message_id_being_responded_to',
     'AffectedSOPClassUID': 'affected_sop_class_uid',
@@ -211,7 +211,7 @@ def dimse_messages(draw, with_data: bool = True) -> dimse.DIMSEMessage:
 def command_sets() -> st.SearchStrategy:
     """Encoded command sets: real messages, and random group-0000 elements."""
     raw_elements = st.lists(
-        st.tuples(st.sampled_from(sorted(dimse.COMMAND_ELEMENTS) + [0x0005, 0x9999]),
+        st.tuples(st.sampled_from(sorted(dimsecodec.COMMAND_ELEMENTS) + [0x0005, 0x9999]),
                   st.binary(max_size=16)), max_size=8).map(
         lambda elements: b''.join(
             (0).to_bytes(2, 'little') + tag.to_bytes(2, 'little')

@@ -14,13 +14,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
-from pynetdicom2 import dimse, pdu, uids, userdataitems
+from pynetdicom2 import pdu, reassembly, uids, userdataitems
 from pynetdicom2._version import __version_info__
-from pynetdicom2.dulprovider import DULServiceProvider, PDataFragments
+from pynetdicom2.dulprovider import DULServiceProvider
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, AssociationReleasedError,
     ClassNotSupportedError, DCMTimeoutError, DIMSEProcessingError, NetDICOMError,
     PDUProcessingError)
+from pynetdicom2.fragmentation import PDataFragments
 from pynetdicom2.fsm import PContextDef
 
 logger = logging.getLogger(__name__)
@@ -168,7 +169,7 @@ class Association:
         #: Negotiated SCP/SCU role selection: SOP class -> (scu_role, scp_role).
         self.roles: Dict[str, Tuple[int, int]] = {}
         self._pending = _Lookahead()
-        self._assembler = dimse.MessageAssembler(
+        self._assembler = reassembly.MessageAssembler(
             self._data_sink, self._discard_sink,
             max_memory_data_set=getattr(ae, 'max_memory_data_set', None))
 

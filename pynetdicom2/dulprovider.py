@@ -14,7 +14,6 @@ import logging
 import select
 import socket
 import ssl
-import struct
 import time
 from collections import deque
 from typing import Callable, Optional, Union
@@ -23,6 +22,7 @@ from pynetdicom2 import fsm, pdu
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, DCMTimeoutError, NetDICOMError,
     PDUProcessingError)
+from pynetdicom2.fragmentation import PDataFragments
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ _INITIAL_BUFFER = 64 * 1024 + pdu.PDU_HEADER_LENGTH
 _BULK_BUFFER = 1024 * 1024 + pdu.PDU_HEADER_LENGTH
 _BULK_PDU_LENGTH = 8 * 1024
 _MAX_IOVECS = 512
-_PDV_LENGTH = struct.Struct('>L')
 _RECEIVE_CHUNK = 256 * 1024
 
 # A-ABORT reasons (PS3.8 9.3.8) for the failures we detect.
@@ -49,33 +48,6 @@ REASON_NOT_SPECIFIED = 0
 REASON_UNRECOGNIZED_PDU = 1
 REASON_UNEXPECTED_PDU = 2
 REASON_INVALID_PARAMETER = 6
-
-
-
-class PDataFragments:
-    """The presentation data values of one received P-DATA-TF, already validated.
-
-    Iterating yields ``(context_id, message_control_header, fragment)`` one at a time,
-    the fragment a view into the receive buffer, valid until the next read. PDVs are
-    not gathered in a list: a PDU of thousands of tiny PDVs must not cost memory.
-    """
-
-    __slots__ = ('body', '_single')
-
-    def __init__(self, body: memoryview) -> None:
-        self.body = body
-        self._single = None
-        if len(body) >= 6 and _PDV_LENGTH.unpack_from(body)[0] == len(body) - 4:
-            # One PDV filling the PDU, as most peers send: nothing else to check.
-            self._single = (body[4], body[5], body[6:])
-            return
-        for _ in pdu.iter_pdvs(body):    # validate the whole PDU before anything is used
-            pass
-
-    def __iter__(self):
-        if self._single is not None:
-            return iter((self._single,))
-        return pdu.iter_pdvs(self.body)
 
 
 class TransportClosed(Exception):

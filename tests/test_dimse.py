@@ -15,7 +15,7 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.tag import Tag
 
-from pynetdicom2 import dimse, dimsemessages
+from pynetdicom2 import dimse, dimsecodec, dimsemessages, reassembly
 from pynetdicom2.exceptions import DIMSEProcessingError
 
 # Command Field values of PS3.7 E.1, written out again so the map is checked against
@@ -78,7 +78,7 @@ def with_group_length(body: bytes) -> bytes:
 def test_command_element_table_matches_pydicom_dictionary():
     group0 = {tag & 0xFFFF: (entry[0], entry[4])
               for tag, entry in DicomDictionary.items() if tag >> 16 == 0}
-    assert dimse.COMMAND_ELEMENTS == group0
+    assert dimsecodec.COMMAND_ELEMENTS == group0
 
 
 def test_message_type_maps_every_command_field_of_ps37():
@@ -100,7 +100,7 @@ def test_request_and_response_bases(cls):
         assert issubclass(cls, dimse.DIMSEResponseMessage)
     else:
         assert issubclass(cls, dimse.DIMSERequestMessage)
-    assert set(cls.command_fields) <= {kw for _, kw in dimse.COMMAND_ELEMENTS.values()}
+    assert set(cls.command_fields) <= {kw for _, kw in dimsecodec.COMMAND_ELEMENTS.values()}
 
 
 def test_alias_module_reexports_the_same_objects():
@@ -130,7 +130,7 @@ def test_fresh_command_set_names_every_field_and_sends_only_those_set(cls):
     raw = msg.encode_command_set()
     assert raw == with_group_length(hand_element(0x0100, struct.pack('<H', cls.command_field))
                                     + hand_element(0x0800, struct.pack('<H', 0x0101)))
-    assert dimse.encode_command_set(msg.command_set) == raw
+    assert dimsecodec.encode_command_set(msg.command_set) == raw
     # A decoded message holds what was sent, and nothing more.
     decoded = dimse.decode_message(raw)
     assert [e.keyword for e in decoded.command_set] == [
@@ -154,7 +154,7 @@ def test_round_trip_field_by_field(cls):
         if keyword in cls.command_fields:
             setattr(msg, name, value)
     msg.sop_class_uid = '1.2.840.10008.5.1.4.1.1.2'
-    raw = dimse.encode_command_set(msg.command_set)
+    raw = dimsecodec.encode_command_set(msg.command_set)
 
     (length,) = struct.unpack_from('<L', raw, 8)
     assert raw[:8] == b'\x00\x00\x00\x00\x04\x00\x00\x00'
@@ -174,7 +174,7 @@ def test_round_trip_field_by_field(cls):
     msg.set_length()
     assert [(e.tag, e.value) for e in decoded.command_set] == \
         [(e.tag, e.value) for e in msg.command_set]
-    assert dimse.encode_command_set(decoded.command_set) == raw
+    assert dimsecodec.encode_command_set(decoded.command_set) == raw
 
 
 @pytest.mark.parametrize('cls', ALL_CLASSES, ids=lambda c: c.__name__)
@@ -199,9 +199,9 @@ def test_setting_none_clears_the_element_and_it_is_not_sent():
     assert msg.move_originator_aet is None
     # The name stays, None, as in 0.9.8; nothing of it goes on the wire.
     assert msg.command_set.MoveOriginatorApplicationEntityTitle is None
-    raw = dimse.encode_command_set(msg.command_set)
+    raw = dimsecodec.encode_command_set(msg.command_set)
     assert b'ORIGIN' not in raw
-    assert 0x00001030 not in dimse.decode_command_set(raw)
+    assert 0x00001030 not in dimsecodec.decode_command_set(raw)
 
 
 def test_int_like_status_is_stored_as_int():
@@ -260,7 +260,7 @@ def test_c_echo_rq_bytes_laid_out_by_hand_from_ps37():
             + hand_element(0x0110, b'\x01\x00')
             + hand_element(0x0800, b'\x01\x01'))
     expected = hand_element(0x0000, struct.pack('<L', len(body))) + body
-    assert dimse.encode_command_set(msg.command_set) == expected
+    assert dimsecodec.encode_command_set(msg.command_set) == expected
     assert len(body) == 56
 
 
@@ -268,7 +268,7 @@ def test_padding_of_odd_values():
     msg = dimse.CMoveRQMessage()
     msg.move_destination = 'ABC'
     msg.sop_class_uid = '1.2.3'
-    raw = dimse.encode_command_set(msg.command_set)
+    raw = dimsecodec.encode_command_set(msg.command_set)
     assert hand_element(0x0600, b'ABC ') in raw
     assert hand_element(0x0002, b'1.2.3\x00') in raw
     decoded = dimse.decode_message(raw)
@@ -293,10 +293,10 @@ def test_command_set_written_by_pydicom_decodes_identically():
     write_dataset(fp, msg.command_set)
     written = fp.getvalue()
 
-    decoded = dimse.decode_command_set(written)
+    decoded = dimsecodec.decode_command_set(written)
     assert [(e.tag, e.VR, e.value) for e in decoded] == \
         [(e.tag, e.VR, e.value) for e in msg.command_set]
-    assert dimse.encode_command_set(msg.command_set) == written
+    assert dimsecodec.encode_command_set(msg.command_set) == written
 
 
 # Command sets captured on 127.0.0.1 from DCMTK 3.6.7 (echoscu, storescu, findscu,
@@ -362,7 +362,7 @@ def test_command_sets_from_dcmtk_and_pynetdicom(name):
     assert msg.has_data_set is has_data
     assert msg.command_set.CommandGroupLength == len(raw) - 12
     # Our encoder writes what the peers wrote, byte for byte.
-    assert dimse.encode_command_set(msg.command_set) == raw
+    assert dimsecodec.encode_command_set(msg.command_set) == raw
 
 
 def test_retired_and_unknown_group_0000_elements_are_tolerated():
@@ -379,7 +379,7 @@ def test_retired_and_unknown_group_0000_elements_are_tolerated():
     unknown = msg.command_set[0x00002222]
     assert (unknown.VR, unknown.value) == ('UN', b'\x01\x02\x03\x04')
     assert msg.command_set[0x00004000].value == 'DIALOG1'
-    assert dimse.encode_command_set(msg.command_set) == raw
+    assert dimsecodec.encode_command_set(msg.command_set) == raw
 
 
 @pytest.mark.parametrize('as_dataset', [False, True])
@@ -394,7 +394,7 @@ def test_multi_valued_and_empty_elements_round_trip(as_dataset):
     assert msg.error_comment == ''
     assert list(msg.attribute_identifier_list) == [Tag(0x00100010), Tag(0x00080018)]
     # An empty number decodes to None, and None is never sent; empty text is.
-    sent = (dimse.encode_command_set(msg.command_set) if as_dataset
+    sent = (dimsecodec.encode_command_set(msg.command_set) if as_dataset
             else msg.encode_command_set())
     assert sent == with_group_length(kept + rest)
 
@@ -405,10 +405,10 @@ def test_decoded_values_have_the_types_pydicom_gives_them(name):
         msg = dimse.NGetRQMessage()
         msg.attribute_identifier_list = [0x00100010, 0x00100020]
         msg.sop_class_uid = '1.2.840.10008.5.1.1.1'
-        raw = dimse.encode_command_set(msg.command_set)
+        raw = dimsecodec.encode_command_set(msg.command_set)
     else:
         raw = bytes.fromhex(CAPTURED[name][0])
-    ours = dimse.decode_command_set(raw)
+    ours = dimsecodec.decode_command_set(raw)
     theirs = read_dataset(DicomBytesIO(raw), is_implicit_VR=True, is_little_endian=True)
     assert [(e.tag, e.VR, e.value, type(e.value)) for e in ours] == \
         [(e.tag, e.VR, e.value, type(e.value)) for e in theirs]
@@ -426,7 +426,7 @@ def test_decoded_values_have_the_types_pydicom_gives_them(name):
 ])
 def test_decode_command_set_errors(raw, words):
     with pytest.raises(DIMSEProcessingError, match=words):
-        dimse.decode_command_set(raw)
+        dimsecodec.decode_command_set(raw)
 
 
 @pytest.mark.parametrize('raw, words', [
@@ -446,17 +446,17 @@ def test_encode_command_set_errors():
     ds.CommandField = 0x0030
     ds.PatientName = 'DOE^JOHN'
     with pytest.raises(DIMSEProcessingError, match='group 0000 only'):
-        dimse.encode_command_set(ds)
+        dimsecodec.encode_command_set(ds)
 
     msg = dimse.CEchoRQMessage()
     msg.sop_class_uid = '1.2.\u00e9'
     with pytest.raises(DIMSEProcessingError, match='not ASCII'):
-        dimse.encode_command_set(msg.command_set)
+        dimsecodec.encode_command_set(msg.command_set)
 
     msg = dimse.CEchoRSPMessage()
     msg.command_set.add(DataElement(0x00000900, 'US', 70000))
     with pytest.raises(DIMSEProcessingError, match='does not fit'):
-        dimse.encode_command_set(msg.command_set)
+        dimsecodec.encode_command_set(msg.command_set)
 
 
 # -- fragmentation and reassembly ---------------------------------------------------
@@ -499,7 +499,7 @@ def check_pdvs(pdvs, data_length):
 
 
 def reassemble(pdvs, data_sink=None):
-    assembler = dimse.MessageAssembler(data_sink)
+    assembler = reassembly.MessageAssembler(data_sink)
     results = [assembler.feed(context_id, control, memoryview(fragment))
                for context_id, control, fragment, _ in pdvs]
     assert all(r is None for r in results[:-1])
@@ -638,7 +638,7 @@ def test_message_without_data_set_is_one_command_pdv():
     msg.message_id = 1
     msg.sop_class_uid = '1.2.840.10008.1.1'
     pdus = list(msg.iter_pdu_bytes(1, 0))
-    raw = dimse.encode_command_set(msg.command_set)
+    raw = dimsecodec.encode_command_set(msg.command_set)
     assert pdus == [struct.pack('>BxLLBB', 4, len(raw) + 6, len(raw) + 2, 1, 3) + raw]
     assert reassemble(parse_pdus(pdus, 0)).data_set is None
 
@@ -685,16 +685,16 @@ def test_encode_yields_p_data_tf_pdus():
 # -- reassembly errors --------------------------------------------------------------
 
 def command_bytes(msg):
-    return dimse.encode_command_set(msg.command_set)
+    return dimsecodec.encode_command_set(msg.command_set)
 
 
 def test_data_fragment_before_any_command():
     with pytest.raises(DIMSEProcessingError, match='without a command set'):
-        dimse.MessageAssembler().feed(1, 0x02, b'\x00\x00')
+        reassembly.MessageAssembler().feed(1, 0x02, b'\x00\x00')
 
 
 def test_data_fragment_before_the_command_is_complete():
-    assembler = dimse.MessageAssembler()
+    assembler = reassembly.MessageAssembler()
     raw = command_bytes(store_request(b'\x00\x00'))
     assert assembler.feed(1, 0x01, raw[:10]) is None
     with pytest.raises(DIMSEProcessingError, match='before its command set was complete'):
@@ -702,7 +702,7 @@ def test_data_fragment_before_the_command_is_complete():
 
 
 def test_fragment_for_another_presentation_context():
-    assembler = dimse.MessageAssembler()
+    assembler = reassembly.MessageAssembler()
     raw = command_bytes(store_request(b'\x00\x00'))
     assembler.feed(1, 0x03, raw)
     with pytest.raises(DIMSEProcessingError,
@@ -713,11 +713,11 @@ def test_fragment_for_another_presentation_context():
 
 def test_garbage_command_set():
     with pytest.raises(DIMSEProcessingError, match='command set'):
-        dimse.MessageAssembler().feed(1, 0x03, b'\x01\x02\x03')
+        reassembly.MessageAssembler().feed(1, 0x03, b'\x01\x02\x03')
 
 
 def test_command_fragment_after_the_command_was_complete():
-    assembler = dimse.MessageAssembler()
+    assembler = reassembly.MessageAssembler()
     raw = command_bytes(store_request(b'\x00\x00'))
     assembler.feed(1, 0x03, raw)
     with pytest.raises(DIMSEProcessingError,
@@ -726,7 +726,7 @@ def test_command_fragment_after_the_command_was_complete():
 
 
 def test_data_fragment_after_a_message_without_data_set():
-    assembler = dimse.MessageAssembler()
+    assembler = reassembly.MessageAssembler()
     echo = dimse.CEchoRQMessage()
     echo.message_id = 42
     assert isinstance(assembler.feed(1, 0x03, command_bytes(echo)), dimse.CEchoRQMessage)
@@ -737,7 +737,7 @@ def test_data_fragment_after_a_message_without_data_set():
 
 
 def test_command_set_size_is_bounded():
-    assembler = dimse.MessageAssembler()
+    assembler = reassembly.MessageAssembler()
     chunk = bytes(64 * 1024)
     with pytest.raises(DIMSEProcessingError, match='longer than 1048576 bytes'):
         for _ in range(17):
@@ -746,7 +746,7 @@ def test_command_set_size_is_bounded():
 
 def test_reserved_control_bits_are_not_checked():
     msg = store_request(b'\x01\x02')
-    assembler = dimse.MessageAssembler()
+    assembler = reassembly.MessageAssembler()
     assert assembler.feed(1, 0xFC | 0x03, command_bytes(msg)) is None
     received = assembler.feed(1, 0xFC | 0x02, b'\x01\x02')
     assert received.data_set == b'\x01\x02'
@@ -757,7 +757,7 @@ def test_fragments_are_copied_out_of_a_reused_buffer():
     raw = command_bytes(msg)
     buffer = bytearray(len(raw) + 4)
     view = memoryview(buffer)
-    assembler = dimse.MessageAssembler()
+    assembler = reassembly.MessageAssembler()
     buffer[:len(raw)] = raw
     assembler.feed(1, 0x03, view[:len(raw)])
     buffer[:2] = b'\x05\x06'
@@ -772,7 +772,7 @@ def test_fragments_are_copied_out_of_a_reused_buffer():
 
 def test_abort_returns_the_open_sink_and_starts_afresh():
     sink = io.BytesIO()
-    assembler = dimse.MessageAssembler(lambda msg: sink)
+    assembler = reassembly.MessageAssembler(lambda msg: sink)
     assembler.feed(1, 0x03, command_bytes(store_request(b'\x00\x00')))
     assembler.feed(1, 0x00, b'\x01\x02')
     assert assembler.in_progress
@@ -795,7 +795,7 @@ def test_sink_write_failure_drops_the_file_and_delivers_the_error():
 
     full = Full()
     discarded = []
-    assembler = dimse.MessageAssembler(lambda msg: full, discarded.append)
+    assembler = reassembly.MessageAssembler(lambda msg: full, discarded.append)
     assembler.feed(1, 0x03, command_bytes(store_request(b'\x00\x00\x00\x00')))
     assert assembler.feed(1, 0x00, b'\x00\x00') is None
     assert discarded == [full]          # dropped at once, not at the end
@@ -810,7 +810,7 @@ def test_sink_that_cannot_open_its_file_delivers_the_error():
     def data_sink(msg):
         raise PermissionError(13, 'Permission denied')
 
-    assembler = dimse.MessageAssembler(data_sink)
+    assembler = reassembly.MessageAssembler(data_sink)
     assert assembler.feed(1, 0x03, command_bytes(store_request(b'\x00\x00'))) is None
     msg = assembler.feed(1, 0x02, b'\x00\x00')
     assert isinstance(msg.data_set_error, PermissionError) and msg.data_set is None
@@ -818,7 +818,7 @@ def test_sink_that_cannot_open_its_file_delivers_the_error():
 
 
 def test_messages_follow_one_another():
-    assembler = dimse.MessageAssembler(lambda msg: None)
+    assembler = reassembly.MessageAssembler(lambda msg: None)
     got = []
     for msg_id in range(1, 4):
         msg = store_request(payload(msg_id * 11 + 1))
@@ -854,7 +854,7 @@ def test_sending_and_receiving_a_file_keeps_memory_bounded(tmp_path):
     target = tmp_path / 'target.bin'
     with open(source, 'rb') as fp, open(target, 'wb') as out:
         msg = store_request(fp)
-        assembler = dimse.MessageAssembler(lambda m: out)
+        assembler = reassembly.MessageAssembler(lambda m: out)
         tracemalloc.start()
         try:
             received = None

@@ -21,7 +21,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from pynetdicom2 import ae as ae_module
-from pynetdicom2 import dimse, incoming, pdu, sopclass, statuses, uids
+from pynetdicom2 import dimse, incoming, pdu, reassembly, sopclass, statuses, uids
 from pynetdicom2.exceptions import DIMSEProcessingError, EventHandlingError
 from pynetdicom2.services.storage import encode_data_set, read_file_meta
 from tests.fakepeer import associate_raw, read_until_closed
@@ -335,7 +335,7 @@ def test_assembler_refuses_a_data_set_gathered_in_memory_past_its_cap():
     rq.data_set = b'\x00' * 2
     command = [pdv for raw in rq.iter_pdu_bytes(1, 16384)
                for pdv in pdu.PDataTfPDU.decode(raw).data_value_items][:-1]
-    assembler = dimse.MessageAssembler(max_memory_data_set=4096)
+    assembler = reassembly.MessageAssembler(max_memory_data_set=4096)
     for item in command:
         assert assembler.feed(1, item.data_value[0], item.data_value[1:]) is None
     assembler.feed(1, 0x00, b'\x00' * 4096)

@@ -1,0 +1,370 @@
+"""The command-set codec of DIMSE (PS3.7 6.3.1): a command set to bytes and back.
+
+Command sets are always implicit VR little endian and hold group 0000 only; this module
+encodes and decodes them in one pass over ``{element number: value}``, without a
+general pydicom data-set round trip (DESIGN.md, "Performance design"). Bytes in, values
+out: no messages, no sockets. ``pynetdicom2.dimse`` builds the messages on it.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Dict, List, Optional, Union
+
+from pydicom import config as pydicom_config
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.tag import BaseTag, Tag
+from pydicom.uid import UID
+
+from pynetdicom2.exceptions import DIMSEProcessingError
+
+__all__ = [
+    'COMMAND_ELEMENTS', 'encode_command_set', 'decode_command_set', 'encode_elements',
+    'decode_elements', 'dataset_from', 'command_value',
+]
+
+# Command element header in implicit VR little endian (PS3.5 7.1.3): group, element,
+# 32-bit value length.
+_ELEMENT_HEADER = struct.Struct('<HHL')
+_US_ELEMENT = struct.Struct('<HHLH')
+_UL_ELEMENT = struct.Struct('<HHLL')
+
+#: Every command element of PS3.7 Annex E (E.1 and the retired ones of E.2), by element
+#: number (the group is always 0000): element -> (VR, keyword).
+COMMAND_ELEMENTS = {
+    0x0000: ('UL', 'CommandGroupLength'),
+    0x0001: ('UL', 'CommandLengthToEnd'),
+    0x0002: ('UI', 'AffectedSOPClassUID'),
+    0x0003: ('UI', 'RequestedSOPClassUID'),
+    0x0010: ('SH', 'CommandRecognitionCode'),
+    0x0100: ('US', 'CommandField'),
+    0x0110: ('US', 'MessageID'),
+    0x0120: ('US', 'MessageIDBeingRespondedTo'),
+    0x0200: ('AE', 'Initiator'),
+    0x0300: ('AE', 'Receiver'),
+    0x0400: ('AE', 'FindLocation'),
+    0x0600: ('AE', 'MoveDestination'),
+    0x0700: ('US', 'Priority'),
+    0x0800: ('US', 'CommandDataSetType'),
+    0x0850: ('US', 'NumberOfMatches'),
+    0x0860: ('US', 'ResponseSequenceNumber'),
+    0x0900: ('US', 'Status'),
+    0x0901: ('AT', 'OffendingElement'),
+    0x0902: ('LO', 'ErrorComment'),
+    0x0903: ('US', 'ErrorID'),
+    0x1000: ('UI', 'AffectedSOPInstanceUID'),
+    0x1001: ('UI', 'RequestedSOPInstanceUID'),
+    0x1002: ('US', 'EventTypeID'),
+    0x1005: ('AT', 'AttributeIdentifierList'),
+    0x1008: ('US', 'ActionTypeID'),
+    0x1020: ('US', 'NumberOfRemainingSuboperations'),
+    0x1021: ('US', 'NumberOfCompletedSuboperations'),
+    0x1022: ('US', 'NumberOfFailedSuboperations'),
+    0x1023: ('US', 'NumberOfWarningSuboperations'),
+    0x1030: ('AE', 'MoveOriginatorApplicationEntityTitle'),
+    0x1031: ('US', 'MoveOriginatorMessageID'),
+    0x4000: ('LT', 'DialogReceiver'),
+    0x4010: ('LT', 'TerminalType'),
+    0x5010: ('SH', 'MessageSetID'),
+    0x5020: ('SH', 'EndMessageID'),
+    0x5110: ('LT', 'DisplayFormat'),
+    0x5120: ('LT', 'PagePositionID'),
+    0x5130: ('CS', 'TextFormatID'),
+    0x5140: ('CS', 'NormalReverse'),
+    0x5150: ('CS', 'AddGrayScale'),
+    0x5160: ('CS', 'Borders'),
+    0x5170: ('IS', 'Copies'),
+    0x5180: ('CS', 'CommandMagnificationType'),
+    0x5190: ('CS', 'Erase'),
+    0x51A0: ('CS', 'Print'),
+    0x51B0: ('US', 'Overlays'),
+}
+
+# VRs whose values are text padded with a trailing space (PS3.5 6.2); UI pads with NUL.
+_TEXT_VRS = frozenset(('AE', 'SH', 'LO', 'LT', 'CS', 'IS', 'DS', 'ST', 'UT', 'PN', 'DA',
+                       'TM', 'DT', 'AS', 'UC', 'UR'))
+_RAW_VRS = frozenset(('OB', 'OW', 'UN', 'OD', 'OF', 'OL', 'OV'))
+
+# A command set travels as ``{element number: value}`` (the group is always 0000): the
+# codec reads and writes that dict directly, with values of the types pydicom gives
+# elements of their VR (int, UID, str, BaseTag, MultiValue, bytes for unknown ones), so
+# a pydicom Dataset is built only when someone asks for one.
+
+# VR of each command element, by element number; anything else is kept as raw UN bytes.
+_VR_OF = {element: vr for element, (vr, _) in COMMAND_ELEMENTS.items()}
+
+# Values are trusted as they are: a peer's odd UID must neither warn nor raise
+# (pydicom's validation does both, depending on its settings).
+_NO_VALIDATION = pydicom_config.IGNORE
+
+_US_VALUE = struct.Struct('<H')
+_UL_VALUE = struct.Struct('<L')
+
+
+def _is_multi(value: Any) -> bool:
+    return isinstance(value, (list, tuple, MultiValue))
+
+
+def _encode_text(value: Any, vr: str, element: int) -> bytes:
+    if _is_multi(value):
+        # Multiple values are separated by backslash (PS3.5 6.4).
+        value = '\\'.join(str(v) for v in value)
+    text = str(value)
+    try:
+        raw = text.encode('ascii')
+    except UnicodeEncodeError:
+        if vr in ('UI', 'AE'):
+            raise DIMSEProcessingError(
+                f'command element (0000,{element:04X}) {vr} {text!r} is not ASCII; the '
+                f'command set uses the default character repertoire (PS3.7 6.3.1)') from None
+        # Human-readable text (Error Comment): keep it, rather than fail the message.
+        raw = text.encode('ascii', 'replace')
+    if len(raw) % 2:
+        # PS3.5 6.2: UI values are padded with NUL, other strings with a space.
+        raw += b'\x00' if vr == 'UI' else b' '
+    return raw
+
+
+def _encode_tags(value: Any, element: int) -> bytes:
+    tags = _to_tags(value, element)
+    values = tags if isinstance(tags, list) else [tags]
+    return b''.join(struct.pack('<HH', tag >> 16, tag & 0xFFFF) for tag in values)
+
+
+def _to_tags(value: Any, element: int) -> Any:
+    """One tag, or a list of tags, from ints, ``(group, element)`` pairs or keywords."""
+    try:
+        if _is_multi(value) and not _is_tag_pair(value):
+            return [Tag(item) for item in value]
+        return Tag(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DIMSEProcessingError(
+            f'command element (0000,{element:04X}) AT: {value!r} is not a tag or a list '
+            f'of tags') from exc
+
+
+def _is_tag_pair(value: Any) -> bool:
+    """True for ``(group, element)``, a single tag written as a pair of ints."""
+    return (isinstance(value, tuple) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, BaseTag) for v in value))
+
+
+def _encode_numbers(value: Any, fmt: str, vr: str, element: int) -> bytes:
+    values = list(value) if _is_multi(value) else [value]
+    try:
+        return struct.pack(f'<{len(values)}{fmt}', *(int(v) for v in values))
+    except (struct.error, TypeError, ValueError) as exc:
+        raise DIMSEProcessingError(
+            f'command element (0000,{element:04X}) {vr}: {value!r} does not fit') from exc
+
+
+def _encode_value(element: int, vr: str, value: Any) -> bytes:
+    if value is None or value == '' or (_is_multi(value) and len(value) == 0):
+        return b''
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        # Raw bytes (an unknown element kept from a decoded command set) go as they are.
+        raw = bytes(value)
+        return raw + b'\x00' if len(raw) % 2 else raw
+    if vr == 'US':
+        return _encode_numbers(value, 'H', vr, element)
+    if vr == 'UL':
+        return _encode_numbers(value, 'L', vr, element)
+    if vr == 'AT':
+        return _encode_tags(value, element)
+    if vr == 'UI' or vr in _TEXT_VRS:
+        return _encode_text(value, vr, element)
+    raise DIMSEProcessingError(
+        f'command element (0000,{element:04X}) has VR {vr} with a {type(value).__name__} '
+        f'value; only bytes can be sent for it')
+
+
+def encode_elements(elements: Dict[int, Any], vrs: Optional[Dict[int, str]] = None
+                     ) -> bytes:
+    """Encode ``{element number: value}`` as a command set, in one pass.
+
+    ``vrs`` gives the VR of elements the PS3.7 table does not know (default UN).
+    Command Group Length (0000,0000) is computed from what follows.
+    """
+    parts: List[bytes] = []
+    append = parts.append
+    for element in sorted(elements):
+        if element == 0x0000:
+            continue
+        value = elements[element]
+        vr = _VR_OF.get(element)
+        if vr is None:
+            vr = vrs.get(element, 'UN') if vrs else 'UN'
+        kind = type(value)
+        # The common elements take the short path: one struct call, or one encode.
+        if vr == 'US' and kind is int and 0 <= value <= 0xFFFF:
+            append(_US_ELEMENT.pack(0, element, 2, value))
+            continue
+        if vr == 'UI' and (kind is UID or kind is str) and value.isascii():
+            raw = value.encode('ascii')
+            if len(raw) % 2:
+                raw += b'\x00'  # PS3.5 6.2: UI values are padded with NUL
+        elif value is None:
+            continue  # not sent (see ``encode_command_set``)
+        else:
+            raw = _encode_value(element, vr, value)
+        append(_ELEMENT_HEADER.pack(0, element, len(raw)))
+        append(raw)
+    body = b''.join(parts)
+    return _UL_ELEMENT.pack(0, 0, 4, len(body)) + body
+
+
+def encode_command_set(ds: Dataset) -> bytes:
+    """Encode a command set in implicit VR little endian (PS3.7 6.3.1), in one pass.
+
+    Elements go in ascending tag order; Command Group Length (0000,0000) is computed
+    from what follows, whatever the data set holds. Only group 0000 is allowed. An
+    element whose value is None is not sent: a fresh message holds every field of its
+    ``command_fields`` with None until it is set, and an empty command element where
+    a peer expects a value, or none at all, is what 0.9.8 itself avoided sending
+    (its C-STORE SCU deleted the unset Move Originator fields). An empty string is
+    sent as a zero-length element.
+    """
+    elements: Dict[int, Any] = {}
+    vrs: Dict[int, str] = {}
+    for elem in ds:
+        tag = elem.tag
+        if tag >> 16:
+            raise DIMSEProcessingError(
+                f'{elem.tag} ({elem.keyword or "unknown"}) cannot be in a command set: '
+                f'command elements are group 0000 only (PS3.7 6.3.1)')
+        element = tag & 0xFFFF
+        elements[element] = elem.value
+        if element not in _VR_OF:
+            vrs[element] = elem.VR
+    return encode_elements(elements, vrs)
+
+
+def _decode_numbers(value: bytes, fmt: str, size: int, vr: str, element: int,
+                    offset: int) -> Any:
+    if len(value) % size:
+        raise DIMSEProcessingError(
+            f'command set: element (0000,{element:04X}) {vr} at offset {offset} has length '
+            f'{len(value)}, not a multiple of {size}')
+    count = len(value) // size
+    if count == 0:
+        return None
+    numbers = struct.unpack(f'<{count}{fmt}', value)
+    return numbers[0] if count == 1 else MultiValue(int, numbers)
+
+
+def _decode_value(element: int, vr: str, value: bytes, offset: int) -> Any:
+    if vr == 'US':
+        return _decode_numbers(value, 'H', 2, vr, element, offset)
+    if vr == 'UL':
+        return _decode_numbers(value, 'L', 4, vr, element, offset)
+    if vr == 'AT':
+        if len(value) % 4:
+            raise DIMSEProcessingError(
+                f'command set: element (0000,{element:04X}) AT at offset {offset} has '
+                f'length {len(value)}, not a multiple of 4')
+        if not value:
+            return None
+        numbers = struct.unpack(f'<{len(value) // 2}H', value)
+        tags = [Tag(numbers[i], numbers[i + 1]) for i in range(0, len(numbers), 2)]
+        return tags[0] if len(tags) == 1 else MultiValue(Tag, tags)
+    if vr in _RAW_VRS:
+        return bytes(value)
+    text = value.decode('ascii', 'replace')
+    if vr == 'UI':
+        # DCMTK pads UIDs with NUL; some peers pad with space.
+        return UID(text.rstrip('\x00 '), _NO_VALIDATION)
+    if vr in ('AE', 'SH', 'LO', 'CS', 'IS', 'DS'):
+        # Leading and trailing spaces are not significant here (PS3.5 6.2).
+        return text.strip(' \x00')
+    return text.rstrip(' \x00')
+
+
+def decode_elements(raw: Union[bytes, bytearray, memoryview]) -> Dict[int, Any]:
+    """Decode a command set into ``{element number: value}``; see ``decode_command_set``."""
+    if type(raw) is not bytes:
+        raw = memoryview(raw).cast('B').tobytes()
+    total = len(raw)
+    elements: Dict[int, Any] = {}
+    offset = 0
+    while offset < total:
+        if total - offset < 8:
+            raise DIMSEProcessingError(
+                f'command set: {total - offset} byte(s) left at offset {offset}, too few for '
+                f'an element header (8 bytes)')
+        group, element, length = _ELEMENT_HEADER.unpack_from(raw, offset)
+        if group != 0x0000:
+            raise DIMSEProcessingError(
+                f'command set: element ({group:04X},{element:04X}) at offset {offset} is '
+                f'not in group 0000 (PS3.7 6.3.1 allows command elements only)')
+        start = offset + 8
+        end = start + length
+        if end > total:
+            raise DIMSEProcessingError(
+                f'command set: element (0000,{element:04X}) at offset {offset} declares '
+                f'{length} bytes but only {total - start} remain')
+        if element in elements:
+            raise DIMSEProcessingError(
+                f'command set: element (0000,{element:04X}) occurs twice (offset {offset}); '
+                f'PS3.7 6.3.1 allows each at most once')
+        vr = _VR_OF.get(element, 'UN')
+        # The common elements take the short path; values get pydicom's type for their
+        # VR without pydicom's conversion (several times slower, and it would warn about
+        # a peer's odd values).
+        if vr == 'US' and length == 2:
+            value = _US_VALUE.unpack_from(raw, start)[0]
+        elif vr == 'UL' and length == 4:
+            value = _UL_VALUE.unpack_from(raw, start)[0]
+        elif vr == 'UI':
+            value = UID(raw[start:end].decode('ascii', 'replace').rstrip('\x00 '),
+                        _NO_VALIDATION)
+        else:
+            value = _decode_value(element, vr, raw[start:end], offset)
+        elements[element] = value
+        offset = end
+    return elements
+
+
+def dataset_from(elements: Dict[int, Any]) -> Dataset:
+    """A pydicom Dataset holding ``{element number: value}`` as group-0000 elements."""
+    return Dataset({BaseTag(element): DataElement(element, _VR_OF.get(element, 'UN'), value,
+                                                  already_converted=True)
+                    for element, value in elements.items()})
+
+
+def decode_command_set(raw: Union[bytes, bytearray, memoryview]) -> Dataset:
+    """Decode an implicit VR little endian command set (PS3.7 6.3.1) into a Dataset.
+
+    Every element length is checked against what remains; an element outside group 0000
+    or a repeated tag is an error; an unknown group-0000 element is kept as raw ``UN``
+    bytes. Any problem raises ``DIMSEProcessingError`` saying where.
+    """
+    return dataset_from(decode_elements(raw))
+
+
+def command_value(element: int, vr: str, value: Any) -> Any:
+    """``value`` as a command element holds it: the type pydicom gives its VR."""
+    if vr == 'US' or vr == 'UL':
+        if type(value) is int:
+            return value
+        try:
+            # Status objects and other int-likes are stored as plain ints.
+            if _is_multi(value):
+                return MultiValue(int, [int(v) for v in value])
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise DIMSEProcessingError(
+                f'command element (0000,{element:04X}) {vr} needs an integer, '
+                f'got {value!r}') from exc
+    if vr == 'UI':
+        if type(value) is UID or not isinstance(value, str):
+            return value
+        return UID(value, _NO_VALIDATION)
+    if vr == 'AT':
+        tags = _to_tags(value, element)
+        return MultiValue(Tag, tags) if isinstance(tags, list) else tags
+    if isinstance(value, (list, tuple)):
+        return MultiValue(str, value)
+    return value
+
