@@ -19,7 +19,9 @@ TLS certificates):
   run with DCMTK's folder first on ``PATH`` (pynetdicom's same-named scripts may be
   on it), and are skipped where DCMTK is missing (failed on CI).
 * The tutorial makes its own ``ct.dcm`` and ``images/`` (its recipe), so it starts
-  in a folder without them. Logging a page configures is undone after it.
+  in a folder without them. Logging a page configures (handlers and levels of the
+  root and ``pynetdicom2`` loggers) is undone after it. ``qrscp --reindex`` is a
+  command, not a server.
 
 The pages write ``11112`` for the archive's port, ``11113`` for the C-MOVE destination
 it knows and ``11114`` for a port where nothing listens; each is replaced by a free
@@ -129,7 +131,8 @@ def documented_as(module_name: str, name: str) -> List[str]:
 
 def test_the_site_builds_with_warnings_as_errors(built_docs):
     for page in ('index', 'tutorial', 'exceptions', 'migration', 'performance', 'cli',
-                 'howto/index', 'reference/index'):
+                 'howto/index', 'reference/index', 'quickstart/receive', 'quickstart/send',
+                 'deployment', 'howto/worklist', 'howto/mpps'):
         assert (built_docs / f'{page}.html').is_file(), page
 
 
@@ -190,13 +193,19 @@ _DIRECTIVE = re.compile(r'^(?P<indent>[ \t]*)\.\. (?:code-block|code|sourcecode)
                         r'(?P<language>python3?|py|console)[ \t]*$')
 
 
-def page_blocks(path: pathlib.Path) -> List[CodeBlock]:
-    """The Python and console code blocks of an reST page, dedented, in page order."""
+#: Any ``code-block``, for the pages' configuration files (``ini``, ``text`` ...).
+_ANY_DIRECTIVE = re.compile(r'^(?P<indent>[ \t]*)\.\. (?:code-block|code|sourcecode)::[ \t]*'
+                            r'(?P<language>[\w-]+)[ \t]*$')
+
+
+def page_blocks(path: pathlib.Path, directive: re.Pattern = _DIRECTIVE) -> List[CodeBlock]:
+    """The Python and console code blocks of an reST page (or those ``directive``
+    matches), dedented, in page order."""
     lines = path.read_text().splitlines()
     blocks = []
     i = 0
     while i < len(lines):
-        match = _DIRECTIVE.match(lines[i])
+        match = directive.match(lines[i])
         if not match:
             i += 1
             continue
@@ -210,7 +219,8 @@ def page_blocks(path: pathlib.Path) -> List[CodeBlock]:
                                   or len(lines[i]) - len(lines[i].lstrip()) > indent):
             body.append(lines[i])
             i += 1
-        language = 'console' if match.group('language') == 'console' else 'python'
+        language = match.group('language')
+        language = 'python' if language in ('python', 'python3', 'py') else language
         text = textwrap.dedent('\n'.join(body).strip('\n')) + '\n'
         blocks.append(CodeBlock(str(path.relative_to(DOCS)), start + 1, language, text))
     return blocks
@@ -285,6 +295,8 @@ DCMTK_PAGES = {
 #: Pages that make ``ct.dcm`` and ``images/`` themselves (the tutorial's recipe):
 #: they start in a scratch folder without them, so their own files are used.
 MAKE_THEIR_OWN_FILES = {'tutorial.rst'}
+#: Pages that use the test certificates (``server.pem``, ``client.pem``, ``ca.pem`` ...).
+TLS_PAGES = {'howto/tls.rst', 'deployment.rst'}
 
 
 class PageRun:
@@ -364,7 +376,7 @@ class PageRun:
                 f'{where}: the test runs only "python -m pynetdicom2 ..." and DCMTK '
                 f'{DCMTK_TOOLS} commands: {argv}')
             argv = [sys.executable, *argv[1:]]
-            if argv[3:4] and argv[3] in SERVER_TOOLS:
+            if argv[3:4] and argv[3] in SERVER_TOOLS and '--reindex' not in argv:
                 printed = self.start_server(argv + ['--bind', '127.0.0.1'], where)
             else:
                 last = run_tool(argv, timeout=60)
@@ -490,7 +502,7 @@ PAGE_CHECKS = {
 @pytest.mark.parametrize('page', PAGES, ids=lambda p: str(p.relative_to(DOCS)))
 def test_every_code_block_of_the_page_runs(page, scratch, request, monkeypatch):
     name = str(page.relative_to(DOCS))
-    if name == 'howto/tls.rst':
+    if name in TLS_PAGES:
         for pem in request.getfixturevalue('pki').iterdir():
             shutil.copy(pem, scratch / pem.name)
     if name in MAKE_THEIR_OWN_FILES:
@@ -503,8 +515,8 @@ def test_every_code_block_of_the_page_runs(page, scratch, request, monkeypatch):
     run = PageRun(name, ports)
     blocks = page_blocks(page)
     before = _ae_threads()
-    root = logging.getLogger()
-    root_handlers, root_level = list(root.handlers), root.level
+    loggers = [logging.getLogger(), logging.getLogger('pynetdicom2')]
+    logging_before = [(list(logger.handlers), logger.level) for logger in loggers]
     try:
         servers = server_commands(page, SERVER_TOOLS + DCMTK_SERVERS)
         if PACS_PORT_IN_DOCS in page.read_text() and not any(
@@ -514,9 +526,11 @@ def test_every_code_block_of_the_page_runs(page, scratch, request, monkeypatch):
             run.run(block)
     finally:
         run.close()
-        for handler in set(root.handlers) - set(root_handlers):   # basicConfig's
-            root.removeHandler(handler)
-        root.setLevel(root_level)
+        for logger, (handlers, level) in zip(loggers, logging_before):
+            for handler in set(logger.handlers) - set(handlers):   # basicConfig's ...
+                logger.removeHandler(handler)
+                handler.close()
+            logger.setLevel(level)
     # Every server a page starts in this process, it stops.
     deadline = time.monotonic() + 5
     while _ae_threads() - before and time.monotonic() < deadline:
@@ -552,3 +566,66 @@ def test_the_cli_page_lists_every_tool_and_exit_status():
     listed = {int(m.group(1)) for m in re.finditer(r'^(\d+)\s{2,}\S', table, re.M)}
     codes = {value for name, value in vars(common).items() if name.startswith('EXIT_')}
     assert listed == codes
+
+
+# -- the deployment page's service ---------------------------------------------------
+
+def _deployment_files() -> tuple:
+    """The deployment page's configuration file and systemd unit, as written there."""
+    ini = [b.code for b in page_blocks(DOCS / 'deployment.rst', _ANY_DIRECTIVE)
+           if b.language == 'ini']
+    return (next(code for code in ini if '[qrscp]' in code),
+            next(code for code in ini if '[Service]' in code))
+
+
+def test_the_deployment_unit_runs_qrscp_with_the_pages_configuration(tmp_path):
+    """The unit's command line and the configuration file start the archive as the page
+    says (its AE title, port, storage, destinations, --require-called-aet), and SIGTERM
+    (systemctl stop) ends it with status 0 within TimeoutStopSec."""
+    config, unit = _deployment_files()
+    port = free_port()
+    state = tmp_path / 'var-lib-pacs'               # what StateDirectory= makes
+    state.mkdir()
+    config_path = tmp_path / 'qrscp.ini'
+    assert 'port = 104' in config and '/var/lib/pacs/storage' in config
+    config_path.write_text(config.replace('port = 104', f'port = {port}')
+                           .replace('/var/lib/pacs', str(state)))
+    exec_start = shlex.split(re.search(r'^ExecStart=(.*)$', unit, re.M).group(1))
+    assert exec_start[:4] == ['/opt/pynetdicom2/bin/python', '-m', 'pynetdicom2', 'qrscp']
+    argv = [sys.executable] + [str(config_path) if arg == '/etc/pynetdicom2/qrscp.ini' else arg
+                               for arg in exec_start[1:]] + ['--bind', '127.0.0.1']
+    stop_timeout = int(re.search(r'^TimeoutStopSec=(\d+)$', unit, re.M).group(1))
+    log = tmp_path / 'journal'
+    with open(log, 'wb') as out:
+        proc = subprocess.Popen(argv, cwd=state, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    CHILDREN.append(proc)
+    try:
+        wait_listening(port, 20, proc=proc)
+        archive = dict(aet='PACS', address='127.0.0.1', port=port)
+        assert pynetdicom2.verify('CT1', archive).is_success
+        with pytest.raises(exceptions.AssociationRejectedError) as rejected:
+            pynetdicom2.verify('CT1', dict(archive, aet='NOT_PACS'))
+        assert rejected.value.diagnostic == 7                 # --require-called-aet
+        proc.terminate()                                      # what systemctl stop sends
+        assert proc.wait(stop_timeout) == 0
+    finally:
+        stop_process(proc)
+    journal = log.read_text()
+    assert f'PACS listening on 127.0.0.1:{port}; storage {state / "storage"}' in journal
+    assert 'move destination VIEWER at 10.1.2.31:104' in journal    # -v, the config's
+
+
+def test_systemd_finds_nothing_wrong_with_the_deployment_unit(tmp_path):
+    analyze = shutil.which('systemd-analyze')
+    if analyze is None:
+        pytest.skip('systemd-analyze is not installed')
+    _, unit = _deployment_files()
+    path = tmp_path / 'qrscp.service'
+    # The unit names the interpreter of its own environment; this one exists here.
+    path.write_text(unit.replace('/opt/pynetdicom2/bin/python', sys.executable))
+    result = subprocess.run([analyze, 'verify', str(path)], capture_output=True, text=True,
+                            timeout=120)
+    about_the_unit = [line for line in (result.stdout + result.stderr).splitlines()
+                      if path.name in line]
+    assert result.returncode == 0 and not about_the_unit, result.stdout + result.stderr
