@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import pydicom
 import pytest
@@ -74,17 +74,18 @@ class Server:
         lines = json_lines(text)
         return [line for line in lines if name is None or line['event'] == name]
 
-    def wait_for(self, name: str, count: int = 1, timeout: float = WAIT) -> list[dict]:
-        """The first ``count`` events called ``name``; fails after ``timeout`` seconds."""
+    def wait_until(self, done: Callable[[list], bool], since: int = 0,
+                   timeout: float = WAIT) -> None:
+        """Wait until ``done(events printed since event number since)`` is true;
+        fails after ``timeout`` seconds, with the SCP's output."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = self.events(name)
-            if len(found) >= count:
-                return found[:count]
+            if done(self.events()[since:]):
+                return
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
-        pytest.fail(f'{self.impl} SCP: {count} {name!r} event(s) expected\n'
+        pytest.fail(f'{self.impl} SCP: the events expected did not come\n'
                     f'{peers.process_output(self.proc)}', pytrace=False)
 
 
@@ -131,8 +132,8 @@ class Outcome:
 
 def run_pairs(scenario: str, pairs: Sequence[tuple[str, str]] = PAIRS,
               scp_args: Sequence[str] = (), scu_args=lambda scu, scp: (),
-              scp_dir: Optional[pathlib.Path] = None, settle: Optional[tuple[str, int]] = None,
-              relay: bool = False) -> dict:
+              scp_dir: Optional[pathlib.Path] = None,
+              settle: Optional[Callable[[list], bool]] = None, relay: bool = False) -> dict:
     """Run ``scenario`` for each (SCU, SCP) pair; returns {pair: Outcome}.
 
     One SCP process per SCP side serves the SCU runs of every pair with that SCP,
@@ -140,10 +141,10 @@ def run_pairs(scenario: str, pairs: Sequence[tuple[str, str]] = PAIRS,
     SCP's hooks keep no state across associations, so a run cannot see the one
     before it. ``scu_args(scu, scp)`` gives a run's SCU arguments. ``scp_dir`` (also
     passed as the SCP's ``--dir``) is emptied after each run into ``<scp_dir>-<scu>-
-    <scp>``, whose files become ``Outcome.files``. ``settle=(event, count)`` waits,
-    after each run, for ``count`` more SCP events named ``event``: what the SCP does
-    after the SCU has gone (an abort it notices). ``relay`` puts a recording ``Relay``
-    between them.
+    <scp>``, whose files become ``Outcome.files``. ``settle(events)`` tells, after
+    each run, whether the SCP events of the run include what the SCP does after the
+    SCU has gone (an abort it notices); the run waits for it. ``relay`` puts a
+    recording ``Relay`` between them.
     """
     outcomes = {}
     extra = []
@@ -166,9 +167,7 @@ def _run_one(server: Server, scu_impl: str, scenario: str, scu_args: Sequence[st
         port = recorder.port if relay else server.port
         result = run(scu_impl, scenario, 'scu', '--port', str(port), *scu_args)
         if settle:
-            name, count = settle
-            earlier = sum(1 for event in server.events()[:before] if event['event'] == name)
-            server.wait_for(name, earlier + count)
+            server.wait_until(settle, since=before)
     files = {}
     if scp_dir is not None:
         kept = scp_dir.with_name(f'{scp_dir.name}-{scu_impl}-{server.impl}')
