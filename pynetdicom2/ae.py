@@ -809,15 +809,15 @@ class FolderStorageMixin:
         folder = os.path.join(self.storage_dir, self.incoming_folder)
         if self.incoming_folder:
             os.makedirs(folder, exist_ok=True)
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0)
         for _ in range(100):
             path = os.path.join(folder, f'{self.temporary_prefix}{os.urandom(8).hex()}.part')
             try:
-                # 0o666 minus the umask, as any other file the user's programs write.
-                fd = os.open(path, flags, 0o666)
+                # 'x': created here or not at all; 0o666 minus the umask, as any other
+                # file the user's programs write. ``fp.name`` is the path, which a
+                # 0.9.x hook may read (``pydicom.dcmread(ds.name)``).
+                return open(path, 'x+b'), path
             except FileExistsError:
                 continue
-            return os.fdopen(fd, 'w+b'), path
         raise OSError(f'no free temporary file name in {folder}')
 
     def on_receive_store(self, context, ds):

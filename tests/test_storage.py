@@ -646,6 +646,8 @@ def test_098_hook_that_closes_the_file_still_keeps_it(store_dir, tmp_path):
         def on_receive_store(self, context, ds):
             with ds:
                 pydicom.dcmread(ds, stop_before_pixels=True)
+            # ds.name is a path a hook can open again (0.9.8 gave the final one).
+            assert pydicom.dcmread(ds.name).SOPInstanceUID == '1.2.3.63'
             return statuses.SUCCESS
 
     src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.63')
