@@ -165,7 +165,8 @@ def test_choose_keeps_the_own_syntax_then_uncompressed_then_lossless():
     assert transcode.choose_syntax(JPEG, [ELE, JPEG]) == JPEG
     assert transcode.choose_syntax(ELE, [RLE, ILE, EBE]) == ILE  # the peer's order
     assert transcode.choose_syntax(None, [DEFLATED]) == DEFLATED
-    assert transcode.choose_syntax(EBE, [RLE]) == RLE
+    if PYDICOM_3:  # RLE by pydicom's own encoder
+        assert transcode.choose_syntax(EBE, [RLE]) == RLE
     # No pixel data: an encapsulated syntax's data set is explicit VR LE (PS3.5 A.4).
     assert transcode.choose_syntax(ELE, [JPEG], has_pixel_data=False) == JPEG
 
