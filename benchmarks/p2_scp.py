@@ -5,7 +5,8 @@ Storage modes: ``ignore`` (data sets stream into a file object that drops every
 write), ``bytes`` (storage classes taken out of ``store_in_file``: each data set
 arrives in memory), ``tempfile`` (the AE's default ``get_file``: a temporary Part-10
 file) and ``write`` (``StorageAE``: ``<dir>/<SOPInstanceUID>.dcm``). Prints
-``PORT <n>`` once listening and serves until SIGTERM.
+``PORT <n>`` once listening and serves until SIGTERM; ``--workers N`` serves with N
+worker processes (benchmarks/concurrency.py).
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def make_ae(args: argparse.Namespace) -> AE:
     if args.find_matches:
         ae.add_scp(qr_find_scp)
     ae.dcm_timeout = 60
+    ae.workers = args.workers
     if args.profile:
         profile_associations(ae, args.profile)
     return ae
@@ -131,6 +133,8 @@ def main() -> int:
     p.add_argument('--ae-title', default='ANY-SCP')
     p.add_argument('--max-seconds', type=float, default=3600)
     p.add_argument('--profile', metavar='FILE', help='cProfile the associations into FILE')
+    p.add_argument('--workers', type=int, default=1,
+                   help='worker processes sharing the port (AE.workers; default 1)')
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     ae = make_ae(args)
