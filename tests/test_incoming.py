@@ -297,6 +297,67 @@ def test_write_meta_takes_a_dataset_or_a_dict():
     assert a.getvalue() == b.getvalue() and ae_module.write_meta is incoming.write_meta
 
 
+# -- one storage path: the library's StorageAE, storescp's and qrscp's -------------------------
+
+def truncated(ct: bytes) -> dict:
+    header = (struct.pack('<HH2sH', 0x0008, 0x0016, b'UI', 26) + CT.encode() + b'\x00'
+              + struct.pack('<HH2sH', 0x0008, 0x0018, b'UI', 8) + b'1.2.3.4\x00')
+    return {
+        'pixel data cut': (ct[:-7], 0xC000),
+        'sequence never closed': (header + struct.pack('<HH2s2xL', 0x0008, 0x1115, b'SQ',
+                                                        0xFFFFFFFF), 0xC000),
+        'other instance': (ct.replace(b'1.2.3.4\x00', b'1.2.3.5\x00'), 0xA900),
+    }
+
+
+def folder_server(kind: str, storage) -> tuple:
+    """(server, where files land, what else may be in the storage)."""
+    from pynetdicom2.apps import qrindex, qrscp, storescp
+    if kind == 'StorageAE':
+        return ae_module.StorageAE(storage, 'STORE_SCP', 0, bind_address='127.0.0.1'), set()
+    if kind == 'storescp':
+        return storescp.StorageSCP(str(storage), 'STORE_SCP', 0, bind_address='127.0.0.1'), {
+            '.incoming'}
+    os.makedirs(storage)
+    index = qrindex.Index(str(storage / 'index.sqlite'), str(storage))
+    server = qrscp.Archive(str(storage), index, 'STORE_SCP', 0, bind_address='127.0.0.1')
+    return server, {'.incoming', 'index.sqlite', 'index.sqlite-wal', 'index.sqlite-shm',
+                    'index.sqlite-lock', '.qrscp.lock'}
+
+
+@pytest.mark.parametrize('kind', ['StorageAE', 'storescp', 'qrscp'])
+def test_every_folder_storage_refuses_what_does_not_parse_or_match(tmp_path, ct, kind):
+    storage = tmp_path / 'storage'
+    server, housekeeping = folder_server(kind, storage)
+    server.dcm_timeout = 5
+    scu = ae_module.ClientAE('SCU').add_scu(sopclass.storage_scu, [CT])
+    scu.dcm_timeout = 5
+    answers = {}
+    with server:
+        with scu.request_association({'aet': 'STORE_SCP', 'address': '127.0.0.1',
+                                      'port': server.local_ae.port}) as assoc:
+            ctx = assoc.context_for(CT, EXPLICIT)
+            for n, (name, (data, _)) in enumerate(truncated(ct).items(), 1):
+                rq = dimse.CStoreRQMessage()
+                rq.message_id = n
+                rq.affected_sop_class_uid = CT
+                rq.affected_sop_instance_uid = '1.2.3.4'
+                rq.data_set = data
+                assoc.send(rq, ctx.id)
+                rsp, _ = assoc.receive()
+                answers[name] = (rsp.status, rsp.error_comment)
+    index = getattr(server, 'index', None)
+    if index is not None:
+        index.close()
+    assert {name: status for name, (status, _) in answers.items()} == {
+        name: expected for name, (_, expected) in truncated(ct).items()}
+    assert all(comment for _, comment in answers.values())
+    leftovers = []
+    for root, dirs, files in os.walk(storage):
+        leftovers += [os.path.relpath(os.path.join(root, f), storage) for f in files]
+    assert [f for f in leftovers if f not in housekeeping] == []
+
+
 # -- a storage step refusing with a status of its own ----------------------------------------------
 
 def test_place_instance_refusing_answers_its_status_and_keeps_nothing(tmp_path, ct):
