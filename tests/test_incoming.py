@@ -21,7 +21,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from pynetdicom2 import ae as ae_module
-from pynetdicom2 import dimse, incoming, pdu, reassembly, sopclass, statuses, uids
+from pynetdicom2 import dimse, incoming, pdu, reassembly, sopclass, uids
 from pynetdicom2.exceptions import DIMSEProcessingError, EventHandlingError
 from pynetdicom2.services.storage import encode_data_set, read_file_meta
 from tests.fakepeer import associate_raw, read_until_closed
