@@ -243,7 +243,9 @@ class AEBase:
         """Our request was accepted: ``response`` is the A-ASSOCIATE-AC PDU."""
 
     def on_abort(self, asce, exc) -> None:
-        """An incoming association was aborted (``exc`` says how)."""
+        """An incoming association was aborted: ``exc`` is an ``AssociationAbortedError``
+        with the A-ABORT's source and reason; when this end aborted it (a failing
+        handler, a protocol error), the failure is its ``__cause__``."""
 
     def on_dcm_timeout(self, asce, exc) -> None:
         """An incoming association timed out waiting for the peer."""
@@ -442,6 +444,17 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
             self, (bind_address, port), _AssociationHandler, bind_and_activate=False)
         if bind_and_activate:
             self._bind()
+
+    @property
+    def server(self) -> 'AE':
+        """The ``socketserver`` serving this AE: the AE itself (0.9.8 kept one in
+        ``ae.server``; scripts read ``ae.server.server_address`` from it)."""
+        return self
+
+    @property
+    def activated(self) -> bool:
+        """True once the listening socket is bound (0.9.8's attribute)."""
+        return self._bound
 
     def _bind(self) -> None:
         try:

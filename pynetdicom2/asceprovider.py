@@ -585,15 +585,26 @@ class AssociationAcceptor(Association):
         except NetDICOMError as exc:
             logger.warning('association with %s failed: %s', self.dul.peer, exc)
             self.abort_as_user()          # nothing more to send if the DUL is closed
-            hook = 'on_dcm_timeout' if isinstance(exc, DCMTimeoutError) else 'on_abort'
-            self._notify(hook, exc)
+            if isinstance(exc, DCMTimeoutError):
+                self._notify('on_dcm_timeout', exc)
+            else:
+                self._notify('on_abort', self._aborted_by_us(exc, source=2))
         except Exception as exc:
             logger.exception('association with %s aborted: a handler raised', self.dul.peer)
             self.abort_as_user()
-            self._notify('on_abort', exc)
+            self._notify('on_abort', self._aborted_by_us(exc, source=0))
         finally:
             if self.dul.sock is not None:
                 self.dul.close()
+
+    def _aborted_by_us(self, cause: BaseException, source: int) -> AssociationAbortedError:
+        """What ``on_abort`` gets when this end aborted: an ``AssociationAbortedError``
+        (the type 0.9.8 documents for the hook) with the A-ABORT's source (0 for a
+        failing handler, 2 for a protocol error) and the failure that caused it chained."""
+        error = AssociationAbortedError(
+            source, 0, f'association with {self.dul.peer} aborted: {cause}')
+        error.__cause__ = cause
+        return error
 
     def _serve(self) -> None:
         while True:
