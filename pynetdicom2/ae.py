@@ -668,6 +668,12 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
                                                      f'AE {self.local_ae.aet}')
             try:
                 self._pool.start()
+                # Return from ``with`` once every worker accepts (bounded: a worker
+                # that fails to start is replaced by ``watch``).
+                deadline = time.monotonic() + 10
+                while not self._counts.all_started() and time.monotonic() < deadline \
+                        and not self._pool.reap():
+                    time.sleep(0.005)
                 self._workers_started.set()
                 logger.info('%s serving on port %s with %d worker processes: %s',
                             self.local_ae.aet, self.local_ae.port, count, self.worker_pids)
@@ -705,9 +711,10 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         self._serving_thread = None
         self._pool = None
         self._supervising = False
-        self._counts.started(number)
         try:
             self.on_worker_start()
+            # Counted as a worker to leave connections to only once it accepts them.
+            self._counts.started(number)
             self._accept_until(stop_fd)
         finally:
             self._end_worker()

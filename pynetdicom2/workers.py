@@ -155,6 +155,10 @@ class SharedCounts:
         """A (new) worker of ``slot`` begins: nothing held yet (it writes this itself)."""
         self._values[2 * slot + 1] = 0
 
+    def all_started(self) -> bool:
+        """True when every worker has begun accepting (``started``)."""
+        return all(held != self._DEAD for held in self._values[1::2])
+
     def clear(self, slot: int) -> None:
         """The worker of ``slot`` is dead: what it counted goes (parent only)."""
         with self._locked():

@@ -136,6 +136,21 @@ def ask_once(server) -> int:
         return serving_pid(assoc)
 
 
+def associate_when_admitted(server, timeout: float = 10):
+    """Enter an association, trying again while it is rejected (2, 3, 2): a released
+    association stops counting only once the server's thread has finished it, a
+    moment after the release reached the requester."""
+    deadline = time.monotonic() + timeout
+    while True:
+        manager = client().request_association(remote(server))
+        try:
+            return manager, manager.__enter__()
+        except AssociationRejectedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def our_children() -> set:
     """PIDs of this process's live (or unreaped) children, from /proc."""
     children = set()
@@ -289,11 +304,9 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_the_other_keeps_serving(ca
 
 def _open_in_both_workers(server, tries: int = 10):
     """Two associations held open, served by different workers; [(assoc, pid), ...]."""
-    scu = client()
     held = []
     for _ in range(tries):
-        manager = scu.request_association(remote(server))
-        assoc = manager.__enter__()
+        manager, assoc = associate_when_admitted(server)
         pid = serving_pid(assoc)
         if any(pid == other for _, _, other in held):
             manager.__exit__(None, None, None)   # same worker: release, try again
@@ -323,7 +336,10 @@ def test_max_associations_counts_over_all_workers():
             manager.__exit__(None, None, None)
         # One released, one more admitted (into either worker).
         try:
-            assert ask_once(server) in server.worker_pids
+            manager, assoc = associate_when_admitted(server)
+            with_pid = serving_pid(assoc)
+            manager.__exit__(None, None, None)
+            assert with_pid in server.worker_pids
         finally:
             for manager, _, _ in held:
                 manager.__exit__(None, None, None)
@@ -342,7 +358,10 @@ def test_a_dead_workers_associations_stop_counting():
             manager.__exit__(None, None, None)   # its association died with it
         assert wait_until(lambda: len(server.worker_pids) == 2
                           and victim not in server.worker_pids)
-        assert ask_once(server) in server.worker_pids
+        manager, assoc = associate_when_admitted(server)
+        with_pid = serving_pid(assoc)
+        manager.__exit__(None, None, None)
+        assert with_pid in server.worker_pids
 
 
 # -- storage ----------------------------------------------------------------------------------
