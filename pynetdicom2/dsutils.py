@@ -21,6 +21,7 @@ import struct
 from typing import List, Optional, Union
 
 from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
@@ -58,6 +59,29 @@ def _text(vr: str, value) -> Optional[str]:
     if vr in ('IS', 'DS') and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)  # as pydicom writes numbers it did not read
     return None
+
+
+def _dictionary_vr(tag: int) -> Optional[str]:
+    """The VR the data dictionary gives ``tag`` (an element read in implicit VR)."""
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return None
+
+
+def _raw_text_bytes(vr: Optional[str], value) -> Optional[bytes]:
+    """The value bytes of a raw (never converted) text element, as they were read.
+
+    A peer's IS "1e999999" or DA "2020-13-45" is sent on verbatim, as DCMTK does,
+    instead of failing in pydicom's conversion. None when the element is not plain
+    ASCII text of a known text VR.
+    """
+    if vr not in _TEXT_VRS or value is None:
+        return None
+    raw = bytes(value)
+    if not raw.isascii():
+        return None
+    return raw + b' ' if len(raw) % 2 else raw
 
 
 def _value_bytes(vr: str, value) -> Optional[bytes]:
@@ -102,9 +126,15 @@ def encode_flat(ds: Dataset, implicit_vr: bool) -> Optional[bytes]:
     for tag in sorted(ds.keys(), key=int):  # int keys: compared in C
         elem = ds.get_item(tag)
         if elem.is_raw:
-            elem = ds[tag]
-        vr = elem.VR
-        raw = _value_bytes(vr, elem.value)
+            vr = elem.VR or _dictionary_vr(tag)
+            raw = _raw_text_bytes(vr, elem.value)
+            if raw is None:
+                elem = ds[tag]
+                vr = elem.VR
+                raw = _value_bytes(vr, elem.value)
+        else:
+            vr = elem.VR
+            raw = _value_bytes(vr, elem.value)
         if raw is None:
             return None
         length = len(raw)

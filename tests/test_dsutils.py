@@ -3,6 +3,8 @@ and encode_element keep their behaviour."""
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given, settings, strategies as st
 from pydicom.dataset import Dataset
@@ -132,3 +134,19 @@ def test_keyword_arguments_have_0_9_8_names():
     ds = dsutils.decode(rawstr=raw, is_implicit_vr=True, is_little_endian=True)
     assert dsutils.encode_element(elem=ds['Rows'], is_implicit_vr=True,
                                   is_little_endian=True) == raw[-10:]
+
+
+@pytest.mark.parametrize('implicit_vr', [True, False])
+def test_values_pydicom_cannot_convert_are_encoded_verbatim(implicit_vr):
+    # A peer's IS "1e999999" (an int overflow in pydicom) and DA "2020-13-45" read back
+    # from a stored file must be sent on as they are (DCMTK does), not fail the send.
+    def element(group, elem, vr, value):
+        if implicit_vr:
+            return struct.pack('<HHL', group, elem, len(value)) + value
+        return struct.pack('<HH2sH', group, elem, vr, len(value)) + value
+
+    raw = (element(0x0008, 0x0020, b'DA', b'2020-13-45')
+           + element(0x0020, 0x0013, b'IS', b'1e999999'))
+    ds = dsutils.decode(raw, implicit_vr, True)
+    assert dsutils.encode_flat(ds, implicit_vr) == raw
+    assert dsutils.encode(ds, implicit_vr, True) == raw
