@@ -5,6 +5,7 @@ pynetdicom2 ...``) and checks the exit code and the one line shown (docs/cli.rst
 
 from __future__ import annotations
 
+import pathlib
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from pynetdicom2 import sopclass, statuses, uids
 from pynetdicom2.apps import common, findscu, keys, storescu
 from tests import peers
 from tests.peers import describe, free_port, make_ct_file
-from tests.test_apps import run_app
+from tests.test_apps import our_server, run_app
 
 WAIT = 30  # seconds; a bound on every wait, never a timing assertion
 
@@ -237,3 +238,29 @@ def test_a_retrieve_that_found_something_gives_no_hint(tmp_path):
     assert got.returncode == 0, describe(got)
     assert 'received 1 instance(s)' in got.stdout
     assert got.stderr == ''
+
+
+# -- a C-MOVE destination that is configured but down -------------------------------------
+
+def test_a_move_to_a_configured_destination_that_is_down_is_a702_not_unknown(tmp_path):
+    ct = make_ct_file(tmp_path / 'ct.dcm', rows=8, cols=8)
+    study = pydicom.dcmread(ct).StudyInstanceUID
+    down = free_port()  # nothing listens there
+    with our_server('qrscp', '--storage', tmp_path / 'pacs', '-aet', 'ARCHIVE',
+                    '--move-dest', f'STORESCP=127.0.0.1:{down}') as (proc, port):
+        stored = run_app('storescu', '-aec', 'ARCHIVE', '127.0.0.1', port, ct)
+        assert stored.returncode == 0, describe(stored)
+        moved = run_app('movescu', '-S', '-aec', 'ARCHIVE', '-aem', 'STORESCP',
+                        '-k', 'QueryRetrieveLevel=STUDY', '-k', f'StudyInstanceUID={study}',
+                        '127.0.0.1', port)
+        log = pathlib.Path(proc.logdir, 'stderr').read_text()
+    assert moved.returncode == common.EXIT_FAILURE, describe(moved)
+    # The status says the sub-operations could not be performed (the destination is
+    # known: 0xA801 would say it is not), the comment keeps the address whole.
+    assert moved.stdout == (
+        'C-MOVE to STORESCP: (0xA702) Failure: Out of resources - unable to perform '
+        f'sub-operations (cannot reach move destination STORESCP at 127.0.0.1:{down}); '
+        'completed 0, failed 1, warning 0\n')
+    # The whole reason is in the archive's log, naming who asked and where to.
+    assert ('W: C-MOVE from MOVESCU@127.0.0.1:' in log and 'cannot associate with move '
+            f'destination STORESCP at 127.0.0.1:{down}: cannot connect' in log), log

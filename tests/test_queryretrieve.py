@@ -511,16 +511,26 @@ def test_move_to_an_unknown_destination_is_a801(server):
     assert [int(s) for s, _ in again] == [0xA801]
 
 
-def test_move_destination_refusing_the_association_is_a801_with_all_failed(server, tmp_path):
+def test_a_known_destination_that_cannot_be_reached_is_a702_with_all_failed(
+        server, tmp_path, caplog):
+    # 0xA801 would say the destination is unknown; it is known, but down: no
+    # sub-operation can be performed (PS3.4 C.4.2.1.5).
     files = ct_files(tmp_path / 'src', 2)
     with Destination(tmp_path / 'dest') as dead:
         port = dead.local_ae.port
     server.move = lambda ctx, ds, dest: (
         {'aet': 'DEST', 'address': '127.0.0.1', 'port': port}, 2, [str(f) for f in files])
-    with client().request_association(remote(server)) as assoc:
-        responses = move_all(assoc)
-    assert [int(s) for s, _ in responses] == [0xA801]
+    with caplog.at_level('WARNING', logger='pynetdicom2.services.queryretrieve'):
+        with client().request_association(remote(server)) as assoc:
+            responses = move_all(assoc)
+    assert [int(s) for s, _ in responses] == [0xA702]
     assert counts(responses[0][1]) == (None, 0, 2, 0)
+    assert responses[0][1].error_comment == (
+        f'cannot reach move destination DEST at 127.0.0.1:{port}')
+    [warning] = [r.getMessage() for r in caplog.records if 'move destination' in r.getMessage()]
+    assert warning.startswith('C-MOVE from OUR_SCU@127.0.0.1:')
+    assert f'cannot associate with move destination DEST at 127.0.0.1:{port}: ' in warning
+    assert warning.endswith('; 2 sub-operation(s) failed')
 
 
 def test_move_event_handling_error_is_c000_and_the_association_stays(server):

@@ -26,8 +26,8 @@ from pynetdicom2 import dimse, dsutils, incoming, statuses, transcode, uids, use
 from pynetdicom2.asceprovider import (
     IMPLEMENTATION_UID, AssociationRequester, PContextDefList, RemoteAEConfig)
 from pynetdicom2.exceptions import (
-    AssociationError, DCMTimeoutError, DIMSEProcessingError, EventHandlingError,
-    NetDICOMError, PDUProcessingError)
+    AssociationError, AssociationRejectedError, DCMTimeoutError, DIMSEProcessingError,
+    EventHandlingError, NetDICOMError, PDUProcessingError)
 from pynetdicom2.fsm import PContextDef
 from pynetdicom2.services import storage
 from pynetdicom2.services.common import (
@@ -641,12 +641,17 @@ def _move_scp(asce, ctx: PContextDef, msg) -> None:
     try:
         assoc.request()
     except (NetDICOMError, OSError) as exc:
-        # Rejected, refused or unreachable: the destination is not one we can use.
-        logger.warning('C-MOVE: association with %s failed: %s', remote.aet, exc)
+        # The destination is known (0xA801 would tell the requester it is not) but
+        # rejected, refused or did not answer the sub-association: no sub-operation
+        # can be performed, 0xA702 with every one counted failed (PS3.4 C.4.2.1.5,
+        # C.4.2.3.1). The whole reason goes to the log; the Error Comment is cut.
+        logger.warning('C-MOVE from %s: cannot associate with move destination %s at '
+                       '%s:%s: %s; %d sub-operation(s) failed', _requester(asce),
+                       remote.aet, remote.address, remote.port, exc, len(instances))
         for instance in instances:
             sub_ops.record('failed', instance.sop_instance)
-        _send_final(asce, ctx, msg, rsp_class, statuses.C_MOVE_DESTINATION_UNKNOWN,
-                    f'cannot associate with {remote.aet}: {exc}', sub_ops)
+        _send_final(asce, ctx, msg, rsp_class, statuses.Status(0xA702, rsp_class),
+                    _unreachable(remote, exc), sub_ops)
         return
     try:
         final = _move_sub_operations(asce, ctx, msg, assoc, instances, sub_ops)
@@ -660,6 +665,23 @@ def _move_scp(asce, ctx: PContextDef, msg) -> None:
             logger.info('releasing the C-MOVE sub-association failed: %s', exc)
     status, comment = final
     _send_final(asce, ctx, msg, rsp_class, status, comment, sub_ops)
+
+
+def _unreachable(remote: RemoteAEConfig, exc: BaseException) -> str:
+    """The Error Comment for a move destination we could not associate with: what
+    happened in a few words that fit in 64 characters, the address included."""
+    if isinstance(exc, AssociationRejectedError):
+        return f'{remote.aet} rejected the sub-association (diagnostic {exc.diagnostic})'
+    where = f'{remote.aet} at {remote.address}:{remote.port}'
+    if isinstance(exc, DCMTimeoutError):
+        return f'move destination {where} did not answer'
+    return f'cannot reach move destination {where}'
+
+
+def _requester(asce) -> str:
+    """``AET@host:port`` of the peer an SCP association serves, for log lines."""
+    dul = getattr(asce, 'dul', None)
+    return getattr(dul, 'peer', None) or getattr(asce, 'remote_ae', None) or 'a peer'
 
 
 def _move_sub_operations(asce, ctx, msg, assoc, instances, sub_ops):
@@ -709,9 +731,10 @@ def qr_move_scp(asce, ctx: PContextDef, msg) -> None:
     listed in the identifier, the first failure's reason as Error Comment).
 
     Other endings: the hook returns None or a None ``remote_ae`` (destination not
-    known) → 0xA801; the sub-association is rejected or cannot be made → 0xA801
-    with every sub-operation failed; it is lost midway → 0xC000 with the rest
-    failed; ``EventHandlingError`` from the hook → 0xC000; C-CANCEL-RQ from the
+    known) → 0xA801; the sub-association is rejected or cannot be made → 0xA702
+    (unable to perform sub-operations) with every sub-operation failed and a
+    WARNING naming the requester and the destination; it is lost midway → 0xC000
+    with the rest failed; ``EventHandlingError`` from the hook → 0xC000; C-CANCEL-RQ from the
     peer (looked for before each sub-operation) → 0xFE00 with the counts.
     """
     _move_scp(asce, ctx, msg)
