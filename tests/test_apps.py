@@ -364,7 +364,8 @@ def test_archive_refuses_a_hostile_uid_and_writes_nothing(archive, tmp_path):
     assert not list(tmp_path.glob('**/escaped*'))
     assert archive.index.counts()['IMAGE'] == 0
     assert sorted(os.listdir(archive.storage_dir)) == sorted(
-        [filestore.INCOMING, 'index.sqlite', 'index.sqlite-shm', 'index.sqlite-wal'])
+        [filestore.INCOMING, 'index.sqlite', 'index.sqlite-lock', 'index.sqlite-shm',
+         'index.sqlite-wal'])
 
 
 def test_archive_commits_what_it_holds(archive, tmp_path):

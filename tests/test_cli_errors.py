@@ -5,8 +5,11 @@ pynetdicom2 ...``) and checks the exit code and the one line shown (docs/cli.rst
 
 from __future__ import annotations
 
+import os
 import pathlib
+import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -264,3 +267,78 @@ def test_a_move_to_a_configured_destination_that_is_down_is_a702_not_unknown(tmp
     # The whole reason is in the archive's log, naming who asked and where to.
     assert ('W: C-MOVE from MOVESCU@127.0.0.1:' in log and 'cannot associate with move '
             f'destination STORESCP at 127.0.0.1:{down}: cannot connect' in log), log
+
+
+# -- setup mistakes: the storage directory, the port ---------------------------------------
+
+def test_qrscp_on_a_storage_it_cannot_use_says_so_in_one_line(tmp_path):
+    a_file = tmp_path / 'a_file'
+    a_file.write_text('x')
+    cases = [
+        (a_file, f'{a_file}: it is a file, not a directory'),
+        (a_file / 'pacs', f'{a_file / "pacs"}: {a_file} is a file, not a directory'),
+    ]
+    for storage, reason in cases:
+        result = run_app('qrscp', '--storage', storage, '--bind', '127.0.0.1', '0')
+        assert result.returncode == common.EXIT_LOCAL, describe(result)
+        assert result.stderr == error_line('qrscp', f'cannot use storage directory {reason}')
+        assert result.stdout == ''
+
+
+@pytest.mark.parametrize('tool, flag', [('qrscp', '--storage'), ('storescp', '-od')])
+def test_a_directory_where_no_file_can_be_created_stops_the_server(tool, flag):
+    # /proc and /sys refuse new files whoever asks, root included (tests run as root
+    # here, for whom permission bits say nothing): the same check as on a read-only
+    # mount, where the server used to start and answer 0xA700 to every image.
+    for storage in ('/proc', '/sys'):
+        result = run_app(tool, flag, storage, '--bind', '127.0.0.1', '0')
+        assert result.returncode == common.EXIT_LOCAL, describe(result)
+        assert re.fullmatch(
+            rf'pynetdicom2 {tool}: error: cannot use storage directory {storage}: cannot '
+            r'create files in it \((No such file or directory|Permission denied|'
+            r'Read-only file system)\)\n', result.stderr), result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason='root writes in a read-only directory')
+def test_a_read_only_directory_stops_storescp(tmp_path):
+    locked = tmp_path / 'locked'
+    locked.mkdir(mode=0o555)
+    result = run_app('storescp', '-od', locked, '--bind', '127.0.0.1', '0')
+    assert result.returncode == common.EXIT_LOCAL, describe(result)
+    assert result.stderr == error_line(
+        'storescp', f'cannot use storage directory {locked}: cannot create files in it '
+        '(Permission denied)')
+
+
+def test_storescp_output_directory_that_is_a_file(tmp_path):
+    # It used to say "cannot listen: [Errno 17] File exists", exit 6 (no connection).
+    a_file = tmp_path / 'passwd'
+    a_file.write_text('x')
+    result = run_app('storescp', '-od', a_file, '--bind', '127.0.0.1', '0')
+    assert result.returncode == common.EXIT_LOCAL, describe(result)
+    assert result.stderr == error_line(
+        'storescp', f'cannot use storage directory {a_file}: it is a file, not a directory')
+
+
+@pytest.mark.parametrize('tool, flag', [('qrscp', '--storage'), ('storescp', '-od')])
+def test_a_port_in_use_leaves_nothing_behind(tmp_path, tool, flag):
+    storage = tmp_path / 'pacs'
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = run_app(tool, flag, storage, '--bind', '127.0.0.1', port)
+    assert result.returncode == common.EXIT_LOCAL, describe(result)
+    assert result.stderr == error_line(tool, f'cannot listen on port {port}: Address already '
+                                       'in use')
+    assert not storage.exists()  # no directory, no index.sqlite, no lock file
+
+
+def test_the_readme_storage_is_ignored_by_git():
+    # The README starts qrscp with --storage ./pacs in the checkout.
+    root = pathlib.Path(__file__).resolve().parent.parent
+    if not (root / '.git').exists():
+        pytest.skip('not a git checkout')
+    result = subprocess.run(['git', 'check-ignore', '-q', 'pacs/index.sqlite'], cwd=root,
+                            stdin=subprocess.DEVNULL, capture_output=True, timeout=WAIT)
+    assert result.returncode == 0, result

@@ -15,6 +15,7 @@ import shutil
 import signal
 import ssl
 import sys
+import tempfile
 import threading
 import time
 from typing import Callable, Iterable, List, Optional, Sequence, TextIO
@@ -40,6 +41,8 @@ EXIT_REJECTED = 3      #: the peer rejected the association (A-ASSOCIATE-RJ)
 EXIT_ABORTED = 4       #: the association was aborted or released early, or broke the protocol
 EXIT_TIMEOUT = 5       #: a wait timed out (connect -to, association -ta, DIMSE -td)
 EXIT_CONNECT = 6       #: no connection: refused, unreachable, TLS handshake failed
+EXIT_LOCAL = 7         #: this machine stops us: a directory we cannot use, a port we cannot
+#:                        listen on
 EXIT_INTERRUPTED = 130  #: stopped by Ctrl-C
 
 #: AE titles are at most 16 characters of the default repertoire (PS3.5 6.2, AE).
@@ -341,6 +344,51 @@ def tls_context(args: argparse.Namespace, role: str) -> Optional[ssl.SSLContext]
     if role == 'server' and mode == 'verify' and cafiles:
         context.verify_mode = ssl.CERT_OPTIONAL  # DCMTK -vc: verify when presented
     return context
+
+
+# -- directories we write in ---------------------------------------------------------
+
+def prepare_directory(path: str, what: str = 'storage directory') -> str:
+    """Make ``path`` a directory the tool can write in (created with its parents when
+    missing), or raise a ``ToolError`` (``EXIT_LOCAL``): "cannot use storage directory
+    PATH: <reason>".
+
+    The test that counts is creating (and removing) a file in it: permission bits
+    say nothing to root, and a read-only mount, ``/proc`` or ``/sys`` refuse files
+    whatever the bits say. Nothing is left behind but the directory itself.
+    """
+    def refuse(reason: str):
+        return ToolError(f'cannot use {what} {path}: {reason}', EXIT_LOCAL)
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise refuse('it is a file, not a directory')
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        blocker = _file_in_the_way(path)
+        if blocker is not None:
+            raise refuse(f'{blocker} is a file, not a directory') from exc
+        raise refuse(f'cannot create it ({exc.strerror or exc})') from exc
+    try:
+        fd, probe = tempfile.mkstemp(prefix='.write-test-', dir=path)
+    except OSError as exc:
+        raise refuse(f'cannot create files in it ({exc.strerror or exc})') from exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
+    return path
+
+
+def _file_in_the_way(path: str) -> Optional[str]:
+    """The first ancestor of ``path`` that exists and is not a directory, if any."""
+    parts = os.path.abspath(path).split(os.sep)
+    for n in range(2, len(parts) + 1):
+        ancestor = os.sep.join(parts[:n])
+        if os.path.exists(ancestor) and not os.path.isdir(ancestor):
+            return ancestor
+        if not os.path.exists(ancestor):
+            return None
+    return None
 
 
 # -- AE behaviour shared by the tools --------------------------------------------------

@@ -151,7 +151,7 @@ def find(args: argparse.Namespace, show) -> int:
             else sopclass.qr_find_scu
         client.add_scu(scu_service, [FIND_MODELS[model]])
     if args.extract:
-        os.makedirs(args.output, exist_ok=True)
+        common.prepare_directory(args.output, 'output directory')
     count = 0
     final = failure = None
     try:

@@ -84,7 +84,7 @@ def get(args: argparse.Namespace, report=print) -> int:
             query.QueryRetrieveLevel = 'PATIENT' if model == 'patient' else 'STUDY'
     remote = common.remote_ae(args)
     sop_class = GET_MODELS[model]
-    os.makedirs(args.output, exist_ok=True)
+    common.prepare_directory(args.output, 'output directory')
     client = common.prepare_client(GetClient(
         args.calling_aet, ALL_TS if args.accept_all else UNCOMPRESSED_TS,
         max_pdu_length=args.max_pdu), args)

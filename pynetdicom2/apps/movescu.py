@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 from typing import List, Optional
 
 from pynetdicom2 import sopclass, uids
@@ -60,8 +59,8 @@ def _receiver(args: argparse.Namespace) -> StorageSCP:
         receiver = StorageSCP(args.output, args.calling_aet, args.listen_port, ALL_TS,
                               args.max_pdu)
     except OSError as exc:
-        raise common.ToolError(f'cannot listen on port {args.listen_port}: {exc}',
-                               common.EXIT_CONNECT) from exc
+        raise common.ToolError(f'cannot listen on port {args.listen_port}: '
+                               f'{exc.strerror or exc}', common.EXIT_LOCAL) from exc
     receiver.study_folders = args.study_folders
     receiver.artim_timeout = args.acse_timeout
     receiver.dcm_timeout = args.dimse_timeout
@@ -122,6 +121,4 @@ def main(argv: Optional[List[str]] = None, prog: str = 'movescu') -> int:
     args = build_parser(prog).parse_args(argv)
     common.configure_logging(args)
     report = (lambda text: None) if args.quiet else print
-    if args.listen_port is not None:
-        os.makedirs(args.output, exist_ok=True)
     return common.execute(prog, lambda: move(args, report))

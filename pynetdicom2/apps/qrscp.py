@@ -69,9 +69,10 @@ class Archive(common.ServerTLS, ReceivedFiles, AE):
     study_folders = True
     read_tags = qrindex.INDEXED_KEYWORDS
 
-    def __init__(self, storage_dir: str, index: qrindex.Index, ae_title: str, port: int,
-                 move_destinations: Optional[Dict[str, dict]] = None, supported_ts=None,
-                 max_pdu_length: int = 65536, bind_address: str = '') -> None:
+    def __init__(self, storage_dir: str, index: Optional[qrindex.Index], ae_title: str,
+                 port: int, move_destinations: Optional[Dict[str, dict]] = None,
+                 supported_ts=None, max_pdu_length: int = 65536,
+                 bind_address: str = '') -> None:
         self.storage_dir = os.fspath(storage_dir)
         self.index = index
         self.move_destinations = dict(move_destinations or {})
@@ -368,17 +369,30 @@ def main(argv: Optional[List[str]] = None, prog: str = 'qrscp') -> int:
 
     def job() -> int:
         settings(args)
+        if args.reindex:
+            common.prepare_directory(args.storage)
+            with storage_lock(args.storage):
+                return serve(args, prog)
+        # The port first, then the storage: a port in use leaves nothing behind, a
+        # storage that cannot be used is said in one line before anything is served.
         try:
-            os.makedirs(args.storage, exist_ok=True)
+            ae = Archive(args.storage, None, args.aet, common.listen_port(args),
+                         args.destinations, max_pdu_length=args.max_pdu,
+                         bind_address=args.bind)
         except OSError as exc:
-            raise common.ToolError(f'cannot create the storage {args.storage}: {exc}',
-                                   common.EXIT_FAILURE) from exc
-        with storage_lock(args.storage):
-            return serve(args, prog)
+            raise common.ToolError(f'cannot listen on port {common.listen_port(args)}: '
+                                   f'{exc.strerror or exc}', common.EXIT_LOCAL) from exc
+        try:
+            common.prepare_directory(args.storage)
+            with storage_lock(args.storage):
+                return serve(args, prog, ae)
+        finally:
+            ae.server_close()
     return common.execute(prog, job)
 
 
-def serve(args: argparse.Namespace, prog: str) -> int:
+def serve(args: argparse.Namespace, prog: str, ae: Optional[Archive] = None) -> int:
+    """Rebuild the index (``--reindex``), or serve with ``ae`` (bound, not started)."""
     index = start_archive(args)
     try:
         if args.reindex:
@@ -389,12 +403,7 @@ def serve(args: argparse.Namespace, prog: str) -> int:
                       f'{os.path.abspath(args.database)}'
                       + (f'; {skipped} file(s) skipped' if skipped else ''))
             return common.EXIT_OK
-        try:
-            ae = Archive(args.storage, index, args.aet, common.listen_port(args),
-                         args.destinations, max_pdu_length=args.max_pdu,
-                         bind_address=args.bind)
-        except OSError as exc:
-            raise common.ToolError(f'cannot listen: {exc}', common.EXIT_CONNECT) from exc
+        ae.index = index
         common.configure_server(ae, args)
         ae.workers = serving_processes(args)
         for aet, remote in sorted(args.destinations.items()):

@@ -44,9 +44,14 @@ class StorageSCP(common.ServerTLS, ReceivedFiles, AE):
     def __init__(self, storage_dir: str, ae_title: str, port: int, supported_ts=None,
                  max_pdu_length: int = 65536, bind_address: str = '') -> None:
         self.storage_dir = os.fspath(storage_dir)
-        os.makedirs(self.storage_dir, exist_ok=True)
+        # The port first: a port in use leaves no directory behind.
         AE.__init__(self, ae_title, port, supported_ts, max_pdu_length,
                     bind_address=bind_address)
+        try:
+            common.prepare_directory(self.storage_dir)
+        except BaseException:
+            self.server_close()
+            raise
         self.add_scp(sopclass.verification_scp)
         self.add_scp(sopclass.storage_scp)
 
@@ -135,7 +140,8 @@ def main(argv: Optional[List[str]] = None, prog: str = 'storescp') -> int:
         try:
             ae = make_ae(args)
         except OSError as exc:
-            raise common.ToolError(f'cannot listen: {exc}', common.EXIT_CONNECT) from exc
+            raise common.ToolError(f'cannot listen on port {common.listen_port(args)}: '
+                                   f'{exc.strerror or exc}', common.EXIT_LOCAL) from exc
         where = f'{args.bind or "*"}:{ae.local_ae.port}'
         return common.serve_until_stopped(
             ae, f'{prog}: {args.aet} listening on {where}, storing into '
