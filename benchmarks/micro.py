@@ -3,8 +3,9 @@
 
 PDU encode/decode (A-ASSOCIATE-RQ with 10 presentation contexts, P-DATA-TF with one
 16 KiB PDV), command-set encode/decode (``dimsecodec.encode_command_set``,
-``dimse.decode_message``) and fragmentation (``iter_pdu_bytes`` of a 16 MiB data set
-at 16 KiB and 1 MiB PDUs) and its inverse, reassembly (``MessageAssembler``). Run ``python3 -m benchmarks.micro [--quick]``.
+``dimse.decode_message``) and fragmentation (``iter_pdu_batches``, the path the
+association sends by, of a 16 MiB data set at 16 KiB and 1 MiB PDUs) and its inverse,
+reassembly (``MessageAssembler``). Run ``python3 -m benchmarks.micro [--quick]``.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def cases() -> List[Tuple[str, str, Callable[[], object], int]]:
     def fragment_bytes(size: int) -> Callable[[], int]:
         def run() -> int:
             m = store_rq(big)
-            return sum(len(b) for b in m.iter_pdu_bytes(1, size))
+            return sum(len(b) for batch in m.iter_pdu_batches(1, size) for b in batch)
         return run
 
     def fragment_file(size: int) -> Callable[[], int]:
@@ -74,7 +75,7 @@ def cases() -> List[Tuple[str, str, Callable[[], object], int]]:
         def run() -> int:
             stream.seek(0)
             m = store_rq(stream)
-            return sum(len(b) for b in m.iter_pdu_bytes(1, size))
+            return sum(len(b) for batch in m.iter_pdu_batches(1, size) for b in batch)
         return run
 
     def reassemble(size: int) -> Callable[[], int]:
@@ -104,10 +105,10 @@ def cases() -> List[Tuple[str, str, Callable[[], object], int]]:
          lambda: dimsecodec.encode_command_set(msg.command_set), 0),
         ('C-STORE-RQ command set decode (decode_message)', 'call',
          lambda: dimse.decode_message(command), 0),
-        ('iter_pdu_bytes 16 MiB bytes, 16 KiB PDU', 'MiB/s', fragment_bytes(16384), len(big)),
-        ('iter_pdu_bytes 16 MiB bytes, 1 MiB PDU', 'MiB/s', fragment_bytes(1 << 20), len(big)),
-        ('iter_pdu_bytes 16 MiB file, 16 KiB PDU', 'MiB/s', fragment_file(16384), len(big)),
-        ('iter_pdu_bytes 16 MiB file, 1 MiB PDU', 'MiB/s', fragment_file(1 << 20), len(big)),
+        ('iter_pdu_batches 16 MiB bytes, 16 KiB PDU', 'MiB/s', fragment_bytes(16384), len(big)),
+        ('iter_pdu_batches 16 MiB bytes, 1 MiB PDU', 'MiB/s', fragment_bytes(1 << 20), len(big)),
+        ('iter_pdu_batches 16 MiB file, 16 KiB PDU', 'MiB/s', fragment_file(16384), len(big)),
+        ('iter_pdu_batches 16 MiB file, 1 MiB PDU', 'MiB/s', fragment_file(1 << 20), len(big)),
         ('MessageAssembler 16 MiB in 16 KiB fragments', 'MiB/s', reassemble(16384 - 6),
          len(big)),
         ('MessageAssembler 16 MiB in 1 MiB fragments', 'MiB/s', reassemble((1 << 20) - 6),

@@ -81,7 +81,7 @@ def associate_rqs(draw, sop_classes=(VERIFICATION,)) -> pdu.AAssociateRqPDU:
 
 
 def message_bytes(msg, pc_id: int, max_pdu_length: int) -> bytes:
-    return b''.join(msg.iter_pdu_bytes(pc_id, max_pdu_length))
+    return b''.join(p.encode() for p in msg.encode(pc_id, max_pdu_length))
 
 
 def echo_rq(msg_id: int) -> dimse.CEchoRQMessage:
@@ -418,7 +418,7 @@ def store_sessions(draw) -> tuple:
         if kind in ('store', 'half store'):
             uid = draw(st.sampled_from(['1.2.3.4', '1.2.3.5', '1.2.3.4', '../x', '1.2..3']))
             data = draw(st.binary(max_size=3000)).ljust(draw(st.integers(0, 3000)), b'\x00')
-            pdus_ = list(store_rq(n + 1, uid, data).iter_pdu_bytes(3, 1024))
+            pdus_ = [p.encode() for p in store_rq(n + 1, uid, data).encode(3, 1024)]
             if kind == 'half store':
                 pdus_ = pdus_[:draw(st.integers(0, len(pdus_)))]
             parts.append(b''.join(pdus_))

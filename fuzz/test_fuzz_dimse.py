@@ -88,9 +88,12 @@ def test_valid_messages_round_trip(msg):
 # -- reassembly -----------------------------------------------------------------------------
 
 def fragments_of(msg, pc_id: int, max_pdu_length: int) -> list:
-    """The (context ID, control header, fragment) triples the peer would send."""
-    return [(pc_id, control, bytes(frag))
-            for pdvs in msg.iter_fragments(max_pdu_length) for control, frag in pdvs]
+    """The (context ID, control header, fragment) triples the peer would send: each
+    PDU of ``iter_pdu_batches`` is a 12-byte header ending in the control header,
+    then the fragment (copied before the next batch reuses the buffers)."""
+    return [(pc_id, header[-1], bytes(fragment))
+            for batch in msg.iter_pdu_batches(pc_id, max_pdu_length)
+            for header, fragment in zip(batch[::2], batch[1::2])]
 
 
 @st.composite

@@ -1,31 +1,29 @@
-"""DIMSE messages (PS3.7 9.3 and 10.3) and how they travel in P-DATA (PS3.8 Annex E).
+"""DIMSE messages (PS3.7 9.3 and 10.3).
 
-One class per message over a command set (encoded by ``pynetdicom2.dimsecodec``), the
-map from Command Field to class, and ``decode_message``; fragmentation of a message
-into P-DATA-TF PDUs for the peer's maximum length. Received fragments become messages
-in ``pynetdicom2.reassembly``. No sockets and no associations here: bytes in, bytes out.
+One class per message over a command set, with a property per command element; the
+map from Command Field to class and ``decode_message``. The command-set bytes come
+from ``pynetdicom2.dimsecodec``; a message leaves as P-DATA-TF PDUs through
+``pynetdicom2.fragmentation`` and is put together again from received fragments by
+``pynetdicom2.reassembly``. No sockets and no associations here: bytes in, bytes out.
 """
 
 from __future__ import annotations
 
-import io
-import os
-import struct
-import threading
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 
-from pynetdicom2 import pdu
+from pynetdicom2 import fragmentation, pdu
 from pynetdicom2.dimsecodec import (
     COMMAND_ELEMENTS, command_value, dataset_from, decode_elements, encode_command_set,
     encode_elements)
 from pynetdicom2.exceptions import DIMSEProcessingError
+from pynetdicom2.fragmentation import COMMAND_FRAGMENT, LAST_FRAGMENT  # as 0.9.8 named them
 
 __all__ = [
     'NO_DATASET', 'DATASET_PRESENT', 'PRIORITY_LOW', 'PRIORITY_MEDIUM', 'PRIORITY_HIGH',
-    'COMMAND_FRAGMENT', 'LAST_FRAGMENT', 'P_DATA_TF_PDU_TYPE', 'MAX_FRAGMENT_LENGTH',
+    'COMMAND_FRAGMENT', 'LAST_FRAGMENT',
     'DIMSEMessage', 'DIMSERequestMessage', 'DIMSEResponseMessage',
     'CEchoRQMessage', 'CEchoRSPMessage', 'CStoreRQMessage', 'CStoreRSPMessage',
     'CFindRQMessage', 'CFindRSPMessage', 'CGetRQMessage', 'CGetRSPMessage',
@@ -33,7 +31,7 @@ __all__ = [
     'NEventReportRQMessage', 'NEventReportRSPMessage', 'NGetRQMessage', 'NGetRSPMessage',
     'NSetRQMessage', 'NSetRSPMessage', 'NActionRQMessage', 'NActionRSPMessage',
     'NCreateRQMessage', 'NCreateRSPMessage', 'NDeleteRQMessage', 'NDeleteRSPMessage',
-    'MESSAGE_TYPE', 'decode_message', 'fragment_length',
+    'MESSAGE_TYPE', 'decode_message',
 ]
 
 # Command Data Set Type (0000,0800), PS3.7 E.1: 0101H means "no data set"; any other
@@ -45,26 +43,6 @@ DATASET_PRESENT = 0x0001
 PRIORITY_LOW = 0x0002
 PRIORITY_MEDIUM = 0x0000
 PRIORITY_HIGH = 0x0001
-
-# Message Control Header, PS3.8 E.2: bit 0 command (1) / data (0), bit 1 last fragment.
-# Bits 2-7 are sent as 0 and never checked by the receiver.
-COMMAND_FRAGMENT = 0x01
-LAST_FRAGMENT = 0x02
-
-P_DATA_TF_PDU_TYPE = 0x04
-
-#: Largest fragment we put in one PDV, even when the peer sets no limit (Maximum Length
-#: Received 0, PS3.8 D.1) or a huge one: a big data set then streams in 4 MiB pieces.
-MAX_FRAGMENT_LENGTH = 4 * 1024 * 1024
-# Fragments sent by one scatter/gather call, and the size of a file read.
-_SEND_BATCH_BYTES = 1024 * 1024
-
-# PDU header (PS3.8 9.3.5: type, reserved, length) and PDV item header (PS3.8 9.3.5.1:
-# item length, presentation context ID, message control header).
-_PDU_HEADER = struct.Struct('>BxL')
-_PDV_HEADER = struct.Struct('>LBB')
-_PDU_AND_PDV_HEADER = struct.Struct('>BxLLBB')
-_PDV_HEADER_LENGTH = _PDV_HEADER.size  # 4-byte length + context ID + control header
 
 _COMMAND_GROUP_LENGTH = 0x00000000
 _COMMAND_FIELD = 0x00000100
@@ -279,126 +257,28 @@ class DIMSEMessage:
 
     # -- sending --------------------------------------------------------------------
 
-    def iter_fragments(self, max_pdu_length: Optional[int]
-                       ) -> Iterator[List[Tuple[int, memoryview]]]:
-        """Plan the P-DATA-TF PDUs: for each PDU, its list of (control header, fragment).
-
-        ``max_pdu_length`` is the peer's Maximum Length Received (PS3.8 D.1): the limit
-        on a P-DATA-TF PDU's variable field; 0 or None means no limit. A file data set
-        is read in chunks into two buffers that take turns, so a fragment stays valid
-        only until the next PDU is requested.
-        """
-        return (pdvs for pdvs, _ in self._iter_pdvs(fragment_length(max_pdu_length)))
-
-    def _iter_pdvs(self, size: int) -> Iterator[Tuple[List[Tuple[int, memoryview]], bool]]:
-        """Each PDU's PDVs, with True when the read buffers turn before the next one:
-        fragments yielded so far are then overwritten once the next PDU is asked for."""
-        command = memoryview(self.encode_command_set())
-        command_frags = [command[pos:pos + size] for pos in range(0, len(command), size)]
-        for frag in command_frags[:-1]:
-            yield [(COMMAND_FRAGMENT, frag)], False
-        yield [(COMMAND_FRAGMENT | LAST_FRAGMENT, command_frags[-1])], False
-        if self._data_set is None:
-            return
-        # The data set starts in a P-DATA-TF PDU of its own. PS3.8 E.1 would let a small
-        # one share the PDU of the command's last fragment, but GDCM-based peers (and
-        # what is built on them) then wait for it forever; 0.9.8, DCMTK, pynetdicom and
-        # Orthanc never send it that way, and neither do we.
-        for chunk, last_chunk in self._iter_data_chunks(size):
-            total = len(chunk)
-            for pos in range(0, max(total, 1), size):
-                end = pos + size
-                yield ([(LAST_FRAGMENT if last_chunk and end >= total else 0,
-                         chunk[pos:end])],
-                       end >= total and not last_chunk)
-
-    def _iter_data_chunks(self, size: int) -> Iterator[Tuple[memoryview, bool]]:
-        """The data set as chunks of whole fragments of ``size`` bytes (the last chunk
-        may end short), each with True when it is the last one."""
-        data = self._data_set
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            view = memoryview(data)
-            if view.ndim != 1 or view.itemsize != 1:
-                view = view.cast('B')
-            yield view, True
-            return
-        if not (hasattr(data, 'readinto') or hasattr(data, 'read')):
-            raise DIMSEProcessingError(
-                f'data_set must be bytes or a binary file, not {type(data).__name__}; '
-                f'encode a Dataset before sending it')
-        # Read ahead one chunk to know which is the last (a file's length is not known
-        # up front); two buffers take turns so the chunk yielded stays intact.
-        chunk_size = size * max(1, _SEND_BATCH_BYTES // size)
-        chunk_size = min(chunk_size, _bytes_left(data) or chunk_size)
-        buffers = _read_buffers(chunk_size)
-        turn = 0
-        count = _read_chunk(data, buffers[turn])
-        current = buffers[turn][:count]
-        while True:
-            turn ^= 1
-            count = _read_chunk(data, buffers[turn]) if len(current) == chunk_size else 0
-            if count == 0:
-                yield current, True
-                return
-            yield current, False
-            current = buffers[turn][:count]
-
-    def iter_pdu_buffers(self, pc_id: int, max_pdu_length: Optional[int]
-                         ) -> Iterator[List[Any]]:
-        """Yield each P-DATA-TF PDU as a list of buffers (headers and fragments) for
-        scatter/gather sending: the payload is never copied. A fragment stays valid
-        only until the next PDU is requested."""
-        for buffers, _ in self._iter_pdu_buffers(pc_id, max_pdu_length):
-            yield buffers
-
     def iter_pdu_batches(self, pc_id: int, max_pdu_length: Optional[int]
                          ) -> Iterator[List[Any]]:
-        """As ``iter_pdu_buffers``, but several whole PDUs per list (about 1 MiB of
-        fragments): one scatter/gather call sends them all, where one call per 16 KiB
-        PDU cost more than the copy. A list stays valid until the next is requested."""
-        batch: List[Any] = []
-        size = 0
-        for buffers, turn in self._iter_pdu_buffers(pc_id, max_pdu_length):
-            batch += buffers
-            size += len(buffers[-1])
-            if turn or size >= _SEND_BATCH_BYTES:
-                yield batch
-                batch = []
-                size = 0
-        if batch:
-            yield batch
+        """Yield the message as P-DATA-TF PDUs for scatter/gather sending, several
+        whole PDUs per list: ``fragmentation.iter_pdu_batches`` over this command set
+        and data set. ``max_pdu_length`` is the peer's Maximum Length Received (0 or
+        None: no limit). A list stays valid until the next is requested."""
+        yield from fragmentation.iter_pdu_batches(self.encode_command_set(), self._data_set,
+                                                  pc_id, max_pdu_length)
 
-    def _iter_pdu_buffers(self, pc_id: int, max_pdu_length: Optional[int]
-                          ) -> Iterator[Tuple[List[Any], bool]]:
-        _check_context_id(pc_id)
-        # Every PDU we send carries one PDV (see ``_iter_pdvs``): one header struct.
-        for ((control, frag),), turn in self._iter_pdvs(fragment_length(max_pdu_length)):
-            length = len(frag)
-            yield [_PDU_AND_PDV_HEADER.pack(
-                P_DATA_TF_PDU_TYPE, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
-                control), frag], turn
-
-    def iter_pdu_bytes(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[bytes]:
-        """Yield complete P-DATA-TF PDUs (PS3.8 9.3.5) as bytes, ready for ``sendall``.
-
-        Each PDU's variable field is at most ``max_pdu_length`` bytes (the peer's
-        Maximum Length Received; 0 or None: no limit, fragments of 4 MiB at most).
-        Memory stays bounded whatever the data set's size.
-        """
-        for buffers in self.iter_pdu_buffers(pc_id, max_pdu_length):
-            yield b''.join(buffers)
-
-    def encode(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[Any]:
+    def encode(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[pdu.PDataTfPDU]:
         """Yield the message as ``pdu.PDataTfPDU`` objects (the original API).
 
-        The same fragments as ``iter_pdu_bytes``; each ``PresentationDataValueItem``'s
-        ``data_value`` starts with the message control header byte.
+        The PDUs of ``iter_pdu_batches``, one PDV each, copied out of its buffers;
+        each ``PresentationDataValueItem``'s ``data_value`` starts with the message
+        control header byte.
         """
-        _check_context_id(pc_id)
-        for pdvs in self.iter_fragments(max_pdu_length):
-            yield pdu.PDataTfPDU([
-                pdu.PresentationDataValueItem(pc_id, bytes((control,)) + bytes(frag))
-                for control, frag in pdvs])
+        for batch in self.iter_pdu_batches(pc_id, max_pdu_length):
+            for index in range(0, len(batch), 2):
+                # A PDU's 12 header bytes end with its message control header.
+                header, fragment = batch[index], batch[index + 1]
+                yield pdu.PDataTfPDU([pdu.PresentationDataValueItem(
+                    pc_id, header[-1:] + bytes(fragment))])
 
     def __repr__(self) -> str:
         ds = self._command_set
@@ -406,82 +286,6 @@ class DIMSEMessage:
             # Shown, not kept: the dict stays the command set.
             ds = dataset_from(self._elements or {})
         return f'{type(self).__name__}\n{ds}\n'
-
-
-def _check_context_id(pc_id: Any) -> None:
-    if not isinstance(pc_id, int) or not 1 <= pc_id <= 255:
-        raise DIMSEProcessingError(
-            f'presentation context ID must be 1-255 (PS3.8 9.3.5.1), got {pc_id!r}')
-
-
-def fragment_length(max_pdu_length: Optional[int]) -> int:
-    """Largest fragment to put in one PDV for a peer's Maximum Length Received.
-
-    The PDV item adds 6 bytes (length, context ID, control header) inside the PDU's
-    variable field; fragments have an even length (PS3.8 E.1); 0 or None means no
-    limit, and we still stop at ``MAX_FRAGMENT_LENGTH``.
-    """
-    if not max_pdu_length:
-        return MAX_FRAGMENT_LENGTH
-    size = min(int(max_pdu_length) - _PDV_HEADER_LENGTH, MAX_FRAGMENT_LENGTH) & ~1
-    if size < 2:
-        raise DIMSEProcessingError(
-            f'maximum PDU length {max_pdu_length} leaves no room for a fragment: a PDV '
-            f'needs 6 bytes of header and an even fragment of at least 2 bytes')
-    return size
-
-
-_thread_buffers = threading.local()
-
-
-def _read_buffers(size: int) -> List[memoryview]:
-    """Two read buffers of ``size`` bytes, kept per thread and reused by every message
-    the thread sends (messages are sent one after the other): allocating and zeroing
-    fresh ones per message cost more than the sending itself."""
-    pair = getattr(_thread_buffers, 'pair', None)
-    if pair is None or len(pair[0]) < size:
-        pair = [memoryview(bytearray(size)), memoryview(bytearray(size))]
-        _thread_buffers.pair = pair
-    return [pair[0][:size], pair[1][:size]]
-
-
-def _bytes_left(fp: Any) -> Optional[int]:
-    """How many bytes a regular file has after its position, or None if unknown."""
-    try:
-        left = os.fstat(fp.fileno()).st_size - fp.tell()
-    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return None
-    return left if left > 0 else None
-
-
-def _read_chunk(fp: Any, buf: memoryview) -> int:
-    """Fill ``buf`` from ``fp`` as far as it goes; fewer bytes only at end of file."""
-    filled = 0
-    want = len(buf)
-    readinto = getattr(fp, 'readinto', None)
-    try:
-        while filled < want:
-            if readinto is not None:
-                count = readinto(buf[filled:])
-            else:
-                chunk = fp.read(want - filled)
-                if chunk is not None and not isinstance(chunk, (bytes, bytearray)):
-                    raise DIMSEProcessingError(
-                        f'the data set file gave {type(chunk).__name__}, not bytes: open '
-                        f'it in binary mode')
-                count = None if chunk is None else len(chunk)
-                if count:
-                    buf[filled:filled + count] = chunk
-            if count is None:
-                raise DIMSEProcessingError(
-                    'the data set file has no data ready (non-blocking?); a blocking '
-                    'binary file is needed')
-            if count == 0:
-                break
-            filled += count
-    except OSError as exc:
-        raise DIMSEProcessingError(f'reading the data set file failed: {exc}') from exc
-    return filled
 
 
 class DIMSERequestMessage(DIMSEMessage):

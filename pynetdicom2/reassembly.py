@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any, BinaryIO, Callable, List, Optional, Union
 
-from pynetdicom2.dimse import COMMAND_FRAGMENT, LAST_FRAGMENT, DIMSEMessage, decode_message
+from pynetdicom2.dimse import DIMSEMessage, decode_message
 from pynetdicom2.exceptions import DIMSEProcessingError
+from pynetdicom2.fragmentation import COMMAND_FRAGMENT, LAST_FRAGMENT
 
 # The DIMSE messages received are logged where they always were (docs/howto/logging.rst):
 # under the messages' module, not under this one.

@@ -107,5 +107,5 @@ def test_micro_benchmarks_print_their_table():
     names = [line.split('|')[1].strip() for line in lines[2:]]
     assert 'A-ASSOCIATE-RQ decode (10 contexts)' in names
     assert 'C-STORE-RQ command set decode (decode_message)' in names
-    assert 'iter_pdu_bytes 16 MiB file, 1 MiB PDU' in names
+    assert 'iter_pdu_batches 16 MiB file, 1 MiB PDU' in names
     assert len(names) == 13

@@ -241,7 +241,7 @@ def _store_pdus(path: pathlib.Path, uid: str) -> List[bytes]:
     rq.affected_sop_instance_uid = uid
     rq.priority = dimse.PRIORITY_MEDIUM
     rq.data_set = data_set_bytes(path)
-    return list(rq.iter_pdu_bytes(1, 4096))
+    return [p.encode() for p in rq.encode(1, 4096)]
 
 
 def die_mid_data_set(port: int, path: pathlib.Path, uid: str, how: str) -> None:

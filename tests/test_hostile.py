@@ -131,7 +131,7 @@ def store_pdus(uid: str = '1.2.3.4.5', size: int = 20000) -> list:
     msg.affected_sop_instance_uid = uid
     msg.priority = dimse.PRIORITY_MEDIUM
     msg.data_set = bytes(size)
-    return list(msg.iter_pdu_bytes(3, 4096))
+    return [p.encode() for p in msg.encode(3, 4096)]
 
 
 # -- the scenarios: each says what the raw peer must receive -------------------------------------

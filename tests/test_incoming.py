@@ -394,8 +394,7 @@ def test_assembler_refuses_a_data_set_gathered_in_memory_past_its_cap():
     rq.message_id = 1
     rq.affected_sop_class_uid = uids.STUDY_ROOT_FIND_SOP_CLASS
     rq.data_set = b'\x00' * 2
-    command = [pdv for raw in rq.iter_pdu_bytes(1, 16384)
-               for pdv in pdu.PDataTfPDU.decode(raw).data_value_items][:-1]
+    command = [pdv for p in rq.encode(1, 16384) for pdv in p.data_value_items][:-1]
     assembler = reassembly.MessageAssembler(max_memory_data_set=4096)
     for item in command:
         assert assembler.feed(1, item.data_value[0], item.data_value[1:]) is None
@@ -432,7 +431,7 @@ def peak_rss(pid: int) -> int:
 def command_pdus(msg) -> bytes:
     """The P-DATA-TF PDUs of ``msg``'s command set alone (its data set never follows)."""
     msg.data_set = b'\x00\x00'
-    pdus = list(msg.iter_pdu_bytes(1, 16384))
+    pdus = [p.encode() for p in msg.encode(1, 16384)]
     return b''.join(pdus[:-1])
 
 

@@ -418,7 +418,7 @@ def test_peer_dying_mid_data_set_leaves_nothing(server, store_dir, tmp_path, how
     rq.affected_sop_instance_uid = '1.2.3.30'
     rq.priority = dimse.PRIORITY_MEDIUM
     rq.data_set = data_set_bytes(src)
-    pdus = list(rq.iter_pdu_bytes(1, 4096))
+    pdus = [p.encode() for p in rq.encode(1, 4096)]
     assert len(pdus) > 20
     sock = associate_raw(server.local_ae.port, CT)
     try:
@@ -446,7 +446,7 @@ def test_peer_stalling_mid_data_set_times_out_and_leaves_nothing(store_dir, tmp_
     rq.affected_sop_class_uid = CT
     rq.affected_sop_instance_uid = '1.2.3.31'
     rq.data_set = data_set_bytes(src)
-    pdus = list(rq.iter_pdu_bytes(1, 4096))
+    pdus = [p.encode() for p in rq.encode(1, 4096)]
     with make_server(store_dir) as srv:
         srv.dcm_timeout = 0.5
         sock = associate_raw(srv.local_ae.port, CT)

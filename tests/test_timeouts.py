@@ -250,7 +250,7 @@ def test_trickled_pdata_cannot_outlast_the_dimse_timeout():
     echo = dimse.CEchoRQMessage()
     echo.message_id = 1
     echo.sop_class_uid = VERIFICATION
-    raw = b''.join(echo.iter_pdu_bytes(1, 16384))
+    raw = b''.join(p.encode() for p in echo.encode(1, 16384))
     with server(dcm_timeout=2.0, artim_timeout=2.0) as ae:
         with associated(ae.local_ae.port) as conn:
             closed_after, data = _trickle(conn, raw, 1.0, limit=10)

@@ -74,7 +74,7 @@ class Wire:
         raise AssertionError('no complete message in 10000 PDUs')
 
     def send(self, msg: dimse.DIMSEMessage, pc_id: int) -> None:
-        self.sock.sendall(b''.join(msg.iter_pdu_bytes(pc_id, MAX_PDU)))
+        self.sock.sendall(b''.join(p.encode() for p in msg.encode(pc_id, MAX_PDU)))
 
     def release(self) -> None:
         raw = read_pdu(self.sock, TIMEOUT)
