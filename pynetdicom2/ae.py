@@ -28,7 +28,8 @@ from pydicom.dataset import Dataset
 from pynetdicom2 import incoming, statuses, uids, workers as worker_processes
 from pynetdicom2.asceprovider import (
     GET_SOP_CLASSES, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS,
-    AETParams, AssociationAcceptor, AssociationRequester, PContextDefList)
+    STORAGE_SOP_CLASSES, AETParams, AssociationAcceptor, AssociationRequester, PContextDefList,
+    number_contexts, syntax_groups)
 from pynetdicom2.exceptions import AssociationRejectedError, EventHandlingError, NetDICOMError
 from pynetdicom2.services import storage as storage_service, verification as verification_service
 
@@ -54,12 +55,23 @@ class AEBase:
     #: of ``store_in_file`` (``on_receive_store`` then gets bytes). Beyond it the
     #: store is answered 0xA700 (out of resources) and the association goes on.
     max_memory_store: Optional[int] = 1024 * 1024 * 1024
+    #: For a storage SOP class (and a class carried by C-GET sub-operations) with no
+    #: entry in ``ts_preferences``, accept the syntax the requester proposed first
+    #: among ours: the instance then travels and is kept as its sender has it, with
+    #: no conversion on either side (0.9.8 chose so for every class). False: our
+    #: order (``supported_ts``) for these classes too, as for all the others.
+    prefer_proposed_ts_for_storage = True
 
     def __init__(self, supported_ts: Optional[Iterable[str]] = None,
                  max_pdu_length: int = 65536) -> None:
         preference = list(default_ts if supported_ts is None else supported_ts)
         self.supported_ts = frozenset(preference)
         self._ts_preference = tuple(dict.fromkeys(preference))
+        #: Transfer syntaxes for some SOP classes instead of ``supported_ts``, most
+        #: preferred first: a key is a SOP class UID, or a service (as given to
+        #: ``add_scp``/``add_scu``) standing for every class it serves. What we
+        #: propose and accept for such a class, chosen in this order.
+        self.ts_preferences: dict = {}
         self.max_pdu_length = max_pdu_length
         self.dcm_timeout = 15
         self.artim_timeout = 10
@@ -114,7 +126,7 @@ class AEBase:
                 if uid in known:
                     continue
                 self.context_def_list[next_id] = PContextDefList(
-                    next_id, uid, self.transfer_syntax_preference())
+                    next_id, uid, self.transfer_syntaxes_for(uid))
                 known.add(uid)
                 next_id += 2
 
@@ -138,6 +150,47 @@ class AEBase:
         """Our transfer syntaxes, most preferred first (the acceptor chooses by it)."""
         preference = [ts for ts in self._ts_preference if ts in self.supported_ts]
         return tuple(preference) + tuple(sorted(self.supported_ts - set(preference)))
+
+    def _explicit_preference(self, sop_class: str) -> Optional[tuple]:
+        """``ts_preferences`` for ``sop_class`` (by UID, else by its service), or None."""
+        preferences = self.ts_preferences
+        if not preferences:
+            return None
+        found = preferences.get(sop_class)
+        if found is None:
+            for services in (self.supported_scp, self.supported_scu):
+                service = services.get(sop_class)
+                if service is not None and service in preferences:
+                    found = preferences[service]
+                    break
+        return None if found is None else tuple(dict.fromkeys(found))
+
+    def transfer_syntaxes_for(self, sop_class: str) -> tuple:
+        """The transfer syntaxes we propose and accept for ``sop_class``, most
+        preferred first: its ``ts_preferences`` entry, else ``supported_ts``."""
+        explicit = self._explicit_preference(sop_class)
+        return self.transfer_syntax_preference() if explicit is None else explicit
+
+    def choose_transfer_syntax(self, sop_class: str, proposed, storage: bool = False
+                               ) -> Optional[str]:
+        """The syntax to accept for a proposed presentation context (PS3.8 9.3.3.2),
+        or None to refuse it (result 4, transfer syntaxes not supported).
+
+        ``proposed`` holds the context's syntaxes in the requester's order;
+        ``storage`` says that the class's data sets are kept as they arrive (a
+        storage SOP class, or one carried by C-GET sub-operations). Among the
+        syntaxes of ``transfer_syntaxes_for(sop_class)``: for such a class, unless
+        ``ts_preferences`` names it or ``prefer_proposed_ts_for_storage`` is False,
+        the one proposed first (what the sender has: nothing is converted); else the
+        one we prefer. Override it to decide otherwise.
+        """
+        explicit = self._explicit_preference(sop_class)
+        ours = self.transfer_syntax_preference() if explicit is None else explicit
+        if storage and explicit is None and self.prefer_proposed_ts_for_storage:
+            accepted = set(ours)
+            return next((ts for ts in proposed if ts in accepted), None)
+        offered = set(proposed)
+        return next((ts for ts in ours if ts in offered), None)
 
     # -- associations ---------------------------------------------------------------
 
@@ -167,25 +220,47 @@ class AEBase:
         when they fit in one A-ASSOCIATE-RQ (128); when they do not, only those the
         association can need: the SOP classes we use as SCU, plus the classes we
         serve as SCP when a C-GET SCU may receive them on the same association.
+
+        A class named in ``ts_preferences`` is proposed with those syntaxes. A
+        storage SOP class whose syntaxes mix native and compressed ones is proposed
+        twice, the native and the compressed syntaxes apart, so that the peer can
+        accept both: compressed data then go as they are, and a peer taking only
+        native data still accepts the class (the first classes first, while the
+        contexts fit in 128). Otherwise the contexts and their IDs are those of
+        ``context_def_list``.
         """
         contexts = self.copy_context_def_list()
-        if sop_classes is None and len(contexts) <= MAX_PRESENTATION_CONTEXTS:
-            return contexts
-        if sop_classes is None:
-            wanted = set(self.supported_scu)
-            if wanted & GET_SOP_CLASSES:
-                wanted |= set(self.supported_scp)
+        subset = sop_classes is not None or len(contexts) > MAX_PRESENTATION_CONTEXTS
+        if not subset:
+            chosen = list(contexts.values())
         else:
-            wanted = set(sop_classes)
-        # Renumber: the chosen contexts keep their order, with IDs 1, 3, 5, ...
-        chosen = {2 * n + 1: ctx._replace(id=2 * n + 1) for n, ctx in enumerate(
-            c for c in contexts.values() if c.sop_class in wanted)}
-        if len(chosen) > MAX_PRESENTATION_CONTEXTS:
-            raise NetDICOMError(
-                f'{len(chosen)} presentation contexts would be proposed; one A-ASSOCIATE-RQ '
-                f'carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 9.3.2.2): pass '
-                'request_association(remote_ae, sop_classes=[...]) with the classes needed')
-        return chosen
+            if sop_classes is None:
+                wanted = set(self.supported_scu)
+                if wanted & GET_SOP_CLASSES:
+                    wanted |= set(self.supported_scp)
+            else:
+                wanted = set(sop_classes)
+            chosen = [c for c in contexts.values() if c.sop_class in wanted]
+            if len(chosen) > MAX_PRESENTATION_CONTEXTS:
+                raise NetDICOMError(
+                    f'{len(chosen)} presentation contexts would be proposed; one '
+                    f'A-ASSOCIATE-RQ carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 '
+                    '9.3.2.2): pass request_association(remote_ae, sop_classes=[...]) '
+                    'with the classes needed')
+        proposal = [(ctx.sop_class, self._proposal_groups(ctx)) for ctx in chosen]
+        if not subset and all(len(groups) == 1 and groups[0] == list(ctx.supported_ts)
+                              for ctx, (_, groups) in zip(chosen, proposal)):
+            return contexts
+        # Renumbered: the chosen contexts keep their order, with IDs 1, 3, 5, ...
+        return number_contexts(proposal)
+
+    def _proposal_groups(self, ctx: PContextDefList) -> list:
+        """The syntaxes to propose for ``ctx``'s class, one list per context."""
+        explicit = self._explicit_preference(ctx.sop_class)
+        syntaxes = ctx.supported_ts if explicit is None else explicit
+        if ctx.sop_class in STORAGE_SOP_CLASSES or ctx.sop_class in self.store_in_file:
+            return syntax_groups(syntaxes)
+        return [list(syntaxes)]
 
     @incoming.library_default
     def get_file(self, context, command_set):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from pynetdicom2 import pdu, reassembly, uids, userdataitems
+from pynetdicom2 import pdu, reassembly, transcode, uids, userdataitems
 from pynetdicom2._version import __version_info__
 from pynetdicom2.dulprovider import DULServiceProvider
 from pynetdicom2.exceptions import (
@@ -46,6 +46,11 @@ TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
 GET_SOP_CLASSES = frozenset({
     uids.PATIENT_ROOT_GET_SOP_CLASS, uids.STUDY_ROOT_GET_SOP_CLASS,
     uids.PATIENT_STUDY_ONLY_GET_SOP_CLASS, uids.COMPOSITE_INSTANCE_ROOT_GET_SOP_CLASS})
+
+#: Storage SOP classes (PS3.4 B.5): their data sets are kept as they arrive, so a
+#: requester proposes their native and compressed syntaxes apart and an acceptor takes
+#: the syntax proposed first (``AEBase.choose_transfer_syntax``).
+STORAGE_SOP_CLASSES = frozenset(uids.STORAGE_SOP_CLASSES)
 
 # Identity keys of a remote AE and the User Identity Type each gives (PS3.7 D.3.3.7).
 _IDENTITY_TYPES = {'username': 1, 'kerberos': 3, 'saml': 4, 'jwt': 5}
@@ -121,6 +126,50 @@ def build_pres_context_def_list(context_def_list: Dict[int, PContextDefList]) ->
             [pdu.TransferSyntaxSubItem(ts) for ts in ctx.supported_ts])
         for ctx in context_def_list.values()
     ]
+
+
+def syntax_groups(syntaxes: Iterable[str]) -> List[List[str]]:
+    """``syntaxes`` as the contexts to propose them in: the native (uncompressed or
+    deflated) ones and the compressed ones apart, each in its order, the kind met
+    first first; one list when all are of one kind."""
+    native: List[str] = []
+    compressed: List[str] = []
+    order = []
+    for ts in dict.fromkeys(syntaxes):
+        group = native if ts in transcode.UNCOMPRESSED_TS else compressed
+        if not group:
+            order.append(group)
+        group.append(ts)
+    return order
+
+
+def number_contexts(wanted: Iterable[Tuple[str, Sequence[Sequence[str]]]]
+                    ) -> Dict[int, PContextDefList]:
+    """The presentation contexts to propose, with IDs 1, 3, 5, ... in order.
+
+    ``wanted`` holds ``(SOP class, syntax groups)``: each group gets a context of
+    its own, so the acceptor accepts a syntax from each (PS3.8 9.3.3.2: one per
+    context). When that would pass the 128 contexts of one A-ASSOCIATE-RQ (PS3.8
+    9.3.2.2), the groups of the classes that no longer fit share one context each,
+    in order; ``NetDICOMError`` when even one context per class is too many.
+    """
+    wanted = [(sop_class, [list(group) for group in groups if group])
+              for sop_class, groups in wanted]
+    spare = MAX_PRESENTATION_CONTEXTS - len(wanted)
+    if spare < 0:
+        raise NetDICOMError(
+            f'{len(wanted)} presentation contexts would be proposed; one A-ASSOCIATE-RQ '
+            f'carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 9.3.2.2)')
+    contexts: Dict[int, PContextDefList] = {}
+    for sop_class, groups in wanted:
+        if len(groups) - 1 <= spare:
+            spare -= max(len(groups) - 1, 0)
+        else:
+            groups = [list(dict.fromkeys(ts for group in groups for ts in group))]
+        for group in groups or [[]]:
+            pc_id = 2 * len(contexts) + 1
+            contexts[pc_id] = PContextDefList(pc_id, sop_class, group)
+    return contexts
 
 
 def _sub_items(assoc_pdu, cls) -> list:
@@ -544,10 +593,13 @@ class AssociationAcceptor(Association):
         if sop_class not in self.ae.acceptable_sop_classes() and sop_class not in retrieved:
             return ABSTRACT_SYNTAX_NOT_SUPPORTED, None
         proposed = [ts.name for ts in item.ts_sub_items]
-        for ts in self.ae.transfer_syntax_preference():
-            if ts in proposed:
-                return ACCEPTANCE, ts
-        return TRANSFER_SYNTAXES_NOT_SUPPORTED, None
+        # Data sets kept as they arrive: the AE may take the requester's first choice.
+        storage = (sop_class in retrieved or sop_class in STORAGE_SOP_CLASSES
+                   or sop_class in self.ae.store_in_file)
+        ts = self.ae.choose_transfer_syntax(sop_class, proposed, storage)
+        if ts is None:
+            return TRANSFER_SYNTAXES_NOT_SUPPORTED, None
+        return ACCEPTANCE, ts
 
     # -- serving --------------------------------------------------------------------
 
@@ -633,4 +685,5 @@ __all__ = [
     'APPLICATION_CONTEXT_NAME', 'IMPLEMENTATION_UID', 'IMPLEMENTATION_VERSION_NAME',
     'AETParams', 'Association', 'AssociationAcceptor', 'AssociationRequester',
     'PContextDef', 'PContextDefList', 'RemoteAEConfig', 'build_pres_context_def_list',
+    'number_contexts', 'syntax_groups',
 ]

@@ -24,7 +24,7 @@ from pydicom.uid import UID
 
 from pynetdicom2 import dimse, dsutils, incoming, statuses, transcode, uids, userdataitems
 from pynetdicom2.asceprovider import (
-    IMPLEMENTATION_UID, AssociationRequester, PContextDefList, RemoteAEConfig)
+    IMPLEMENTATION_UID, AssociationRequester, RemoteAEConfig, number_contexts)
 from pynetdicom2.exceptions import (
     AssociationError, AssociationRejectedError, DCMTimeoutError, DIMSEProcessingError,
     EventHandlingError, NetDICOMError, PDUProcessingError)
@@ -586,11 +586,23 @@ def qr_move_scu(asce, ctx: PContextDef, ds: Dataset, destination_aet: str, msg_i
 
 
 def _move_contexts(instances: List[_Instance], decompress_lossy: bool = True) -> dict:
-    """One proposed context per (SOP class, transfer syntaxes) the data sets need."""
-    wanted = dict.fromkeys((i.sop_class, _syntaxes_to_propose(i, decompress_lossy))
-                           for i in instances)
-    return {2 * n + 1: PContextDefList(2 * n + 1, sop_class, list(syntaxes))
-            for n, (sop_class, syntaxes) in enumerate(wanted)}
+    """The contexts of a C-MOVE sub-association: per SOP class, an uncompressed
+    instance's syntax first with the others it converts to, and a compressed one's
+    syntax alone, the uncompressed ones it converts to in another context; so the
+    destination can take compressed data as they are and still accept the class when
+    it takes only uncompressed data. Past 128 contexts, a class's syntaxes share one
+    (``asceprovider.number_contexts``)."""
+    classes: dict = {}
+    for instance in instances:
+        groups = classes.setdefault(instance.sop_class, {})
+        offered = _syntaxes_to_propose(instance, decompress_lossy)
+        if transcode.is_uncompressed(instance.transfer_syntax):
+            groups[offered] = None
+        else:
+            groups[offered[:1]] = None
+            if offered[1:]:
+                groups[offered[1:]] = None
+    return number_contexts((sop_class, list(groups)) for sop_class, groups in classes.items())
 
 
 def _move_scp(asce, ctx: PContextDef, msg) -> None:
@@ -722,9 +734,10 @@ def qr_move_scp(asce, ctx: PContextDef, msg) -> None:
     The hook returns ``(remote_ae, number_of_sub_ops, data sets)``, the data sets
     being pydicom Datasets or file paths. They are first gathered into a list (for a
     path only the file meta is read) so that ONE sub-association to ``remote_ae``
-    proposes just their SOP classes, each in its own transfer syntax, then every
-    uncompressed syntax it can be converted to (``pynetdicom2.transcode``; a lossy
-    one only when the AE's ``decompress_lossy`` is not False). Each goes by C-STORE
+    proposes just their SOP classes, each in its own transfer syntax (a compressed
+    one in a context of its own), then every uncompressed syntax it can be converted
+    to (``pynetdicom2.transcode``; a lossy one only when the AE's ``decompress_lossy``
+    is not False). Each goes by C-STORE
     with the Move Originator AE title and message ID, converted when the destination
     accepted another syntax, followed by a pending C-MOVE-RSP with the counts; the
     final status is 0x0000, or 0xB000 when one failed or warned (failed instances
