@@ -325,6 +325,36 @@ class AEBase:
     def on_dcm_timeout(self, asce, exc) -> None:
         """An incoming association timed out waiting for the peer."""
 
+    # Lifecycle hooks (both sides: associations this AE accepts and those it
+    # requests). Each gets the association's ``AssociationInfo`` (pynetdicom2.context),
+    # the object every other hook reads as ``context.association``. An association
+    # that is established gets ``on_association_established`` and then exactly one
+    # of released / aborted / timed out. They run in the association's thread; an
+    # exception they raise is logged and changes nothing (the association is ended
+    # and cleaned up as it would be). The 0.9.8 hooks above keep their behaviour.
+
+    def on_association_established(self, info) -> None:
+        """An association is established: A-ASSOCIATE-AC sent (acceptor) or
+        received and accepted by ``on_association_response`` (requester)."""
+
+    def on_association_released(self, info) -> None:
+        """The association ended by A-RELEASE, asked by either end."""
+
+    def on_association_aborted(self, info, source, reason, by_peer: bool) -> None:
+        """The association ended by an abort.
+
+        ``by_peer`` True: the peer sent A-ABORT (``source``, ``reason`` as on the
+        wire, PS3.8 9.3.8) or dropped the connection (``source`` 2, ``reason`` 0).
+        False: this end sent the A-ABORT with ``source`` and ``reason`` (0 service
+        user: ``abort()``, a failing handler; 2 service provider: a protocol error),
+        or closed the connection without one (``kill()``, ``AE.quit()``: both None).
+        A timeout is told by ``on_association_timed_out`` instead.
+        """
+
+    def on_association_timed_out(self, info) -> None:
+        """Nothing came from the peer within the timeout (``dcm_timeout``, or the
+        ARTIM timer while releasing): the association was aborted."""
+
     def on_receive_echo(self, context):
         """A C-ECHO arrived; return its status (default success)."""
         return statuses.SUCCESS

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
-from pynetdicom2 import pdu, reassembly, transcode, uids, userdataitems
+from pynetdicom2 import context as association_context, pdu, reassembly, transcode, uids, userdataitems
 from pynetdicom2._version import __version_info__
 from pynetdicom2.dulprovider import DULServiceProvider
 from pynetdicom2.exceptions import (
@@ -217,6 +218,11 @@ class Association:
         self.association_established = False
         #: Negotiated SCP/SCU role selection: SOP class -> (scu_role, scp_role).
         self.roles: Dict[str, Tuple[int, int]] = {}
+        #: The ``AssociationInfo`` built when the association was established (None
+        #: before): what every hook's context carries as ``context.association``.
+        self.info: Optional[association_context.AssociationInfo] = None
+        self._ended = False
+        self._end_lock = threading.Lock()
         self._pending = _Lookahead()
         self._assembler = reassembly.MessageAssembler(
             self._data_sink, self._discard_sink,
@@ -227,8 +233,12 @@ class Association:
     def send(self, dimse_msg, pc_id: int) -> None:
         """Send one DIMSE message on presentation context ``pc_id``."""
         timeout = self.ae.dcm_timeout
-        for buffers in dimse_msg.iter_pdu_batches(pc_id, self.peer_max_pdu_length):
-            self.dul.send_pdata(buffers, timeout)
+        try:
+            for buffers in dimse_msg.iter_pdu_batches(pc_id, self.peer_max_pdu_length):
+                self.dul.send_pdata(buffers, timeout)
+        except NetDICOMError as exc:
+            self._ended_by(exc)
+            raise
 
     def receive(self) -> Tuple[Any, int]:
         """Wait for the next DIMSE message; returns ``(message, presentation context ID)``.
@@ -246,8 +256,9 @@ class Association:
                     return msg, context_id
             try:
                 received = self.dul.receive_pdu(self.ae.dcm_timeout)
-            except NetDICOMError:
+            except NetDICOMError as exc:
                 self._discard_partial()       # a half-received data set never lands
+                self._ended_by(exc)
                 raise
             if isinstance(received, PDataFragments):
                 self._pending.load(received)
@@ -299,8 +310,12 @@ class Association:
         self._discard_partial()
         try:
             self.dul.send_release_rp(self.ae.dcm_timeout)
+        except NetDICOMError as exc:
+            self._ended_by(exc)
+            raise
         finally:
             self.association_established = False
+        self._end('released')
         raise AssociationReleasedError(f'{self.dul.peer} released the association')
 
     # -- release and abort ----------------------------------------------------------
@@ -322,10 +337,14 @@ class Association:
                 if isinstance(received, pdu.AReleaseRpPDU) and self.dul.state == 'Sta12':
                     self.dul.send_release_rp(timeout)
                 # P-DATA still in flight while we wait (AR-6) is dropped.
+        except NetDICOMError as exc:
+            self._ended_by(exc)
+            raise
         finally:
             self.association_established = False
             self._discard_partial()
             self.dul.close()
+        self._end('released')
 
     def abort(self, reason: int = 0) -> None:
         """Abort the association as the service user (A-ABORT source 0)."""
@@ -340,6 +359,7 @@ class Association:
         self._discard_partial()
         if self.dul is not None:
             self.dul.abort(source, reason)
+        self._end('aborted', source, reason, False)
 
     def kill(self) -> None:
         """Close the connection at once, sending nothing."""
@@ -347,6 +367,49 @@ class Association:
         self._discard_partial()
         if self.dul is not None:
             self.dul.close()
+        self._end('aborted', None, None, False)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _establish(self, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU) -> None:
+        """Build ``info`` from the negotiation, give every accepted context its
+        association, and tell ``ae.on_association_established``."""
+        self.info = _association_info(self, rq, ac)
+        self.accepted_contexts = {
+            pc_id: association_context.with_association(ctx, self.info)
+            for pc_id, ctx in self.accepted_contexts.items()}
+        self._call_hook('on_association_established', self.info)
+
+    def _ended_by(self, exc: BaseException) -> None:
+        """Tell the lifecycle hook how ``exc`` (from the upper layer) ended us."""
+        sent = getattr(self.dul, 'abort_sent', None)
+        if isinstance(exc, DCMTimeoutError):
+            self._end('timed_out')
+        elif sent is not None:
+            self._end('aborted', sent[0], sent[1], False)
+        elif isinstance(exc, AssociationAbortedError):
+            self._end('aborted', exc.source, exc.reason_diag, True)
+
+    def _end(self, how: str, *args) -> None:
+        """Call the lifecycle hook of the end (``released``, ``aborted`` or
+        ``timed_out``): once, and only for an association that was established."""
+        with self._end_lock:
+            if self._ended or self.info is None:
+                return
+            self._ended = True
+        self._call_hook('on_association_' + how, self.info, *args)
+
+    def _call_hook(self, name: str, *args) -> None:
+        # A lifecycle hook is a notification: its failure is logged, and never
+        # changes what happens to the association (nor its cleanup).
+        hook = getattr(self.ae, name, None)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            logger.exception('%s handler raised (association with %s)', name,
+                             getattr(self.dul, 'peer', None) or 'the peer')
 
     # -- services -------------------------------------------------------------------
 
@@ -428,6 +491,7 @@ class AssociationRequester(Association):
         except BaseException:
             self.abort()                 # the hook refused the association we got
             raise
+        self._establish(rq, received)
 
     def _build_rq(self) -> pdu.AAssociateRqPDU:
         user_data = [userdataitems.MaximumLengthSubItem(self.max_pdu_length),
@@ -534,6 +598,7 @@ class AssociationAcceptor(Association):
         ac = self._build_ac(rq)
         self.dul.send_associate_ac(ac, self.ae.dcm_timeout)
         self.association_established = True
+        self._establish(rq, ac)
 
     def reject(self, result: int, source: int, diag: int) -> None:
         """Send A-ASSOCIATE-RJ with exactly these values, then close."""
@@ -648,6 +713,8 @@ class AssociationAcceptor(Association):
         finally:
             if self.dul.sock is not None:
                 self.dul.close()
+            # Whatever ended it, an established association's end is told once.
+            self._end('aborted', None, None, False)
 
     def _aborted_by_us(self, cause: BaseException, source: int) -> AssociationAbortedError:
         """What ``on_abort`` gets when this end aborted: an ``AssociationAbortedError``
@@ -679,6 +746,47 @@ class AssociationAcceptor(Association):
             getattr(self.ae, hook)(self, exc)
         except Exception:
             logger.exception('%s handler raised', hook)
+
+
+def _association_info(assoc: Association, rq: pdu.AAssociateRqPDU,
+                      ac: pdu.AAssociateAcPDU) -> association_context.AssociationInfo:
+    """The ``AssociationInfo`` of ``assoc``, just established by ``rq`` and ``ac``."""
+    requestor = isinstance(assoc, AssociationRequester)
+    theirs = ac if requestor else rq
+    sock = assoc.dul.sock if assoc.dul is not None else None
+    address = port = None
+    try:
+        address, port = sock.getpeername()[:2]
+    except (AttributeError, OSError, TypeError, ValueError):
+        if requestor:
+            address, port = assoc.remote_ae.address, assoc.remote_ae.port
+    cert = der = None
+    if hasattr(sock, 'getpeercert'):
+        try:
+            der = sock.getpeercert(binary_form=True)
+            if der is not None:
+                cert = sock.getpeercert()
+        except (OSError, ValueError):
+            cert = der = None
+    identity = assoc.remote_ae.user_identity() if requestor else assoc.user_identity
+    answers = _sub_items(ac, userdataitems.UserIdentityNegotiationSubItemAc)
+    response = answers[0].server_response if answers else None
+    uids_ = _sub_items(theirs, userdataitems.ImplementationClassUIDSubItem)
+    names = _sub_items(theirs, userdataitems.ImplementationVersionNameSubItem)
+    return association_context.AssociationInfo(
+        calling_ae_title=str(rq.calling_ae_title).strip(),
+        called_ae_title=str(rq.called_ae_title).strip(),
+        is_requestor=requestor, peer_address=address, peer_port=port,
+        presentation_contexts=tuple(
+            assoc.accepted_contexts[pc_id] for pc_id in sorted(assoc.accepted_contexts)),
+        roles=dict(assoc.roles),
+        user_identity=association_context.UserIdentity.from_sub_item(identity),
+        user_identity_response=response,
+        peer_max_pdu_length=assoc.peer_max_pdu_length,
+        peer_implementation_class_uid=uids_[0].implementation_class_uid if uids_ else None,
+        peer_implementation_version_name=(
+            names[0].implementation_version_name if names else None),
+        peer_certificate=cert, peer_certificate_der=der)
 
 
 __all__ = [

@@ -78,6 +78,8 @@ class DULServiceProvider:
         self.peer = peer
         self.state = 'Sta1'
         self.last_action: Optional[str] = None
+        #: (source, reason) of the A-ABORT this end sent, or None: says who aborted.
+        self.abort_sent: Optional[tuple] = None
         #: The latest transitions as (state, event, action, next state), for logs and tests.
         self.trace: deque = deque(maxlen=16)
         # Received bytes live in _buf[_start:_end]; one recv_into may bring several
@@ -423,6 +425,8 @@ class DULServiceProvider:
                 # AA-7 and AA-8 are the provider's (PS3.8 Table 9-9).
                 outgoing = pdu.AAbortPDU(0 if action == 'AA-1' else 2,
                                          0 if action == 'AA-1' else REASON_UNEXPECTED_PDU)
+            if isinstance(outgoing, pdu.AAbortPDU):
+                self.abort_sent = (outgoing.source, outgoing.reason_diag)
             self._send(outgoing, self._linger() if timeout is None else timeout)
         if action in _CLOSING_ACTIONS:
             self.close()

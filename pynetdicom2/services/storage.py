@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
 
 from pynetdicom2 import dimse, incoming, statuses, transcode, uids
+from pynetdicom2.context import for_message
 from pynetdicom2.exceptions import ClassNotSupportedError, EventHandlingError, NetDICOMError
 from pynetdicom2.services.common import (
     error_comment, receive_response, response_to, sop_classes, store_in_file)
@@ -342,7 +343,7 @@ def c_store_sink(asce, ctx, msg) -> Optional[incoming.IncomingDataSet]:
     uids_ = (incoming.clean_uid(msg.affected_sop_class_uid),
              incoming.clean_uid(msg.affected_sop_instance_uid), ctx.supported_ts)
     if in_file and incoming.overridden(ae, 'get_file'):
-        fp, start = ae.get_file(ctx, msg.command_set)
+        fp, start = ae.get_file(for_message(ctx, msg), msg.command_set)
         return incoming.SuppliedFile(ae, fp, start, *uids_)
     factory = getattr(ae, 'incoming_data_set', None)
     owner = factory(*uids_) if factory is not None else incoming.TemporaryDataSet(*uids_)
@@ -403,6 +404,8 @@ def keep_or_drop(asce, ctx, msg, call_hook: bool = True) -> Tuple[statuses.Statu
     """
     data = received_data_set(ctx, msg)
     comment = None
+    # The hooks see the request's Move Originator, when a C-MOVE sent it.
+    ctx = for_message(ctx, msg)
     try:
         if call_hook:
             in_file = ctx.sop_class in getattr(asce.ae, 'store_in_file', ())
