@@ -12,6 +12,7 @@ import io
 import os
 import struct
 import threading
+from array import array
 from typing import Any, Iterator, List, Optional, Tuple
 
 from pynetdicom2 import pdu
@@ -219,23 +220,38 @@ class PDataFragments:
     """The presentation data values of one received P-DATA-TF, already validated.
 
     Iterating yields ``(context_id, message_control_header, fragment)`` one at a time,
-    the fragment a view into the receive buffer, valid until the next read. PDVs are
-    not gathered in a list: a PDU of thousands of tiny PDVs must not cost memory.
+    the fragment a view into the receive buffer, valid until the next read. The PDU is
+    walked once, when it arrives: every PDV is checked then, so a bad one refuses the
+    whole PDU before any is used, and where each PDV ends is kept in an array, four
+    bytes a PDV (never a list of objects: a PDU of thousands of tiny PDVs costs little).
     """
 
-    __slots__ = ('body', '_single')
+    __slots__ = ('body', '_single', '_ends')
 
     def __init__(self, body: memoryview) -> None:
         self.body = body
         self._single = None
+        self._ends = None
         if len(body) >= 6 and _PDV_LENGTH.unpack_from(body)[0] == len(body) - 4:
             # One PDV filling the PDU, as most peers send: nothing else to check.
             self._single = (body[4], body[5], body[6:])
             return
-        for _ in pdu.iter_pdvs(body):    # validate the whole PDU before anything is used
-            pass
+        ends = array('I')
+        end = 0
+        for _, _, fragment in pdu.iter_pdvs(body):
+            end += _PDV_HEADER_LENGTH + len(fragment)
+            ends.append(end)
+        self._ends = ends
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Tuple[int, int, memoryview]]:
         if self._single is not None:
             return iter((self._single,))
-        return pdu.iter_pdvs(self.body)
+        return self._iter_checked()
+
+    def _iter_checked(self) -> Iterator[Tuple[int, int, memoryview]]:
+        body = self.body
+        start = 0
+        for end in self._ends:
+            # Item length (4 bytes), context ID, message control header, fragment.
+            yield body[start + 4], body[start + 5], body[start + 6:end]
+            start = end

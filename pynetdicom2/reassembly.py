@@ -192,7 +192,3 @@ class MessageAssembler:
         sink = self._sink
         self._reset()
         return sink
-
-    def reset(self) -> None:
-        """Forget any partial message (a sink file is left to ``abort``'s caller)."""
-        self._reset()
