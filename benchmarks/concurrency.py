@@ -12,8 +12,10 @@ process, from /proc), the SCUs' CPU, the peak RSS of each SCP process and of the
 SCUs, and the ratio against DCMTK -> DCMTK in the same mode.
 
 Our SCU processes import first and start storing together when told (interpreter
-start-up is not timed); DCMTK's start-up (about 15 ms) is. Run
-``python3 -m benchmarks.concurrency --help``.
+start-up is not timed); DCMTK's start-up (about 15 ms) is. ``--handler-case`` measures
+instead what workers are for: a handler that needs the CPU (each C-ECHO does 5 ms of
+Python work), eight associations at once from threads of this process, served by
+1 and 2 workers. Run ``python3 -m benchmarks.concurrency --help``.
 """
 
 from __future__ import annotations
@@ -104,6 +106,59 @@ def scu_main(argv: List[str]) -> int:
     result.update(wall=time.perf_counter() - wall, cpu=cpu() - used, rss=own_peak())
     print(json.dumps(result), flush=True)
     return 0 if result['failed'] == 0 else 1
+
+
+# -- a handler that needs the CPU ---------------------------------------------------------
+
+def handler_case(workers_list: List[int], repeat: int, threads: int = 8,
+                 per_association: int = 40) -> str:
+    """C-ECHOs whose handler works 5 ms of CPU each: the server is the bottleneck."""
+    import threading
+    from pynetdicom2 import ae as ae_module, sopclass, statuses, uids
+
+    class Busy(ae_module.AE):
+        def on_receive_echo(self, context):
+            end = time.process_time() + 0.005        # 5 ms of this thread's CPU
+            while time.process_time() < end:
+                pass
+            return statuses.SUCCESS
+
+    def burst(port: int) -> float:
+        client = ae_module.ClientAE('CLIENT').add_scu(sopclass.verification_scu)
+        remote = {'aet': 'BUSY', 'address': '127.0.0.1', 'port': port}
+
+        def association() -> None:
+            with client.request_association(remote) as assoc:
+                echo = assoc.get_scu(uids.VERIFICATION_SOP_CLASS)
+                for msg_id in range(1, per_association + 1):
+                    echo(msg_id)
+        start = time.perf_counter()
+        running = [threading.Thread(target=association) for _ in range(threads)]
+        for thread in running:
+            thread.start()
+        for thread in running:
+            thread.join(600)
+        return threads * per_association / (time.perf_counter() - start)
+
+    servers = {}
+    rates: Dict[int, List[float]] = {w: [] for w in workers_list}
+    try:
+        for workers in workers_list:
+            server = Busy('BUSY', 0, bind_address='127.0.0.1', workers=workers)
+            server.add_scp(sopclass.verification_scp)
+            servers[workers] = server.__enter__()
+        for _ in range(repeat):       # alternating, so that load changes hit all alike
+            for workers, server in servers.items():
+                rates[workers].append(burst(server.local_ae.port))
+    finally:
+        for server in servers.values():
+            server.quit()
+    first = statistics.median(rates[workers_list[0]])
+    out = ['| server | C-ECHO/s (5 ms of CPU each) | x first row |', '|---|---|---|']
+    for workers in workers_list:
+        rate = statistics.median(rates[workers])
+        out.append(f'| pynetdicom2, {workers} worker(s) | {rate:.0f} | {rate / first:.2f} |')
+    return '\n'.join(out)
 
 
 # -- the harness ----------------------------------------------------------------------------
@@ -287,7 +342,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument('--repeat', type=int, default=3)
     p.add_argument('--count', type=int, default=500, help='instances of 512 KiB (500)')
     p.add_argument('--data-dir', help='where to generate (and reuse) the data')
+    p.add_argument('--handler-case', action='store_true',
+                   help='only the case of a handler that needs the CPU (no data)')
     args = p.parse_args(argv)
+    if args.handler_case:
+        print(handler_case(args.workers, args.repeat))
+        load = os.getloadavg()
+        print(f'\n8 associations at once, 40 C-ECHOs each, medians of {args.repeat}; '
+              f'{os.cpu_count()} cores, load average {load[0]:.1f} at the end.')
+        return 0
     data_dir = args.data_dir or tempfile.mkdtemp(prefix='bench-concurrency-')
     files = data.prepare(data_dir, {'ct512k': (args.count, 512, 512)})['ct512k']
     shares = [files[n::args.processes] for n in range(args.processes)]
@@ -307,6 +370,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                           file=sys.stderr, flush=True)
             except (PeerError, OSError, ValueError) as exc:
                 result.error = str(exc).splitlines()[0][:200]
+                if scp is not None:
+                    print(scp.peer.output(2000), file=sys.stderr)
             finally:
                 if scp is not None:
                     scp.stop()
