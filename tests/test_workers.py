@@ -13,6 +13,7 @@ DCMTK peers are in tests/interop/test_workers_interop.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -298,6 +299,25 @@ def test_a_worker_killed_with_sigkill_is_replaced_and_the_other_keeps_serving(ca
         assert served <= set(now)
     assert process_state(first) is None
     assert [process_state(pid) for pid in now] == [None, None]
+
+
+def test_a_worker_stopped_with_sigterm_ends_its_associations_cleanly_and_is_replaced(caplog):
+    server = pid_server(2)
+    with caplog.at_level(logging.WARNING, logger='pynetdicom2.workers'):
+        with server:
+            manager, assoc = associate_when_admitted(server)
+            victim = serving_pid(assoc)
+            os.kill(victim, signal.SIGTERM)
+            # The worker closes the association it serves before it ends.
+            with pytest.raises(Exception):
+                serving_pid(assoc)
+            with contextlib.suppress(Exception):
+                manager.__exit__(None, None, None)
+            assert wait_until(lambda: len(server.worker_pids) == 2
+                              and victim not in server.worker_pids)
+            assert ask_once(server) in server.worker_pids
+    ended = [r.getMessage() for r in caplog.records if f'(pid {victim}) ended' in r.getMessage()]
+    assert len(ended) == 1 and '(exit status 0)' in ended[0], ended
 
 
 # -- max_associations over all workers ------------------------------------------------------
