@@ -79,7 +79,7 @@ DOCUMENTED_MODULES = [
     'pynetdicom2.services.commitment', 'pynetdicom2.services.nservices',
     'pynetdicom2.applicationentity', 'pynetdicom2.dimsemessages', 'pynetdicom2.dsutils',
     'pynetdicom2.dimsecodec', 'pynetdicom2.fragmentation', 'pynetdicom2.reassembly',
-    'pynetdicom2.incoming', 'pynetdicom2.workers',
+    'pynetdicom2.incoming', 'pynetdicom2.workers', 'pynetdicom2.context',
 ]
 
 
