@@ -362,3 +362,37 @@ def test_event_handling_error_keeps_the_association(server):
         assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(1)) != 0
         assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(2)) != 0
     assert names(server.wait_events(2)) == ['established', 'released']
+
+
+def test_tls_peer_certificate_on_both_ends(pki):
+    from pynetdicom2 import tls
+    from pynetdicom2.ssl_ae import SSLApplicationEntity, SSLClientAE
+
+    seen = []
+
+    class TLSServer(SSLApplicationEntity):
+        def on_receive_echo(self, context):
+            seen.append(context.association)
+            return 0
+
+    server_ctx = tls.make_context('server', certfile=str(pki / 'server.pem'),
+                                  keyfile=str(pki / 'server.key'), cafile=str(pki / 'ca.pem'))
+    client_ctx = tls.make_context('client', certfile=str(pki / 'client.pem'),
+                                  keyfile=str(pki / 'client.key'), cafile=str(pki / 'ca.pem'))
+    with TLSServer(server_ctx, 'TLS_SCP', 0, bind_address='127.0.0.1') as srv:
+        srv.add_scp(sopclass.verification_scp)
+        scu = SSLClientAE(client_ctx, 'TLS_SCU').add_scu(sopclass.verification_scu)
+        scu.dcm_timeout = 5
+        remote = {'aet': 'TLS_SCP', 'address': 'localhost', 'port': srv.local_ae.port}
+        with scu.request_association(remote) as assoc:
+            assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(1)) == 0
+            ours = assoc.info
+    (theirs,) = seen
+
+    def common_name(cert):
+        return dict(pair[0] for pair in cert['subject'])['commonName']
+
+    assert common_name(theirs.peer_certificate) == 'client'
+    assert common_name(ours.peer_certificate) == 'server'
+    assert theirs.peer_certificate_der.startswith(b'\x30')      # a DER SEQUENCE
+    assert ('DNS', 'client') in theirs.peer_certificate['subjectAltName']
