@@ -743,9 +743,9 @@ class Index:
               transfer_syntax: Optional[str] = None) -> None:
         """Move the complete file ``temp_path`` to ``final_path`` and index it, as one step.
 
-        Under the writer lock (across processes): the rows are written (``Conflict``: nothing is, and
-        ``temp_path`` stays where it is), the file is moved, the file of a replaced
-        instance with another path is removed. A crash at any point leaves a
+        Under the writer lock (held across processes): the rows are written
+        (``Conflict``: nothing is, and ``temp_path`` stays where it is), the file is
+        moved, the file of a replaced instance with another path is removed. A crash at any point leaves a
         ``placement`` row, which ``recover`` settles from what is on disk.
         """
         record = self._record(ds, final_path, size, transfer_syntax)
