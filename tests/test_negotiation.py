@@ -10,6 +10,7 @@ A-ASSOCIATE-AC our requester got back, and the files a C-STORE left on disk.
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import pydicom
 import pytest
@@ -238,3 +239,129 @@ def test_move_sub_association_proposes_a_compressed_syntax_apart(tmp_path, jpeg_
     contexts = queryretrieve._move_contexts(instances)
     assert [(c.id, c.sop_class, list(c.supported_ts)) for c in contexts.values()] == [
         (1, CT, [JPEG]), (3, CT, [ELE, ILE, EBE, DEFLATED]), (5, CT, [ILE, ELE, EBE, DEFLATED])]
+
+
+# -- the tools' switches (DCMTK 3.6.7's meanings) -------------------------------------------
+
+def test_switches_name_dcmtks_syntaxes():
+    from pynetdicom2.apps import syntaxes
+    local = [ELE, EBE] if sys.byteorder == 'little' else [EBE, ELE]
+    assert syntaxes.syntaxes_for('=') == local + [ILE]
+    assert syntaxes.syntaxes_for('e') == [ELE, EBE, ILE]
+    assert syntaxes.syntaxes_for('b') == [EBE, ELE, ILE]
+    assert syntaxes.syntaxes_for('i') == [ILE]
+    assert syntaxes.syntaxes_for('d') == [DEFLATED] + local + [ILE]
+    assert syntaxes.syntaxes_for('r') == [RLE] + local + [ILE]
+    assert syntaxes.syntaxes_for('s')[0] == uids.JPEG_LOSSLESS_NON_HIERARCHICAL_FIRST_ORDER_PREDICTION_PROCESS_14_SELECTION_VALUE_1
+    assert syntaxes.syntaxes_for('y')[0] == JPEG
+    assert syntaxes.syntaxes_for('v')[0] == J2K
+    assert syntaxes.syntaxes_for('t')[0] == uids.JPEG_LS_LOSSLESS_IMAGE_COMPRESSION
+
+
+def test_tools_take_the_switches_of_their_dcmtk_namesakes():
+    from pynetdicom2.apps import findscu, getscu, movescu, qrscp, storescp, storescu
+    parse = {'storescu': lambda *a: storescu.build_parser().parse_args([*a, 'h', '1', 'f']),
+             'findscu': lambda *a: findscu.build_parser().parse_args([*a, 'h', '1']),
+             'getscu': lambda *a: getscu.build_parser().parse_args([*a, 'h', '1']),
+             'movescu': lambda *a: movescu.build_parser().parse_args([*a, 'h', '1']),
+             'storescp': lambda *a: storescp.build_parser().parse_args([*a, '1']),
+             'qrscp': lambda *a: qrscp.build_parser().parse_args([*a, '1'])}
+    assert parse['storescu']('-xr').propose == 'r'
+    assert parse['storescu']('--propose-jpeg8').propose == 'y'
+    assert parse['findscu']('-xd').propose == 'd'
+    assert parse['getscu']('-xi', '+xs').propose == 'i'
+    assert parse['getscu']('-xi', '+xs').accept == 's'
+    assert parse['movescu']('-xb', '+xa').accept == 'a'
+    assert parse['storescp']('+x=').accept == '='
+    assert parse['qrscp']('--implicit').accept == 'i'
+    for tool, switch in (('findscu', '-xr'), ('storescp', '-xe'), ('storescu', '+xe')):
+        with pytest.raises(SystemExit):
+            parse[tool](switch)
+
+
+def test_storescu_plan_puts_a_compressed_file_beside_the_uncompressed_context():
+    from pynetdicom2.apps import storescu
+    files = [storescu.Instance('j', CT, '1.9.1', JPEG, 10),
+             storescu.Instance('r', CT, '1.9.2', RLE, 10),
+             storescu.Instance('m', MR, '1.9.3', ILE, 10)]
+    [(default, sent)] = storescu.plan_associations(files)
+    assert [(c.sop_class, list(c.supported_ts)) for c in default.values()] == [
+        (CT, [ELE, ILE]), (CT, [JPEG]), (CT, [RLE]), (MR, [ILE, ELE])]
+    assert [f.path for f in sent] == ['j', 'r', 'm']
+    [(rle, _)] = storescu.plan_associations(files, preferred=[RLE, ELE, EBE, ILE])
+    # -xr, as DCMTK's storescu: RLE alone, then the uncompressed syntaxes.
+    assert [(c.sop_class, list(c.supported_ts)) for c in rle.values()] == [
+        (CT, [RLE]), (CT, [ELE, EBE, ILE]), (CT, [JPEG]), (MR, [RLE]), (MR, [ELE, EBE, ILE])]
+    [(implicit, _)] = storescu.plan_associations(files, preferred=[ILE])
+    assert [(c.sop_class, list(c.supported_ts)) for c in implicit.values()] == [
+        (CT, [ILE]), (CT, [JPEG]), (CT, [RLE]), (MR, [ILE])]
+
+
+# -- our tools end to end (subprocesses) ------------------------------------------------------
+
+def data_set_bytes(path) -> bytes:
+    from pynetdicom2.services.storage import read_file_meta
+    with open(path, 'rb') as fp:
+        offset = read_file_meta(fp).data_set_offset
+    return pathlib.Path(path).read_bytes()[offset:]
+
+
+def stored(directory, uid):
+    [path] = pathlib.Path(directory).rglob(f'{uid}.dcm')
+    return path
+
+
+def test_storescp_keeps_what_storescu_sends_and_plus_x_options_choose(tmp_path, jpeg_file):
+    from tests.peers import describe, make_ct_file
+    from tests.test_apps import our_server, run_app
+    need_codec(JPEG)
+    implicit = make_ct_file(tmp_path / 'implicit.dcm', transfer_syntax=ILE)
+    jpeg_uid = pydicom.dcmread(jpeg_file).SOPInstanceUID
+    implicit_uid = pydicom.dcmread(implicit).SOPInstanceUID
+    with our_server('storescp', '-od', tmp_path / 'default') as (_, port):
+        sent = run_app('storescu', '127.0.0.1', port, jpeg_file, implicit)
+    assert sent.returncode == 0, describe(sent)
+    # The default keeps the sender's first choice: both files arrive as they were.
+    assert data_set_bytes(stored(tmp_path / 'default', jpeg_uid)) == data_set_bytes(jpeg_file)
+    assert data_set_bytes(stored(tmp_path / 'default', implicit_uid)) == \
+        data_set_bytes(implicit)
+    with our_server('storescp', '+xe', '-od', tmp_path / 'little') as (_, port):
+        sent = run_app('storescu', '127.0.0.1', port, jpeg_file, implicit)
+    assert sent.returncode == 0, describe(sent)
+    # +xe: uncompressed only, explicit VR little endian first (our order decides).
+    for uid in (jpeg_uid, implicit_uid):
+        assert pydicom.dcmread(stored(tmp_path / 'little', uid)).file_meta.TransferSyntaxUID \
+            == ELE
+    got = pydicom.dcmread(stored(tmp_path / 'little', jpeg_uid))
+    assert got.PixelData == pydicom.dcmread(jpeg_file).pixel_array.tobytes()
+    with our_server('storescp', '-od', tmp_path / 'implicit') as (_, port):
+        sent = run_app('storescu', '-xi', '127.0.0.1', port, jpeg_file)
+    assert sent.returncode == 0, describe(sent)
+    # -xi proposes implicit VR only beside the file's own syntax, which storescp takes.
+    assert data_set_bytes(stored(tmp_path / 'implicit', jpeg_uid)) == data_set_bytes(jpeg_file)
+
+
+def test_getscu_retrieves_a_jpeg_from_qrscp_as_it_is_stored(tmp_path, jpeg_file):
+    from tests.peers import describe
+    from tests.test_apps import our_server, run_app
+    ds = pydicom.dcmread(jpeg_file)
+    keys = ['-k', 'QueryRetrieveLevel=STUDY', '-k', f'StudyInstanceUID={ds.StudyInstanceUID}']
+    with our_server('qrscp', '--storage', tmp_path / 'pacs', '-aet', 'ARCHIVE') as (_, port):
+        sent = run_app('storescu', '-aec', 'ARCHIVE', '127.0.0.1', port, jpeg_file)
+        assert sent.returncode == 0, describe(sent)
+        got = run_app('getscu', '-S', '-aec', 'ARCHIVE', '-od', tmp_path / 'got', *keys,
+                      '127.0.0.1', port)
+        assert got.returncode == 0, describe(got)
+        plain = run_app('getscu', '-S', '+x=', '-aec', 'ARCHIVE', '-od', tmp_path / 'plain',
+                        *keys, '127.0.0.1', port)
+        assert plain.returncode == 0, describe(plain)
+    archived = stored(tmp_path / 'pacs', ds.SOPInstanceUID)
+    assert data_set_bytes(archived) == data_set_bytes(jpeg_file)
+    # getscu's default: the archive sends the stored bytes, nothing converted.
+    assert data_set_bytes(stored(tmp_path / 'got', ds.SOPInstanceUID)) == \
+        data_set_bytes(jpeg_file)
+    # +x=: uncompressed only; the archive decompresses for it.
+    need_codec(JPEG)
+    decompressed = pydicom.dcmread(stored(tmp_path / 'plain', ds.SOPInstanceUID))
+    assert decompressed.file_meta.TransferSyntaxUID == ELE
+    assert decompressed.PixelData == ds.pixel_array.tobytes()

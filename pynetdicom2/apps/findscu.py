@@ -18,7 +18,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 
 from pynetdicom2 import sopclass, uids
 from pynetdicom2.ae import ClientAE
-from pynetdicom2.apps import common, keys
+from pynetdicom2.apps import common, keys, syntaxes
 from pynetdicom2.exceptions import NetDICOMError
 
 logger = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ def build_parser(prog: str = 'findscu') -> argparse.ArgumentParser:
     parser = common.new_parser(prog, 'Query a DICOM peer (C-FIND) and print the matches.')
     common.add_peer_arguments(parser, 'FINDSCU')
     add_model_arguments(parser, worklist=True, default='worklist')
+    syntaxes.add_propose_arguments(parser, title='proposed transmission transfer syntaxes')
     group = parser.add_argument_group('responses')
     group.add_argument('-X', '--extract', action='store_true',
                        help='write each match to rsp0001.dcm, rsp0002.dcm ... in -od')
@@ -144,7 +145,8 @@ def find(args: argparse.Namespace, show) -> int:
     queries = identifiers(args)
     remote = common.remote_ae(args)
     client = common.prepare_client(
-        FindClient(args.calling_aet, max_pdu_length=args.max_pdu), args)
+        FindClient(args.calling_aet, syntaxes.proposed(args), max_pdu_length=args.max_pdu),
+        args)
     models = [choose_model(args, q) for q in queries]
     for model in set(models):
         scu_service = sopclass.modality_work_list_scu if model == 'worklist' \

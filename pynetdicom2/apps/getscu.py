@@ -3,7 +3,10 @@ PS3.4 C.4.3) into the ``-od`` directory.
 
 The association proposes the GET model and, with the SCP role (PS3.7 D.3.3.4), up to
 127 storage SOP classes for the instances coming back: the common ones first, or
-those named with ``--sop-class``.
+those named with ``--sop-class``. Every transfer syntax is proposed for them, so an
+archive sends what it holds as it is (``+x?`` switches choose others): for the
+common classes and those named, the compressed syntaxes in a context of their own
+beside the uncompressed ones; for the others, the uncompressed ones only.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from pynetdicom2 import sopclass, uids
+from pynetdicom2 import sopclass, transcode, uids
 from pynetdicom2.ae import ClientAE
-from pynetdicom2.apps import common, findscu
+from pynetdicom2.apps import common, findscu, syntaxes
 from pynetdicom2.apps.filestore import ReceivedFiles
-from pynetdicom2.apps.storescp import ALL_TS, UNCOMPRESSED_TS
+from pynetdicom2.apps.storescp import UNCOMPRESSED_TS
 from pynetdicom2.exceptions import NetDICOMError
 
 logger = logging.getLogger(__name__)
@@ -42,17 +45,39 @@ COMMON_STORAGE = [
     uids.GRAYSCALE_SOFTCOPY_PRESENTATION_STATE_STORAGE,
 ]
 MAX_STORAGE_CONTEXTS = 127  # one of the 128 is the GET model's
+#: At most this many classes get their compressed syntaxes in a context of their own.
+MAX_SPLIT_CLASSES = 32
 
 
 class GetClient(common.PhasedTimeouts, ReceivedFiles, ClientAE):
     """The requesting AE of getscu; received instances go to ``storage_dir``."""
 
 
-def storage_classes(extra: List[str]) -> List[str]:
+def storage_classes(extra: List[str], limit: int = MAX_STORAGE_CONTEXTS) -> List[str]:
     """The storage SOP classes to propose: ``extra`` (or the common ones) first, then
-    the others, at most ``MAX_STORAGE_CONTEXTS``."""
+    the others, at most ``limit``."""
     ordered = list(dict.fromkeys(list(extra) + COMMON_STORAGE + list(uids.STORAGE_SOP_CLASSES)))
-    return ordered[:MAX_STORAGE_CONTEXTS]
+    return ordered[:limit]
+
+
+def storage_plan(extra: List[str], incoming: List[str]) -> Tuple[List[str], dict]:
+    """The storage SOP classes to propose, and the syntaxes for them (``ts_preferences``).
+
+    When ``incoming`` mixes uncompressed and compressed syntaxes, ``extra`` and the
+    common classes (at most ``MAX_SPLIT_CLASSES``) are proposed with both, which the
+    AE puts in two contexts (an archive then sends a compressed instance as it is, or
+    converts it when it does not take the compressed syntax); the others with the
+    uncompressed ones alone, since an archive choosing a compressed syntax for them
+    might have to compress what it holds. Their second contexts leave room for fewer
+    classes in the 128 contexts.
+    """
+    native = [ts for ts in incoming if ts in transcode.UNCOMPRESSED_TS]
+    if not native or len(native) == len(incoming):
+        return storage_classes(extra), {sopclass.storage_scp: list(incoming)}
+    split = list(dict.fromkeys(list(extra) + COMMON_STORAGE))[:MAX_SPLIT_CLASSES]
+    preferences: dict = {sopclass.storage_scp: native}
+    preferences.update((uid, list(incoming)) for uid in split)
+    return storage_classes(extra, MAX_STORAGE_CONTEXTS - len(split)), preferences
 
 
 def build_parser(prog: str = 'getscu') -> argparse.ArgumentParser:
@@ -60,6 +85,12 @@ def build_parser(prog: str = 'getscu') -> argparse.ArgumentParser:
         prog, 'Retrieve the matches of a query (C-GET) and store them in a directory.')
     common.add_peer_arguments(parser, 'GETSCU')
     findscu.add_model_arguments(parser, worklist=False, default='patient')
+    syntaxes.add_propose_arguments(parser, title='proposed retrieve transfer syntaxes '
+                                   '(the C-GET itself)')
+    syntaxes.add_accept_arguments(
+        parser, title='preferred storage transfer syntaxes (the instances coming back)',
+        default='every syntax; the common classes and those named with --sop-class '
+        'with their compressed syntaxes in a context of their own')
     group = parser.add_argument_group('storage')
     group.add_argument('-od', '--output-directory', dest='output', default='.',
                        metavar='DIR', help='write the received instances here (default: .)')
@@ -67,9 +98,6 @@ def build_parser(prog: str = 'getscu') -> argparse.ArgumentParser:
                        help='one folder per study: DIR/<StudyInstanceUID>/<SOPInstanceUID>.dcm')
     group.add_argument('--sop-class', action='append', default=[], metavar='UID',
                        help='propose this storage SOP class first; repeatable')
-    group.add_argument('+xa', '--accept-all', action='store_true',
-                       help='propose every known transfer syntax for the storage classes '
-                       '(default: the uncompressed ones)')
     common.add_network_arguments(parser)
     common.add_tls_arguments(parser)
     return parser
@@ -86,11 +114,12 @@ def get(args: argparse.Namespace, report=print) -> int:
     sop_class = GET_MODELS[model]
     common.prepare_directory(args.output, 'output directory')
     client = common.prepare_client(GetClient(
-        args.calling_aet, ALL_TS if args.accept_all else UNCOMPRESSED_TS,
+        args.calling_aet, syntaxes.proposed(args, UNCOMPRESSED_TS),
         max_pdu_length=args.max_pdu), args)
     client.storage_dir = args.output
     client.study_folders = args.study_folders
-    classes = storage_classes(args.sop_class)
+    classes, preferences = storage_plan(args.sop_class, syntaxes.accepted(args))
+    client.ts_preferences.update(preferences)
     client.add_scu(sopclass.qr_get_scu, [sop_class])
     client.add_scp(sopclass.storage_scp)
     failed = False

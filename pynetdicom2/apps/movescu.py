@@ -10,8 +10,8 @@ from typing import List, Optional
 
 from pynetdicom2 import sopclass, uids
 from pynetdicom2.ae import ClientAE
-from pynetdicom2.apps import common, findscu
-from pynetdicom2.apps.storescp import ALL_TS, StorageSCP
+from pynetdicom2.apps import common, findscu, syntaxes
+from pynetdicom2.apps.storescp import StorageSCP
 from pynetdicom2.exceptions import NetDICOMError
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,11 @@ def build_parser(prog: str = 'movescu') -> argparse.ArgumentParser:
     parser.add_argument('-aem', '--move', dest='move_destination', type=common.ae_title,
                         metavar='AET', help='move destination AE title (default: our -aet)')
     findscu.add_model_arguments(parser, worklist=False, default='patient')
+    syntaxes.add_propose_arguments(parser, title='proposed transmission transfer syntaxes '
+                                   '(the C-MOVE itself)')
+    syntaxes.add_accept_arguments(
+        parser, title='preferred network transfer syntaxes (receiving with +P)',
+        default="every syntax; a received instance keeps the sender's first choice")
     group = parser.add_argument_group('receiving (optional)')
     group.add_argument('+P', '--port', dest='listen_port', type=common.port_number,
                        metavar='PORT',
@@ -56,12 +61,13 @@ def model_of(args: argparse.Namespace) -> str:
 def _receiver(args: argparse.Namespace) -> StorageSCP:
     """The storage SCP (``--port``) taking the instances moved to us."""
     try:
-        receiver = StorageSCP(args.output, args.calling_aet, args.listen_port, ALL_TS,
-                              args.max_pdu)
+        receiver = StorageSCP(args.output, args.calling_aet, args.listen_port,
+                              syntaxes.accepted(args), args.max_pdu)
     except OSError as exc:
         raise common.ToolError(f'cannot listen on port {args.listen_port}: '
                                f'{exc.strerror or exc}', common.EXIT_LOCAL) from exc
     receiver.study_folders = args.study_folders
+    receiver.prefer_proposed_ts_for_storage = syntaxes.keeps_senders_choice(args)
     receiver.artim_timeout = args.acse_timeout
     receiver.dcm_timeout = args.dimse_timeout
     receiver.tls_server_context = common.tls_context(args, 'server') if args.tls else None
@@ -99,7 +105,8 @@ def move(args: argparse.Namespace, report=print) -> int:
     remote = common.remote_ae(args)
     sop_class = MOVE_MODELS[model_of(args)]
     client = common.prepare_client(
-        MoveClient(args.calling_aet, max_pdu_length=args.max_pdu), args)
+        MoveClient(args.calling_aet, syntaxes.proposed(args), max_pdu_length=args.max_pdu),
+        args)
     client.add_scu(sopclass.qr_move_scu, [sop_class])
     destination = args.move_destination or args.calling_aet
     failed = False

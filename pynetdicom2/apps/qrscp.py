@@ -30,7 +30,7 @@ from typing import Dict, Iterator, List, Optional
 
 from pynetdicom2 import sopclass, statuses, uids
 from pynetdicom2.ae import AE
-from pynetdicom2.apps import common, qrindex
+from pynetdicom2.apps import common, qrindex, syntaxes
 from pynetdicom2.apps.filestore import INCOMING, ReceivedFiles, clean_uid, uid_problem
 from pynetdicom2.apps.storescp import ALL_TS, add_worker_arguments, serving_processes
 from pynetdicom2.exceptions import EventHandlingError
@@ -252,6 +252,9 @@ def build_parser(prog: str = 'qrscp') -> argparse.ArgumentParser:
                        help='a C-MOVE destination; repeatable')
     group.add_argument('--config', metavar='FILE',
                        help='INI file with [qrscp] settings and [move_destinations]')
+    syntaxes.add_accept_arguments(
+        parser, title='preferred network transfer syntaxes',
+        default="every syntax; a stored instance keeps the sender's first choice")
     add_worker_arguments(parser)
     common.add_network_arguments(parser, server=True)
     common.add_tls_arguments(parser, server=True)
@@ -377,8 +380,9 @@ def main(argv: Optional[List[str]] = None, prog: str = 'qrscp') -> int:
         # storage that cannot be used is said in one line before anything is served.
         try:
             ae = Archive(args.storage, None, args.aet, common.listen_port(args),
-                         args.destinations, max_pdu_length=args.max_pdu,
-                         bind_address=args.bind)
+                         args.destinations, supported_ts=syntaxes.accepted(args),
+                         max_pdu_length=args.max_pdu, bind_address=args.bind)
+            ae.prefer_proposed_ts_for_storage = syntaxes.keeps_senders_choice(args)
         except OSError as exc:
             raise common.ToolError(f'cannot listen on port {common.listen_port(args)}: '
                                    f'{exc.strerror or exc}', common.EXIT_LOCAL) from exc

@@ -2,8 +2,10 @@
 
 Each instance becomes ``<od>/<SOPInstanceUID>.dcm`` (``--study-folders``:
 ``<od>/<StudyInstanceUID>/<SOPInstanceUID>.dcm``), named only after UIDs that passed
-validation. Verification is served too. ``+xa`` accepts every transfer syntax,
-``-pm`` (promiscuous) any storage-like SOP class, known or not.
+validation. Verification is served too. Every transfer syntax is accepted, the one
+the sender proposed first kept (its files are written as they arrive); ``+x?``
+switches name the syntaxes to accept, in our order of preference (DCMTK's).
+``-pm`` (promiscuous) accepts any storage-like SOP class, known or not.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from pydicom.uid import UID
 
 from pynetdicom2 import sopclass, uids
 from pynetdicom2.ae import AE
-from pynetdicom2.apps import common
+from pynetdicom2.apps import common, syntaxes
 from pynetdicom2.apps.filestore import ReceivedFiles
 
 logger = logging.getLogger(__name__)
 
-#: The uncompressed transfer syntaxes (PS3.5 A.1-A.3, A.5), accepted by default.
+#: The uncompressed transfer syntaxes (PS3.5 A.1-A.3, A.5).
 UNCOMPRESSED_TS = [uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN,
                    uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_BIG_ENDIAN]
 #: Every transfer syntax we know, uncompressed preferred (``+xa``).
@@ -110,11 +112,9 @@ def build_parser(prog: str = 'storescp') -> argparse.ArgumentParser:
                        help='one folder per study: DIR/<StudyInstanceUID>/<SOPInstanceUID>.dcm')
     group.add_argument('--ignore', action='store_true',
                        help='receive and answer success, but keep nothing')
-    group.add_argument('+xa', '--accept-all', action='store_true',
-                       help='accept every known transfer syntax, compressed ones too '
-                       '(default: the uncompressed ones)')
     group.add_argument('-pm', '--promiscuous', action='store_true',
                        help='also accept storage SOP classes we do not know')
+    syntaxes.add_accept_arguments(parser, title='preferred network transfer syntaxes')
     add_worker_arguments(parser)
     common.add_network_arguments(parser, server=True)
     common.add_tls_arguments(parser, server=True)
@@ -123,7 +123,8 @@ def build_parser(prog: str = 'storescp') -> argparse.ArgumentParser:
 
 def make_ae(args: argparse.Namespace) -> StorageSCP:
     ae = StorageSCP(args.output, args.aet, common.listen_port(args),
-                    ALL_TS if args.accept_all else UNCOMPRESSED_TS, args.max_pdu, args.bind)
+                    syntaxes.accepted(args), args.max_pdu, args.bind)
+    ae.prefer_proposed_ts_for_storage = syntaxes.keeps_senders_choice(args)
     ae.study_folders = args.study_folders
     ae.discard = args.ignore
     ae.promiscuous = args.promiscuous

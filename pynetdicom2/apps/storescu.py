@@ -1,10 +1,11 @@
 """``storescu``: send Part-10 files and directories (recursively) with C-STORE.
 
 All the files go over one association, which proposes exactly the presentation
-contexts they need: one per SOP class for uncompressed files (their own transfer
-syntaxes first, then explicit and implicit VR little endian), one per SOP class and
-compressed syntax. Past 128 contexts (PS3.8 9.3.2.2) the files are split over as many
-associations as needed. A progress bar shows on a terminal.
+contexts they need: per SOP class, one with the uncompressed syntaxes (the files' own
+first, then explicit and implicit VR little endian; or those a ``-x?`` switch names)
+and one for each compressed syntax of its files, alone, so that a compressed file goes
+as it is when the peer takes it and is converted when it does not. Past 128 contexts
+(PS3.8 9.3.2.2) the files are split over as many associations as needed. A progress bar shows on a terminal.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import pydicom
 
 from pynetdicom2 import sopclass, uids
 from pynetdicom2.ae import ClientAE
-from pynetdicom2.apps import common
+from pynetdicom2.apps import common, syntaxes
+from pynetdicom2.apps.syntaxes import LOCAL_UNCOMPRESSED
 from pynetdicom2.asceprovider import AssociationRequester, PContextDefList
 from pynetdicom2.exceptions import (
     AssociationError, ClassNotSupportedError, DCMTimeoutError, DIMSEProcessingError,
@@ -69,39 +71,59 @@ def read_instance(path: str) -> Optional[Instance]:
     return Instance(path, str(sop_class), str(sop_instance), None, size)
 
 
-def _context_key(instance: Instance) -> Tuple[str, Optional[str]]:
-    native = instance.transfer_syntax is None or instance.transfer_syntax in REENCODABLE_TS
-    return instance.sop_class, None if native else instance.transfer_syntax
+def _is_native(instance: Instance) -> bool:
+    return instance.transfer_syntax is None or instance.transfer_syntax in REENCODABLE_TS
 
 
-def plan_associations(instances: List[Instance], max_contexts: int = MAX_CONTEXTS
+def _class_contexts(sop_class: str, files: List[Instance],
+                    preferred: Optional[List[str]]) -> List[List[str]]:
+    """The contexts (their syntaxes) to propose for the files of one SOP class.
+
+    One with the uncompressed syntaxes: by default the files' own first, then
+    explicit and implicit VR little endian; with a ``-x?`` switch, its syntaxes (a
+    compressed or deflated first one alone, as DCMTK's storescu does). And one
+    per compressed syntax among the files, alone: a peer that takes it gets the bytes
+    as they are; one that does not still accepts the class in the uncompressed
+    context, and the file is converted for it.
+    """
+    if preferred is None:
+        own = [i.transfer_syntax for i in files if _is_native(i) and i.transfer_syntax]
+        groups = [list(dict.fromkeys(own + list(_FALLBACK_TS)))]
+    elif preferred[0] in LOCAL_UNCOMPRESSED or len(preferred) == 1:
+        groups = [list(preferred)]
+    else:
+        groups = [[preferred[0]], list(preferred[1:])]
+    for instance in files:
+        if not _is_native(instance) and [instance.transfer_syntax] not in groups:
+            groups.append([instance.transfer_syntax])
+    return groups
+
+
+def plan_associations(instances: List[Instance], max_contexts: int = MAX_CONTEXTS,
+                      preferred: Optional[List[str]] = None
                       ) -> List[Tuple[Dict[int, PContextDefList], List[Instance]]]:
-    """Group the files into associations of at most ``max_contexts`` contexts each.
+    """Group the files into associations of at most ``max_contexts`` contexts each
+    (the contexts of one SOP class always together; see ``_class_contexts``).
 
     Returns ``[(contexts to propose, files to send), ...]``, the files in their
     given order within each association.
     """
-    native_syntaxes: Dict[str, list] = {}
-    keys: Dict[tuple, List[Tuple[int, Instance]]] = {}
+    by_class: Dict[str, List[Tuple[int, Instance]]] = {}
     for position, instance in enumerate(instances):
-        key = _context_key(instance)
-        keys.setdefault(key, []).append((position, instance))
-        if key[1] is None:
-            syntaxes = native_syntaxes.setdefault(instance.sop_class, [])
-            if instance.transfer_syntax and instance.transfer_syntax not in syntaxes:
-                syntaxes.append(instance.transfer_syntax)
+        by_class.setdefault(instance.sop_class, []).append((position, instance))
     plans = []
-    ordered = list(keys)
-    for start in range(0, len(ordered), max_contexts):
-        contexts: Dict[int, PContextDefList] = {}
-        files: List[Tuple[int, Instance]] = []
-        for n, (sop_class, ts) in enumerate(ordered[start:start + max_contexts]):
-            if ts is None:
-                syntaxes = list(dict.fromkeys(native_syntaxes[sop_class] + list(_FALLBACK_TS)))
-            else:
-                syntaxes = [ts]
-            contexts[2 * n + 1] = PContextDefList(2 * n + 1, sop_class, syntaxes)
-            files.extend(keys[(sop_class, ts)])
+    contexts: Dict[int, PContextDefList] = {}
+    files: List[Tuple[int, Instance]] = []
+    for sop_class, members in by_class.items():
+        groups = _class_contexts(sop_class, [i for _, i in members], preferred)
+        if contexts and len(contexts) + len(groups) > max_contexts:
+            plans.append((contexts, [instance for _, instance in sorted(files)]))
+            contexts, files = {}, []
+        for syntaxes in groups:
+            pc_id = 2 * len(contexts) + 1
+            contexts[pc_id] = PContextDefList(pc_id, sop_class, syntaxes)
+        files.extend(members)
+    if contexts:
         plans.append((contexts, [instance for _, instance in sorted(files)]))
     return plans
 
@@ -111,6 +133,8 @@ def build_parser(prog: str = 'storescu') -> argparse.ArgumentParser:
         prog, 'Send DICOM files, and every DICOM file under the given directories, with '
         'C-STORE over one association.')
     common.add_peer_arguments(parser, 'STORESCU')
+    syntaxes.add_propose_arguments(parser, syntaxes.IMAGE_LETTERS,
+                                   'proposed transmission transfer syntaxes')
     parser.add_argument('paths', nargs='+', metavar='file-or-dir',
                         help='DICOM files and directories to send')
     group = parser.add_argument_group('input')
@@ -231,7 +255,8 @@ def store(args: argparse.Namespace, stream=None) -> _Run:
     run = _Run(progress)
     msg_id = 1
     try:
-        for contexts, files in plan_associations(instances):
+        for contexts, files in plan_associations(instances,
+                                                 preferred=syntaxes.proposed(args)):
             msg_id = _send(client, remote, contexts, files, run, msg_id)
     except (NetDICOMError, OSError) as exc:
         raise common.explain(exc, common.describe_peer(remote), client) from exc
