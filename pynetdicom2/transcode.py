@@ -10,12 +10,15 @@ never made. The caller's data set is never changed.
 from __future__ import annotations
 
 import copy
+import functools
+import io
 import zlib
 from typing import Iterable, List, Optional, Sequence, Tuple
 
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
 from pydicom.filewriter import correct_ambiguous_vr, write_dataset
 
 from pynetdicom2 import uids
@@ -282,12 +285,54 @@ def encode_data_set(ds: Dataset, ts: str, source_ts: Optional[str] = None) -> by
         _swap_bytes(ds)
     raw = _write(ds, ts == uids.IMPLICIT_VR_LITTLE_ENDIAN, little_endian)
     if ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        # PS3.5 A.5: the whole data set is deflated (RFC 1951, no zlib header).
-        compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
-        raw = compressor.compress(raw) + compressor.flush()
-        if len(raw) % 2:
-            raw += b'\x00'  # PS3.5 A.5: an odd deflated stream gets one trailing NULL
+        raw = deflate(raw)
     return raw
+
+
+# -- the data-set codec every service shares ------------------------------------------
+
+def deflate(raw: bytes) -> bytes:
+    """``raw`` deflated as a deflated syntax carries a data set (PS3.5 A.5)."""
+    # RFC 1951 without a zlib header; an odd stream gets one trailing NULL (PS3.5 A.5).
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
+    raw = compressor.compress(raw) + compressor.flush()
+    return raw + b'\x00' if len(raw) % 2 else raw
+
+
+def inflate(raw: bytes) -> bytes:
+    """The bytes of the deflated data set ``raw`` (PS3.5 A.5); a pad byte is ignored.
+
+    A corrupt stream raises ``zlib.error``; a truncated one inflates as far as it goes.
+    """
+    return zlib.decompressobj(-zlib.MAX_WBITS).decompress(bytes(raw))
+
+
+@functools.lru_cache(maxsize=64)
+def data_set_encoding(ts: str) -> Tuple[bool, bool, bool]:
+    """(implicit VR, little endian, deflated) of a data set in ``ts`` (PS3.5 10, A).
+
+    A syntax pydicom does not know is taken as explicit VR little endian, the encoding
+    of every non-default syntax the standard defines (the compressed ones too, A.4).
+    """
+    if ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
+        return False, True, True
+    try:
+        ts_uid = pydicom.uid.UID(ts)
+        return ts_uid.is_implicit_VR, ts_uid.is_little_endian, ts_uid.is_deflated
+    except ValueError:
+        return False, True, False
+
+
+def read_data_set(raw: bytes, ts: str, stop_when=None) -> Dataset:
+    """The data set ``raw`` encodes in ``ts`` (inflated first in a deflated syntax).
+
+    ``stop_when`` is pydicom's ``read_dataset`` one. Raises what pydicom or zlib raise
+    on bytes that do not decode: the caller says which error that is at its edge.
+    """
+    implicit, little, deflated = data_set_encoding(ts)
+    if deflated:
+        raw = inflate(raw)
+    return read_dataset(io.BytesIO(bytes(raw)), implicit, little, stop_when=stop_when)
 
 
 def encode_encapsulated(ds: Dataset) -> bytes:

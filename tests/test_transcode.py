@@ -159,6 +159,34 @@ def send(store_dir, accepted, item, proposed=None, **kwargs):
     return stored
 
 
+# -- the data-set codec the services share ---------------------------------------------
+
+@pytest.mark.parametrize('ts', sorted(transcode.UNCOMPRESSED_TS))
+def test_a_data_set_reads_back_from_each_uncompressed_syntax(ts):
+    ds = Dataset()
+    ds.PatientName = 'Doe^Jane'
+    ds.PatientID = 'ODD'  # 3 characters: padded, so the encoding is not trivially even
+    raw = transcode.encode_data_set(ds, ts)
+    assert len(raw) % 2 == 0  # PS3.5 A.5: a deflated stream too is padded to even length
+    back = transcode.read_data_set(raw, ts)
+    assert (back.PatientName, back.PatientID) == ('Doe^Jane', 'ODD')
+
+
+def test_a_deflated_data_set_is_raw_deflate_without_a_zlib_header():
+    raw = transcode.deflate(b'\x10\x00\x10\x00' * 50)
+    assert len(raw) % 2 == 0
+    assert raw[:2] != b'\x78\x9c'  # the zlib header a plain zlib.compress would write
+    assert transcode.inflate(raw) == b'\x10\x00\x10\x00' * 50
+
+
+def test_an_unknown_syntax_reads_as_explicit_vr_little_endian():
+    # PS3.5 A.4: every syntax but the default ones encodes its data set so.
+    assert transcode.data_set_encoding('1.2.3.4.5') == (False, True, False)
+    assert transcode.data_set_encoding(uids.JPEG_BASELINE_PROCESS_1) == (False, True, False)
+    assert transcode.data_set_encoding(uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN) == (
+        False, True, True)
+
+
 # -- choosing a syntax ----------------------------------------------------------------------
 
 def test_choose_keeps_the_own_syntax_then_uncompressed_then_lossless():

@@ -8,16 +8,13 @@ reach the user as pydicom ``Dataset`` objects, both ways.
 
 from __future__ import annotations
 
-import io
 import logging
-import zlib
 from typing import Any, Iterable, Optional, Sequence, Tuple
 
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
 from pydicom.uid import generate_uid
 
-from pynetdicom2 import dimse, statuses, uids
+from pynetdicom2 import dimse, statuses, transcode, uids
 from pynetdicom2.exceptions import DIMSEProcessingError, EventHandlingError, NetDICOMError
 from pynetdicom2.services.common import MessageDispatcherSCP, receive_response
 from pynetdicom2.services.storage import encode_data_set
@@ -63,12 +60,7 @@ def decode_data_set(raw: bytes, transfer_syntax: str) -> Dataset:
     ``DIMSEProcessingError`` now rather than later in a user's hook.
     """
     try:
-        if transfer_syntax == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-            # PS3.5 A.5: the whole data set is deflated, without a zlib header.
-            raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(bytes(raw))
-        ds = read_dataset(io.BytesIO(bytes(raw)),
-                          transfer_syntax == uids.IMPLICIT_VR_LITTLE_ENDIAN,
-                          transfer_syntax != uids.EXPLICIT_VR_BIG_ENDIAN)
+        ds = transcode.read_data_set(raw, transfer_syntax)
         _decode_all(ds)
     except Exception as exc:
         raise DIMSEProcessingError(

@@ -8,17 +8,14 @@ C-STORE sub-operations of a retrieve.
 
 from __future__ import annotations
 
-import functools
-import io
 import logging
 import os
 import time
-import zlib
 from typing import Any, Iterator, List, NamedTuple, Optional, Tuple
 
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filereader import read_dataset, read_file_meta_info
+from pydicom.filereader import read_file_meta_info
 from pydicom.filewriter import write_dataset
 from pydicom.uid import UID
 
@@ -57,23 +54,9 @@ _MAX_CANCELS_SKIPPED = 16
 
 # -- identifiers ---------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=64)
-def _encoding(transfer_syntax: str) -> Tuple[bool, bool, bool]:
-    """(implicit VR, little endian, deflated) of a transfer syntax (PS3.5 10).
-
-    A transfer syntax pydicom does not know is taken as explicit VR little endian,
-    the encoding of every non-default syntax the standard defines.
-    """
-    ts = UID(transfer_syntax)
-    try:
-        return ts.is_implicit_VR, ts.is_little_endian, ts.is_deflated
-    except ValueError:
-        return False, True, False
-
-
 def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
     """``ds`` encoded as a data set in ``transfer_syntax`` (an identifier, PS3.7 9.1.2)."""
-    implicit, little, deflated = _encoding(transfer_syntax)
+    implicit, little, deflated = transcode.data_set_encoding(transfer_syntax)
     raw = dsutils.encode_flat(ds, implicit) if little else None
     if raw is None:
         fp = DicomBytesIO()
@@ -81,13 +64,7 @@ def encode_identifier(ds: Dataset, transfer_syntax: str) -> bytes:
         fp.is_little_endian = little
         write_dataset(fp, ds)
         raw = fp.getvalue()
-    if deflated:
-        # PS3.5 A.5: the whole data set is deflated (RFC 1951, no zlib header).
-        packer = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
-        raw = packer.compress(raw) + packer.flush()
-        if len(raw) % 2:
-            raw += b'\x00'  # PS3.5 A.5: an odd deflated stream gets one trailing NULL
-    return raw
+    return transcode.deflate(raw) if deflated else raw
 
 
 def decode_identifier(raw: bytes, transfer_syntax: str) -> Dataset:
@@ -95,11 +72,8 @@ def decode_identifier(raw: bytes, transfer_syntax: str) -> Dataset:
 
     Bytes that do not decode raise ``DIMSEProcessingError``.
     """
-    implicit, little, deflated = _encoding(transfer_syntax)
     try:
-        if deflated:
-            raw = zlib.decompress(raw, -zlib.MAX_WBITS)
-        return read_dataset(io.BytesIO(raw), implicit, little)
+        return transcode.read_data_set(raw, transfer_syntax)
     except Exception as exc:  # pydicom raises many kinds on malformed input
         raise DIMSEProcessingError(
             f'identifier does not decode as a data set in {UID(transfer_syntax).name}: '

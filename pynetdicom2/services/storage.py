@@ -10,16 +10,13 @@ answers. C-GET's requester (``qr_get_scu``) uses the same steps.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import struct
-import zlib
 from typing import Any, BinaryIO, NamedTuple, Optional, Tuple, Union
 
 import pydicom
 from pydicom.dataset import Dataset
-from pydicom.filereader import read_dataset
 
 from pynetdicom2 import dimse, incoming, statuses, transcode, uids
 from pynetdicom2.context import for_message
@@ -112,28 +109,15 @@ def read_instance_uids(raw: bytes, ts: str) -> tuple:
     syntax is not one we decode or the data set does not carry both UIDs.
     """
     if ts not in REENCODABLE_TS:
-        raise NetDICOMError(f'cannot read a data set in {_ts_name(ts)}')
-    stream = io.BytesIO(raw)
-    if ts == uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        stream = io.BytesIO(zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw))
+        raise NetDICOMError(f'cannot read a data set in {transcode.ts_name(ts)}')
     try:
-        ds = read_dataset(stream, ts == uids.IMPLICIT_VR_LITTLE_ENDIAN, _is_little_endian(ts),
-                          stop_when=lambda tag, *_: tag > 0x00080018)
+        ds = transcode.read_data_set(raw, ts, stop_when=lambda tag, *_: tag > 0x00080018)
         found = str(ds.get('SOPClassUID', '')), str(ds.get('SOPInstanceUID', ''))
     except Exception as exc:
-        raise NetDICOMError(f'the data set does not decode as {_ts_name(ts)}: {exc}') from exc
+        raise NetDICOMError(f'the data set does not decode as {transcode.ts_name(ts)}: {exc}') from exc
     if not all(found):
         raise NetDICOMError('the data set has no SOP Class UID or SOP Instance UID')
     return found
-
-
-def _is_little_endian(ts: str) -> bool:
-    return ts != uids.EXPLICIT_VR_BIG_ENDIAN
-
-
-def _ts_name(ts: str) -> str:
-    name = pydicom.uid.UID(ts).name
-    return f'{name} ({ts})' if name and name != ts else str(ts)
 
 
 encode_data_set = transcode.encode_data_set
