@@ -15,6 +15,7 @@ import pathlib
 import re
 import socket
 import sys
+import threading
 import time
 from typing import Iterator, Tuple
 
@@ -631,3 +632,370 @@ def test_top_level_help_version_and_unknown_tool():
     assert run_app('nosuchtool').returncode == common.EXIT_USAGE
     tool_version = run_app('storescu', '--version')
     assert tool_version.stdout == version.stdout
+
+
+# -- DCMTK options (issue 19) ---------------------------------------------------------------
+
+class RecordingPeer(ae_module.AE):
+    """Verification, storage and C-FIND SCP noting what its peers bring: the SOP
+    Instance UIDs stored, the queries, the user identities, the aborts (by source)."""
+
+    def __init__(self):
+        super().__init__('ANY-SCP', 0, bind_address='127.0.0.1')
+        for service in (sopclass.verification_scp, sopclass.storage_scp,
+                        sopclass.qr_find_scp):
+            self.add_scp(service)
+        self.dcm_timeout = 30
+        self.stored, self.queries, self.identities, self.aborts = [], [], [], []
+
+    def on_user_identity(self, asce, identity):
+        self.identities.append((identity.user_identity_type, identity.primary_field,
+                                identity.positive_response_req))
+
+    def on_receive_store(self, context, ds):
+        if not isinstance(ds, Dataset):   # the received file (store_in_file)
+            ds = pydicom.dcmread(ds, force=True, stop_before_pixels=True)
+        self.stored.append(str(ds.SOPInstanceUID))
+        return 0x0000
+
+    def on_receive_find(self, context, ds):
+        self.queries.append(ds)
+        return iter(())
+
+    def on_abort(self, asce, exc):
+        self.aborts.append(exc.source)
+
+    def wait_for_aborts(self, count: int) -> list:
+        """The aborts seen, once ``count`` have come (the server thread notes them after
+        the tool has exited) or 30 s have passed."""
+        deadline = time.monotonic() + 30
+        while len(self.aborts) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.aborts
+
+
+def test_log_level_takes_dcmtk_names():
+    with RecordingPeer() as peer:
+        port = peer.local_ae.port
+        info = run_app('echoscu', '-ll', 'info', '--abort', '127.0.0.1', port)
+        warn = run_app('echoscu', '-ll', 'warn', '--abort', '127.0.0.1', port)
+        trace = run_app('echoscu', '-ll', 'trace', '127.0.0.1', port)
+    assert info.returncode == 0, describe(info)
+    assert info.stderr == 'I: aborting the association (--abort)\n'
+    assert warn.returncode == 0 and warn.stderr == '', describe(warn)
+    assert trace.returncode == 0 and 'D: ' in trace.stderr, describe(trace)
+    wrong = run_app('storescu', '-ll', 'verbose', '127.0.0.1', '104', 'x.dcm')
+    assert wrong.returncode == common.EXIT_USAGE
+    assert wrong.stderr == (
+        "pynetdicom2 storescu: error: argument -ll/--log-level: invalid choice: 'verbose' "
+        "(choose from 'fatal', 'error', 'warn', 'info', 'debug', 'trace')\n")
+
+
+def test_repeat_sends_each_file_and_query_again_and_abort_ends_with_a_abort(tmp_path):
+    ct = make_ct_file(tmp_path / 'ct.dcm', uid(9, 1), rows=8, cols=8)
+    with RecordingPeer() as peer:
+        port = peer.local_ae.port
+        stored = run_app('storescu', '--repeat', '3', '-nh', '127.0.0.1', port, ct)
+        found = run_app('findscu', '-S', '--repeat', '2', '--abort', '-k',
+                        'QueryRetrieveLevel=STUDY', '127.0.0.1', port)
+        aborts = peer.wait_for_aborts(1)
+    assert stored.returncode == 0, describe(stored)
+    assert stored.stdout.startswith('sent 3 of 3 instances')
+    assert peer.stored == [uid(9, 1)] * 3
+    assert found.returncode == 0, describe(found)
+    assert [q.QueryRetrieveLevel for q in peer.queries] == ['STUDY', 'STUDY']
+    assert aborts == [0]   # findscu's A-ABORT (source 0: service user); storescu released
+    zero = run_app('storescu', '--repeat', '0', '127.0.0.1', port, ct)
+    assert zero.returncode == common.EXIT_USAGE
+    assert zero.stderr == ('pynetdicom2 storescu: error: argument --repeat: 0: give 1 or '
+                           'more\n')
+
+
+def test_user_identity_from_files_and_the_positive_response(tmp_path):
+    ct = make_ct_file(tmp_path / 'ct.dcm', rows=8, cols=8)
+    (tmp_path / 'token.jwt').write_text('eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl\n')
+    (tmp_path / 'ticket.krb').write_bytes(b'\x01\x02\xff\x00')
+    (tmp_path / 'assertion.xml').write_text('<saml:Assertion/>')
+    with RecordingPeer() as peer:
+        port = peer.local_ae.port
+        runs = [run_app('storescu', *flags, '127.0.0.1', port, ct) for flags in (
+            ['-usr', 'alice', '-pwd', 'secret'], ['-usr', 'alice', '-pwd', 'secret', '-rsp'],
+            ['--jwt', tmp_path / 'token.jwt', '-rsp'], ['-kt', tmp_path / 'ticket.krb'],
+            ['--saml', tmp_path / 'assertion.xml'])]
+    for result in runs:
+        assert result.returncode == 0, describe(result)
+    # No positive response is asked for without -rsp, as DCMTK's tools (PS3.7 D.3.3.7.1).
+    assert peer.identities == [(2, 'alice', 0), (2, 'alice', 1),
+                               (5, 'eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl', 1),
+                               (3, b'\x01\x02\xff\x00', 0), (4, '<saml:Assertion/>', 0)]
+    for flags, message in [
+            (['-rsp'], '-rsp needs a user identity (-usr, -kt, --saml or --jwt)'),
+            (['-usr', 'a', '--jwt', tmp_path / 'token.jwt'],
+             'one user identity at a time: -usr and --jwt given'),
+            (['--saml', tmp_path / 'none.xml'],
+             f'--saml: cannot read {tmp_path / "none.xml"}: No such file or directory')]:
+        result = run_app('storescu', *flags, '127.0.0.1', free_port(), ct)
+        assert result.returncode == common.EXIT_USAGE, describe(result)
+        assert result.stderr == f'pynetdicom2 storescu: error: {message}\n'
+
+
+class PduRecorder:
+    """A relay between one requester and a server that notes the type and PDU length
+    of every PDU the requester sends (PS3.8 9.3.1: type, reserved, 4-byte length of
+    what follows)."""
+
+    def __init__(self, server_port: int) -> None:
+        self.server_port = server_port
+        self.listener = socket.create_server(('127.0.0.1', 0))
+        self.port = self.listener.getsockname()[1]
+        self.pdus = []
+        self.done = threading.Event()
+        threading.Thread(target=self._relay, daemon=True).start()
+
+    def _relay(self) -> None:
+        self.listener.settimeout(30)
+        try:
+            near, _ = self.listener.accept()
+        except OSError:
+            return
+        far = socket.create_connection(('127.0.0.1', self.server_port), timeout=30)
+        near.settimeout(30)
+        back = threading.Thread(target=self._pump, args=(far, near, None), daemon=True)
+        back.start()
+        self._pump(near, far, bytearray())
+        back.join(30)
+        near.close()
+        far.close()
+        self.done.set()
+
+    def _pump(self, source, sink, parse) -> None:
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+                if parse is not None:
+                    parse += data
+                    while len(parse) >= 6:
+                        length = int.from_bytes(parse[2:6], 'big')
+                        if len(parse) < 6 + length:
+                            break
+                        self.pdus.append((parse[0], length))
+                        del parse[:6 + length]
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_max_send_pdu_caps_what_storescu_sends(tmp_path):
+    ct = make_ct_file(tmp_path / 'ct.dcm', rows=64, cols=64)   # 8 KiB of pixel data
+    sizes = {}
+    with RecordingPeer() as peer:       # it takes PDUs of 64 KiB
+        for flags in ([], ['--max-send-pdu', '4096']):
+            relay = PduRecorder(peer.local_ae.port)
+            try:
+                result = run_app('storescu', *flags, '127.0.0.1', relay.port, ct)
+                assert relay.done.wait(30)
+            finally:
+                relay.close()
+            assert result.returncode == 0, describe(result)
+            sizes[bool(flags)] = [size for kind, size in relay.pdus if kind == 0x04]
+    # The limit is on the PDU length, the variable field (PS3.8 D.1.1).
+    assert max(sizes[False]) > 4096              # one P-DATA-TF for the data set
+    assert max(sizes[True]) == 4096 and len(sizes[True]) >= 3
+    assert peer.stored == [str(pydicom.dcmread(ct).SOPInstanceUID)] * 2
+    small = run_app('storescu', '--max-send-pdu', '1024', '127.0.0.1', '104', ct)
+    assert small.returncode == common.EXIT_USAGE
+    assert small.stderr == ('pynetdicom2 storescu: error: argument --max-send-pdu: max PDU '
+                            'length 1024 is not 0 (unlimited) or within 4096..4294967295\n')
+
+
+def _study_files(directory: pathlib.Path, study: int, count: int, name='DOE^JOHN') -> list:
+    """``count`` CT files of study ``uid(10, study)`` (Patient's Name ``name``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n in range(1, count + 1):
+        path = make_ct_file(directory / f's{study}i{n}.dcm', uid(11, study, n), rows=8, cols=8)
+        ds = pydicom.dcmread(path)
+        ds.SpecificCharacterSet = 'ISO_IR 192'   # UTF-8, for the names outside ASCII
+        ds.StudyInstanceUID, ds.PatientName, ds.Modality = uid(10, study), name, 'CT'
+        ds.save_as(path)
+        paths.append(path)
+    return paths
+
+
+def _tree(root: pathlib.Path) -> list:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob('*')
+                  if p.is_file() and '.incoming' not in p.parts)
+
+
+def test_storescp_sorts_into_folders_and_names_files_as_dcmtk(tmp_path):
+    first = _study_files(tmp_path / 'src', 1, 2, name='Müller^José')
+    again = first[0]
+    runs = {
+        'su': ['-su', 'PRE', '+uf', '-fe', '.DCM'],
+        'ss': ['-ss', 'SCAN'],
+        'sp': ['-sp', '-tn'],
+    }
+    for key, flags in runs.items():
+        with our_server('storescp', '-od', tmp_path / key, *flags) as (proc, port):
+            sent = run_app('storescu', '127.0.0.1', port, *first, again)
+            assert sent.returncode == 0, describe(sent)
+    study, one, two = uid(10, 1), uid(11, 1, 1), uid(11, 1, 2)
+    # -su PRE: PRE_<StudyInstanceUID>; +uf: the copy received again gets _1; -fe .DCM.
+    assert _tree(tmp_path / 'su') == [f'PRE_{study}/{one}.DCM', f'PRE_{study}/{one}_1.DCM',
+                                      f'PRE_{study}/{two}.DCM']
+    # -ss SCAN: SCAN_<date>_<time> of the study's first instance; a copy replaces.
+    names = _tree(tmp_path / 'ss')
+    assert [n.split('/')[1] for n in names] == [f'{one}.dcm', f'{two}.dcm']
+    assert re.fullmatch(r'SCAN_\d{8}_\d{9}', names[0].split('/')[0]), names
+    # -sp: the name in ASCII; -tn: <YYYYMMDDHHMMSSPPP>.<Modality>, numbered past the first.
+    names = _tree(tmp_path / 'sp')
+    assert len(names) == 3 and len({n.split('/')[0] for n in names}) == 1, names
+    assert re.fullmatch(r'Muller_Jose_\d{8}_\d{9}', names[0].split('/')[0]), names
+    for name in names:
+        assert re.fullmatch(r'\d{17}(_\d+)?\.CT\.dcm', name.split('/')[1]), names
+
+
+def test_storescp_runs_commands_on_reception_and_at_the_end_of_a_study(tmp_path):
+    log = tmp_path / 'log.txt'
+    study_a = _study_files(tmp_path / 'src', 1, 2)
+    study_b = _study_files(tmp_path / 'src', 2, 1)
+    with our_server('storescp', '-aet', 'OUR_SCP', '-od', tmp_path / 'out', '-ss', 'SCAN',
+                    '-rns', '-xs', '-xcr', f'echo REC #f #a #c #r >> {log}',
+                    '-xcs', f'echo EOS #a; ls #p >> {log}') as (proc, port):
+        # A calling AE title with shell syntax in it: the placeholders are quoted.
+        first = run_app('storescu', '-aet', 'MOD;false', '-aec', 'OUR_SCP', '127.0.0.1', port,
+                        *study_a)
+        # An instance of another study ends the first (its association has ended).
+        second = run_app('storescu', '-aec', 'OUR_SCP', '127.0.0.1', port, *study_b)
+        assert first.returncode == 0 and second.returncode == 0, describe(first)
+        lines = log.read_text().splitlines()
+    assert lines == [
+        f'REC {uid(11, 1, 1)}.dcm MOD;false OUR_SCP 127.0.0.1',
+        f'REC {uid(11, 1, 2)}.dcm MOD;false OUR_SCP 127.0.0.1',
+        'CT000001', 'CT000002',      # renamed (-rns) before the command ran
+        f'REC {uid(11, 2, 1)}.dcm STORESCU OUR_SCP 127.0.0.1']
+    # The second study is still open: no end without a timeout or another study.
+    folders = sorted((tmp_path / 'out').glob('SCAN_*'))
+    assert [sorted(p.name for p in f.iterdir()) for f in folders] == [
+        ['CT000001', 'CT000002'], [f'{uid(11, 2, 1)}.dcm']]
+
+
+def test_storescp_ends_a_study_after_the_eostudy_timeout(tmp_path):
+    log = tmp_path / 'log.txt'
+    study = _study_files(tmp_path / 'src', 3, 1)
+    with our_server('storescp', '-od', tmp_path / 'out', '-su', '', '-tos', '1',
+                    '-xcs', f'echo EOS #p >> {log}') as (proc, port):
+        sent = run_app('storescu', '127.0.0.1', port, *study)
+        assert sent.returncode == 0, describe(sent)
+        deadline = time.monotonic() + 30     # the command runs in the background
+        while not (log.exists() and log.read_text().endswith('\n')):
+            assert time.monotonic() < deadline, 'no end of study within 30 s'
+            time.sleep(0.05)
+    assert log.read_text() == f'EOS {tmp_path / "out" / uid(10, 3)}\n'
+
+
+@pytest.mark.parametrize('flags, message', [
+    (['-rns'], '--rename-on-eostudy needs a folder per study: -ss, -su, -sp or '
+     '--study-folders'),
+    (['-ss', 'A', '-su', 'B'], 'one way of sorting into folders at a time: -ss and -su given'),
+    (['-ss', 'A', '--fork'], '-ss needs one process: not with --workers or --fork'),
+    (['+ac'], '+ac (host access control by TCP wrapper rules) is not supported: '
+     '--allow-calling limits the peers by AE title, a firewall by address'),
+    (['-ss', '../up'], "argument -ss/--sort-conc-studies: '../up' cannot start a folder "
+     'name'),
+])
+def test_storescp_refuses_dcmtk_options_that_cannot_work_together(tmp_path, flags, message):
+    result = run_app('storescp', '-od', tmp_path / 'out', *flags, '--bind', '127.0.0.1', '0')
+    assert result.returncode == common.EXIT_USAGE, describe(result)
+    assert result.stderr == f'pynetdicom2 storescp: error: {message}\n'
+    assert not (tmp_path / 'out').exists()
+
+
+def test_storescu_sends_the_files_a_dicomdir_references_not_the_dicomdir(tmp_path):
+    from pydicom.fileset import FileSet
+    files = _study_files(tmp_path / 'src', 4, 2)
+    media = tmp_path / 'media'
+    fileset = FileSet()
+    for path in files:
+        fileset.add(path)
+    fileset.write(media)            # DICOMDIR and PT000000/ST000000/SE000000/IM00000n
+    with RecordingPeer() as peer:
+        port = peer.local_ae.port
+        named = run_app('storescu', '127.0.0.1', port, media / 'DICOMDIR')
+        scanned = run_app('storescu', '127.0.0.1', port, media)
+    for result in (named, scanned):
+        assert result.returncode == 0, describe(result)
+        # Each referenced file once, though the scan of the folder finds it too.
+        assert result.stdout.startswith('sent 2 of 2 instances'), describe(result)
+    assert sorted(peer.stored) == sorted([uid(11, 4, 1), uid(11, 4, 2)] * 2)
+
+
+class MoveSource(ae_module.AE):
+    """A C-MOVE SCP sending ``datasets`` to a destination AE in this process."""
+
+    def __init__(self, datasets, destination_port: int):
+        super().__init__('SOURCE', 0, bind_address='127.0.0.1')
+        self.add_scp(sopclass.qr_move_scp)
+        self.add_scu(sopclass.storage_scu, [CT])
+        self.dcm_timeout = 30
+        self.datasets, self.destination_port = datasets, destination_port
+
+    def on_receive_move(self, context, ds, destination):
+        return ({'aet': destination, 'address': '127.0.0.1', 'port': self.destination_port},
+                len(self.datasets), iter(self.datasets))
+
+
+class SlowDestination(RecordingPeer):
+    """Takes its time over every C-STORE but the first: a C-CANCEL sent after the
+    first pending response arrives while the move is still under way."""
+
+    def on_receive_store(self, context, ds):
+        if self.stored:
+            time.sleep(0.5)
+        return super().on_receive_store(context, ds)
+
+
+def test_movescu_cancel_stops_the_move_and_shows_the_final_response(tmp_path):
+    datasets = [pydicom.dcmread(p) for p in _study_files(tmp_path / 'src', 5, 4)]
+    query = ['-S', '-k', 'QueryRetrieveLevel=STUDY', '-k', f'StudyInstanceUID={uid(10, 5)}']
+    with SlowDestination() as destination:
+        with MoveSource(datasets, destination.local_ae.port) as source:
+            moved = run_app('movescu', *query, '--cancel', '1', '-aem', 'DEST', '127.0.0.1',
+                            source.local_ae.port)
+    assert moved.returncode == 0, describe(moved)      # cancelled, as asked
+    found = re.fullmatch(r'C-MOVE to DEST: \(0xFE00\) Cancel: [^;]*; completed (\d), failed '
+                         r'0, warning 0\n', moved.stdout)
+    assert found and int(found.group(1)) < 4, describe(moved)
+    assert len(destination.stored) == int(found.group(1))
+
+
+def test_getscu_and_movescu_ignore_receive_but_keep_nothing(tmp_path):
+    files = _study_files(tmp_path / 'src', 6, 2)
+    query = ['-S', '-k', 'QueryRetrieveLevel=STUDY', '-k', f'StudyInstanceUID={uid(10, 6)}']
+    receive_port = free_port()
+    with our_server('qrscp', '--storage', tmp_path / 'pacs', '-aet', 'ARCHIVE',
+                    '--move-dest', f'MOVESCU=127.0.0.1:{receive_port}') as (proc, port):
+        stored = run_app('storescu', '-aec', 'ARCHIVE', '127.0.0.1', port, *files)
+        assert stored.returncode == 0, describe(stored)
+        got = run_app('getscu', *query, '--ignore', '-aec', 'ARCHIVE', '-od', tmp_path / 'got',
+                      '127.0.0.1', port)
+        moved = run_app('movescu', *query, '--ignore', '+P', receive_port, '-aec', 'ARCHIVE',
+                        '-od', tmp_path / 'moved', '127.0.0.1', port)
+        alone = run_app('movescu', *query, '--ignore', '-aec', 'ARCHIVE', '127.0.0.1', port)
+    assert got.returncode == 0, describe(got)
+    assert got.stdout == ('C-GET: (0x0000) Success: Sub-operations complete - no failures or '
+                          'warnings; received 2 instance(s) and kept none (--ignore)\n')
+    assert not (tmp_path / 'got').exists()
+    assert moved.returncode == 0, describe(moved)
+    assert 'completed 2, failed 0, warning 0' in moved.stdout
+    assert list((tmp_path / 'moved').rglob('*.dcm')) == []
+    assert alone.returncode == common.EXIT_USAGE
+    assert alone.stderr == ('pynetdicom2 movescu: error: --ignore needs +P: without it '
+                            'movescu receives nothing\n')

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import difflib
 import logging
 import os
@@ -22,7 +23,7 @@ from typing import Callable, Iterable, List, Optional, Sequence, TextIO
 
 from pydicom.uid import UID
 
-from pynetdicom2 import tls
+from pynetdicom2 import tls, userdataitems
 from pynetdicom2._version import __version__
 from pynetdicom2.asceprovider import RemoteAEConfig
 from pynetdicom2.exceptions import (
@@ -113,6 +114,25 @@ def association_count(value: str) -> int:
     if count < 0:
         raise argparse.ArgumentTypeError(f'{count} associations: give 0 (no limit) or more')
     return count
+
+
+def positive_count(value: str) -> int:
+    """A number of times or of responses: 1 or more."""
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{value!r} is not a whole number') from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f'{count}: give 1 or more')
+    return count
+
+
+def send_pdu_length(value: str) -> int:
+    """``--max-send-pdu``: 4096 .. 2^32-1 bytes (the smallest PDU DCMTK sends)."""
+    length = pdu_length(value)
+    if length == 0:
+        raise argparse.ArgumentTypeError('give the largest PDU to send, 4096 or more')
+    return length
 
 
 def host_port(value: str):
@@ -218,7 +238,17 @@ def new_parser(prog: str, description: str) -> argparse.ArgumentParser:
                        help='print processing details')
     group.add_argument('-d', '--debug', action='store_true',
                        help='print debug information (the PDUs and messages exchanged)')
+    group.add_argument('-ll', '--log-level', choices=list(LOG_LEVELS), metavar='LEVEL',
+                       help='print messages of this level and above: fatal, error, warn, '
+                       'info (as -v), debug (as -d) or trace')
     return parser
+
+
+#: DCMTK's log levels (``-ll``) as Python's; trace shows what debug shows, and any
+#: finer message a library logs below DEBUG.
+TRACE = 5
+LOG_LEVELS = {'fatal': logging.CRITICAL, 'error': logging.ERROR, 'warn': logging.WARNING,
+              'info': logging.INFO, 'debug': logging.DEBUG, 'trace': TRACE}
 
 
 def add_peer_arguments(parser: argparse.ArgumentParser, calling: str) -> None:
@@ -235,10 +265,38 @@ def add_peer_arguments(parser: argparse.ArgumentParser, calling: str) -> None:
                        help='user name to present to the peer')
     group.add_argument('-pwd', '--password', dest='password', metavar='PASSWORD',
                        help='password (with -usr)')
+    group.add_argument('-kt', '--kerberos', metavar='FILE',
+                       help='present the Kerberos ticket in FILE (identity type 3)')
+    group.add_argument('--saml', metavar='FILE',
+                       help='present the SAML assertion in FILE (identity type 4)')
+    group.add_argument('--jwt', metavar='FILE',
+                       help='present the JSON web token in FILE (identity type 5)')
+    group.add_argument('-rsp', '--pos-response', dest='pos_response', action='store_true',
+                       help='ask the peer to confirm the user identity, and stop when it '
+                       'does not')
 
 
-def add_network_arguments(parser: argparse.ArgumentParser, server: bool = False) -> None:
-    """Timeouts and the maximum PDU length; the connect timeout only for clients."""
+def add_association_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--repeat N`` (each ``what`` N times, on the same association) and ``--abort``."""
+    group = parser.add_argument_group('association')
+    group.add_argument('--repeat', type=positive_count, default=1, metavar='N',
+                       help=f'{what} N times over the same association (default: 1)')
+    group.add_argument('--abort', action='store_true',
+                       help='end with A-ABORT instead of releasing the association')
+
+
+def finish(assoc, args: argparse.Namespace) -> None:
+    """``--abort``: abort the association the tool is done with (a release that
+    follows is then a no-op); else leave it to be released."""
+    if getattr(args, 'abort', False):
+        logger.info('aborting the association (--abort)')
+        assoc.abort()
+
+
+def add_network_arguments(parser: argparse.ArgumentParser, server: bool = False,
+                          max_send_pdu: bool = False) -> None:
+    """Timeouts and the maximum PDU length; the connect timeout only for clients;
+    ``--max-send-pdu`` when asked."""
     group = parser.add_argument_group('network')
     if not server:
         group.add_argument('-to', '--timeout', dest='connect_timeout', type=seconds,
@@ -253,6 +311,10 @@ def add_network_arguments(parser: argparse.ArgumentParser, server: bool = False)
     group.add_argument('-pdu', '--max-pdu', dest='max_pdu', type=pdu_length, default=65536,
                        metavar='N', help='maximum PDU length we receive, 0 for unlimited '
                        '(default: 65536)')
+    if max_send_pdu:
+        group.add_argument('--max-send-pdu', type=send_pdu_length, metavar='N',
+                           help='send P-DATA-TF PDUs of at most N bytes, even when the peer '
+                           'takes larger ones')
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser, server: bool = False) -> None:
@@ -299,6 +361,8 @@ def configure_logging(args: argparse.Namespace) -> None:
         level = logging.INFO
     if getattr(args, 'debug', False):
         level = logging.DEBUG
+    if getattr(args, 'log_level', None):
+        level = LOG_LEVELS[args.log_level]
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_DcmtkFormatter())
     root = logging.getLogger()
@@ -309,11 +373,12 @@ def configure_logging(args: argparse.Namespace) -> None:
 
 
 class _DcmtkFormatter(logging.Formatter):
-    _LETTERS = {logging.DEBUG: 'D', logging.INFO: 'I', logging.WARNING: 'W',
+    _LETTERS = {TRACE: 'T', logging.DEBUG: 'D', logging.INFO: 'I', logging.WARNING: 'W',
                 logging.ERROR: 'E', logging.CRITICAL: 'F'}
 
     def format(self, record: logging.LogRecord) -> str:
-        letter = self._LETTERS.get(record.levelno, 'I')
+        letter = self._LETTERS.get(record.levelno, 'T' if record.levelno < logging.DEBUG
+                                   else 'I')
         text = record.getMessage()
         if record.exc_info and logging.getLogger().level <= logging.DEBUG:
             text += '\n' + self.formatException(record.exc_info)
@@ -427,7 +492,19 @@ class PhasedTimeouts:
         self.dcm_timeout = self.acse_timeout
         return sock
 
+    #: ``-rsp``: the peer whose A-ASSOCIATE-AC must confirm the user identity.
+    identity_confirmation_from: Optional[str] = None
+
     def on_association_response(self, response) -> None:
+        if self.identity_confirmation_from and not any(
+                isinstance(item, userdataitems.UserIdentityNegotiationSubItemAc)
+                for item in (response.user_information.user_data
+                             if response.user_information else [])):
+            # PS3.7 D.3.3.7.2: an acceptor that does not support identity
+            # negotiation answers without the sub-item; -rsp asked us to stop then.
+            # (Raised here, the association is aborted.)
+            raise ToolError(f'{self.identity_confirmation_from} accepted the association '
+                            'without confirming the user identity (-rsp)', EXIT_REJECTED)
         self.phase = 'dimse'
         self.dcm_timeout = self.dimse_timeout
 
@@ -506,19 +583,71 @@ def listen_port(args: argparse.Namespace) -> int:
     return args.default_port
 
 
+@dataclasses.dataclass
+class ToolRemoteAE(RemoteAEConfig):
+    """A peer as the tools name it: the identity asks for a positive response only
+    with ``-rsp`` (as DCMTK's tools; PS3.7 D.3.3.7.1)."""
+
+    positive_response: bool = False
+
+    def user_identity(self) -> Optional[userdataitems.UserIdentityNegotiationSubItem]:
+        item = super().user_identity()
+        if item is not None:
+            item.positive_response_req = int(self.positive_response)
+        return item
+
+
+_IDENTITY_FILES = (('kerberos', '-kt'), ('saml', '--saml'), ('jwt', '--jwt'))
+
+
 def remote_ae(args: argparse.Namespace) -> RemoteAEConfig:
-    """The peer of an SCU tool, with its user identity."""
-    if getattr(args, 'password', None) and not getattr(args, 'username', None):
+    """The peer of an SCU tool, with its user identity (``-usr``/``-pwd``, ``-kt``,
+    ``--saml``, ``--jwt``: one of them; the files are read here)."""
+    username = getattr(args, 'username', None)
+    if getattr(args, 'password', None) and not username:
         raise ToolError('-pwd needs -usr', EXIT_USAGE)
-    return RemoteAEConfig(aet=args.called_aet, address=args.peer, port=args.port,
-                          username=getattr(args, 'username', None),
-                          password=getattr(args, 'password', None))
+    given = (['-usr'] if username else []) + [
+        flag for key, flag in _IDENTITY_FILES if getattr(args, key, None)]
+    if len(given) > 1:
+        raise ToolError(f'one user identity at a time: {" and ".join(given)} given',
+                        EXIT_USAGE)
+    if getattr(args, 'pos_response', False) and not given:
+        raise ToolError('-rsp needs a user identity (-usr, -kt, --saml or --jwt)',
+                        EXIT_USAGE)
+    identity = {}
+    for key, flag in _IDENTITY_FILES:
+        path = getattr(args, key, None)
+        if path:
+            identity[key] = _identity_file(path, flag, binary=key == 'kerberos')
+    return ToolRemoteAE(aet=args.called_aet, address=args.peer, port=args.port,
+                        username=username, password=getattr(args, 'password', None),
+                        positive_response=getattr(args, 'pos_response', False), **identity)
+
+
+def _identity_file(path: str, flag: str, binary: bool):
+    """A credential file: bytes for a Kerberos ticket; text (UTF-8, without the line
+    end an editor adds) for a SAML assertion or a JWT."""
+    try:
+        with open(path, 'rb') as fp:
+            data = fp.read()
+    except OSError as exc:
+        raise ToolError(f'{flag}: cannot read {path}: {exc.strerror or exc}',
+                        EXIT_USAGE) from exc
+    if binary:
+        return data
+    try:
+        return data.decode('utf-8').rstrip('\r\n')
+    except UnicodeDecodeError as exc:
+        raise ToolError(f'{flag}: {path} is not UTF-8 text', EXIT_USAGE) from exc
 
 
 def prepare_client(ae, args: argparse.Namespace):
-    """Set a ``PhasedTimeouts`` AE's timeouts and TLS from the flags; returns it."""
+    """Set a ``PhasedTimeouts`` AE's timeouts, TLS and ``-rsp`` from the flags;
+    returns it."""
     ae.configure_timeouts(args)
     ae.tls_client_context = tls_context(args, 'client')
+    if getattr(args, 'pos_response', False):
+        ae.identity_confirmation_from = f'{args.called_aet}@{args.peer}:{args.port}'
     return ae
 
 

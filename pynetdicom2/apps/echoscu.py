@@ -21,6 +21,8 @@ def build_parser(prog: str = 'echoscu') -> argparse.ArgumentParser:
     common.add_network_arguments(parser)
     parser.add_argument('--repeat', type=int, default=1, metavar='N',
                         help='send N C-ECHO requests on the association (default: 1)')
+    parser.add_argument('--abort', action='store_true',
+                        help='end with A-ABORT instead of releasing the association')
     common.add_tls_arguments(parser)
     return parser
 
@@ -41,6 +43,7 @@ def echo(args: argparse.Namespace, report=print) -> List[statuses.Status]:
                 status = echo_scu(msg_id)
                 report(f'C-ECHO to {common.describe_peer(remote)}: {status}')
                 found.append(status)
+            common.finish(assoc, args)
     except (NetDICOMError, OSError) as exc:
         raise common.explain(exc, common.describe_peer(remote), client) from exc
     return found

@@ -117,9 +117,10 @@ def build_parser(prog: str = 'findscu') -> argparse.ArgumentParser:
                        metavar='DIR', help='where -X writes (default: .)')
     group.add_argument('--json', action='store_true',
                        help='print each match as one line of DICOM JSON (PS3.18 F)')
-    group.add_argument('--cancel', type=int, metavar='N',
+    group.add_argument('--cancel', type=common.positive_count, metavar='N',
                        help='send C-CANCEL after N matches')
     common.add_network_arguments(parser)
+    common.add_association_arguments(parser, 'send each query')
     common.add_tls_arguments(parser)
     return parser
 
@@ -160,7 +161,8 @@ def find(args: argparse.Namespace, show) -> int:
         client.begin_request()
         with client.request_association(
                 remote, sop_classes=[FIND_MODELS[m] for m in set(models)]) as assoc:
-            for msg_id, (query, model) in enumerate(zip(queries, models), start=1):
+            repeated = [pair for pair in zip(queries, models) for _ in range(args.repeat)]
+            for msg_id, (query, model) in enumerate(repeated, start=1):
                 sop_class = FIND_MODELS[model]
                 responses = common.service(assoc, sop_class, common.describe_peer(remote))(
                     query, msg_id)
@@ -188,6 +190,7 @@ def find(args: argparse.Namespace, show) -> int:
                         failure = final
                         break  # release, then report
                 final = None
+            common.finish(assoc, args)
     except (NetDICOMError, OSError) as exc:
         raise common.explain(exc, common.describe_peer(remote), client) from exc
     if failure is not None:

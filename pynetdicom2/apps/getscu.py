@@ -98,7 +98,10 @@ def build_parser(prog: str = 'getscu') -> argparse.ArgumentParser:
                        help='one folder per study: DIR/<StudyInstanceUID>/<SOPInstanceUID>.dcm')
     group.add_argument('--sop-class', action='append', default=[], metavar='UID',
                        help='propose this storage SOP class first; repeatable')
+    group.add_argument('--ignore', action='store_true',
+                       help='receive the instances and answer success, but keep nothing')
     common.add_network_arguments(parser)
+    common.add_association_arguments(parser, 'send each C-GET')
     common.add_tls_arguments(parser)
     return parser
 
@@ -112,12 +115,14 @@ def get(args: argparse.Namespace, report=print) -> int:
             query.QueryRetrieveLevel = 'PATIENT' if model == 'patient' else 'STUDY'
     remote = common.remote_ae(args)
     sop_class = GET_MODELS[model]
-    common.prepare_directory(args.output, 'output directory')
+    if not args.ignore:
+        common.prepare_directory(args.output, 'output directory')
     client = common.prepare_client(GetClient(
         args.calling_aet, syntaxes.proposed(args, UNCOMPRESSED_TS),
         max_pdu_length=args.max_pdu), args)
     client.storage_dir = args.output
     client.study_folders = args.study_folders
+    client.discard = args.ignore
     classes, preferences = storage_plan(args.sop_class, syntaxes.accepted(args))
     client.ts_preferences.update(preferences)
     client.add_scu(sopclass.qr_get_scu, [sop_class])
@@ -126,7 +131,8 @@ def get(args: argparse.Namespace, report=print) -> int:
     try:
         client.begin_request()
         with client.request_association(remote, sop_classes=[sop_class, *classes]) as assoc:
-            for msg_id, query in enumerate(queries, start=1):
+            repeated = [q for q in queries for _ in range(args.repeat)]
+            for msg_id, query in enumerate(repeated, start=1):
                 received = 0
                 responses = common.service(assoc, sop_class, common.describe_peer(remote))(
                     query, msg_id)
@@ -140,14 +146,16 @@ def get(args: argparse.Namespace, report=print) -> int:
                     received += 1
                 if final is None:
                     raise common.ToolError('C-GET ended without a final status')
-                report(f'C-GET: {final}; received {received} instance(s) into '
-                       f'{os.path.abspath(args.output)}')
+                report(f'C-GET: {final}; received {received} instance(s) ' + (
+                    'and kept none (--ignore)' if args.ignore
+                    else f'into {os.path.abspath(args.output)}'))
                 if final.is_success and not received:
                     # Success with nothing retrieved: the keys matched nothing
                     # (PS3.4 C.4.3.3.1), most often a mistyped UID or a wrong level.
                     logger.warning('no instance matched %s', findscu.describe_keys(query))
                 if final.is_failure or final.is_cancel or final.is_warning:
                     failed = True
+            common.finish(assoc, args)
     except (NetDICOMError, OSError) as exc:
         raise common.explain(exc, common.describe_peer(remote), client) from exc
     return common.EXIT_FAILURE if failed else common.EXIT_OK

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from typing import List, Optional
 
-from pynetdicom2 import sopclass, uids
+from pynetdicom2 import dimse, sopclass, uids
 from pynetdicom2.ae import ClientAE
 from pynetdicom2.apps import common, findscu, syntaxes
 from pynetdicom2.apps.storescp import StorageSCP
@@ -48,7 +48,15 @@ def build_parser(prog: str = 'movescu') -> argparse.ArgumentParser:
                        metavar='DIR', help='where received instances go (default: .)')
     group.add_argument('--study-folders', action='store_true',
                        help='one folder per study under -od')
+    group.add_argument('--ignore', action='store_true',
+                       help='receive the instances (+P) and answer success, but keep '
+                       'nothing')
+    parser.add_argument(
+        '--cancel', type=common.positive_count, metavar='N',
+        help='send C-CANCEL after N pending responses; the final response (usually '
+        'Cancel, 0xFE00) is still shown')
     common.add_network_arguments(parser)
+    common.add_association_arguments(parser, 'send each C-MOVE')
     common.add_tls_arguments(parser)
     return parser
 
@@ -68,20 +76,30 @@ def _receiver(args: argparse.Namespace) -> StorageSCP:
                                f'{exc.strerror or exc}', common.EXIT_LOCAL) from exc
     receiver.study_folders = args.study_folders
     receiver.prefer_proposed_ts_for_storage = syntaxes.keeps_senders_choice(args)
+    receiver.discard = args.ignore
     receiver.artim_timeout = args.acse_timeout
     receiver.dcm_timeout = args.dimse_timeout
     receiver.tls_server_context = common.tls_context(args, 'server') if args.tls else None
     return receiver
 
 
-def _move_one(move_scu, query, destination: str, msg_id: int, report) -> bool:
-    """One C-MOVE; reports its final counts; True when every sub-operation succeeded."""
+def _move_one(move_scu, query, destination: str, msg_id: int, report,
+              cancel=None) -> bool:
+    """One C-MOVE; reports its final counts; True when every sub-operation succeeded
+    (or, when ``cancel`` = (N, send) asked for it, the move was cancelled)."""
     final = None
+    pending = 0
     for status, rsp in move_scu(query, destination, msg_id):
         if status.is_pending:
             logger.info('C-MOVE pending: %s remaining, %s completed, %s failed, %s warning',
                         rsp.num_of_remaining_sub_ops, rsp.num_of_completed_sub_ops,
                         rsp.num_of_failed_sub_ops, rsp.num_of_warning_sub_ops)
+            pending += 1
+            if cancel is not None and pending == cancel[0]:
+                # PS3.7 9.3.2.3: C-CANCEL-RQ names the C-MOVE-RQ's message ID; the
+                # peer still ends with a final response, read as any other.
+                logger.info('cancelling after %d pending response(s) (--cancel)', pending)
+                cancel[1](msg_id)
         final = (status, rsp)
     if final is None:
         raise common.ToolError('C-MOVE ended without a final response')
@@ -93,11 +111,28 @@ def _move_one(move_scu, query, destination: str, msg_id: int, report) -> bool:
     if status.is_success and rsp.num_of_completed_sub_ops == 0 and not (
             rsp.num_of_failed_sub_ops or rsp.num_of_warning_sub_ops):
         logger.warning('no instance matched %s', findscu.describe_keys(query))
+    if status.is_cancel and cancel is not None:
+        return not rsp.num_of_failed_sub_ops    # what we asked for
     return not (status.is_failure or status.is_cancel or (rsp.num_of_failed_sub_ops or 0))
+
+
+def _canceller(assoc, sop_class: str):
+    """A function sending C-CANCEL-RQ for a message ID on ``sop_class``'s context."""
+    [context_id] = [ctx.id for ctx in assoc.accepted_contexts.values()
+                    if ctx.sop_class == sop_class][:1]
+
+    def cancel(msg_id: int) -> None:
+        request = dimse.CCancelRQMessage()
+        request.message_id_being_responded_to = msg_id
+        assoc.send(request, context_id)
+    return cancel
 
 
 def move(args: argparse.Namespace, report=print) -> int:
     """Run the C-MOVE(s); report the final counts; return the exit code."""
+    if args.ignore and args.listen_port is None:
+        raise common.ToolError('--ignore needs +P: without it movescu receives nothing',
+                               common.EXIT_USAGE)
     queries = findscu.identifiers(args)
     for query in queries:
         if 'QueryRetrieveLevel' not in query:
@@ -117,8 +152,13 @@ def move(args: argparse.Namespace, report=print) -> int:
             client.begin_request()
             with client.request_association(remote, sop_classes=[sop_class]) as assoc:
                 move_scu = common.service(assoc, sop_class, common.describe_peer(remote))
-                for msg_id, query in enumerate(queries, start=1):
-                    failed |= not _move_one(move_scu, query, destination, msg_id, report)
+                cancel = None if args.cancel is None else (
+                    args.cancel, _canceller(assoc, sop_class))
+                repeated = [q for q in queries for _ in range(args.repeat)]
+                for msg_id, query in enumerate(repeated, start=1):
+                    failed |= not _move_one(move_scu, query, destination, msg_id, report,
+                                            cancel)
+                common.finish(assoc, args)
         except (NetDICOMError, OSError) as exc:
             raise common.explain(exc, common.describe_peer(remote), client) from exc
     return common.EXIT_FAILURE if failed else common.EXIT_OK

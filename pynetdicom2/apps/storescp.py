@@ -19,8 +19,9 @@ from pydicom.uid import UID
 
 from pynetdicom2 import sopclass, uids
 from pynetdicom2.ae import AE
-from pynetdicom2.apps import common, syntaxes
+from pynetdicom2.apps import common, receiving, syntaxes
 from pynetdicom2.apps.filestore import ReceivedFiles
+from pynetdicom2.apps.receiving import Reception
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +39,9 @@ def is_storage_like(uid: str) -> bool:
     return name == uid or name.endswith('Storage') or 'Storage -' in name
 
 
-class StorageSCP(common.ServerTLS, ReceivedFiles, AE):
-    """The AE of storescp: verification and storage into ``storage_dir``."""
+class StorageSCP(common.ServerTLS, Reception, ReceivedFiles, AE):
+    """The AE of storescp: verification and storage into ``storage_dir``, with
+    DCMTK's folders, names and commands (``Reception``)."""
 
     promiscuous = False
 
@@ -59,6 +61,7 @@ class StorageSCP(common.ServerTLS, ReceivedFiles, AE):
 
     def on_association_request(self, asce, assoc) -> None:
         """In promiscuous mode, serve any proposed storage-like SOP class as storage."""
+        super().on_association_request(asce, assoc)
         if not self.promiscuous:
             return
         known = self.acceptable_sop_classes()
@@ -114,6 +117,7 @@ def build_parser(prog: str = 'storescp') -> argparse.ArgumentParser:
                        help='receive and answer success, but keep nothing')
     group.add_argument('-pm', '--promiscuous', action='store_true',
                        help='also accept storage SOP classes we do not know')
+    receiving.add_arguments(parser)
     syntaxes.add_accept_arguments(parser, title='preferred network transfer syntaxes')
     add_worker_arguments(parser)
     common.add_network_arguments(parser, server=True)
@@ -129,6 +133,7 @@ def make_ae(args: argparse.Namespace) -> StorageSCP:
     ae.discard = args.ignore
     ae.promiscuous = args.promiscuous
     ae.workers = serving_processes(args)
+    receiving.configure(ae, args)
     common.configure_server(ae, args)
     return ae
 
@@ -138,6 +143,7 @@ def main(argv: Optional[List[str]] = None, prog: str = 'storescp') -> int:
     common.configure_logging(args)
 
     def job() -> int:
+        receiving.check_arguments(args)
         try:
             ae = make_ae(args)
         except OSError as exc:

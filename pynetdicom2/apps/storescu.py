@@ -145,13 +145,17 @@ def build_parser(prog: str = 'storescu') -> argparse.ArgumentParser:
                        'scanned)')
     group.add_argument('+r', '--recurse', dest='dcmtk_recurse', action='store_true',
                        help='accepted for DCMTK command lines (scanning is recursive)')
+    group.add_argument('-nh', '--no-halt', action='store_true',
+                       help='accepted for DCMTK command lines (storescu never halts at a '
+                       'failed store: it sends every file, then reports the failures)')
     group = parser.add_argument_group('progress')
     progress = group.add_mutually_exclusive_group()
     progress.add_argument('--progress', dest='progress', action='store_const', const=True,
                           help='show the progress bar even when stderr is not a terminal')
     progress.add_argument('--no-progress', dest='progress', action='store_const',
                           const=False, help='never show the progress bar')
-    common.add_network_arguments(parser)
+    common.add_network_arguments(parser, max_send_pdu=True)
+    common.add_association_arguments(parser, 'send each file')
     common.add_tls_arguments(parser)
     return parser
 
@@ -175,14 +179,19 @@ class _Run:
 
 
 def _send(client: StoreClient, remote, contexts, files: List[Instance], run: _Run,
-          msg_id: int) -> int:
-    """Send ``files`` on one association proposing ``contexts``; returns the next
-    message ID. Association failures propagate."""
+          msg_id: int, args: argparse.Namespace) -> int:
+    """Send ``files`` on one association proposing ``contexts``, each ``--repeat``
+    times in a row (as DCMTK's storescu); returns the next message ID. Association
+    failures propagate."""
     assoc = AssociationRequester(client, client.max_pdu_length, remote, contexts)
     client.begin_request()
     assoc.request()
+    if args.max_send_pdu and not 0 < assoc.peer_max_pdu_length <= args.max_send_pdu:
+        # The peer's Maximum Length Received (0: no limit) caps what we send; we may
+        # send less (PS3.8 D.1).
+        assoc.peer_max_pdu_length = args.max_send_pdu
     try:
-        for instance in files:
+        for instance in (i for i in files for _ in range(args.repeat)):
             try:
                 # storage_scu chooses the context and converts the file when needed;
                 # when nothing fits, its error names the syntax the peer refused.
@@ -205,6 +214,7 @@ def _send(client: StoreClient, remote, contexts, files: List[Instance], run: _Ru
     except BaseException:
         assoc.abort()
         raise
+    common.finish(assoc, args)
     assoc.release()
     return msg_id
 
@@ -228,28 +238,91 @@ def check_paths(paths: List[str]) -> None:
         raise common.ToolError(problems[0] + more, common.EXIT_USAGE)
 
 
+def referenced_files(dicomdir: str) -> List[str]:
+    """The files a DICOMDIR's directory records reference (Referenced File ID,
+    PS3.3 F.3.2.2: path components relative to the DICOMDIR's folder), in record
+    order. A component is matched without regard to case when the exact name is not
+    there (a CD mounted with lower-case names)."""
+    ds = pydicom.dcmread(dicomdir, force=True)
+    root = os.path.dirname(os.path.abspath(dicomdir))
+    found = []
+    for record in ds.get('DirectoryRecordSequence', []):
+        file_id = record.get('ReferencedFileID')
+        if not file_id:
+            continue
+        parts = [file_id] if isinstance(file_id, str) else list(file_id)
+        found.append(_resolve(root, [str(p).strip() for p in parts]))
+    return found
+
+
+def _resolve(root: str, parts: List[str]) -> str:
+    path = root
+    for part in parts:
+        exact = os.path.join(path, part)
+        if not os.path.exists(exact) and os.path.isdir(path):
+            match = [n for n in os.listdir(path) if n.lower() == part.lower()]
+            if match:
+                exact = os.path.join(path, match[0])
+        path = exact
+    return path
+
+
+def collect(paths: List[str], recurse: bool = True,
+            instances: Optional[List[Instance]] = None) -> List[Instance]:
+    """The instances to send: every DICOM file named or found under the directories,
+    each once. A DICOMDIR is not an instance to store (its SOP class, Media Storage
+    Directory, has no storage service): the files it references are sent instead,
+    as DCMTK's dcmsend +rd does. ``instances``: the list to fill (and return)."""
+    instances = [] if instances is None else instances
+    # A file a DICOMDIR references and the scan of its folder finds too goes once;
+    # a file named twice on the command line goes twice, as before.
+    scanned, referenced_once = set(), set()
+
+    def add(path: str, named_by: Optional[str] = None) -> None:
+        real = os.path.realpath(path)
+        if real in referenced_once or (named_by and real in scanned):
+            return
+        (referenced_once if named_by else scanned).add(real)
+        instance = read_instance(path)
+        where = f'{path} (named by {named_by})' if named_by else path
+        if instance is None and not os.access(path, os.R_OK):
+            logger.error('cannot read %s, skipped', where)
+        elif instance is None:
+            logger.warning('%s: not a DICOM file, skipped', where)
+        elif instance.sop_class == uids.MEDIA_STORAGE_DIRECTORY_STORAGE:
+            try:
+                referenced = referenced_files(path)
+            except Exception as exc:  # pydicom raises many kinds on a broken DICOMDIR
+                logger.error('%s: a DICOMDIR that cannot be read (%s), skipped', path, exc)
+                return
+            logger.info('%s: a DICOMDIR; sending the %d files it references', path,
+                        len(referenced))
+            for file in referenced:
+                add(file, path)
+        else:
+            instances.append(instance)
+
+    for path in common.iter_files(paths, recurse):
+        add(path)
+    return instances
+
+
 def store(args: argparse.Namespace, stream=None) -> _Run:
     """Scan the paths, then send every DICOM file found."""
     check_paths(args.paths)
-    instances = []
+    remote = common.remote_ae(args)  # its command-line mistakes before the scan
+    instances: List[Instance] = []
     try:
-        for path in common.iter_files(args.paths, args.recurse):
-            instance = read_instance(path)
-            if instance is None and not os.access(path, os.R_OK):
-                logger.error('cannot read %s, skipped', path)
-            elif instance is None:
-                logger.warning('%s: not a DICOM file, skipped', path)
-            else:
-                instances.append(instance)
+        collect(args.paths, args.recurse, instances)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f'nothing sent (while reading the files, {len(instances)} '
                                 'found)') from None
     if not instances:
         raise common.ToolError('no DICOM files to send', common.EXIT_FAILURE)
-    remote = common.remote_ae(args)
     client = common.prepare_client(
         StoreClient(args.calling_aet, max_pdu_length=args.max_pdu), args)
-    progress = common.Progress(len(instances), sum(i.size for i in instances),
+    progress = common.Progress(len(instances) * args.repeat,
+                               sum(i.size for i in instances) * args.repeat,
                                stream=stream if stream is not None else sys.stderr,
                                enabled=args.progress)
     run = _Run(progress)
@@ -257,13 +330,13 @@ def store(args: argparse.Namespace, stream=None) -> _Run:
     try:
         for contexts, files in plan_associations(instances,
                                                  preferred=syntaxes.proposed(args)):
-            msg_id = _send(client, remote, contexts, files, run, msg_id)
+            msg_id = _send(client, remote, contexts, files, run, msg_id, args)
     except (NetDICOMError, OSError) as exc:
         raise common.explain(exc, common.describe_peer(remote), client) from exc
     except KeyboardInterrupt:
         # _send aborted the association; say how far we got, as the summary would.
         failed = f', {len(run.failed)} failed' if run.failed else ''
-        raise KeyboardInterrupt(f'sent {run.sent} of {len(instances)} instances{failed}') \
+        raise KeyboardInterrupt(f'sent {run.sent} of {progress.total} instances{failed}') \
             from None
     finally:
         progress.finish()  # end the bar's line whatever happened

@@ -117,6 +117,45 @@ def test_dcmtk_storescu_to_our_storescp_with_study_folders(tmp_path):
                             + [f'{uid(1, 4)}/{u}.dcm' for u in instance_uids(6, 7)])
 
 
+def test_a_dcmtk_storescu_command_line_works_with_ours_and_rsp_needs_a_confirmation(tmp_path):
+    ct = make_ct_file(tmp_path / 'ct.dcm', rows=16, cols=16)
+    out = tmp_path / 'out'
+    out.mkdir()
+    with start_dcmtk_scp('storescp', ['-v', '-od', str(out)]) as (proc, port):
+        # Options as users type them for DCMTK's storescu.
+        typed = run_app('storescu', '-nh', '-ll', 'warn', '--repeat', '2', '--abort',
+                        '--max-send-pdu', '16384', '-usr', 'alice', '-aet', 'MODALITY',
+                        '-aec', 'STORESCP', '127.0.0.1', port, ct)
+        # DCMTK's storescp does not answer user identity negotiation: with -rsp that
+        # is a refusal of the identity (PS3.7 D.3.3.7.2), said in one line.
+        confirmed = run_app('storescu', '-usr', 'alice', '-rsp', '127.0.0.1', port, ct)
+        log = peers.process_output(proc)
+    assert typed.returncode == 0, describe(typed)
+    assert typed.stdout.startswith('sent 2 of 2 instances') and typed.stderr == ''
+    assert log.count('Received Store Request') == 2, log
+    assert 'I: Association Aborted' in log and 'Association Release' not in log, log
+    assert len(list(out.iterdir())) == 1
+    assert confirmed.returncode == 3, describe(confirmed)
+    assert confirmed.stderr == (
+        f'pynetdicom2 storescu: error: ANY-SCP@127.0.0.1:{port} accepted the association '
+        'without confirming the user identity (-rsp)\n')
+
+
+def test_dcmtk_storescu_to_our_storescp_running_commands(tmp_path):
+    make_archive_files(tmp_path / 'src')
+    log = tmp_path / 'log.txt'
+    with our_server('storescp', '-od', tmp_path / 'out', '-su', 'ST', '-fe', '', '-xs',
+                    '-xcr', f'echo #a #c #f >> {log}') as (proc, port):
+        result = run_tool([dcmtk('storescu'), *DCMTK_TIMEOUTS, '-aec', 'OURS', '+sd',
+                           '127.0.0.1', str(port), str(tmp_path / 'src' / 'i6.dcm'),
+                           str(tmp_path / 'src' / 'i7.dcm')])
+    assert result.returncode == 0, describe(result)
+    assert log.read_text().splitlines() == [
+        f'STORESCU OURS {uid(3, 6)}', f'STORESCU OURS {uid(3, 7)}']
+    assert sorted(p.name for p in (tmp_path / 'out' / f'ST_{uid(1, 4)}').iterdir()) == [
+        uid(3, 6), uid(3, 7)]
+
+
 # -- the archive ------------------------------------------------------------------------
 
 def _fill(port: int, source: pathlib.Path) -> None:
