@@ -225,9 +225,13 @@ def test_c_move_to_dcmtk_storescp_taking_only_uncompressed(store_dir, tmp_path, 
 
 # -- our storescu's error line --------------------------------------------------------------
 
-def test_storescu_names_the_transfer_syntax_storescp_refused(tmp_path, jpeg_file):
+def test_storescu_names_the_transfer_syntax_the_peer_refused(tmp_path, jpeg_file):
     root = pathlib.Path(__file__).resolve().parents[2]
-    with start_dcmtk_scp('storescp', ['--ignore']) as (_, port):
+    # storescu proposes CT with the uncompressed syntaxes and with JPEG alone (issue 16):
+    # a peer taking RLE only refuses both (result 4), and RLE is never proposed for it.
+    (tmp_path / 'store').mkdir()
+    with start_pynetdicom_peer([str(tmp_path / 'store'), RLE], script=ONE_SYNTAX_SCP) as (_,
+                                                                                      port):
         result = run_tool([sys.executable, '-m', 'pynetdicom2', 'storescu', '--no-progress',
                            '127.0.0.1', str(port), str(jpeg_file)], timeout=60,
                           env={'PYTHONPATH': str(root), 'PATH': '/usr/bin:/bin'})
