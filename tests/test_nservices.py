@@ -293,7 +293,7 @@ def test_a_result_that_overtakes_the_n_action_rsp_is_answered_first():
         report.affected_sop_class_uid = SC
         report.affected_sop_instance_uid = SC_INSTANCE
         report.event_type_id = 1
-        report.data_set = nservices.encode_n_data_set(
+        report.data_set = nservices.encode_data_set(
             commitment.build_event_information('1.2.99', refs, []), ctx.supported_ts)
         asce.send(report, ctx.id)
         rsp = dimse.NActionRSPMessage()
@@ -666,7 +666,7 @@ def test_a_response_for_another_message_aborts_and_raises():
 def test_data_sets_round_trip_in_every_uncompressed_syntax(ts):
     ds = mpps_attributes()
     ds.NumberOfStudyRelatedInstances = 12
-    raw = nservices.encode_n_data_set(ds, ts)
+    raw = nservices.encode_data_set(ds, ts)
     back = nservices.decode_data_set(raw, ts)
     assert back == ds
     assert back.ScheduledStepAttributesSequence[0].AccessionNumber == 'ACC1'

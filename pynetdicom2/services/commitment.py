@@ -17,8 +17,9 @@ from pynetdicom2.asceprovider import AssociationRequester
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationReleasedError, DIMSEProcessingError,
     EventHandlingError, NetDICOMError)
-from pynetdicom2.services.common import MessageDispatcherSCP, receive_response, sop_classes
-from pynetdicom2.services.nservices import decode_data_set, encode_n_data_set
+from pynetdicom2.services.common import (
+    MessageDispatcherSCP, receive_response, response_to, sop_classes)
+from pynetdicom2.services.nservices import decode_data_set, encode_data_set
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ STORAGE_COMMITMENT_FAILURES_EXIST = 2
 _SC = STORAGE_COMMITMENT_PUSH_MODEL_SOP_CLASS
 # Results an SCP may send on the association before its N-ACTION-RSP; beyond, give up.
 _MAX_EARLY_REPORTS = 16
-_MAX_COMMENT = 64  # Error Comment is LO (PS3.5 6.2)
 # Message IDs of the reports we send; unique enough among a peer's outstanding ones.
 _report_ids = itertools.count(1)
 
@@ -97,10 +97,6 @@ def _references(ds: Dataset, keyword: str, with_reason: bool = False) -> List[tu
     return found
 
 
-def _comment(text: str) -> str:
-    return text.replace('\\', '/')[:_MAX_COMMENT]
-
-
 def _send_event_report(asce, ctx, event_type: int, ds: Dataset) -> statuses.Status:
     """Send one commitment N-EVENT-REPORT-RQ on ``ctx`` and return its response's status."""
     msg_id = _next_report_id()
@@ -109,7 +105,7 @@ def _send_event_report(asce, ctx, event_type: int, ds: Dataset) -> statuses.Stat
     rq.affected_sop_class_uid = _SC
     rq.affected_sop_instance_uid = STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE
     rq.event_type_id = event_type
-    rq.data_set = encode_n_data_set(ds, ctx.supported_ts)
+    rq.data_set = encode_data_set(ds, ctx.supported_ts)
     asce.send(rq, ctx.id)
     rsp = receive_response(asce, dimse.NEventReportRSPMessage, msg_id)
     status = statuses.Status(rsp.status if rsp.status is not None else 0x0110,
@@ -133,15 +129,7 @@ def answer_event_report(asce, ctx, msg) -> statuses.Status:
         status, comment = statuses.Status(0x0113), f'no such event type {msg.event_type_id}'
     else:
         status, comment = _deliver_report(asce, ctx, msg)
-    rsp = dimse.NEventReportRSPMessage()
-    rsp.message_id_being_responded_to = msg.message_id
-    rsp.affected_sop_class_uid = msg.sop_class_uid
-    rsp.affected_sop_instance_uid = msg.affected_sop_instance_uid
-    rsp.event_type_id = msg.event_type_id
-    rsp.status = int(status)
-    if comment:
-        rsp.error_comment = _comment(comment)
-    asce.send(rsp, ctx.id)
+    asce.send(response_to(msg, dimse.NEventReportRSPMessage, status, comment), ctx.id)
     return statuses.Status(status, dimse.NEventReportRSPMessage)
 
 
@@ -201,7 +189,7 @@ def storage_commitment_scu(asce, ctx, transaction_uid: str,
     rq.sop_class_uid = ctx.sop_class  # Requested SOP Class UID
     rq.requested_sop_instance_uid = STORAGE_COMMITMENT_PUSH_MODEL_SOP_INSTANCE
     rq.action_type_id = REQUEST_STORAGE_COMMITMENT
-    rq.data_set = encode_n_data_set(build_action_information(transaction_uid, references),
+    rq.data_set = encode_data_set(build_action_information(transaction_uid, references),
                                     ctx.supported_ts)
     asce.send(rq, ctx.id)
     rsp, reported = _receive_action_response(asce, msg_id)
@@ -336,15 +324,7 @@ class StorageCommitment(MessageDispatcherSCP):
             asce.abort()
             raise DIMSEProcessingError(f'{asce.dul.peer} sent an unexpected {type(msg).__name__}')
         status, comment, outcome = self._commit(asce, msg, ctx)
-        rsp = dimse.NActionRSPMessage()
-        rsp.message_id_being_responded_to = msg.message_id
-        rsp.affected_sop_class_uid = msg.sop_class_uid
-        rsp.affected_sop_instance_uid = msg.requested_sop_instance_uid
-        rsp.action_type_id = msg.action_type_id
-        rsp.status = int(status)
-        if comment:
-            rsp.error_comment = _comment(comment)
-        asce.send(rsp, ctx.id)
+        asce.send(response_to(msg, dimse.NActionRSPMessage, status, comment), ctx.id)
         if outcome is not None:
             self._report(asce, ctx, *outcome)
 

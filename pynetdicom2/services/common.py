@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from typing import Iterable, Optional
 
 from pynetdicom2 import dimse, incoming
 from pynetdicom2.exceptions import DIMSEProcessingError
@@ -76,8 +76,18 @@ def receive_response(asce, response_class, msg_id: int):
     return msg
 
 
-def response_to(request, response_class, status):
-    """A response carrying the request's message ID, SOP class and instance, and ``status``."""
+def request_instance_uid(request) -> Optional[str]:
+    """The SOP instance a request is about: Affected or Requested SOP Instance UID."""
+    uid = request.affected_sop_instance_uid
+    return uid if uid is not None else request.requested_sop_instance_uid
+
+
+def response_to(request, response_class, status, comment: Optional[str] = None):
+    """A response carrying the request's message ID, SOP class and instance, and ``status``.
+
+    An N-ACTION-RSP or N-EVENT-REPORT-RSP repeats the request's type ID (PS3.7 10.3.4,
+    10.3.1); ``comment``, when given, becomes the Error Comment (``error_comment``).
+    """
     # Each property is a dict look-up on both messages (dimse keeps the command set as
     # a dict until someone reads ``command_set``): about a microsecond in all.
     rsp = response_class()
@@ -85,10 +95,16 @@ def response_to(request, response_class, status):
     sop_class = request.sop_class_uid
     if sop_class is not None:
         rsp.affected_sop_class_uid = sop_class
-    sop_instance = request.affected_sop_instance_uid
+    sop_instance = request_instance_uid(request)
     if sop_instance is not None:
         rsp.affected_sop_instance_uid = sop_instance
+    if isinstance(request, dimse.NActionRQMessage):
+        rsp.action_type_id = request.action_type_id
+    elif isinstance(request, dimse.NEventReportRQMessage):
+        rsp.event_type_id = request.event_type_id
     rsp.status = int(status)
+    if comment:
+        rsp.error_comment = error_comment(comment)
     return rsp
 
 

@@ -16,7 +16,8 @@ from pydicom.uid import generate_uid
 
 from pynetdicom2 import dimse, statuses, transcode, uids
 from pynetdicom2.exceptions import DIMSEProcessingError, EventHandlingError, NetDICOMError
-from pynetdicom2.services.common import MessageDispatcherSCP, receive_response
+from pynetdicom2.services.common import (
+    MessageDispatcherSCP, receive_response, request_instance_uid, response_to)
 from pynetdicom2.services.storage import encode_data_set
 
 logger = logging.getLogger(__name__)
@@ -26,9 +27,6 @@ NO_SUCH_SOP_INSTANCE = statuses.Status(0x0112)
 NO_SUCH_EVENT_TYPE = statuses.Status(0x0113)
 NO_SUCH_ACTION = statuses.Status(0x0123)
 UNRECOGNIZED_OPERATION = statuses.Status(0x0211)
-
-# Error Comment (0000,0902) is LO: at most 64 characters (PS3.5 6.2, PS3.7 C.5).
-_MAX_COMMENT = 64
 
 _NAMES = {
     dimse.NGetRQMessage: 'N-GET', dimse.NSetRQMessage: 'N-SET',
@@ -47,11 +45,6 @@ _RESPONSE_CLASS = {
 
 
 # -- data sets ------------------------------------------------------------------
-
-def encode_n_data_set(ds: Dataset, transfer_syntax: str) -> bytes:
-    """``ds`` encoded in ``transfer_syntax`` (an uncompressed or deflated syntax)."""
-    return encode_data_set(ds, transfer_syntax)
-
 
 def decode_data_set(raw: bytes, transfer_syntax: str) -> Dataset:
     """The pydicom ``Dataset`` the raw data set ``raw`` encodes in ``transfer_syntax``.
@@ -73,10 +66,6 @@ def _decode_all(ds: Dataset) -> None:
         if elem.VR == 'SQ':
             for item in elem.value:
                 _decode_all(item)
-
-
-def _comment(text: str) -> str:
-    return text.replace('\\', '/')[:_MAX_COMMENT]
 
 
 # -- SCU ------------------------------------------------------------------------
@@ -108,7 +97,7 @@ def _request(asce, ctx, rq, msg_id: int, ds: Optional[Dataset]) -> NResponse:
     response_class = _RESPONSE_CLASS[type(rq)]
     rq.message_id = msg_id
     if ds is not None and len(ds):
-        rq.data_set = encode_n_data_set(ds, ctx.supported_ts)
+        rq.data_set = encode_data_set(ds, ctx.supported_ts)
     asce.send(rq, ctx.id)
     rsp = receive_response(asce, response_class, msg_id)
     if rsp.status is None:
@@ -243,12 +232,6 @@ class NServiceSCU:
 
 # -- SCP ------------------------------------------------------------------------
 
-def _instance_uid(msg) -> Optional[str]:
-    """The SOP instance a request is about: Affected or Requested SOP Instance UID."""
-    uid = msg.affected_sop_instance_uid
-    return uid if uid is not None else msg.requested_sop_instance_uid
-
-
 def _hook_result(result: Any, response_class) -> Tuple[statuses.Status, Optional[Dataset]]:
     """``(Status, Dataset or None)`` from a hook's answer: that pair, or a bare status."""
     if isinstance(result, (tuple, list)):
@@ -328,25 +311,19 @@ class NServiceSCP(MessageDispatcherSCP):
         if isinstance(msg, dimse.NCreateRQMessage) and msg.affected_sop_instance_uid is None:
             msg.affected_sop_instance_uid = generate_uid()
         status, reply, comment = self._run_hook(asce, ctx, msg, response_class)
-        rsp = response_class()
-        rsp.message_id_being_responded_to = msg.message_id
-        rsp.affected_sop_class_uid = msg.sop_class_uid
-        rsp.affected_sop_instance_uid = _instance_uid(msg)
-        if isinstance(msg, dimse.NActionRQMessage):
-            rsp.action_type_id = msg.action_type_id
-        elif isinstance(msg, dimse.NEventReportRQMessage):
-            rsp.event_type_id = msg.event_type_id
+        data_set = None
         if reply is not None and len(reply):
             try:
-                rsp.data_set = encode_n_data_set(reply, ctx.supported_ts)
+                data_set = encode_data_set(reply, ctx.supported_ts)
             except Exception as exc:  # the hook's data set, not the peer, is at fault
                 logger.error('the %s data set cannot be encoded: %s',
                              response_class.__name__, exc)
                 status = statuses.Status(statuses.PROCESSING_FAILURE, response_class)
                 comment = 'the reply data set could not be encoded'
-        rsp.status = int(status)
-        if comment and status.is_failure:
-            rsp.error_comment = _comment(comment)
+        rsp = response_to(msg, response_class, status,
+                          comment if status.is_failure else None)
+        if data_set is not None:
+            rsp.data_set = data_set
         asce.send(rsp, ctx.id)
 
     def _run_hook(self, asce, ctx, msg, response_class):
@@ -470,7 +447,7 @@ class ModalityPerformedProcedureStepSCP(NServiceSCP):
         super().__init__([MPPS_SOP_CLASS])
 
     def hook_arguments(self, ctx, msg, ds) -> tuple:
-        return ctx, _instance_uid(msg), ds
+        return ctx, request_instance_uid(msg), ds
 
 
 #: The MPPS SCP to register: ``ae.add_scp(mpps_scp)``.
@@ -481,7 +458,7 @@ __all__ = [
     'NResponse', 'NServiceSCU', 'NServiceSCP', 'n_service_scp', 'n_get_scu', 'n_set_scu',
     'n_action_scu', 'n_create_scu', 'n_delete_scu', 'n_event_report_scu',
     'ModalityPerformedProcedureStepSCU', 'ModalityPerformedProcedureStepSCP', 'mpps_scu',
-    'mpps_scp', 'mpps_create_scu', 'mpps_set_scu', 'MPPS_SOP_CLASS', 'encode_n_data_set',
+    'mpps_scp', 'mpps_create_scu', 'mpps_set_scu', 'MPPS_SOP_CLASS', 'encode_data_set',
     'decode_data_set', 'NO_SUCH_SOP_INSTANCE', 'NO_SUCH_EVENT_TYPE', 'NO_SUCH_ACTION',
     'UNRECOGNIZED_OPERATION',
 ]

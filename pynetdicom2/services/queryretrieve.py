@@ -28,7 +28,7 @@ from pynetdicom2.exceptions import (
 from pynetdicom2.fsm import PContextDef
 from pynetdicom2.services import storage
 from pynetdicom2.services.common import (
-    error_comment, receive_response, response_to, sop_classes)
+    receive_response, response_to, sop_classes)
 
 logger = logging.getLogger(__name__)
 
@@ -227,9 +227,7 @@ def qr_find_scu(asce, ctx: PContextDef, ds: Dataset, msg_id: int
 def _send_final(asce, ctx: PContextDef, msg, response_class, status,
                 comment: Optional[str] = None, sub_ops: Optional['_SubOperations'] = None,
                 identifier: Optional[Dataset] = None) -> None:
-    rsp = response_to(msg, response_class, status)
-    if comment:
-        rsp.error_comment = error_comment(comment)
+    rsp = response_to(msg, response_class, status, comment)
     if identifier is not None:
         rsp.data_set = encode_identifier(identifier, ctx.supported_ts)
     if sub_ops is not None:

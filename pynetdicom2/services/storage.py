@@ -22,7 +22,7 @@ from pynetdicom2 import dimse, incoming, statuses, transcode, uids
 from pynetdicom2.context import for_message
 from pynetdicom2.exceptions import ClassNotSupportedError, EventHandlingError, NetDICOMError
 from pynetdicom2.services.common import (
-    error_comment, receive_response, response_to, sop_classes, store_in_file)
+    receive_response, response_to, sop_classes, store_in_file)
 
 logger = logging.getLogger(__name__)
 
@@ -440,10 +440,9 @@ def release(msg) -> None:
 
 def answer(asce, msg, pc_id: int, status, comment: Optional[str] = None) -> None:
     """Send the C-STORE-RSP to ``msg``; a failure carries ``comment`` as Error Comment."""
-    rsp = response_to(msg, dimse.CStoreRSPMessage, status)
-    if comment and statuses.Status(int(status), dimse.CStoreRSPMessage).is_failure:
-        rsp.error_comment = error_comment(comment)
-    asce.send(rsp, pc_id)
+    if comment and not statuses.Status(int(status), dimse.CStoreRSPMessage).is_failure:
+        comment = None
+    asce.send(response_to(msg, dimse.CStoreRSPMessage, status, comment), pc_id)
 
 
 def _peer(asce) -> str:
