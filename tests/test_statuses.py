@@ -92,6 +92,7 @@ CONSTANTS = [
      C_MOVE_RSP),
     ('C_MOVE_CANCEL', 0xFE00, 'Cancel', 'Sub-operations terminated due to cancel indication',
      C_MOVE_RSP),
+    ('UNRECOGNIZED_OPERATION', 0x0211, 'Failure', 'Unrecognized operation', None),
     ('UNKNOWN', 0xFFFF, 'Failure', 'Unknown status', None),
 ]
 

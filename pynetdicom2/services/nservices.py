@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 NO_SUCH_SOP_INSTANCE = statuses.Status(0x0112)
 NO_SUCH_EVENT_TYPE = statuses.Status(0x0113)
 NO_SUCH_ACTION = statuses.Status(0x0123)
-UNRECOGNIZED_OPERATION = statuses.Status(0x0211)
+UNRECOGNIZED_OPERATION = statuses.UNRECOGNIZED_OPERATION  # PS3.7 C.5.29
 
 _NAMES = {
     dimse.NGetRQMessage: 'N-GET', dimse.NSetRQMessage: 'N-SET',

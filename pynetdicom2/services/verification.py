@@ -10,8 +10,8 @@ from pynetdicom2.services.common import receive_response, response_to, sop_class
 
 logger = logging.getLogger(__name__)
 
-#: PS3.7 C.5.6: the operation is not one the SOP class supports.
-UNRECOGNIZED_OPERATION = 0x0211
+#: PS3.7 C.5.6: the operation is not one the SOP class supports (``statuses``' own).
+UNRECOGNIZED_OPERATION = statuses.UNRECOGNIZED_OPERATION
 
 
 @sop_classes([uids.VERIFICATION_SOP_CLASS])
