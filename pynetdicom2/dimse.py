@@ -504,4 +504,3 @@ def decode_message(command_bytes: Union[bytes, bytearray, memoryview]) -> DIMSEM
         shown = f'0x{value:04X}' if isinstance(value, int) else repr(value)
         raise DIMSEProcessingError(f'unknown Command Field {shown} (PS3.7 E.1)')
     return cls._from_elements(elements)
-

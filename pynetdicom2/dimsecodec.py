@@ -367,4 +367,3 @@ def command_value(element: int, vr: str, value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return MultiValue(str, value)
     return value
-

@@ -9,11 +9,12 @@ its presentation data values. Bytes in, bytes out: no sockets, no messages.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import struct
 import threading
 from array import array
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Any, Iterable, Iterator, List, Optional, Tuple
 
 from pynetdicom2 import pdu
 from pynetdicom2.exceptions import DIMSEProcessingError
@@ -76,7 +77,7 @@ def iter_pdu_batches(command: bytes, data_set: Any, pc_id: int,
     bytes of its PDU and PDV headers (the last one is the message control header),
     then its fragment, never copied. A list holds about 1 MiB of fragments, so one
     scatter/gather call sends it (one call per 16 KiB PDU cost more than the copy);
-    it stays valid until the next is requested. Every PDU carries one PDV, and the
+    it stays valid until the next is requested. Every PDU carries one PDV, so the
     data set starts in a PDU of its own (see below). Memory stays bounded whatever
     the data set's size.
     """
@@ -86,40 +87,30 @@ def iter_pdu_batches(command: bytes, data_set: Any, pc_id: int,
     p_data_tf = pdu.P_DATA_TF
     batch: List[Any] = []
     gathered = 0
-    command_view = memoryview(command)
-    total = len(command_view)
-    for pos in range(0, total, size):
-        fragment = command_view[pos:pos + size]
-        length = len(fragment)
-        control = COMMAND_FRAGMENT | LAST_FRAGMENT if pos + size >= total else COMMAND_FRAGMENT
-        batch += (pack(p_data_tf, length + _PDV_HEADER_LENGTH, length + 2, pc_id, control),
-                  fragment)
-        gathered += length
-        if gathered >= _SEND_BATCH_BYTES:
-            yield batch
-            batch = []
-            gathered = 0
+    chunks: Iterable[Tuple[memoryview, int, bool]] = [
+        (memoryview(command), COMMAND_FRAGMENT, True)]
     if data_set is not None:
         # The data set starts in a P-DATA-TF PDU of its own. PS3.8 E.1 would let a
         # small one share the PDU of the command's last fragment, but GDCM-based peers
         # (and what is built on them) then wait for it forever; 0.9.8, DCMTK, pynetdicom
         # and Orthanc never send it that way, and neither do we.
-        for chunk, last_chunk in _iter_data_chunks(data_set, size):
-            total = len(chunk)
-            for pos in range(0, max(total, 1), size):
-                end = pos + size
-                fragment = chunk[pos:end]
-                length = len(fragment)
-                control = LAST_FRAGMENT if last_chunk and end >= total else 0
-                batch += (pack(p_data_tf, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
-                               control), fragment)
-                gathered += length
-                # The read buffers turn after a chunk: what was yielded from it is then
-                # overwritten, so its PDUs leave before the next chunk is read.
-                if gathered >= _SEND_BATCH_BYTES or (end >= total and not last_chunk):
-                    yield batch
-                    batch = []
-                    gathered = 0
+        chunks = itertools.chain(chunks, _data_chunks(data_set, size))
+    for chunk, kind, last_chunk in chunks:
+        total = len(chunk)
+        for pos in range(0, max(total, 1), size):
+            end = pos + size
+            fragment = chunk[pos:end]
+            length = len(fragment)
+            control = kind | LAST_FRAGMENT if last_chunk and end >= total else kind
+            batch += (pack(p_data_tf, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
+                           control), fragment)
+            gathered += length
+            # The read buffers turn after a chunk: what was yielded from it is then
+            # overwritten, so its PDUs leave before the next chunk is read.
+            if gathered >= _SEND_BATCH_BYTES or (end >= total and not last_chunk):
+                yield batch
+                batch = []
+                gathered = 0
     if batch:
         yield batch
 
@@ -130,14 +121,15 @@ def _check_context_id(pc_id: Any) -> None:
             f'presentation context ID must be 1-255 (PS3.8 9.3.5.1), got {pc_id!r}')
 
 
-def _iter_data_chunks(data: Any, size: int) -> Iterator[Tuple[memoryview, bool]]:
+def _data_chunks(data: Any, size: int) -> Iterator[Tuple[memoryview, int, bool]]:
     """The data set as chunks of whole fragments of ``size`` bytes (the last chunk
-    may end short), each with True when it is the last one."""
+    may end short), each with the message control header's data bit (0) and True
+    when it is the last one."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         view = memoryview(data)
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast('B')
-        yield view, True
+        yield view, 0, True
         return
     if not (hasattr(data, 'readinto') or hasattr(data, 'read')):
         raise DIMSEProcessingError(
@@ -155,9 +147,9 @@ def _iter_data_chunks(data: Any, size: int) -> Iterator[Tuple[memoryview, bool]]
         turn ^= 1
         count = _read_chunk(data, buffers[turn]) if len(current) == chunk_size else 0
         if count == 0:
-            yield current, True
+            yield current, 0, True
             return
-        yield current, False
+        yield current, 0, False
         current = buffers[turn][:count]
 
 
