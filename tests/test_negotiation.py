@@ -20,7 +20,7 @@ from pynetdicom2 import asceprovider, sopclass, uids
 from pynetdicom2.asceprovider import AssociationRequester, PContextDefList
 from pynetdicom2.exceptions import NetDICOMError
 from pynetdicom2.services import queryretrieve
-from tests.test_transcode import dcmcjpeg, need_codec
+from tests.test_transcode import data_set_bytes, dcmcjpeg, need_codec
 
 CT = uids.CT_IMAGE_STORAGE
 MR = uids.MR_IMAGE_STORAGE
@@ -252,7 +252,8 @@ def test_switches_name_dcmtks_syntaxes():
     assert syntaxes.syntaxes_for('i') == [ILE]
     assert syntaxes.syntaxes_for('d') == [DEFLATED] + local + [ILE]
     assert syntaxes.syntaxes_for('r') == [RLE] + local + [ILE]
-    assert syntaxes.syntaxes_for('s')[0] == uids.JPEG_LOSSLESS_NON_HIERARCHICAL_FIRST_ORDER_PREDICTION_PROCESS_14_SELECTION_VALUE_1
+    assert syntaxes.syntaxes_for('s')[0] == \
+        uids.JPEG_LOSSLESS_NON_HIERARCHICAL_FIRST_ORDER_PREDICTION_PROCESS_14_SELECTION_VALUE_1
     assert syntaxes.syntaxes_for('y')[0] == JPEG
     assert syntaxes.syntaxes_for('v')[0] == J2K
     assert syntaxes.syntaxes_for('t')[0] == uids.JPEG_LS_LOSSLESS_IMAGE_COMPRESSION
@@ -298,13 +299,6 @@ def test_storescu_plan_puts_a_compressed_file_beside_the_uncompressed_context():
 
 
 # -- our tools end to end (subprocesses) ------------------------------------------------------
-
-def data_set_bytes(path) -> bytes:
-    from pynetdicom2.services.storage import read_file_meta
-    with open(path, 'rb') as fp:
-        offset = read_file_meta(fp).data_set_offset
-    return pathlib.Path(path).read_bytes()[offset:]
-
 
 def stored(directory, uid):
     [path] = pathlib.Path(directory).rglob(f'{uid}.dcm')

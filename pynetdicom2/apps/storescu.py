@@ -5,7 +5,8 @@ contexts they need: per SOP class, one with the uncompressed syntaxes (the files
 first, then explicit and implicit VR little endian; or those a ``-x?`` switch names)
 and one for each compressed syntax of its files, alone, so that a compressed file goes
 as it is when the peer takes it and is converted when it does not. Past 128 contexts
-(PS3.8 9.3.2.2) the files are split over as many associations as needed. A progress bar shows on a terminal.
+(PS3.8 9.3.2.2) the files are split over as many associations as needed. A progress
+bar shows on a terminal.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from pynetdicom2 import uids
 from tests import peers
 from tests.peers import describe, dcmtk, free_port, make_ct_file, run_tool, start_dcmtk_scp
 from tests.test_apps import our_server, run_app
-from tests.test_transcode import dcmcjpeg, need_codec
+from tests.test_transcode import data_set_bytes, dcmcjpeg, need_codec
 
 CT = 'CTImageStorage'
 ELE = uids.EXPLICIT_VR_LITTLE_ENDIAN
@@ -36,13 +36,6 @@ JPEG = uids.JPEG_BASELINE_PROCESS_1
 @pytest.fixture
 def jpeg_file(tmp_path):
     return dcmcjpeg(make_ct_file(tmp_path / 'ct.dcm'), tmp_path / 'jpeg.dcm')
-
-
-def data_set_bytes(path) -> bytes:
-    from pynetdicom2.services.storage import read_file_meta
-    with open(path, 'rb') as fp:
-        offset = read_file_meta(fp).data_set_offset
-    return pathlib.Path(path).read_bytes()[offset:]
 
 
 def only_file(directory):
