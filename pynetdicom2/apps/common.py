@@ -105,26 +105,26 @@ def pdu_length(value: str) -> int:
     return length
 
 
-def association_count(value: str) -> int:
-    """A number of simultaneous associations: 0 (no limit) or more."""
+def counted(value: str, what: str, minimum: int, advice: str) -> int:
+    """A whole number of ``what``, at least ``minimum`` (``advice`` says so)."""
     try:
         count = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'{value!r} is not a number of associations') from None
-    if count < 0:
-        raise argparse.ArgumentTypeError(f'{count} associations: give 0 (no limit) or more')
+        raise argparse.ArgumentTypeError(f'{value!r} is not {what}') from None
+    if count < minimum:
+        raise argparse.ArgumentTypeError(f'{count}{advice}')
     return count
+
+
+def association_count(value: str) -> int:
+    """A number of simultaneous associations: 0 (no limit) or more."""
+    return counted(value, 'a number of associations', 0,
+                   ' associations: give 0 (no limit) or more')
 
 
 def positive_count(value: str) -> int:
     """A number of times or of responses: 1 or more."""
-    try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{value!r} is not a whole number') from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f'{count}: give 1 or more')
-    return count
+    return counted(value, 'a whole number', 1, ': give 1 or more')
 
 
 def send_pdu_length(value: str) -> int:

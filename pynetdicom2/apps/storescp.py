@@ -80,13 +80,8 @@ class StorageSCP(common.ServerTLS, Reception, ReceivedFiles, AE):
 
 def worker_processes(value: str) -> int:
     """``--workers``: 0 (one per core) or more processes."""
-    try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{value!r} is not a number of processes') from None
-    if count < 0:
-        raise argparse.ArgumentTypeError(f'{count} processes: give 0 (one per core) or more')
-    return count
+    return common.counted(value, 'a number of processes', 0,
+                          ' processes: give 0 (one per core) or more')
 
 
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
