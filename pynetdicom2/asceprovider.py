@@ -27,7 +27,8 @@ from pynetdicom2.fsm import PContextDef
 
 logger = logging.getLogger(__name__)
 
-APPLICATION_CONTEXT_NAME = '1.2.840.10008.3.1.1.1'
+#: The DICOM Application Context Name (PS3.7 A.2.1), as ``uids`` states it.
+APPLICATION_CONTEXT_NAME = uids.APPLICATION_CONTEXT_NAME
 #: Our Implementation Class UID: a UUID-derived UID (PS3.5 B.2), ours alone.
 IMPLEMENTATION_UID = '2.25.149430270217588509430352667648591798782'
 #: Our Implementation Version Name (at most 16 characters, PS3.7 D.3.3.2).
@@ -36,17 +37,15 @@ IMPLEMENTATION_VERSION_NAME = ('PYNETDICOM2_' + ''.join(
 #: PS3.8 9.3.2.2: presentation context IDs are odd numbers 1..255, so at most 128.
 MAX_PRESENTATION_CONTEXTS = 128
 
-# Presentation context results, PS3.8 9.3.3.2.
-ACCEPTANCE = 0
-USER_REJECTION = 1
-NO_REASON = 2
-ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
-TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
+# Presentation context results (PS3.8 9.3.3.2) are pdu's; the names stay here too.
+ACCEPTANCE = pdu.ACCEPTANCE
+USER_REJECTION = pdu.USER_REJECTION
+NO_REASON = pdu.NO_REASON
+ABSTRACT_SYNTAX_NOT_SUPPORTED = pdu.ABSTRACT_SYNTAX_NOT_SUPPORTED
+TRANSFER_SYNTAXES_NOT_SUPPORTED = pdu.TRANSFER_SYNTAXES_NOT_SUPPORTED
 
 #: Retrieve SOP classes whose C-STORE sub-operations come back on the same association.
-GET_SOP_CLASSES = frozenset({
-    uids.PATIENT_ROOT_GET_SOP_CLASS, uids.STUDY_ROOT_GET_SOP_CLASS,
-    uids.PATIENT_STUDY_ONLY_GET_SOP_CLASS, uids.COMPOSITE_INSTANCE_ROOT_GET_SOP_CLASS})
+GET_SOP_CLASSES = frozenset(uids.GET_SOP_CLASSES)
 
 #: Storage SOP classes (PS3.4 B.5): their data sets are kept as they arrive, so a
 #: requester proposes their native and compressed syntaxes apart and an acceptor takes

@@ -2,7 +2,8 @@
 
 Every constant is a ``pydicom.uid.UID`` whose value comes from PS3.6 Annex A (as
 pydicom's UID dictionary carries it), plus the groups ``ALL_TS``, ``DEFAULT_TS``,
-``UNCOMPRESSED_TS`` and ``STORAGE_SOP_CLASSES`` that the AEs and services negotiate.
+``UNCOMPRESSED_TS``, ``STORAGE_SOP_CLASSES``, ``GET_SOP_CLASSES`` and
+``QR_GET_SOP_CLASSES`` that the AEs and services negotiate.
 
 Naming rule: a constant is the standard's name in UPPER_SNAKE_CASE. Every run of
 characters other than letters and digits ('-', '/', '(', ')', '[', ']', '.', '&',
@@ -873,6 +874,22 @@ STORAGE_SOP_CLASSES = (
     GENERIC_IMPLANT_TEMPLATE_STORAGE,
     IMPLANT_ASSEMBLY_TEMPLATE_STORAGE,
     IMPLANT_TEMPLATE_GROUP_STORAGE,
+)
+
+#: The Query/Retrieve C-GET SOP classes of PS3.4 Annex C (patient root, study root,
+#: patient/study only): what ``queryretrieve.qr_get_scp`` serves.
+QR_GET_SOP_CLASSES = (
+    PATIENT_ROOT_GET_SOP_CLASS,
+    STUDY_ROOT_GET_SOP_CLASS,
+    PATIENT_STUDY_ONLY_GET_SOP_CLASS,
+)
+
+#: Every retrieve SOP class that uses C-GET: its C-STORE sub-operations come back on
+#: the same association (PS3.4 C.4.3, Annex Y, Annex Z), so its requester takes the
+#: SCP role for the storage classes.
+GET_SOP_CLASSES = QR_GET_SOP_CLASSES + (
+    COMPOSITE_INSTANCE_ROOT_GET_SOP_CLASS,
+    COMPOSITE_INSTANCE_RETRIEVE_WITHOUT_BULK_DATA_GET_SOP_CLASS,
 )
 
 #: The three uncompressed transfer syntaxes pydicom can re-encode a data set between.

@@ -111,7 +111,8 @@ SERVICES = {
         '1.2.840.10008.5.1.4.34.6.5', 'Unified Procedure Step - Query SOP Class'),
 }
 
-GROUPS = {'ALL_TS', 'DEFAULT_TS', 'UNCOMPRESSED_TS', 'STORAGE_SOP_CLASSES'}
+GROUPS = {'ALL_TS', 'DEFAULT_TS', 'UNCOMPRESSED_TS', 'STORAGE_SOP_CLASSES',
+          'GET_SOP_CLASSES', 'QR_GET_SOP_CLASSES'}
 
 
 def standard_name_to_constant(name: str) -> str:
@@ -268,6 +269,17 @@ def test_uncompressed_and_default_ts():
     assert uids.DEFAULT_TS == (
         '1.2.840.10008.1.2.1', '1.2.840.10008.1.2', '1.2.840.10008.1.2.2')
     assert isinstance(uids.DEFAULT_TS, tuple) and isinstance(uids.UNCOMPRESSED_TS, tuple)
+
+
+def test_get_sop_classes_are_every_c_get_retrieve_class_pydicom_names():
+    # PS3.4 C.4.3, Annex Y, Annex Z: each "... - GET" SOP class retrieves with C-GET.
+    named = {uid for uid, (name, kind, *_) in UID_dictionary.items()
+             if kind == 'SOP Class' and uid.startswith('1.2.840.10008.5.1.4.1.2.')
+             and name.rstrip(' (Retired)').endswith('GET')}
+    assert set(uids.GET_SOP_CLASSES) == named
+    assert uids.QR_GET_SOP_CLASSES == (
+        '1.2.840.10008.5.1.4.1.2.1.3', '1.2.840.10008.5.1.4.1.2.2.3',
+        '1.2.840.10008.5.1.4.1.2.3.3')
 
 
 def test_all_ts():

@@ -39,8 +39,7 @@ FIND_SOP_CLASSES = [uids.PATIENT_ROOT_FIND_SOP_CLASS, uids.STUDY_ROOT_FIND_SOP_C
 MOVE_SOP_CLASSES = [uids.PATIENT_ROOT_MOVE_SOP_CLASS, uids.STUDY_ROOT_MOVE_SOP_CLASS,
                     uids.PATIENT_STUDY_ONLY_MOVE_SOP_CLASS]
 #: Query/Retrieve GET SOP classes served by ``qr_get_scu`` / ``qr_get_scp``.
-GET_SOP_CLASSES = [uids.PATIENT_ROOT_GET_SOP_CLASS, uids.STUDY_ROOT_GET_SOP_CLASS,
-                   uids.PATIENT_STUDY_ONLY_GET_SOP_CLASS]
+GET_SOP_CLASSES = list(uids.QR_GET_SOP_CLASSES)
 
 # Status (0000,0900) values of the C-STORE-RSP we send on our side of a C-GET.
 _STORE_SUCCESS = statuses.SUCCESS
