@@ -684,9 +684,6 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
                 self._handover.put((None, None))
             self._idle_threads = 0
 
-    def on_association_request(self, asce, assoc) -> None:
-        """Default: accept every request."""
-
     def __enter__(self) -> 'AE':
         if not self._bound:
             if self.socket.fileno() < 0:

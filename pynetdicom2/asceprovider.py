@@ -319,7 +319,7 @@ class Association:
 
     # -- release and abort ----------------------------------------------------------
 
-    def release(self, reason: int = 0) -> None:
+    def release(self) -> None:
         """Release the association (A-RELEASE), answering a release collision."""
         if self.dul is None or self.dul.sock is None:
             return

@@ -61,9 +61,7 @@ NO_REASON = 2
 ABSTRACT_SYNTAX_NOT_SUPPORTED = 3
 TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
 
-# A-ASSOCIATE-RQ/AC: protocol version, reserved, called and calling AE titles, 32
-# reserved bytes, then the variable items (PS3.8 9.3.2).
-_ASSOCIATE_FIXED = 2 + 2 + 16 + 16 + 32
+# A-ASSOCIATE-RQ/AC: the called and calling AE titles are 16 bytes each (PS3.8 9.3.2).
 _AE_TITLE_LENGTH = 16
 
 # A PDV item: 4-byte item length, presentation context ID, then the PDV (PS3.8 9.3.5.1).

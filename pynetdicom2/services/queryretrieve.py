@@ -41,10 +41,9 @@ MOVE_SOP_CLASSES = [uids.PATIENT_ROOT_MOVE_SOP_CLASS, uids.STUDY_ROOT_MOVE_SOP_C
 #: Query/Retrieve GET SOP classes served by ``qr_get_scu`` / ``qr_get_scp``.
 GET_SOP_CLASSES = list(uids.QR_GET_SOP_CLASSES)
 
-# Status (0000,0900) values of the C-STORE-RSP we send on our side of a C-GET.
-_STORE_SUCCESS = statuses.SUCCESS
-# PS3.7 C.4.2 general failure: the consumer of qr_get_scu stopped (cancel), so the
-# data set was not processed.
+# Status (0000,0900) of the C-STORE-RSP we send on our side of a C-GET when the
+# consumer of qr_get_scu stopped (cancel): the data set was not processed, PS3.7 C.4.2
+# general failure.
 _STORE_NOT_PROCESSED = statuses.PROCESSING_FAILURE
 
 # C-CANCEL-RQs for the running C-GET that one wait for a C-STORE-RSP will skip.
