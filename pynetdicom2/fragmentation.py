@@ -81,7 +81,7 @@ def iter_pdu_batches(command: bytes, data_set: Any, pc_id: int,
     data set starts in a PDU of its own (see below). Memory stays bounded whatever
     the data set's size.
     """
-    _check_context_id(pc_id)
+    pdu.check_context_id(pc_id, DIMSEProcessingError)
     size = fragment_length(max_pdu_length)
     pack = _PDU_AND_PDV_HEADER.pack
     p_data_tf = pdu.P_DATA_TF
@@ -113,12 +113,6 @@ def iter_pdu_batches(command: bytes, data_set: Any, pc_id: int,
                 gathered = 0
     if batch:
         yield batch
-
-
-def _check_context_id(pc_id: Any) -> None:
-    if not isinstance(pc_id, int) or not 1 <= pc_id <= 255:
-        raise DIMSEProcessingError(
-            f'presentation context ID must be 1-255 (PS3.8 9.3.5.1), got {pc_id!r}')
 
 
 def _data_chunks(data: Any, size: int) -> Iterator[Tuple[memoryview, int, bool]]:

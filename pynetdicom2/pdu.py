@@ -23,7 +23,7 @@ __all__ = [
     'APPLICATION_CONTEXT_ITEM', 'PRESENTATION_CONTEXT_ITEM_RQ', 'PRESENTATION_CONTEXT_ITEM_AC',
     'ABSTRACT_SYNTAX_SUB_ITEM', 'TRANSFER_SYNTAX_SUB_ITEM', 'USER_INFORMATION_ITEM',
     'ACCEPTANCE', 'USER_REJECTION', 'NO_REASON', 'ABSTRACT_SYNTAX_NOT_SUPPORTED',
-    'TRANSFER_SYNTAXES_NOT_SUPPORTED',
+    'TRANSFER_SYNTAXES_NOT_SUPPORTED', 'check_context_id',
     'PDU', 'AAssociateRqPDU', 'AAssociateAcPDU', 'AAssociateRjPDU', 'PDataTfPDU',
     'AReleaseRqPDU', 'AReleaseRpPDU', 'AAbortPDU', 'PDU_TYPES',
     'Item', 'ApplicationContextItem', 'PresentationContextItemRQ', 'PresentationContextItemAC',
@@ -71,11 +71,17 @@ _U32 = struct.Struct('>I')
 _PRINTABLE = bytes(range(0x20, 0x7F))
 
 
-def _check_context_id(value: Any) -> int:
-    # PS3.8 9.3.2.2: presentation context IDs are odd integers 1..255.
+def check_context_id(value: Any, error: type = PDUProcessingError) -> int:
+    """``value`` if it is a presentation context ID we may send, else ``error``.
+
+    PS3.8 9.3.2.2 and 9.3.5.1: an odd integer 1..255, in an A-ASSOCIATE item and in a
+    P-DATA-TF PDV alike; every encoder here and the outbound P-DATA framing
+    (``fragmentation``) ask this one rule. What we receive is read as any byte: the
+    decoders do not check parity, the association decides what an ID names.
+    """
     if not isinstance(value, int) or not 1 <= value <= 255 or not value % 2:
-        raise PDUProcessingError(f'presentation context ID must be an odd integer 1..255, '
-                                 f'not {value!r}')
+        raise error(f'presentation context ID must be an odd integer 1..255 '
+                    f'(PS3.8 9.3.2.2), not {value!r}')
     return value
 
 
@@ -146,7 +152,7 @@ class PresentationContextItemRQ(Item):
         self.ts_sub_items = list(ts_sub_items)
 
     def _encode_value(self) -> bytes:
-        context_id = _check_context_id(self.context_id)
+        context_id = check_context_id(self.context_id)
         if not isinstance(self.abs_sub_item, AbstractSyntaxSubItem):
             raise PDUProcessingError(f'{self._label} {context_id}: an AbstractSyntaxSubItem '
                                      f'is needed, not {self.abs_sub_item!r}')
@@ -204,7 +210,7 @@ class PresentationContextItemAC(Item):
         self.ts_sub_item = ts_sub_item
 
     def _encode_value(self) -> bytes:
-        context_id = _check_context_id(self.context_id)
+        context_id = check_context_id(self.context_id)
         result = check_int(self.result_reason, 0, 4, f'{self._label} result/reason')
         if self.ts_sub_item is None:
             ts = ITEM_HEADER.pack(TRANSFER_SYNTAX_SUB_ITEM, 0, 0)
@@ -284,7 +290,7 @@ class PresentationDataValueItem(WireObject):
 
     def encode(self) -> bytes:
         """The PDV item's bytes, header included."""
-        context_id = _check_context_id(self.context_id)
+        context_id = check_context_id(self.context_id)
         if not isinstance(self.data_value, (bytes, bytearray, memoryview)) \
                 or not len(self.data_value):
             raise PDUProcessingError(f'{self._label}: data_value must be bytes holding at '

@@ -228,8 +228,10 @@ def test_fragment_length():
 
 
 def test_sending_errors():
-    with pytest.raises(DIMSEProcessingError, match='presentation context ID'):
-        list(store_request(b'').iter_pdu_batches(0, 100))
+    # PS3.8 9.3.5.1: the ID we send a PDV on is odd, 1..255 (pdu's one rule).
+    for pc_id in (0, 2, 256, '1'):
+        with pytest.raises(DIMSEProcessingError, match='presentation context ID'):
+            list(store_request(b'').iter_pdu_batches(pc_id, 100))
     with pytest.raises(DIMSEProcessingError, match='bytes or a binary file'):
         list(store_request(Dataset()).iter_pdu_batches(1, 100))
 
