@@ -26,6 +26,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from pynetdicom2 import incoming, statuses, uids, workers as worker_processes
+from pynetdicom2.settings import SETTING_NAMES, AssociationSettings, PeerSettings
 from pynetdicom2.asceprovider import (
     GET_SOP_CLASSES, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS,
     STORAGE_SOP_CLASSES, AETParams, AssociationAcceptor, AssociationRequester, PContextDefList,
@@ -61,6 +62,14 @@ class AEBase:
     #: no conversion on either side (0.9.8 chose so for every class). False: our
     #: order (``supported_ts``) for these classes too, as for all the others.
     prefer_proposed_ts_for_storage = True
+    #: Seconds for the TCP connect (and TLS handshake) of our requests; None: ``dcm_timeout``.
+    connect_timeout: Optional[float] = None
+    #: Seconds for the A-ASSOCIATE exchange of our requests; None: ``dcm_timeout``.
+    acse_timeout: Optional[float] = None
+    #: Seconds an accepted association may stay idle between requests; None: ``dcm_timeout``.
+    network_timeout: Optional[float] = None
+    #: Decompress a lossy image for a peer that does not take its syntax (storage SCU).
+    decompress_lossy = True
 
     def __init__(self, supported_ts: Optional[Iterable[str]] = None,
                  max_pdu_length: int = 65536) -> None:
@@ -83,6 +92,8 @@ class AEBase:
         #: rejects others (calling: source 1 diagnostic 3; called: diagnostic 7).
         self.allowed_calling_aets: Optional[set] = None
         self.allowed_called_aets: Optional[set] = None
+        #: Overrides for some peers (``add_peer_settings``): ``PeerSettings`` rules.
+        self.peer_settings: list = []
         self.lock = threading.Lock()
 
     @property
@@ -93,6 +104,45 @@ class AEBase:
     @timeout.setter
     def timeout(self, value: float) -> None:
         self.dcm_timeout = value
+
+    # -- per-association settings ------------------------------------------------------
+
+    def add_peer_settings(self, ae_title: Optional[str] = None, address: Optional[str] = None,
+                          **overrides) -> 'AEBase':
+        """Settings for some peers only, e.g. a slow modality's longer DIMSE timeout::
+
+            ae.add_peer_settings(ae_title='SLOWMOD', dcm_timeout=120)
+            ae.add_peer_settings(address='10.1.0.0/16', max_pdu_length=16384)
+
+        ``ae_title`` is the peer's (the calling AE title of an incoming association,
+        the called AE title of ours); ``address`` an IP address or network (IPv4 or
+        IPv6); given both, both must match. ``overrides`` are ``AssociationSettings``
+        names (unknown ones raise ``TypeError``). Address rules apply first, then AE
+        title rules, each in the order added: the later wins. Only associations that
+        start afterwards use them. Chainable.
+        """
+        rule = PeerSettings(dict(overrides), ae_title=ae_title, address=address)
+        with self.lock:
+            self.peer_settings = self.peer_settings + [rule]
+        return self
+
+    def settings_for(self, peer_address: Optional[str] = None,
+                     ae_title: Optional[str] = None) -> AssociationSettings:
+        """The ``AssociationSettings`` an association with this peer starts with: the
+        AE's attributes now (``dcm_timeout``, ``artim_timeout``, ``max_pdu_length``, ...)
+        with the matching ``add_peer_settings`` overrides applied. An incoming
+        association asks once when the connection is accepted (``ae_title`` None) and
+        again when its A-ASSOCIATE-RQ names the calling AE title; ours once, at
+        ``request_association``. Override it to decide per peer in code.
+        """
+        values = {name: getattr(self, name, None) for name in SETTING_NAMES}
+        values['ts_preferences'] = dict(getattr(self, 'ts_preferences', None) or {})
+        rules = list(getattr(self, 'peer_settings', ()))
+        for rule in [r for r in rules if r.ae_title is None] + \
+                [r for r in rules if r.ae_title is not None]:
+            if rule.matches(peer_address, ae_title):
+                values.update(rule.overrides)
+        return AssociationSettings.from_values(values)
 
     # -- configuration --------------------------------------------------------------
 
@@ -203,7 +253,7 @@ class AEBase:
         contexts for those SOP classes. A clean exit releases; an exception inside
         the block aborts and propagates.
         """
-        assoc = AssociationRequester(self, self.max_pdu_length, remote_ae,
+        assoc = AssociationRequester(self, None, remote_ae,
                                      self.contexts_to_propose(sop_classes))
         assoc.request()
         try:

@@ -24,6 +24,7 @@ from pynetdicom2.exceptions import (
     PDUProcessingError)
 from pynetdicom2.fragmentation import PDataFragments
 from pynetdicom2.fsm import PContextDef
+from pynetdicom2.settings import AssociationSettings
 
 logger = logging.getLogger(__name__)
 
@@ -206,11 +207,16 @@ class Association:
 
     ``accepted_contexts`` maps each accepted presentation context ID to a
     ``PContextDef`` whose ``supported_ts`` is the accepted transfer syntax.
+    ``settings`` holds the timeouts and limits it runs by, captured from the AE
+    when it starts (``AEBase.settings_for``); it never reads the AE's attributes
+    for them while it runs.
     """
 
-    def __init__(self, ae, dul: Optional[DULServiceProvider] = None) -> None:
+    def __init__(self, ae, dul: Optional[DULServiceProvider] = None,
+                 settings: Optional[AssociationSettings] = None) -> None:
         self.ae = ae
         self.dul = dul
+        self._settings = settings if settings is not None else _settings_of(ae)
         self.accepted_contexts: Dict[int, PContextDef] = {}
         #: The peer's Maximum Length Received (0 = unlimited): caps what we send.
         self.peer_max_pdu_length = 0
@@ -225,13 +231,27 @@ class Association:
         self._pending = _Lookahead()
         self._assembler = reassembly.MessageAssembler(
             self._data_sink, self._discard_sink,
-            max_memory_data_set=getattr(ae, 'max_memory_data_set', None))
+            max_memory_data_set=self._settings.max_memory_data_set)
+
+    @property
+    def settings(self) -> AssociationSettings:
+        """The ``AssociationSettings`` this association runs by (read-only)."""
+        return self._settings
+
+    def _capture(self, settings: AssociationSettings) -> None:
+        """Run by ``settings`` from now on: only before the association is
+        established (the acceptor learns the calling AE title from the RQ)."""
+        self._settings = settings
+        self._assembler.max_memory_data_set = settings.max_memory_data_set
+        if self.dul is not None:
+            self.dul.max_pdu_length = settings.max_pdu_length
+            self.dul.artim_timeout = settings.artim_timeout
 
     # -- DIMSE transfer -------------------------------------------------------------
 
     def send(self, dimse_msg, pc_id: int) -> None:
         """Send one DIMSE message on presentation context ``pc_id``."""
-        timeout = self.ae.dcm_timeout
+        timeout = self._settings.dcm_timeout
         try:
             for buffers in dimse_msg.iter_pdu_batches(pc_id, self.peer_max_pdu_length):
                 self.dul.send_pdata(buffers, timeout)
@@ -239,13 +259,15 @@ class Association:
             self._ended_by(exc)
             raise
 
-    def receive(self) -> Tuple[Any, int]:
+    def receive(self, idle: bool = False) -> Tuple[Any, int]:
         """Wait for the next DIMSE message; returns ``(message, presentation context ID)``.
 
         A-RELEASE-RQ from the peer is answered and raises ``AssociationReleasedError``;
         A-ABORT raises ``AssociationAbortedError``; nothing within ``dcm_timeout``
         raises ``DCMTimeoutError``; a message that does not assemble raises
-        ``DIMSEProcessingError`` after aborting the association.
+        ``DIMSEProcessingError`` after aborting the association. ``idle``: waiting
+        for the peer's next request, so until a message begins the wait is the
+        settings' ``network_timeout`` instead.
         """
         while True:
             while self._pending:
@@ -254,7 +276,10 @@ class Association:
                 if msg is not None:
                     return msg, context_id
             try:
-                received = self.dul.receive_pdu(self.ae.dcm_timeout)
+                settings = self._settings
+                timeout = (settings.idle_wait if idle and not self._assembler.in_progress
+                           else settings.dcm_timeout)
+                received = self.dul.receive_pdu(timeout)
             except NetDICOMError as exc:
                 self._discard_partial()       # a half-received data set never lands
                 self._ended_by(exc)
@@ -287,7 +312,7 @@ class Association:
     def _data_sink(self, msg):
         """Where an incoming data set goes: the sink the SCP service registered for its
         context's SOP class names (``service.data_sink(asce, ctx, msg)``), if any;
-        otherwise it is gathered in memory, at most ``ae.max_memory_data_set`` bytes."""
+        otherwise it is gathered in memory, at most ``settings.max_memory_data_set`` bytes."""
         ctx = self.accepted_contexts.get(msg.context_id)
         service = self.ae.supported_scp.get(ctx.sop_class) if ctx is not None else None
         open_sink = getattr(service, 'data_sink', None)
@@ -308,7 +333,7 @@ class Association:
     def _peer_released(self):
         self._discard_partial()
         try:
-            self.dul.send_release_rp(self.ae.dcm_timeout)
+            self.dul.send_release_rp(self._settings.dcm_timeout)
         except NetDICOMError as exc:
             self._ended_by(exc)
             raise
@@ -323,7 +348,7 @@ class Association:
         """Release the association (A-RELEASE), answering a release collision."""
         if self.dul is None or self.dul.sock is None:
             return
-        timeout = self.ae.dcm_timeout
+        timeout = self._settings.dcm_timeout
         self.dul.send_release_rq(timeout)
         try:
             while self.dul.state != 'Sta1':
@@ -450,15 +475,21 @@ class AssociationRequester(Association):
     """The side that sends A-ASSOCIATE-RQ.
 
     :param local_ae: the AE (its title, contexts, services and timeouts)
-    :param max_pdu_length: the Maximum Length Received we offer
+    :param max_pdu_length: the Maximum Length Received we offer; None: the settings'
     :param remote_ae: a dict or ``RemoteAEConfig`` naming the peer
+
+    The settings are captured here, from ``local_ae.settings_for(address, aet)``.
     """
 
-    def __init__(self, local_ae, max_pdu_length: int, remote_ae,
+    def __init__(self, local_ae, max_pdu_length: Optional[int], remote_ae,
                  context_def_list: Optional[Dict[int, PContextDefList]] = None) -> None:
-        super().__init__(local_ae)
-        self.max_pdu_length = max_pdu_length
-        self.remote_ae = RemoteAEConfig.from_value(remote_ae)
+        remote = RemoteAEConfig.from_value(remote_ae)
+        settings = _settings_of(local_ae, remote.address, remote.aet)
+        if max_pdu_length is not None and max_pdu_length != settings.max_pdu_length:
+            settings = settings.replace(max_pdu_length=max_pdu_length)
+        super().__init__(local_ae, settings=settings)
+        self.max_pdu_length = settings.max_pdu_length
+        self.remote_ae = remote
         self.context_def_list = (local_ae.context_def_list if context_def_list is None
                                  else context_def_list)
         self.ac: Optional[pdu.AAssociateAcPDU] = None
@@ -474,12 +505,14 @@ class AssociationRequester(Association):
                 f'A-ASSOCIATE-RQ carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 9.3.2.2)')
         remote = self.remote_ae
         rq = self._build_rq()
+        settings = self._settings
         self.dul = DULServiceProvider.connect(
-            remote.address, remote.port, self.ae.dcm_timeout, max_pdu_length=self.max_pdu_length,
-            artim_timeout=self.ae.artim_timeout, wrap=getattr(self.ae, 'wrap_client_socket', None))
+            remote.address, remote.port, settings.connect_wait,
+            max_pdu_length=self.max_pdu_length, artim_timeout=settings.artim_timeout,
+            wrap=getattr(self.ae, 'wrap_client_socket', None))
         self.dul.peer = f'{remote.aet}@{remote.address}:{remote.port}'
-        self.dul.send_associate_rq(rq, self.ae.dcm_timeout)
-        received = self.dul.receive_pdu(self.ae.dcm_timeout)
+        self.dul.send_associate_rq(rq, settings.acse_wait)
+        received = self.dul.receive_pdu(settings.acse_wait)
         if not isinstance(received, pdu.AAssociateAcPDU):
             self.abort_provider(2)
             raise PDUProcessingError(
@@ -549,9 +582,13 @@ class AssociationAcceptor(Association):
 
     def __init__(self, ae, sock, client_address=None) -> None:
         peer = '%s:%s' % tuple(client_address[:2]) if client_address else ''
+        # Captured when the connection is accepted; again, with the calling AE
+        # title, when the A-ASSOCIATE-RQ arrives (``receive_request``).
+        self._peer_address = str(client_address[0]) if client_address else None
+        settings = _settings_of(ae, self._peer_address)
         super().__init__(ae, DULServiceProvider(
-            sock, is_requestor=False, max_pdu_length=ae.max_pdu_length,
-            artim_timeout=ae.artim_timeout, peer=peer))
+            sock, is_requestor=False, max_pdu_length=settings.max_pdu_length,
+            artim_timeout=settings.artim_timeout, peer=peer), settings=settings)
         self.remote_ae = ''
         self.rq: Optional[pdu.AAssociateRqPDU] = None
         self.user_identity = None
@@ -559,13 +596,15 @@ class AssociationAcceptor(Association):
 
     def receive_request(self) -> pdu.AAssociateRqPDU:
         """Wait (ARTIM) for the A-ASSOCIATE-RQ that opens the association."""
-        received = self.dul.receive_pdu(self.ae.artim_timeout)
+        received = self.dul.receive_pdu(self._settings.artim_timeout)
         if not isinstance(received, pdu.AAssociateRqPDU):
             self.abort_provider(2)
             raise PDUProcessingError(f'{self.dul.peer} sent {_pdu_name(received)} '
                                      'instead of A-ASSOCIATE-RQ')
         self.rq = received
         self.remote_ae = received.calling_ae_title
+        self._capture(_settings_of(self.ae, self._peer_address,
+                                   str(received.calling_ae_title).strip()))
         self.dul.peer = f'{received.calling_ae_title}@{self.dul.peer}'
         identities = _sub_items(received, userdataitems.UserIdentityNegotiationSubItem)
         self.user_identity = identities[0] if identities else None
@@ -580,11 +619,11 @@ class AssociationAcceptor(Association):
             raise AssociationRejectedError(1, 1, 3, 'the calling AE title is empty')
         if not rq.called_ae_title:
             raise AssociationRejectedError(1, 1, 7, 'the called AE title is empty')
-        allowed = getattr(self.ae, 'allowed_calling_aets', None)
+        allowed = self._settings.allowed_calling_aets
         if allowed is not None and rq.calling_ae_title not in allowed:
             raise AssociationRejectedError(
                 1, 1, 3, f'calling AE title {rq.calling_ae_title!r} is not allowed')
-        allowed = getattr(self.ae, 'allowed_called_aets', None)
+        allowed = self._settings.allowed_called_aets
         if allowed is not None and rq.called_ae_title not in allowed:
             raise AssociationRejectedError(
                 1, 1, 7, f'called AE title {rq.called_ae_title!r} is not ours')
@@ -595,14 +634,14 @@ class AssociationAcceptor(Association):
     def accept(self, rq: pdu.AAssociateRqPDU) -> None:
         """Send A-ASSOCIATE-AC built from our own configuration."""
         ac = self._build_ac(rq)
-        self.dul.send_associate_ac(ac, self.ae.dcm_timeout)
+        self.dul.send_associate_ac(ac, self._settings.acse_wait)
         self.association_established = True
         self._establish(rq, ac)
 
     def reject(self, result: int, source: int, diag: int) -> None:
         """Send A-ASSOCIATE-RJ with exactly these values, then close."""
         self.dul.send_associate_rj(pdu.AAssociateRjPDU(result, source, diag),
-                                   self.ae.dcm_timeout)
+                                   self._settings.acse_wait)
 
     def abort(self, reason: int = 0) -> None:
         """Abort as the service provider (A-ABORT source 2)."""
@@ -620,7 +659,7 @@ class AssociationAcceptor(Association):
                 item.context_id, result, pdu.TransferSyntaxSubItem(ts) if ts else None))
         for sub in _sub_items(rq, userdataitems.MaximumLengthSubItem):
             self.peer_max_pdu_length = sub.maximum_length_received
-        user_data = [userdataitems.MaximumLengthSubItem(self.ae.max_pdu_length),
+        user_data = [userdataitems.MaximumLengthSubItem(self._settings.max_pdu_length),
                      userdataitems.ImplementationClassUIDSubItem(IMPLEMENTATION_UID)]
         if _sub_items(rq, userdataitems.AsynchronousOperationsWindowSubItem):
             # We perform one operation at a time, and say so (PS3.7 D.3.3.3).
@@ -726,7 +765,7 @@ class AssociationAcceptor(Association):
 
     def _serve(self) -> None:
         while True:
-            msg, pc_id = self.receive()
+            msg, pc_id = self.receive(idle=True)
             ctx = self.accepted_contexts[pc_id]
             service = self.ae.supported_scp.get(ctx.sop_class)
             if service is None:
@@ -745,6 +784,20 @@ class AssociationAcceptor(Association):
             getattr(self.ae, hook)(self, exc)
         except Exception:
             logger.exception('%s handler raised', hook)
+
+
+def _settings_of(ae, peer_address: Optional[str] = None,
+                 ae_title: Optional[str] = None) -> AssociationSettings:
+    """``ae.settings_for(...)``; an AE-like object without it (a test double, a 0.9
+    subclass of something else) gives its attributes as they are."""
+    settings_for = getattr(ae, 'settings_for', None)
+    if settings_for is not None:
+        return settings_for(peer_address, ae_title)
+    values = {name: getattr(ae, name) for name in
+              ('dcm_timeout', 'artim_timeout', 'max_pdu_length', 'max_memory_data_set',
+               'max_memory_store', 'decompress_lossy', 'allowed_calling_aets',
+               'allowed_called_aets') if getattr(ae, name, None) is not None}
+    return AssociationSettings.from_values(values)
 
 
 def _association_info(assoc: Association, rq: pdu.AAssociateRqPDU,
@@ -785,7 +838,7 @@ def _association_info(assoc: Association, rq: pdu.AAssociateRqPDU,
         peer_implementation_class_uid=uids_[0].implementation_class_uid if uids_ else None,
         peer_implementation_version_name=(
             names[0].implementation_version_name if names else None),
-        peer_certificate=cert, peer_certificate_der=der)
+        peer_certificate=cert, peer_certificate_der=der, settings=assoc.settings)
 
 
 __all__ = [

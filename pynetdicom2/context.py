@@ -60,6 +60,8 @@ class AssociationInfo:
       ``ssl.SSLSocket.getpeercert()`` gives it (a dict, empty when it was not
       verified), and ``peer_certificate_der`` its DER bytes; None without TLS or
       when the peer sent none.
+    - ``settings``: the ``AssociationSettings`` the association runs by (timeouts,
+      maximum PDU, access rules, ...), as captured when it started.
     """
     calling_ae_title: str
     called_ae_title: str
@@ -77,6 +79,7 @@ class AssociationInfo:
     peer_certificate: Optional[Mapping[str, Any]] = field(
         default=None, hash=False, compare=False, repr=False)
     peer_certificate_der: Optional[bytes] = field(default=None, repr=False)
+    settings: Optional[Any] = field(default=None, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # Frozen means frozen: a dict given for ``roles`` becomes a read-only view.

@@ -459,12 +459,14 @@ def _file_in_the_way(path: str) -> Optional[str]:
 # -- AE behaviour shared by the tools --------------------------------------------------
 
 class PhasedTimeouts:
-    """Mixin for a requesting AE: ``-to`` bounds the TCP connect, ``-ta`` the association
-    answer, ``-td`` every DIMSE wait after it; optional TLS (``tls_client_context``).
+    """Mixin for a requesting AE: ``-to`` bounds the TCP connect (and TLS handshake),
+    ``-ta`` the association answer, ``-td`` every DIMSE wait after it; optional TLS
+    (``tls_client_context``).
 
-    The library has one ``dcm_timeout``; it is set for each phase as the phase begins
-    (the socket wrap hook runs right after the connect, ``on_association_response``
-    right after the answer). Use one such AE per association at a time.
+    The three are the AE's ``connect_timeout``, ``acse_timeout`` and ``dcm_timeout``:
+    each association captures them when it starts (``AEBase.settings_for``), so any
+    number of associations may run at once. ``phase`` only says, for the error
+    message of a timeout, how far the latest association request got.
     """
 
     connect_timeout = 15.0
@@ -478,18 +480,18 @@ class PhasedTimeouts:
         self.acse_timeout = getattr(args, 'acse_timeout', self.acse_timeout)
         self.dimse_timeout = getattr(args, 'dimse_timeout', self.dimse_timeout)
         self.artim_timeout = self.acse_timeout
+        self.dcm_timeout = self.dimse_timeout
 
     def begin_request(self) -> None:
-        """Call before ``AssociationRequester.request()`` / ``request_association``."""
+        """Call before ``AssociationRequester.request()`` / ``request_association``:
+        the wording of a timeout follows the request from here."""
         self.phase = 'connect'
-        self.dcm_timeout = self.connect_timeout
 
     def wrap_client_socket(self, sock, address: str, timeout: float):
         if self.tls_client_context is not None:
             self.phase = 'tls'
             sock = tls.wrap_client(self.tls_client_context, sock, address, timeout)
         self.phase = 'acse'
-        self.dcm_timeout = self.acse_timeout
         return sock
 
     #: ``-rsp``: the peer whose A-ASSOCIATE-AC must confirm the user identity.
@@ -506,7 +508,6 @@ class PhasedTimeouts:
             raise ToolError(f'{self.identity_confirmation_from} accepted the association '
                             'without confirming the user identity (-rsp)', EXIT_REJECTED)
         self.phase = 'dimse'
-        self.dcm_timeout = self.dimse_timeout
 
 
 class ServerTLS:

@@ -141,13 +141,14 @@ def _cancel_and_drain(asce, ctx: PContextDef, msg_id: int, response_class,
     cancel = dimse.CCancelRQMessage()
     cancel.message_id_being_responded_to = msg_id
     asce.send(cancel, ctx.id)
-    deadline = time.monotonic() + asce.ae.dcm_timeout
+    timeout = getattr(asce, 'settings', asce.ae).dcm_timeout
+    deadline = time.monotonic() + timeout
     while True:
         if time.monotonic() > deadline:
             asce.abort()
             raise DCMTimeoutError(
                 f'no final {response_class.__name__} from {asce.dul.peer} within '
-                f'{asce.ae.dcm_timeout} s of C-CANCEL-RQ; the association was aborted')
+                f'{timeout} s of C-CANCEL-RQ; the association was aborted')
         msg, pc_id = asce.receive()
         if on_store is not None and isinstance(msg, dimse.CStoreRQMessage):
             on_store(msg, pc_id)
@@ -618,8 +619,10 @@ def _move_scp(asce, ctx: PContextDef, msg) -> None:
                     sub_ops=sub_ops)
         return
 
-    contexts = _move_contexts(instances, getattr(asce.ae, 'decompress_lossy', True))
-    assoc = AssociationRequester(asce.ae, asce.ae.max_pdu_length, remote, contexts)
+    # The sub-association has settings of its own (for its peer); ours decide what to send.
+    contexts = _move_contexts(instances, getattr(
+        getattr(asce, 'settings', asce.ae), 'decompress_lossy', True))
+    assoc = AssociationRequester(asce.ae, None, remote, contexts)
     try:
         assoc.request()
     except (NetDICOMError, OSError) as exc:

@@ -284,7 +284,7 @@ def storage_scu(asce, ctx, ds_or_path: Union[Dataset, str, os.PathLike], msg_id:
     originator fields are for C-STORE sub-operations of a C-MOVE.
     """
     if decompress_lossy is None:
-        decompress_lossy = getattr(asce.ae, 'decompress_lossy', True)
+        decompress_lossy = getattr(getattr(asce, 'settings', asce.ae), 'decompress_lossy', True)
     fp = None
     try:
         if isinstance(ds_or_path, Dataset):
@@ -334,7 +334,8 @@ def c_store_sink(asce, ctx, msg) -> Optional[incoming.IncomingDataSet]:
     if in_file or owner.keeps_files:
         return owner
     owner.discard()
-    return incoming.InMemory(*uids_, limit=getattr(ae, 'max_memory_store', None))
+    return incoming.InMemory(
+        *uids_, limit=getattr(getattr(asce, 'settings', ae), 'max_memory_store', None))
 
 
 def received_data_set(ctx, msg) -> Optional[incoming.IncomingDataSet]:
@@ -393,7 +394,8 @@ def keep_or_drop(asce, ctx, msg, call_hook: bool = True) -> Tuple[statuses.Statu
     try:
         if call_hook:
             in_file = ctx.sop_class in getattr(asce.ae, 'store_in_file', ())
-            ds = data.for_hook(in_file, getattr(asce.ae, 'max_memory_store', None))
+            ds = data.for_hook(
+                in_file, getattr(getattr(asce, 'settings', asce.ae), 'max_memory_store', None))
             status = statuses.Status(asce.ae.on_receive_store(ctx, ds), dimse.CStoreRSPMessage)
         else:
             status = statuses.SUCCESS
