@@ -13,7 +13,7 @@ import functools
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pynetdicom2 import context as association_context, pdu, reassembly, transcode, uids, userdataitems
 from pynetdicom2._version import __version_info__
@@ -57,11 +57,9 @@ STORAGE_SOP_CLASSES = frozenset(uids.STORAGE_SOP_CLASSES)
 _IDENTITY_TYPES = {'username': 1, 'kerberos': 3, 'saml': 4, 'jwt': 5}
 
 
-class PContextDefList(NamedTuple):
-    """A presentation context we propose: its ID, SOP class and transfer syntaxes."""
-    id: int
-    sop_class: str
-    supported_ts: Any
+#: A presentation context we propose: the same fields as a negotiated one (ID, SOP
+#: class, transfer syntaxes), so the same class under its 0.9.x name.
+PContextDefList = PContextDef
 
 
 @dataclass
