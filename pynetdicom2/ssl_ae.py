@@ -1,4 +1,5 @@
-"""Application entities over TLS: ``SSLClientAE`` and ``SSLApplicationEntity``.
+"""Application entities over TLS: ``SSLClientAE`` and ``SSLApplicationEntity``, and
+``TLSSockets``, what the latter adds to an ``AE`` (TLS when it has a context).
 
 They behave as ``ClientAE`` and ``AE`` with every connection wrapped in TLS by the
 given ``ssl.SSLContext`` (see ``pynetdicom2.tls.make_context`` for the DICOM profiles).
@@ -29,7 +30,31 @@ class SSLClientAE(ClientAE):
         return tls.wrap_client(self.context, sock, address, timeout)
 
 
-class SSLApplicationEntity(AE):
+class TLSSockets:
+    """Mixin for an ``AE``: TLS on the connections it accepts, with ``context``, and
+    on its own requests (e.g. C-MOVE sub-associations), with ``client_context`` when
+    set, else ``context`` (one made for both sides, ``ssl.PROTOCOL_TLS``, serves both).
+    Without a context, plain TCP: the command-line tools turn TLS on by flag.
+    """
+
+    context: Optional[ssl.SSLContext] = None
+    client_context: Optional[ssl.SSLContext] = None
+
+    def wrap_server_socket(self, sock):
+        """Handshake with the requester (bounded by the ARTIM timer)."""
+        if self.context is None:
+            return sock
+        return tls.wrap_server(self.context, sock, self.artim_timeout)
+
+    def wrap_client_socket(self, sock, address: str, timeout: float):
+        """Handshake with the acceptor at ``address``."""
+        context = self.client_context or self.context
+        if context is None:
+            return sock
+        return tls.wrap_client(context, sock, address, timeout)
+
+
+class SSLApplicationEntity(TLSSockets, AE):
     """An ``AE`` (SCU and SCP) whose associations, both ways, run over TLS."""
 
     def __init__(self, context: ssl.SSLContext, ae_title: str, port: int,
@@ -39,16 +64,5 @@ class SSLApplicationEntity(AE):
         super().__init__(ae_title, port, supported_ts, max_pdu_length, bind_and_activate,
                          **kwargs)
 
-    def wrap_server_socket(self, sock):
-        """Handshake with the requester (bounded by the ARTIM timer)."""
-        return tls.wrap_server(self.context, sock, self.artim_timeout)
 
-    def wrap_client_socket(self, sock, address: str, timeout: float):
-        """Our own requests (e.g. C-MOVE sub-associations) go over TLS too: with
-        ``client_context`` when set, else with ``context`` (a context made for both
-        sides, ``ssl.PROTOCOL_TLS``, serves both)."""
-        context = getattr(self, 'client_context', None) or self.context
-        return tls.wrap_client(context, sock, address, timeout)
-
-
-__all__ = ['SSLClientAE', 'SSLApplicationEntity']
+__all__ = ['SSLClientAE', 'SSLApplicationEntity', 'TLSSockets']

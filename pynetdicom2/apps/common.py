@@ -26,6 +26,7 @@ from pydicom.uid import UID
 from pynetdicom2 import tls, userdataitems
 from pynetdicom2._version import __version__
 from pynetdicom2.asceprovider import RemoteAEConfig
+from pynetdicom2.ssl_ae import TLSSockets
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, AssociationReleasedError,
     ClassNotSupportedError, DCMTimeoutError, DIMSEProcessingError, NetDICOMError,
@@ -510,22 +511,9 @@ class PhasedTimeouts:
         self.phase = 'dimse'
 
 
-class ServerTLS:
-    """Mixin for a listening AE: TLS on accepted connections (``tls_server_context``) and
-    on its own requests (``tls_client_context``, e.g. C-MOVE sub-associations)."""
-
-    tls_server_context: Optional[ssl.SSLContext] = None
-    tls_client_context: Optional[ssl.SSLContext] = None
-
-    def wrap_server_socket(self, sock):
-        if self.tls_server_context is None:
-            return sock
-        return tls.wrap_server(self.tls_server_context, sock, self.artim_timeout)
-
-    def wrap_client_socket(self, sock, address: str, timeout: float):
-        if self.tls_client_context is None:
-            return sock
-        return tls.wrap_client(self.tls_client_context, sock, address, timeout)
+#: Mixin for a listening AE: TLS, when its flags ask, on accepted connections
+#: (``context``) and on its own requests (``client_context``): ssl_ae's.
+ServerTLS = TLSSockets
 
 
 def configure_server(ae, args: argparse.Namespace) -> None:
@@ -539,13 +527,13 @@ def configure_server(ae, args: argparse.Namespace) -> None:
         ae.allowed_called_aets = {ae.local_ae.aet}
     if getattr(args, 'allow_calling', None):
         ae.allowed_calling_aets = set(args.allow_calling)
-    ae.tls_server_context = tls_context(args, 'server')
-    if ae.tls_server_context is not None:
+    ae.context = tls_context(args, 'server')
+    if ae.context is not None:
         # Our own requests (C-MOVE, commitment reports) present the same certificate.
         client_args = argparse.Namespace(**vars(args))
         client_args.peer_cert = 'require' if args.tls_ca else 'ignore'
         client_args.tls_check_hostname = False
-        ae.tls_client_context = tls_context(client_args, 'client')
+        ae.client_context = tls_context(client_args, 'client')
 
 
 def add_server_arguments(parser: argparse.ArgumentParser, aet: str,

@@ -79,7 +79,7 @@ def _receiver(args: argparse.Namespace) -> StorageSCP:
     receiver.discard = args.ignore
     receiver.artim_timeout = args.acse_timeout
     receiver.dcm_timeout = args.dimse_timeout
-    receiver.tls_server_context = common.tls_context(args, 'server') if args.tls else None
+    receiver.context = common.tls_context(args, 'server') if args.tls else None
     return receiver
 
 
