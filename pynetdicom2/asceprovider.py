@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from pynetdicom2 import dumps
 from pynetdicom2 import context as association_context, pdu, reassembly, transcode, uids, userdataitems
 from pynetdicom2._version import __version_info__
 from pynetdicom2.dulprovider import DULServiceProvider
@@ -27,6 +28,9 @@ from pynetdicom2.fsm import PContextDef
 from pynetdicom2.settings import AssociationSettings
 
 logger = logging.getLogger(__name__)
+#: DIMSE messages sent and received: one line each at INFO, the command set and the
+#: identifier at DEBUG (``pynetdicom2.dumps``).
+message_logger = logging.getLogger('pynetdicom2.dimse')
 
 #: The DICOM Application Context Name (PS3.7 A.2.1), as ``uids`` states it.
 APPLICATION_CONTEXT_NAME = uids.APPLICATION_CONTEXT_NAME
@@ -251,6 +255,8 @@ class Association:
         """Send one DIMSE message on presentation context ``pc_id``."""
         timeout = self._settings.dcm_timeout
         try:
+            if message_logger.isEnabledFor(logging.INFO):
+                dumps.log_message(message_logger, 'Sending', dimse_msg, self._ts_of(pc_id))
             for buffers in dimse_msg.iter_pdu_batches(pc_id, self.peer_max_pdu_length):
                 self.dul.send_pdata(buffers, timeout)
         except NetDICOMError as exc:
@@ -272,6 +278,9 @@ class Association:
                 context_id, control, fragment = self._pending.pop()
                 msg = self._feed(context_id, control, fragment)
                 if msg is not None:
+                    if message_logger.isEnabledFor(logging.INFO):
+                        dumps.log_message(message_logger, 'Received', msg,
+                                          self._ts_of(context_id))
                     return msg, context_id
             try:
                 settings = self._settings
@@ -328,7 +337,12 @@ class Association:
             except OSError:
                 logger.warning('discarding a partial data set failed', exc_info=True)
 
+    def _ts_of(self, pc_id: int) -> Optional[str]:
+        ctx = self.accepted_contexts.get(pc_id)
+        return ctx.supported_ts if ctx is not None else None
+
     def _peer_released(self):
+        logger.info('Received Association Release Request')
         self._discard_partial()
         try:
             self.dul.send_release_rp(self._settings.dcm_timeout)
@@ -347,6 +361,7 @@ class Association:
         if self.dul is None or self.dul.sock is None:
             return
         timeout = self._settings.dcm_timeout
+        logger.info('Releasing Association')
         self.dul.send_release_rq(timeout)
         try:
             while self.dul.state != 'Sta1':
@@ -377,6 +392,7 @@ class Association:
         self._abort(2, reason)
 
     def _abort(self, source: int, reason: int) -> None:
+        logger.info('Aborting Association')
         self.association_established = False
         self._discard_partial()
         if self.dul is not None:
@@ -503,6 +519,9 @@ class AssociationRequester(Association):
                 f'A-ASSOCIATE-RQ carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 9.3.2.2)')
         remote = self.remote_ae
         rq = self._build_rq()
+        logger.info('Requesting Association')
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug('%s', dumps.associate_rq(rq, sent=True))
         settings = self._settings
         self.dul = DULServiceProvider.connect(
             remote.address, remote.port, settings.connect_wait,
@@ -516,6 +535,7 @@ class AssociationRequester(Association):
             raise PDUProcessingError(
                 f'{self.dul.peer} answered A-ASSOCIATE-RQ with {_pdu_name(received)}')
         self._negotiated(received)
+        _log_accepted(self, 'Association Accepted', rq, received, sent=False)
         try:
             self.ae.on_association_response(received)
         except BaseException:
@@ -603,6 +623,10 @@ class AssociationAcceptor(Association):
         self.remote_ae = received.calling_ae_title
         self._capture(_settings_of(self.ae, self._peer_address,
                                    str(received.calling_ae_title).strip()))
+        logger.info('Association Received %s: %s -> %s', self.dul.peer,
+                    received.calling_ae_title, received.called_ae_title)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug('%s', dumps.associate_rq(received, sent=False))
         self.dul.peer = f'{received.calling_ae_title}@{self.dul.peer}'
         identities = _sub_items(received, userdataitems.UserIdentityNegotiationSubItem)
         self.user_identity = identities[0] if identities else None
@@ -633,11 +657,15 @@ class AssociationAcceptor(Association):
         """Send A-ASSOCIATE-AC built from our own configuration."""
         ac = self._build_ac(rq)
         self.dul.send_associate_ac(ac, self._settings.acse_wait)
+        _log_accepted(self, 'Association Acknowledged', rq, ac, sent=True)
         self.association_established = True
         self._establish(rq, ac)
 
     def reject(self, result: int, source: int, diag: int) -> None:
         """Send A-ASSOCIATE-RJ with exactly these values, then close."""
+        logger.info('Association Rejected')
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug('%s', dumps.associate_rj(pdu.AAssociateRjPDU(result, source, diag)))
         self.dul.send_associate_rj(pdu.AAssociateRjPDU(result, source, diag),
                                    self._settings.acse_wait)
 
@@ -796,6 +824,19 @@ def _settings_of(ae, peer_address: Optional[str] = None,
                'max_memory_store', 'decompress_lossy', 'allowed_calling_aets',
                'allowed_called_aets') if getattr(ae, name, None) is not None}
     return AssociationSettings.from_values(values)
+
+
+def _log_accepted(assoc: Association, what: str, rq: pdu.AAssociateRqPDU,
+                  ac: pdu.AAssociateAcPDU, sent: bool) -> None:
+    """INFO: ``what (Max Send PDV: N)`` and the accepted contexts (DCMTK's ``-v``);
+    DEBUG: the A-ASSOCIATE-AC as a block."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    lines = [f'{what} (Max Send PDV: {dumps.max_send_pdv(assoc.peer_max_pdu_length)})']
+    lines.extend(dumps.accepted_contexts(assoc.accepted_contexts))
+    logger.info('%s', '\n'.join(lines))
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug('%s', dumps.associate_ac(ac, rq, sent=sent))
 
 
 def _association_info(assoc: Association, rq: pdu.AAssociateRqPDU,

@@ -18,7 +18,8 @@ import time
 from collections import deque
 from typing import Callable, Optional, Union
 
-from pynetdicom2 import fsm, pdu
+from pynetdicom2 import dumps, fsm, pdu
+from pynetdicom2.dumps import TRACE
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, DCMTimeoutError, NetDICOMError,
     PDUProcessingError)
@@ -252,8 +253,8 @@ class DULServiceProvider:
         except PDUProcessingError as exc:
             self._provider_abort(REASON_INVALID_PARAMETER)
             raise PDUProcessingError(f'from {self._who()}: {exc}') from exc
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug('%s: received %s', self.peer, _describe(received))
+        if logger.isEnabledFor(TRACE):
+            logger.log(TRACE, '%s: received %s', self.peer, _describe(received))
         before = self.state
         action = self._event(event)
         if action == 'AA-8':
@@ -269,6 +270,8 @@ class DULServiceProvider:
                 f'{self._who()} aborted the association: '
                 + AssociationAbortedError(received.source, received.reason_diag).describe())
         if action == 'AE-4':
+            if logger.isEnabledFor(logging.INFO):
+                logger.info('Association Rejected\n%s', dumps.associate_rj(received))
             err = AssociationRejectedError(received.result, received.source, received.reason_diag)
             raise AssociationRejectedError(
                 received.result, received.source, received.reason_diag,
@@ -413,8 +416,9 @@ class DULServiceProvider:
         received PDU triggers builds its own A-ABORT.
         """
         action, next_state = fsm.next_step(self.state, event, self.is_requestor)
-        logger.debug('%s: %s + %s -> %s -> %s', self.peer, self.state, event, action,
-                     next_state)
+        if logger.isEnabledFor(TRACE):
+            logger.log(TRACE, '%s: %s + %s -> %s -> %s', self.peer, self.state, event,
+                       action, next_state)
         self.trace.append((self.state, event, action, next_state))
         self.last_action = action
         self.state = next_state
@@ -437,8 +441,8 @@ class DULServiceProvider:
         sock = self.sock
         if sock is None:
             raise AssociationAbortedError(2, 0, f'the connection to {self._who()} is closed')
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug('%s: sending %s', self.peer, _describe(item))
+        if logger.isEnabledFor(TRACE):
+            logger.log(TRACE, '%s: sending %s', self.peer, _describe(item))
         try:
             self._set_timeout(timeout)
             if isinstance(item, list):
@@ -484,7 +488,7 @@ class DULServiceProvider:
 
 
 def _describe(item) -> str:
-    """A PDU in words for the DEBUG log: every field of association PDUs, the PDVs of
+    """A PDU in words for the TRACE log: every field of association PDUs, the PDVs of
     a received P-DATA-TF, the size of one we send."""
     if isinstance(item, PDataFragments):
         return 'P-DATA-TF: ' + ', '.join(

@@ -12,6 +12,7 @@ import logging
 from typing import Any, BinaryIO, Callable, List, Optional, Union
 
 from pynetdicom2.dimse import DIMSEMessage, decode_message
+from pynetdicom2.dumps import TRACE
 from pynetdicom2.exceptions import DIMSEProcessingError
 from pynetdicom2.fragmentation import COMMAND_FRAGMENT, LAST_FRAGMENT
 
@@ -176,14 +177,15 @@ class MessageAssembler:
         return msg
 
     def _complete(self, msg: DIMSEMessage) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
+        # TRACE: the association's DEBUG log shows each message whole (dumps.command).
+        if logger.isEnabledFor(TRACE):
             data = msg.data_set
-            logger.debug('received %s on context %s, message ID %s, data set: %s',
-                         type(msg).__name__, msg.context_id,
-                         msg.message_id if msg.message_id is not None
-                         else msg.message_id_being_responded_to,
-                         'none' if data is None else
-                         f'{len(data)} bytes' if isinstance(data, bytes) else 'in a file')
+            logger.log(TRACE, 'received %s on context %s, message ID %s, data set: %s',
+                       type(msg).__name__, msg.context_id,
+                       msg.message_id if msg.message_id is not None
+                       else msg.message_id_being_responded_to,
+                       'none' if data is None else
+                       f'{len(data)} bytes' if isinstance(data, bytes) else 'in a file')
         self._last_message = msg
         self._reset()
 
