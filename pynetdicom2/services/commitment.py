@@ -133,14 +133,21 @@ def answer_event_report(asce, ctx, msg) -> statuses.Status:
     return statuses.Status(status, dimse.NEventReportRSPMessage)
 
 
+def _transaction(msg, ctx, what: str, information: str) -> Tuple[Dataset, str]:
+    """The decoded data set of a commitment request or report and its Transaction UID
+    (PS3.4 J.3.2, J.3.3); ``DIMSEProcessingError`` when either is missing."""
+    if msg.data_set is None:
+        raise DIMSEProcessingError(f'the {what} has no {information}')
+    ds = decode_data_set(msg.data_set, ctx.supported_ts)
+    transaction_uid = ds.get('TransactionUID')
+    if not transaction_uid:
+        raise DIMSEProcessingError(f'the {what} has no Transaction UID')
+    return ds, transaction_uid
+
+
 def _deliver_report(asce, ctx, msg) -> Tuple[statuses.Status, Optional[str]]:
     try:
-        if msg.data_set is None:
-            raise DIMSEProcessingError('the report has no Event Information')
-        ds = decode_data_set(msg.data_set, ctx.supported_ts)
-        transaction_uid = ds.get('TransactionUID')
-        if not transaction_uid:
-            raise DIMSEProcessingError('the report has no Transaction UID')
+        ds, transaction_uid = _transaction(msg, ctx, 'report', 'Event Information')
         success = _references(ds, 'ReferencedSOPSequence')
         failure = _references(ds, 'FailedSOPSequence', with_reason=True)
     except NetDICOMError as exc:
@@ -337,12 +344,7 @@ class StorageCommitment(MessageDispatcherSCP):
             return (statuses.Status(self.NO_SUCH_OBJECT_INSTANCE),
                     f'no such instance {msg.requested_sop_instance_uid}', None)
         try:
-            if msg.data_set is None:
-                raise DIMSEProcessingError('the request has no Action Information')
-            ds = decode_data_set(msg.data_set, ctx.supported_ts)
-            transaction_uid = ds.get('TransactionUID')
-            if not transaction_uid:
-                raise DIMSEProcessingError('the request has no Transaction UID')
+            ds, transaction_uid = _transaction(msg, ctx, 'request', 'Action Information')
             references = _references(ds, 'ReferencedSOPSequence')
             if not references:
                 raise DIMSEProcessingError('the request references no instance')

@@ -92,10 +92,15 @@ class NResponse(tuple):
         return self[1]
 
 
-def _request(asce, ctx, rq, msg_id: int, ds: Optional[Dataset]) -> NResponse:
-    """Send ``rq`` (with ``ds`` encoded in the context's syntax) and read its response."""
+def _request(asce, ctx, rq, msg_id: int, ds: Optional[Dataset], **fields) -> NResponse:
+    """Send ``rq`` on ``ctx``'s SOP class, with the command ``fields`` that are not None
+    and ``ds`` encoded in the context's syntax, and read its response."""
     response_class = _RESPONSE_CLASS[type(rq)]
     rq.message_id = msg_id
+    rq.sop_class_uid = ctx.sop_class  # Affected or Requested SOP Class UID, as rq says
+    for name, value in fields.items():
+        if value is not None:
+            setattr(rq, name, value)
     if ds is not None and len(ds):
         rq.data_set = encode_data_set(ds, ctx.supported_ts)
     asce.send(rq, ctx.id)
@@ -121,13 +126,9 @@ def n_get_scu(asce, ctx, sop_instance_uid: str, attribute_list: Optional[Iterabl
     ``attribute_list`` holds tags (ints, ``(group, element)`` pairs or keywords);
     None or empty asks for every attribute. Returns ``(Status, Dataset or None)``.
     """
-    rq = dimse.NGetRQMessage()
-    rq.sop_class_uid = ctx.sop_class  # Requested SOP Class UID
-    rq.requested_sop_instance_uid = sop_instance_uid
-    tags = list(attribute_list or ())
-    if tags:
-        rq.attribute_identifier_list = tags
-    return _request(asce, ctx, rq, msg_id, None)
+    return _request(asce, ctx, dimse.NGetRQMessage(), msg_id, None,
+                    requested_sop_instance_uid=sop_instance_uid,
+                    attribute_identifier_list=list(attribute_list or ()) or None)
 
 
 def n_set_scu(asce, ctx, sop_instance_uid: str, ds: Dataset, msg_id: int = 1) -> NResponse:
@@ -135,10 +136,8 @@ def n_set_scu(asce, ctx, sop_instance_uid: str, ds: Dataset, msg_id: int = 1) ->
 
     Returns ``(Status, Dataset or None)``; the data set is what the SCP changed.
     """
-    rq = dimse.NSetRQMessage()
-    rq.sop_class_uid = ctx.sop_class
-    rq.requested_sop_instance_uid = sop_instance_uid
-    return _request(asce, ctx, rq, msg_id, ds)
+    return _request(asce, ctx, dimse.NSetRQMessage(), msg_id, ds,
+                    requested_sop_instance_uid=sop_instance_uid)
 
 
 def n_action_scu(asce, ctx, sop_instance_uid: str, action_type_id: int,
@@ -147,11 +146,8 @@ def n_action_scu(asce, ctx, sop_instance_uid: str, action_type_id: int,
 
     Returns ``(Status, Dataset or None)``; the data set is the Action Reply.
     """
-    rq = dimse.NActionRQMessage()
-    rq.sop_class_uid = ctx.sop_class
-    rq.requested_sop_instance_uid = sop_instance_uid
-    rq.action_type_id = action_type_id
-    return _request(asce, ctx, rq, msg_id, ds)
+    return _request(asce, ctx, dimse.NActionRQMessage(), msg_id, ds,
+                    requested_sop_instance_uid=sop_instance_uid, action_type_id=action_type_id)
 
 
 def n_create_scu(asce, ctx, sop_instance_uid: Optional[str], ds: Optional[Dataset] = None,
@@ -161,19 +157,14 @@ def n_create_scu(asce, ctx, sop_instance_uid: Optional[str], ds: Optional[Datase
     With ``sop_instance_uid`` None the SCP chooses the UID: read it from the result's
     ``response.affected_sop_instance_uid``. Returns ``(Status, Dataset or None)``.
     """
-    rq = dimse.NCreateRQMessage()
-    rq.sop_class_uid = ctx.sop_class  # Affected SOP Class UID
-    if sop_instance_uid is not None:
-        rq.affected_sop_instance_uid = sop_instance_uid
-    return _request(asce, ctx, rq, msg_id, ds)
+    return _request(asce, ctx, dimse.NCreateRQMessage(), msg_id, ds,
+                    affected_sop_instance_uid=sop_instance_uid)
 
 
 def n_delete_scu(asce, ctx, sop_instance_uid: str, msg_id: int = 1) -> NResponse:
     """N-DELETE (PS3.7 10.1.6): delete an instance. Returns ``(Status, None)``."""
-    rq = dimse.NDeleteRQMessage()
-    rq.sop_class_uid = ctx.sop_class
-    rq.requested_sop_instance_uid = sop_instance_uid
-    return _request(asce, ctx, rq, msg_id, None)
+    return _request(asce, ctx, dimse.NDeleteRQMessage(), msg_id, None,
+                    requested_sop_instance_uid=sop_instance_uid)
 
 
 def n_event_report_scu(asce, ctx, sop_instance_uid: str, event_type_id: int,
@@ -182,11 +173,8 @@ def n_event_report_scu(asce, ctx, sop_instance_uid: str, event_type_id: int,
 
     Returns ``(Status, Dataset or None)``; the data set is the Event Reply.
     """
-    rq = dimse.NEventReportRQMessage()
-    rq.sop_class_uid = ctx.sop_class
-    rq.affected_sop_instance_uid = sop_instance_uid
-    rq.event_type_id = event_type_id
-    return _request(asce, ctx, rq, msg_id, ds)
+    return _request(asce, ctx, dimse.NEventReportRQMessage(), msg_id, ds,
+                    affected_sop_instance_uid=sop_instance_uid, event_type_id=event_type_id)
 
 
 class NServiceSCU:
