@@ -1,17 +1,100 @@
-"""Fixtures shared by every test; the helpers they wrap live in tests/peers.py.
+"""Fixtures shared by every test, and the layer each test belongs to; the helpers the
+fixtures wrap live in tests/peers.py.
 
-The autouse fixture here makes sure no peer process outlives the test that started it.
+Layers (markers registered in tox.ini's ``[pytest]``): ``unit`` (bytes and objects in this
+process only: ``pytest -m unit`` runs in seconds), ``socket`` (our own servers and clients
+on 127.0.0.1), ``interop`` (real peers: DCMTK, pynetdicom 3, the released 0.9.8),
+``docs`` (the documentation's examples), ``bench`` (the benchmarks' smoke runs) and
+``fuzz`` (the Hypothesis campaigns under fuzz/). ``pytest_collection_modifyitems`` gives
+every test one of them: the test's or its module's own mark if it has one, else its
+file's or folder's entry in ``LAYER_OF_PATH``, else ``unit``. A ``unit`` test runs with
+sockets and child processes refused (``no_network_in_unit_tests``), so a misplaced test
+fails loudly and names the fix.
+The autouse fixture ``no_leaked_processes`` makes sure no peer process outlives its test.
 """
 
 from __future__ import annotations
 
 import pathlib
+import socket
 import subprocess
 from typing import Iterator
 
 import pytest
 
 from tests.peers import make_ct_file, stop_leaked_children
+
+LAYERS = ('unit', 'socket', 'interop', 'docs', 'bench', 'fuzz')
+TESTS = pathlib.Path(__file__).resolve().parent
+FUZZ = TESTS.parent / 'fuzz'
+
+# Folders and files whose every test is of one layer; a file's entry wins over its folder's.
+# A module listed as ``socket`` keeps its few in-process tests there too, beside the
+# servers they would otherwise be split from; in a ``unit`` module (any test file not
+# listed) the few tests that open sockets say so with ``@pytest.mark.socket``.
+LAYER_OF_PATH = {
+    TESTS / 'interop': 'interop',
+    TESTS / 'compat': 'interop',
+    TESTS / 'test_docs.py': 'docs',
+    TESTS / 'test_benchmarks_smoke.py': 'bench',
+    FUZZ: 'fuzz',  # Hypothesis at length: about a minute on its own
+    FUZZ / 'test_fuzz_corpus.py': 'unit',  # the saved corpus replays in a second
+    **{TESTS / f'test_{name}.py': 'socket' for name in (
+        'apps', 'apps_terminal', 'association', 'cli_errors', 'compat', 'concurrency',
+        'context', 'hostile', 'negotiation', 'nservices', 'path_safety', 'qrscp',
+        'queryretrieve', 'settings', 'storage', 'timeouts', 'tls', 'transcode', 'workers',
+    )},
+}
+
+
+def _layer_of(item: pytest.Item) -> str:
+    declared = [mark.name for mark in item.iter_markers() if mark.name in LAYERS]
+    if declared:
+        return declared[0]  # the closest: a test's own mark wins over its module's
+    path = pathlib.Path(str(item.fspath)).resolve()
+    for where in (path, *path.parents):
+        if where in LAYER_OF_PATH:
+            return LAYER_OF_PATH[where]
+    return 'unit'
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test its layer marker (see the module docstring)."""
+    for item in items:
+        layer = _layer_of(item)
+        if item.get_closest_marker(layer) is None:
+            item.add_marker(layer)
+
+
+class _Refused(OSError):
+    """What a unit test gets from connect/bind/listen or starting a process."""
+
+
+@pytest.fixture(autouse=True)
+def no_network_in_unit_tests(request: pytest.FixtureRequest,
+                             monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Refuse sockets and child processes to a ``unit`` test, and fail it if it tried.
+
+    The attempt is recorded as well as refused, so that a test that catches the OSError
+    (a client expecting "connection refused", say) still fails: it belongs to ``socket``.
+    """
+    if request.node.get_closest_marker('unit') is None:
+        yield
+        return
+    attempts: list[str] = []
+
+    def refuse(what: str):
+        def refused(*args, **kwargs):
+            attempts.append(what)
+            raise _Refused(f'a unit test may not {what}: mark it socket (tests/conftest.py)')
+        return refused
+
+    for name in ('connect', 'connect_ex', 'bind', 'listen'):
+        monkeypatch.setattr(socket.socket, name, refuse(f'call socket.{name}'))
+    monkeypatch.setattr(subprocess.Popen, '__init__', refuse('start a process'))
+    yield
+    if attempts:
+        pytest.fail(f'unit test tried to {", ".join(sorted(set(attempts)))}', pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -120,6 +120,7 @@ def test_every_defined_transition(state, event, action, requestor):
         peer.close()
 
 
+@pytest.mark.socket
 def test_connect_is_evt1_then_the_request_is_evt2():
     listener = socket.create_server(('127.0.0.1', 0))
     try:

@@ -325,6 +325,7 @@ def folder_server(kind: str, storage) -> tuple:
                     'index.sqlite-lock', '.qrscp.lock'}
 
 
+@pytest.mark.socket
 @pytest.mark.parametrize('kind', ['StorageAE', 'storescp', 'qrscp'])
 def test_every_folder_storage_refuses_what_does_not_parse_or_match(tmp_path, ct, kind):
     storage = tmp_path / 'storage'
@@ -360,6 +361,7 @@ def test_every_folder_storage_refuses_what_does_not_parse_or_match(tmp_path, ct,
 
 # -- a storage step refusing with a status of its own ----------------------------------------------
 
+@pytest.mark.socket
 def test_place_instance_refusing_answers_its_status_and_keeps_nothing(tmp_path, ct):
     class Refusing(ae_module.StorageAE):
         def place_instance(self, temp_path, final_path, attrs, context):
@@ -459,6 +461,7 @@ def never_ending(port: int, sop_class: str, msg, budget: int) -> int:
     return sent
 
 
+@pytest.mark.socket
 def test_never_ending_c_find_and_n_action_data_sets_keep_memory_bounded(tmp_path):
     script = tmp_path / 'server.py'
     script.write_text(SERVER)
