@@ -697,6 +697,23 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
             raise AssociationRejectedError(
                 2, 3, 2, f'{limit} associations already active (max_associations)')
 
+    @property
+    def active_associations(self) -> int:
+        """How many associations this process serves now: what ``max_associations`` counts."""
+        return len(self._active)
+
+    @property
+    def pending_connections(self) -> int:
+        """How many accepted connections still wait for their A-ASSOCIATE-RQ: what
+        ``max_pending_connections`` bounds."""
+        return len(self._pending)
+
+    @property
+    def idle_threads(self) -> int:
+        """How many association threads wait, up to ``idle_thread_timeout``, to serve the
+        next connection."""
+        return self._idle_threads
+
     def process_request(self, request, client_address) -> None:
         """Serve a new connection in an idle association thread, else in a new one."""
         with self._idle_lock:

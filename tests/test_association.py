@@ -162,7 +162,7 @@ def test_over_the_association_limit_is_rejected_transient_local_limit():
         assert (info.value.result, info.value.source, info.value.diagnostic) == (2, 3, 2)
         # The limit frees up once the first association is released.
         deadline = time.monotonic() + 5
-        while srv._active and time.monotonic() < deadline:
+        while srv.active_associations and time.monotonic() < deadline:
             time.sleep(0.01)
         assert echo(scu, remote(srv)).is_success
 
@@ -346,7 +346,7 @@ def test_back_to_back_associations_reuse_their_thread_until_it_idles_out():
         for msg_id in range(10):
             assert echo(scu, remote(srv), msg_id + 1).is_success
             # The thread is handed back once the association is closed.
-            assert _settles(lambda: srv._idle_threads == 1)
+            assert _settles(lambda: srv.idle_threads == 1)
             seen.update(t.ident for t in _association_threads(srv))
         assert len(seen) == 1
         assert _settles(lambda: not _association_threads(srv))     # idle too long: gone

@@ -657,7 +657,7 @@ def test_silent_connections_do_not_count_toward_max_associations(store_dir):
             holders.join(TIMEOUT + 5)
             assert [_outcome(r) for r in outcomes] == [0, 0]
             # Released: a place is free again, silent sockets or not.
-            assert wait_until(lambda: not server._active)
+            assert wait_until(lambda: not server.active_associations)
             with client('FOURTH').request_association(remote(server)) as assoc:
                 assert int(assoc.get_scu(VERIFICATION)(2)) == 0
             for conn in silent:                 # never answered, never cut: still waiting

@@ -528,7 +528,7 @@ def test_the_connection_that_waited_longest_is_closed_first(store_dir, caplog):
             for n in range(10):
                 silent.append(connect(port))
                 if n < 4:   # one at a time, so the AE sees them in this order
-                    assert wait_until(lambda: len(ae._pending) == n + 1), ae._pending
+                    assert wait_until(lambda: ae.pending_connections == n + 1), ae.pending_connections
                 else:       # the fifth and later each push out the oldest still open
                     data, closed = read_to_close(silent[n - 4], SETTLE)
                     assert closed and data == b'', f'socket {n - 4} was not closed'
