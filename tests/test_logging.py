@@ -206,3 +206,36 @@ def test_the_library_logs_nothing_per_message_below_info(caplog):
             verify('MY_SCU', dict(aet='SERVER', address='127.0.0.1',
                                   port=server.local_ae.port))
     assert not [r for r in caplog.records if r.name == 'pynetdicom2.dimse']
+
+
+@pytest.mark.socket
+def test_findscu_debug_shows_the_identifier_sent(tmp_path):
+    with our_server('qrscp', '--storage', tmp_path / 'pacs', '-aet', 'ARCHIVE') as (proc, port):
+        found = run_app('findscu', '-d', '-S', '-aec', 'ARCHIVE', '-k',
+                        'QueryRetrieveLevel=STUDY', '-k', 'PatientName=DOE*', '127.0.0.1', port)
+    assert found.returncode == 0, describe(found)
+    debug = _lines(found.stderr, 'D')
+    start = debug.index('==================== BEGIN IDENTIFIER ====================')
+    assert debug[start + 1].startswith('(0008,0052) Query/Retrieve Level')
+    assert debug[start + 1].endswith("CS: 'STUDY'")
+    assert debug[start + 2].endswith("PN: 'DOE*'")
+    assert 'Status: 0x0000 Success: Matching is complete' in debug
+    assert 'Sending Find Request (MsgID 1)' in _lines(found.stderr, 'I')
+
+
+@pytest.mark.socket
+def test_a_rejection_is_logged_at_both_ends(caplog):
+    server = _echo_server()
+    server.allowed_called_aets = ['SERVER']
+    with caplog.at_level(logging.DEBUG, logger='pynetdicom2.asceprovider'):
+        with server:
+            result = run_app('echoscu', '-v', '-aec', 'ELSEWHERE', '127.0.0.1',
+                             server.local_ae.port)
+    info = _lines(result.stderr, 'I')
+    assert info[:2] == ['Requesting Association', 'Association Rejected'], result.stderr
+    assert 'Reason: result 1 (rejected-permanent), source 1 (' in result.stderr
+    assert 'diagnostic 7 (called-AE-title-not-recognized)' in result.stderr
+    logged = [r.getMessage() for r in caplog.records]
+    assert 'Association Rejected' in logged
+    assert any(m.startswith('==================== BEGIN A-ASSOCIATE-RJ') and
+               'diagnostic 7 (called-AE-title-not-recognized)' in m for m in logged)
