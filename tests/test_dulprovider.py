@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
+import tracemalloc
 
 import pytest
 
@@ -155,8 +156,13 @@ def test_declared_length_over_the_cap_is_refused_before_reading():
         dul = dulprovider.DULServiceProvider(ours, is_requestor=False, max_pdu_length=1000)
         dul.state = 'Sta6'
         peer.sendall(struct.pack('>BxL', pdu.P_DATA_TF, 2 ** 31))
-        with pytest.raises(PDUProcessingError, match='2147483648'):
-            dul.receive_pdu(2)
-        assert len(dul._buf) < 1 << 20
+        tracemalloc.start()
+        try:
+            with pytest.raises(PDUProcessingError, match='2147483648'):
+                dul.receive_pdu(2)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 1 << 20      # no room was made for the 2 GiB declared
         abort = pdu.AAbortPDU.decode(peer.recv(10))
         assert (abort.source, abort.reason_diag) == (2, 6)
