@@ -322,11 +322,11 @@ def test_status_from_status_keeps_its_command_unless_given_one():
 
 def test_immutable():
     status = Status(0x0000)
-    for name in ('status_type', 'description', 'value', '_value', 'anything'):
+    for name in ('status_type', 'description', 'value', 'anything'):
         with pytest.raises(AttributeError):
             setattr(status, name, 'Failure')
-    with pytest.raises(AttributeError):
-        del status._value
+        with pytest.raises(AttributeError):
+            delattr(status, name)
     assert status.status_type == 'Success' and status.value == 0
 
 
