@@ -181,6 +181,8 @@ def message_line(direction: str, msg) -> str:
 def command(msg) -> str:
     """A DIMSE command set, one element a line: UIDs by name, the status with its
     description, and whether a data set follows."""
+    # Read the message's own store without building its ``command_set`` Dataset: that
+    # would change which form the message keeps (and sends) from then on.
     ds = msg._command_set
     if ds is None:
         ds = dataset_from(msg._elements or {})
