@@ -28,10 +28,8 @@ from pynetdicom2.exceptions import ClassNotSupportedError
 CODECS_HINT = 'pip install pynetdicom2[codecs]'
 
 #: The native (uncompressed) syntaxes, re-encodable into each other with pydicom alone:
-#: PS3.5 A.1, A.2, A.3 and deflate (A.5).
-UNCOMPRESSED_TS = frozenset({
-    uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN,
-    uids.EXPLICIT_VR_BIG_ENDIAN, uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN})
+#: ``uids.UNCOMPRESSED_TS`` (PS3.5 A.1, A.2, A.3) and deflate (A.5).
+UNCOMPRESSED_TS = frozenset(uids.UNCOMPRESSED_TS + (uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,))
 
 #: Compressed syntaxes that lose nothing by definition (PS3.5 A.4: the lossless JPEG
 #: processes, JPEG-LS and JPEG 2000 "lossless only", RLE, encapsulated uncompressed).
