@@ -30,6 +30,7 @@ from pynetdicom2.settings import SETTING_NAMES, AssociationSettings, PeerSetting
 from pynetdicom2.asceprovider import (
     GET_SOP_CLASSES, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS,
     STORAGE_SOP_CLASSES, AETParams, AssociationAcceptor, AssociationRequester, PContextDefList,
+    RemoteAEConfig,
     number_contexts, syntax_groups)
 from pynetdicom2.exceptions import AssociationRejectedError, EventHandlingError, NetDICOMError
 from pynetdicom2.services import storage as storage_service, verification as verification_service
@@ -136,6 +137,7 @@ class AEBase:
         ``request_association``. Override it to decide per peer in code.
         """
         values = {name: getattr(self, name, None) for name in SETTING_NAMES}
+        values['supported_ts'] = self.transfer_syntax_preference()
         values['ts_preferences'] = dict(getattr(self, 'ts_preferences', None) or {})
         rules = list(getattr(self, 'peer_settings', ()))
         for rule in [r for r in rules if r.ae_title is None] + \
@@ -143,6 +145,16 @@ class AEBase:
             if rule.matches(peer_address, ae_title):
                 values.update(rule.overrides)
         return AssociationSettings.from_values(values)
+
+    def with_settings(self, settings: AssociationSettings) -> 'AEBase':
+        """This AE as an association with ``settings`` negotiates: itself, or, when
+        the settings' transfer syntaxes (``supported_ts``, ``ts_preferences``) differ
+        from the AE's (a peer override), a view reading those from the settings and
+        everything else from the AE. The AE itself is not changed."""
+        if (tuple(settings.supported_ts) == self.transfer_syntax_preference()
+                and dict(settings.ts_preferences) == dict(self.ts_preferences)):
+            return self
+        return _negotiating_view(self, settings)
 
     # -- configuration --------------------------------------------------------------
 
@@ -253,8 +265,11 @@ class AEBase:
         contexts for those SOP classes. A clean exit releases; an exception inside
         the block aborts and propagates.
         """
-        assoc = AssociationRequester(self, None, remote_ae,
-                                     self.contexts_to_propose(sop_classes))
+        remote = RemoteAEConfig.from_value(remote_ae)
+        settings = self.settings_for(remote.address, remote.aet)
+        assoc = AssociationRequester(
+            self, None, remote, self.with_settings(settings).contexts_to_propose(sop_classes),
+            settings=settings)
         assoc.request()
         try:
             yield assoc
@@ -466,6 +481,21 @@ class AEBase:
     def on_receive_n_event_report(self, context, msg, ds):
         """Generic N-EVENT-REPORT (``msg.event_type_id``) with its event information."""
         raise NotImplementedError('on_receive_n_event_report is not implemented by this AE')
+
+
+def _negotiating_view(ae: AEBase, settings: AssociationSettings) -> AEBase:
+    """``ae`` seen through one association's settings (``AEBase.with_settings``): an
+    object of the AE's class sharing its attributes, but with the transfer syntaxes
+    and ``ts_preferences`` of the settings; the AE's methods, overridden ones too,
+    run on it. What changes the configuration still changes the AE itself."""
+    view = object.__new__(type(ae))
+    view.__dict__.update(ae.__dict__)
+    view.supported_ts = frozenset(settings.supported_ts)
+    view._ts_preference = tuple(settings.supported_ts)
+    view.ts_preferences = dict(settings.ts_preferences)
+    for name in ('add_scu', 'add_scp', 'update_context_def_list', 'add_peer_settings'):
+        setattr(view, name, getattr(ae, name))
+    return view
 
 
 class ClientAE(AEBase):

@@ -492,13 +492,16 @@ class AssociationRequester(Association):
     :param max_pdu_length: the Maximum Length Received we offer; None: the settings'
     :param remote_ae: a dict or ``RemoteAEConfig`` naming the peer
 
-    The settings are captured here, from ``local_ae.settings_for(address, aet)``.
+    The settings are captured here, from ``local_ae.settings_for(address, aet)``,
+    unless ``settings`` gives them.
     """
 
     def __init__(self, local_ae, max_pdu_length: Optional[int], remote_ae,
-                 context_def_list: Optional[Dict[int, PContextDefList]] = None) -> None:
+                 context_def_list: Optional[Dict[int, PContextDefList]] = None, *,
+                 settings: Optional[AssociationSettings] = None) -> None:
         remote = RemoteAEConfig.from_value(remote_ae)
-        settings = _settings_of(local_ae, remote.address, remote.aet)
+        if settings is None:
+            settings = _settings_of(local_ae, remote.address, remote.aet)
         if max_pdu_length is not None and max_pdu_length != settings.max_pdu_length:
             settings = settings.replace(max_pdu_length=max_pdu_length)
         super().__init__(local_ae, settings=settings)
@@ -725,7 +728,10 @@ class AssociationAcceptor(Association):
         # Data sets kept as they arrive: the AE may take the requester's first choice.
         storage = (sop_class in retrieved or sop_class in STORAGE_SOP_CLASSES
                    or sop_class in self.ae.store_in_file)
-        ts = self.ae.choose_transfer_syntax(sop_class, proposed, storage)
+        # Per-peer transfer syntaxes, when the settings have their own (PS3.8 9.3.3.2).
+        with_settings = getattr(self.ae, 'with_settings', None)
+        negotiator = self.ae if with_settings is None else with_settings(self._settings)
+        ts = negotiator.choose_transfer_syntax(sop_class, proposed, storage)
         if ts is None:
             return TRANSFER_SYNTAXES_NOT_SUPPORTED, None
         return ACCEPTANCE, ts

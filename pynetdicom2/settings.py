@@ -33,8 +33,10 @@ class AssociationSettings:
     - ``network_timeout``: how long an accepted association may stay idle between
       the peer's requests before it is aborted (``DCMTimeoutError``).
     - ``max_pdu_length``: the Maximum Length Received we offer (0: unlimited).
-    - ``supported_ts``, ``ts_preferences``: the transfer syntaxes and their
-      preferences as the AE had them when the association started.
+    - ``supported_ts`` (most preferred first), ``ts_preferences``: the transfer
+      syntaxes and the per-class preferences the association negotiates with: what
+      an acceptor accepts and how it chooses, the per-class syntaxes a requester
+      proposes (its other contexts keep the AE's ``context_def_list``).
     - ``allowed_calling_aets``, ``allowed_called_aets``: access rules of an acceptor
       (None: any title).
     - ``max_memory_data_set``, ``max_memory_store``, ``decompress_lossy``: as the AE
@@ -47,7 +49,7 @@ class AssociationSettings:
     artim_timeout: Optional[float] = 10
     network_timeout: Optional[float] = None
     max_pdu_length: int = 65536
-    supported_ts: FrozenSet[str] = frozenset()
+    supported_ts: Tuple[str, ...] = ()
     ts_preferences: Mapping[Any, Tuple[str, ...]] = dataclasses.field(
         default_factory=dict, hash=False, compare=False)
     allowed_calling_aets: Optional[FrozenSet[str]] = None
@@ -76,7 +78,9 @@ class AssociationSettings:
         """Settings from ``values`` (names as the fields), normalised: the sets become
         frozensets and ``ts_preferences`` a read-only copy."""
         values = dict(values)
-        for name in ('supported_ts', 'allowed_calling_aets', 'allowed_called_aets'):
+        if values.get('supported_ts') is not None:
+            values['supported_ts'] = tuple(dict.fromkeys(values['supported_ts']))
+        for name in ('allowed_calling_aets', 'allowed_called_aets'):
             if values.get(name) is not None:
                 values[name] = frozenset(values[name])
         if values.get('ts_preferences') is not None:

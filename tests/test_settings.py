@@ -61,7 +61,7 @@ def test_settings_are_the_ae_attributes_with_the_matching_overrides():
     plain = ae.settings_for('192.168.0.1', 'OTHER')
     assert (plain.dcm_timeout, plain.artim_timeout, plain.max_pdu_length) == (7, 3, 32768)
     assert plain.allowed_calling_aets == frozenset({'A'})
-    assert plain.supported_ts == frozenset(ae.supported_ts)
+    assert plain.supported_ts == ae.transfer_syntax_preference()
     by_network = ae.settings_for('10.1.200.3', 'OTHER')
     assert (by_network.dcm_timeout, by_network.max_pdu_length) == (20, 16384)
     # The AE title rule comes after the address rule: it wins where both set a value.
@@ -253,6 +253,53 @@ def test_an_acceptor_access_rule_by_network():
                            called='SETTINGS_SCP') as conn:
             conn.sendall(pdu.AReleaseRqPDU().encode())
             assert read_pdu(conn)[0] == pdu.A_RELEASE_RP
+
+
+@pytest.mark.socket
+def test_per_peer_transfer_syntaxes_on_the_acceptor():
+    scp = server()
+    scp.add_peer_settings(ae_title='IMPLONLY', supported_ts=[uids.IMPLICIT_VR_LITTLE_ENDIAN])
+    results = {}
+    with scp:
+        for calling in ('IMPLONLY', 'ANYONE'):
+            with socket.create_connection(('127.0.0.1', scp.local_ae.port), timeout=5) as conn:
+                items = [pdu.ApplicationContextItem(uids.APPLICATION_CONTEXT_NAME),
+                         pdu.PresentationContextItemRQ(
+                             1, pdu.AbstractSyntaxSubItem(VERIFICATION),
+                             [pdu.TransferSyntaxSubItem(uids.EXPLICIT_VR_LITTLE_ENDIAN)]),
+                         pdu.UserInformationItem([userdataitems.MaximumLengthSubItem(16384)])]
+                conn.sendall(pdu.AAssociateRqPDU('SETTINGS_SCP', calling, items).encode())
+                ac = pdu.AAssociateAcPDU.decode(read_pdu(conn))
+                results[calling] = ac.presentation_context_items[0].result_reason
+                conn.sendall(pdu.AReleaseRqPDU().encode())
+                assert read_pdu(conn)[0] == pdu.A_RELEASE_RP
+    assert results == {'IMPLONLY': pdu.TRANSFER_SYNTAXES_NOT_SUPPORTED,
+                       'ANYONE': pdu.ACCEPTANCE}
+    assert uids.EXPLICIT_VR_LITTLE_ENDIAN in scp.supported_ts
+
+
+@pytest.mark.socket
+def test_per_peer_transfer_syntax_preferences_on_the_requester():
+    ae = client()
+    ae.add_peer_settings(ae_title='IMPLONLY',
+                         ts_preferences={VERIFICATION: [uids.IMPLICIT_VR_LITTLE_ENDIAN]})
+    proposed = {}
+    for aet in ('IMPLONLY', 'OTHER'):
+        def script(conn):
+            rq = pdu.AAssociateRqPDU.decode(read_pdu(conn))
+            conn.sendall(pdu.AAssociateRjPDU(1, 1, 7).encode())
+            return rq
+
+        with FakePeer(script) as peer:
+            with pytest.raises(Exception):
+                with ae.request_association(remote(peer, aet)):
+                    pass
+            rq = peer.stop()
+        proposed[aet] = [ts.name for item in rq.presentation_context_items
+                         for ts in item.ts_sub_items]
+    assert proposed['IMPLONLY'] == [uids.IMPLICIT_VR_LITTLE_ENDIAN]
+    assert proposed['OTHER'] == list(ae.transfer_syntax_preference())
+    assert ae.ts_preferences == {}
 
 
 # -- the tools: no more timeouts swapped on a shared AE -----------------------------------
