@@ -197,6 +197,25 @@ def test_changing_the_ae_timeout_leaves_a_running_association_alone():
     assert ae.settings_for('127.0.0.1', 'PEER').dcm_timeout == 60
 
 
+@pytest.mark.socket
+def test_the_association_answer_waits_acse_timeout_not_dcm_timeout():
+    ae = client()                       # dcm_timeout 30
+    ae.acse_timeout = 0.5
+
+    def script(conn):
+        read_pdu(conn)                  # the A-ASSOCIATE-RQ, never answered
+        return read_to_close(conn, 15)
+
+    with FakePeer(script) as peer:
+        begun = time.monotonic()
+        with pytest.raises(DCMTimeoutError):
+            with ae.request_association(remote(peer, 'MUTE')):
+                pass
+        waited = time.monotonic() - begun
+        peer.stop()
+    assert 0.5 * 0.9 <= waited < 0.5 + SLACK < 30
+
+
 # -- the acceptor -------------------------------------------------------------------------
 
 def server() -> ae_module.AE:
@@ -241,6 +260,21 @@ def test_a_calling_ae_title_override_applies_to_that_peer_only():
     for data in (fast_data, slow_data):
         assert data[:1] == bytes([pdu.A_ABORT])
     assert scp.dcm_timeout == 0.5
+
+
+@pytest.mark.socket
+def test_an_idle_association_waits_network_timeout():
+    scp = server()
+    scp.dcm_timeout = 30
+    scp.network_timeout = 0.5
+    with scp:
+        with associate_raw(scp.local_ae.port, VERIFICATION, calling='IDLE',
+                           called='SETTINGS_SCP') as conn:
+            begun = time.monotonic()
+            data, closed = read_to_close(conn, 0.5 + SLACK)
+            waited = time.monotonic() - begun
+    assert closed and data[:1] == bytes([pdu.A_ABORT])
+    assert 0.5 * 0.9 <= waited < 0.5 + SLACK < 30
 
 
 @pytest.mark.socket
