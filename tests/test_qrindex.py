@@ -9,6 +9,7 @@ The helpers ``instance_file`` and ``raw_value`` are shared with tests/test_qrscp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import sqlite3
@@ -35,6 +36,13 @@ BAD_VALUES = {
     'PatientWeight': ('DS', 'garbage'),
     'StudyTime': ('TM', 'xx:yy'),
 }
+
+
+def read_index(database, sql: str) -> list:
+    """The rows ``sql`` reads from the index file at ``database``, as any other reader of
+    the file sees them (its own connection: what an index has committed)."""
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return db.execute(sql).fetchall()
 
 
 def uid(*parts) -> str:
@@ -115,7 +123,7 @@ class Archive:
 
     def rows(self) -> list:
         """(SOPInstanceUID, path) of every instance row."""
-        return sorted(self.index._db.execute('SELECT SOPInstanceUID, path FROM instance'))
+        return sorted(read_index(self.database, 'SELECT SOPInstanceUID, path FROM instance'))
 
     def find(self, level: str, root: str = 'patient', **keys) -> list:
         ds = Dataset()
@@ -144,10 +152,11 @@ def archive(tmp_path):
 # -- the schema ----------------------------------------------------------------------------
 
 def test_the_schema_comes_from_the_declared_attributes_and_has_a_version(archive):
-    db = archive.index._db
-    assert db.execute('PRAGMA user_version').fetchone()[0] == qrindex.SCHEMA_VERSION >= 1
+    (version,), = read_index(archive.database, 'PRAGMA user_version')
+    assert version == qrindex.SCHEMA_VERSION >= 1
     for level, attributes in qrindex.ATTRIBUTES.items():
-        columns = {row[1] for row in db.execute(f'PRAGMA table_info({qrindex.TABLES[level]})')}
+        columns = {row[1] for row in read_index(archive.database,
+                                                f'PRAGMA table_info({qrindex.TABLES[level]})')}
         for keyword, vr in attributes:
             assert keyword in columns
             assert (f'{keyword}_range' in columns) == (vr in ('DA', 'TM', 'DT'))
@@ -185,7 +194,7 @@ def test_an_index_without_a_version_is_rebuilt_from_the_files_when_opened(tmp_pa
     index = qrindex.Index(str(storage / 'index.sqlite'), str(storage))
     try:
         assert index.rebuilt == (2, 0)
-        assert index._db.execute('PRAGMA user_version').fetchone()[0] == qrindex.SCHEMA_VERSION
+        assert read_index(index.path, 'PRAGMA user_version') == [(qrindex.SCHEMA_VERSION,)]
         assert index.counts() == {'PATIENT': 1, 'STUDY': 1, 'SERIES': 1, 'IMAGE': 2}
         # The stale rows of the old index are gone, and new instances go in.
         query = Dataset()
@@ -210,7 +219,7 @@ def test_a_newer_index_is_refused_and_recreate_starts_afresh(tmp_path):
         qrindex.Index(str(path), str(tmp_path))
     index = qrindex.Index(str(path), str(tmp_path), recreate=True)
     assert index.counts()['IMAGE'] == 0
-    assert 'future' not in index._tables()
+    assert ('future',) not in read_index(path, "SELECT name FROM sqlite_master")
     index.close()
     path.write_bytes(b'this is not a database' * 100)
     with pytest.raises(OSError, match='cannot open the index'):
@@ -320,7 +329,7 @@ def test_a_failed_move_leaves_the_index_as_the_disk_is(archive, tmp_path):
         archive.index.place(attrs, str(temp), str(archive.storage / uid(1, 9) /
                                                   f'{uid(3, 1)}.dcm'))
     assert archive.everything() == before
-    assert archive.index._db.execute('SELECT COUNT(*) FROM placement').fetchone()[0] == 0
+    assert read_index(archive.database, 'SELECT COUNT(*) FROM placement') == [(0,)]
     assert archive.files() == [f'{uid(1, 1)}/{uid(3, 1)}.dcm']
 
 
@@ -335,8 +344,8 @@ def test_a_store_cut_short_by_a_crash_is_settled_at_the_next_start(archive, monk
     if where == 'before the move':
         monkeypatch.setattr(qrindex.os, 'replace', lambda *a: (_ for _ in ()).throw(Crash()))
     else:
-        monkeypatch.setattr(qrindex.Index, '_remove_file',
-                            lambda *a: (_ for _ in ()).throw(Crash()))
+        # The old file's removal, the step after the move.
+        monkeypatch.setattr(qrindex.os, 'unlink', lambda *a: (_ for _ in ()).throw(Crash()))
     with pytest.raises(Crash):
         archive.store(uid(3, 1), uid(1, 2), uid(2, 2), InstanceNumber='2')
     monkeypatch.undo()

@@ -32,7 +32,9 @@ from pynetdicom2.services.queryretrieve import decode_identifier, encode_identif
 from tests import peers
 from tests.peers import describe, make_ct_file
 from tests.test_apps import our_server, run_app
-from tests.test_qrindex import BAD_VALUES, instance_file, raw_value, uid, written_as
+from tests.test_qrindex import (
+    BAD_VALUES, instance_file, raw_value, read_index, uid, written_as,
+)
 
 pytestmark = pytest.mark.filterwarnings('ignore:Invalid value for VR')
 
@@ -439,8 +441,8 @@ def _archive_state(storage: pathlib.Path):
     """(files on disk, (SOP Instance UID, path) rows of the index) of a stopped archive."""
     index = qrindex.Index(str(storage / 'index.sqlite'), str(storage))
     try:
-        rows = sorted(index._db.execute('SELECT SOPInstanceUID, path FROM instance'))
-        pending = index._db.execute('SELECT COUNT(*) FROM placement').fetchone()[0]
+        rows = sorted(read_index(index.path, 'SELECT SOPInstanceUID, path FROM instance'))
+        (pending,), = read_index(index.path, 'SELECT COUNT(*) FROM placement')
     finally:
         index.close()
     files = sorted(p.relative_to(storage).as_posix() for p in storage.rglob('*.dcm'))

@@ -34,6 +34,7 @@ from pynetdicom2.exceptions import AssociationRejectedError
 from tests import peers
 from tests.peers import make_ct_file
 from tests.test_concurrency import data_set_bytes, wait_until
+from tests.test_qrindex import read_index
 
 TIMEOUT = 20
 FIND = uids.STUDY_ROOT_FIND_SOP_CLASS
@@ -465,8 +466,8 @@ def test_index_place_is_one_step_across_processes(tmp_path):
             os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0
     try:
-        (row,) = index._db.execute('SELECT InstanceNumber, path FROM instance').fetchall()
-        pending = index._db.execute('SELECT COUNT(*) FROM placement').fetchone()[0]
+        (row,) = read_index(index.path, 'SELECT InstanceNumber, path FROM instance')
+        (pending,), = read_index(index.path, 'SELECT COUNT(*) FROM placement')
     finally:
         index.close()
     on_disk = pydicom.dcmread(final, stop_before_pixels=True)

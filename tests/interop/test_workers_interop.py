@@ -25,6 +25,7 @@ from tests import peers
 from tests.peers import describe, make_ct_file
 from tests.test_apps import our_server, run_app
 from tests.test_concurrency import data_set_bytes
+from tests.test_qrindex import read_index
 
 ROOT = '1.2.826.0.1.3680043.8.498.77'
 DEADLINE = 180
@@ -163,9 +164,9 @@ def test_qrscp_with_two_workers_keeps_its_index_in_agreement_with_the_disk(tmp_p
     assert 'locked' not in log and 'Traceback' not in log, log
     index = qrindex.Index(str(storage / 'index.sqlite'), str(storage))
     try:
-        rows = sorted(index._db.execute('SELECT SOPInstanceUID, path, InstanceNumber '
-                                        'FROM instance'))
-        pending = index._db.execute('SELECT COUNT(*) FROM placement').fetchone()[0]
+        rows = sorted(read_index(index.path, 'SELECT SOPInstanceUID, path, InstanceNumber '
+                                             'FROM instance'))
+        (pending,), = read_index(index.path, 'SELECT COUNT(*) FROM placement')
         counts = index.counts()
     finally:
         index.close()
