@@ -169,12 +169,17 @@ def _service(msg) -> str:
 
 def message_line(direction: str, msg) -> str:
     """``'Sending Echo Request (MsgID 1)'``, ``'Received Echo Response (MsgID 1,
-    Success)'``: the INFO summary of a message (``direction`` 'Sending'/'Received')."""
+    Success)'``, ``'Sending Store Request (MsgID 2, CT Image Storage)'``: the INFO
+    summary of a message (``direction`` 'Sending'/'Received')."""
     field = msg.command_field or 0
     if field & 0x8000:
         status = msg.status
         said = 'no status' if status is None else Status(status, msg).status_type
         return f'{direction} {_service(msg)} (MsgID {msg.message_id_being_responded_to}, {said})'
+    if field == 0x0001:
+        # As DCMTK's storescu/storescp -v: which kind of instance, by name.
+        return (f'{direction} {_service(msg)} (MsgID {msg.message_id}, '
+                f'{UID(str(msg.sop_class_uid or "")).name or "no SOP class"})')
     return f'{direction} {_service(msg)} (MsgID {msg.message_id})'
 
 

@@ -94,7 +94,8 @@ def test_no_passcode_in_any_log_line_of_either_end(tmp_path):
     assert sent.returncode == 0, describe(sent)
     assert 'User Identity: username and passcode' in _lines(sent.stderr, 'D')
     assert 'User Identity: username and passcode' in _lines(server_log, 'D')
-    assert 'Sending Store Request (MsgID 1)' in _lines(sent.stderr, 'I')
+    assert 'Sending Store Request (MsgID 1, CT Image Storage)' in _lines(sent.stderr, 'I')
+    assert 'Received Store Request (MsgID 1, CT Image Storage)' in _lines(server_log, 'I')
     assert PASSCODE not in sent.stdout + sent.stderr
     assert PASSCODE not in server_log
 
