@@ -77,6 +77,7 @@ def no_network_in_unit_tests(request: pytest.FixtureRequest,
 
     The attempt is recorded as well as refused, so that a test that catches the OSError
     (a client expecting "connection refused", say) still fails: it belongs to ``socket``.
+    ``socket.socketpair()`` stays allowed: a connected pair in this process, no network.
     """
     if request.node.get_closest_marker('unit') is None:
         yield
