@@ -210,8 +210,12 @@ class AEBase:
 
     def transfer_syntax_preference(self) -> tuple:
         """Our transfer syntaxes, most preferred first (the acceptor chooses by it)."""
-        preference = [ts for ts in self._ts_preference if ts in self.supported_ts]
-        return tuple(preference) + tuple(sorted(self.supported_ts - set(preference)))
+        supported = self.supported_ts
+        if isinstance(supported, (list, tuple)):
+            # A 0.9.x script may assign a list: its order is the preference.
+            return tuple(dict.fromkeys(supported))
+        preference = [ts for ts in self._ts_preference if ts in supported]
+        return tuple(preference) + tuple(sorted(set(supported) - set(preference)))
 
     def _explicit_preference(self, sop_class: str) -> Optional[tuple]:
         """``ts_preferences`` for ``sop_class`` (by UID, else by its service), or None."""

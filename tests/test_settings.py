@@ -348,3 +348,14 @@ def test_tool_timeouts_are_captured_per_association():
     tool.begin_request()
     tool.wrap_client_socket(None, '127.0.0.1', 4.0)
     assert tool.dcm_timeout == 6.0          # the phases no longer change the AE
+
+
+def test_a_list_assigned_to_supported_ts_is_the_preference_order():
+    # 0.9.x scripts assign a list; every association starts from its order.
+    ae = client()
+    ae.supported_ts = [uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN]
+    assert ae.settings_for('127.0.0.1', 'X').supported_ts == (
+        uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    assert ae.choose_transfer_syntax(
+        VERIFICATION, [uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN]
+    ) == uids.IMPLICIT_VR_LITTLE_ENDIAN
