@@ -15,6 +15,7 @@ The autouse fixture ``no_leaked_processes`` makes sure no peer process outlives 
 
 from __future__ import annotations
 
+import os
 import pathlib
 import socket
 import subprocess
@@ -67,7 +68,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class _Refused(OSError):
-    """What a unit test gets from connect/bind/listen or starting a process."""
+    """What a unit test gets from connect/bind/listen, starting a process or fork()."""
 
 
 @pytest.fixture(autouse=True)
@@ -93,6 +94,7 @@ def no_network_in_unit_tests(request: pytest.FixtureRequest,
     for name in ('connect', 'connect_ex', 'bind', 'listen'):
         monkeypatch.setattr(socket.socket, name, refuse(f'call socket.{name}'))
     monkeypatch.setattr(subprocess.Popen, '__init__', refuse('start a process'))
+    monkeypatch.setattr(os, 'fork', refuse('fork'))
     yield
     if attempts:
         pytest.fail(f'unit test tried to {", ".join(sorted(set(attempts)))}', pytrace=False)

@@ -110,6 +110,7 @@ def instance_uids(*numbers):
 
 # -- -k keys ------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_keys_take_tags_keywords_paths_and_empty_values():
     ds = keys.build_identifier([
         '(0010,0010)=DOE*', '0010,0020=ID1', '00080052=STUDY', 'StudyDate=20240101-',
@@ -125,6 +126,7 @@ def test_keys_take_tags_keywords_paths_and_empty_values():
     assert item.Modality == 'CT' and item['ScheduledStationAETitle'].is_empty
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('spec, reason', [
     ('NotAnAttribute=1', 'unknown attribute'),
     ('SeriesNumber=seven', 'not a valid IS'),
@@ -139,12 +141,14 @@ def test_bad_keys_say_why(spec, reason):
 
 # -- matching: the SQL each rule becomes ----------------------------------------------
 
+@pytest.mark.unit
 def test_universal_matching_is_no_condition():
     assert qrindex.condition('patient.PatientName', 'PN', '') is None
     assert qrindex.condition('patient.PatientName', 'PN', None) is None
     assert qrindex.condition('study.AccessionNumber', 'SH', '*') is None
 
 
+@pytest.mark.unit
 def test_single_value_matching():
     assert qrindex.condition('study.AccessionNumber', 'SH', 'A1') == (
         'study.AccessionNumber = ?', ['A1'])
@@ -153,6 +157,7 @@ def test_single_value_matching():
         'patient.PatientName = ? COLLATE NOCASE', ['Doe^John'])
 
 
+@pytest.mark.unit
 def test_wildcards_become_glob_or_like_with_literals_escaped():
     assert qrindex.condition('series.Modality', 'CS', 'C?') == ('series.Modality GLOB ?',
                                                                 ['C?'])
@@ -162,6 +167,7 @@ def test_wildcards_become_glob_or_like_with_literals_escaped():
         "patient.PatientName LIKE ? ESCAPE '\\'", ['DO\\_\\%%'])
 
 
+@pytest.mark.unit
 def test_ranges_for_dates_and_times():
     # On the range column, where a value that does not parse as a date is NULL.
     assert qrindex.condition('study.StudyDate', 'DA', '20240101-20240131') == (
@@ -173,6 +179,7 @@ def test_ranges_for_dates_and_times():
     assert qrindex.condition('study.StudyTime', 'TM', '-1030')[1] == ['103059.999999']
 
 
+@pytest.mark.unit
 def test_list_of_uids_is_an_in_clause_and_no_wildcard_applies_to_uids():
     assert qrindex.condition('study.StudyInstanceUID', 'UI', ['1.2', '1.3']) == (
         'study.StudyInstanceUID IN (?, ?)', ['1.2', '1.3'])
@@ -201,10 +208,12 @@ def find(index, model='study', **keys_):
     return index.find(ds, model)
 
 
+@pytest.mark.unit
 def test_index_counts_each_level(archive_index):
     assert archive_index.counts() == {'PATIENT': 3, 'STUDY': 4, 'SERIES': 5, 'IMAGE': 7}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('keys_, expected', [
     ({'PatientName': 'DOE*'}, (1, 2, 3)),            # wildcard
     ({'PatientName': 'doe^j?ne'}, (3,)),             # '?' and no regard to case
@@ -227,6 +236,7 @@ def test_study_level_matching(archive_index, keys_, expected):
     assert sorted(m.values['StudyInstanceUID'] for m in matches) == study_uids(*expected)
 
 
+@pytest.mark.unit
 def test_each_level_and_model(archive_index):
     patients = find(archive_index, 'patient', QueryRetrieveLevel='PATIENT', PatientID='')
     assert sorted(m.values['PatientID'] for m in patients) == ['P1', 'P2', 'P3']
@@ -244,6 +254,7 @@ def test_each_level_and_model(archive_index):
         find(archive_index, 'study', PatientName='')
 
 
+@pytest.mark.unit
 def test_responses_carry_requested_keys_counts_and_unique_keys(archive_index):
     query = Dataset()
     query.QueryRetrieveLevel = 'STUDY'
@@ -268,6 +279,7 @@ def test_responses_carry_requested_keys_counts_and_unique_keys(archive_index):
     assert got[uid(1, 2)].NumberOfStudyRelatedInstances == 1
 
 
+@pytest.mark.unit
 def test_names_outside_ascii_match_and_go_back_as_utf8(tmp_path):
     from pynetdicom2.services.queryretrieve import decode_identifier, encode_identifier
     index = qrindex.Index(':memory:', str(tmp_path))
@@ -291,6 +303,7 @@ def test_names_outside_ascii_match_and_go_back_as_utf8(tmp_path):
     index.close()
 
 
+@pytest.mark.unit
 def test_retrieve_needs_the_unique_key_of_its_level(archive_index):
     ds = Dataset()
     ds.QueryRetrieveLevel = 'SERIES'
@@ -303,12 +316,14 @@ def test_retrieve_needs_the_unique_key_of_its_level(archive_index):
         archive_index.retrieve(ds, 'study')
 
 
+@pytest.mark.unit
 def test_index_never_resolves_a_path_outside_the_storage(archive_index):
     assert archive_index.resolve('../../etc/passwd') is None
     assert archive_index.resolve('a/b.dcm') == os.path.join(archive_index.storage_dir, 'a',
                                                             'b.dcm')
 
 
+@pytest.mark.unit
 def test_uid_validation_rule():
     assert filestore.uid_problem('1.2.840.10008.1.1') is None
     assert 'invalid' in filestore.uid_problem('../../x')
@@ -392,6 +407,7 @@ def test_archive_commits_what_it_holds(archive, tmp_path):
                         [(CT, uid(9, 2), 0x0112), (uids.MR_IMAGE_STORAGE, uid(9, 1), 0x0119)])]
 
 
+@pytest.mark.unit
 def test_reindex_rebuilds_the_index_from_the_files(tmp_path, capsys):
     storage = tmp_path / 'pacs'
     make_archive_files(storage / 'any' / 'where')
@@ -418,6 +434,7 @@ def test_reindex_rebuilds_the_index_from_the_files(tmp_path, capsys):
     index.close()
 
 
+@pytest.mark.unit
 def test_qrscp_settings_from_config_file_and_command_line(tmp_path):
     config = tmp_path / 'qrscp.ini'
     config.write_text('[qrscp]\naet = ARCHIVE\nstorage = %s\n\n[move_destinations]\n'
@@ -476,6 +493,7 @@ def test_echoscu_and_storescp_over_tls(tmp_path, pki):
 
 # -- storescu's plan and the progress bar -----------------------------------------
 
+@pytest.mark.unit
 def test_storescu_proposes_what_the_files_need_in_at_most_128_contexts():
     jpeg = uids.JPEG_BASELINE_PROCESS_1
     files = [storescu.Instance(f'f{n}', f'1.2.3.{n}', f'1.9.{n}',
@@ -494,6 +512,7 @@ def test_storescu_proposes_what_the_files_need_in_at_most_128_contexts():
     assert [f.path for f in plans[1][1]] == ['f127', 'f128', 'f129']
 
 
+@pytest.mark.unit
 def test_progress_line_shows_rates_and_is_silent_off_a_terminal():
     import io
 

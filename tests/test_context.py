@@ -39,6 +39,7 @@ def _info(**changes):
     return AssociationInfo(**values)
 
 
+@pytest.mark.unit
 def test_handler_context_is_the_0_9_8_pcontextdef():
     info = _info()
     plain = PContextDef(3, uids.CT_IMAGE_STORAGE, uids.EXPLICIT_VR_LITTLE_ENDIAN)
@@ -57,6 +58,7 @@ def test_handler_context_is_the_0_9_8_pcontextdef():
     assert again == ctx and again.association == info
 
 
+@pytest.mark.unit
 def test_handler_context_and_info_are_immutable():
     info = _info()
     ctx = HandlerContext(PContextDef(1, uids.VERIFICATION_SOP_CLASS, '1.2.840.10008.1.2'), info)
@@ -72,12 +74,14 @@ def test_handler_context_and_info_are_immutable():
     assert _info(is_requestor=True).peer_ae_title == 'SCP'
 
 
+@pytest.mark.unit
 def test_user_identity_repr_hides_the_passcode():
     identity = UserIdentity(2, 'alice', 's3cret', True)
     assert 'alice' in repr(identity) and 's3cret' not in repr(identity)
     assert 's3cret' not in repr(_info(user_identity=identity))
 
 
+@pytest.mark.unit
 def test_for_message_adds_the_move_originator_of_a_c_store():
     ctx = HandlerContext(PContextDef(1, uids.CT_IMAGE_STORAGE, '1.2.840.10008.1.2'), _info())
     rq = CStoreRQMessage()

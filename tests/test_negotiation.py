@@ -149,6 +149,7 @@ def test_a_storage_class_with_mixed_syntaxes_is_proposed_twice(tmp_path):
     assert accepted == {1: ELE, 3: JPEG, 5: ELE}
 
 
+@pytest.mark.unit
 def test_native_only_contexts_are_proposed_as_registered():
     scu = ae_module.ClientAE('SCU').add_scu(sopclass.storage_scu, [CT, MR])
     contexts = scu.contexts_to_propose()
@@ -156,6 +157,7 @@ def test_native_only_contexts_are_proposed_as_registered():
     assert [list(c.supported_ts) for c in contexts.values()] == [list(ae_module.default_ts)] * 2
 
 
+@pytest.mark.unit
 def test_ts_preferences_decide_what_is_proposed_for_their_class():
     scu = ae_module.ClientAE('SCU').add_scu(sopclass.storage_scu, [CT, MR])
     scu.ts_preferences[MR] = [JPEG, ILE]
@@ -163,6 +165,7 @@ def test_ts_preferences_decide_what_is_proposed_for_their_class():
         == [(CT, list(ae_module.default_ts)), (MR, [JPEG]), (MR, [ILE])]
 
 
+@pytest.mark.unit
 def test_split_contexts_stop_at_128_the_later_classes_share_one():
     classes = list(uids.STORAGE_SOP_CLASSES)[:100]
     scu = ae_module.ClientAE('SCU', supported_ts=[ELE, JPEG])
@@ -176,6 +179,7 @@ def test_split_contexts_stop_at_128_the_later_classes_share_one():
     assert syntaxes[56:] == [(uid, [ELE, JPEG]) for uid in classes[28:]]  # ... 72 do not
 
 
+@pytest.mark.unit
 def test_more_than_128_classes_still_raise_the_clear_error():
     classes = list(uids.STORAGE_SOP_CLASSES)[:129]
     scu = ae_module.ClientAE('SCU').add_scu(sopclass.storage_scu, classes)
@@ -185,6 +189,7 @@ def test_more_than_128_classes_still_raise_the_clear_error():
         asceprovider.number_contexts((uid, [[ELE]]) for uid in classes)
 
 
+@pytest.mark.unit
 def test_syntax_groups_keep_each_kinds_order():
     assert asceprovider.syntax_groups([JPEG, ELE, RLE, DEFLATED, JPEG]) == [
         [JPEG, RLE], [ELE, DEFLATED]]
@@ -243,6 +248,7 @@ def test_move_sub_association_proposes_a_compressed_syntax_apart(tmp_path, jpeg_
 
 # -- the tools' switches (DCMTK 3.6.7's meanings) -------------------------------------------
 
+@pytest.mark.unit
 def test_switches_name_dcmtks_syntaxes():
     from pynetdicom2.apps import syntaxes
     local = [ELE, EBE] if sys.byteorder == 'little' else [EBE, ELE]
@@ -259,6 +265,7 @@ def test_switches_name_dcmtks_syntaxes():
     assert syntaxes.syntaxes_for('t')[0] == uids.JPEG_LS_LOSSLESS_IMAGE_COMPRESSION
 
 
+@pytest.mark.unit
 def test_tools_take_the_switches_of_their_dcmtk_namesakes():
     from pynetdicom2.apps import findscu, getscu, movescu, qrscp, storescp, storescu
     parse = {'storescu': lambda *a: storescu.build_parser().parse_args([*a, 'h', '1', 'f']),
@@ -280,6 +287,7 @@ def test_tools_take_the_switches_of_their_dcmtk_namesakes():
             parse[tool](switch)
 
 
+@pytest.mark.unit
 def test_storescu_plan_puts_a_compressed_file_beside_the_uncompressed_context():
     from pynetdicom2.apps import storescu
     files = [storescu.Instance('j', CT, '1.9.1', JPEG, 10),

@@ -203,6 +203,7 @@ def test_wait_for_report_waits_only_when_the_roles_were_negotiated(receiver):
             assert receiver.results.get(timeout=WAIT)[0] == '1.2.72'
 
 
+@pytest.mark.unit
 def test_only_failures_leave_out_the_referenced_sop_sequence():
     ds = commitment.build_event_information('1.2.3', [], [(CT, '1.2.3.4')])
     assert 'ReferencedSOPSequence' not in ds
@@ -660,6 +661,7 @@ def test_a_response_for_another_message_aborts_and_raises():
 
 # -- the data set codec ---------------------------------------------------------------
 
+@pytest.mark.unit
 @pytest.mark.parametrize('ts', [uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN,
                                 uids.EXPLICIT_VR_BIG_ENDIAN,
                                 uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN])
@@ -672,6 +674,7 @@ def test_data_sets_round_trip_in_every_uncompressed_syntax(ts):
     assert back.ScheduledStepAttributesSequence[0].AccessionNumber == 'ACC1'
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('raw, ts', [
     # an undefined length on a UN element with no sequence delimiter after it
     (b'\x10\x00\x10\x00UN\x00\x00\xff\xff\xff\xffabcd', uids.EXPLICIT_VR_LITTLE_ENDIAN),
@@ -685,6 +688,7 @@ def test_a_malformed_data_set_is_a_dimse_error(raw, ts):
         nservices.decode_data_set(raw, ts)
 
 
+@pytest.mark.unit
 def test_the_services_are_reachable_from_sopclass():
     assert sopclass.StorageCommitment.sop_classes == [SC]
     assert sopclass.storage_commitment_scu.sop_classes == [SC]

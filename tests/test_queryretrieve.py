@@ -98,6 +98,7 @@ def find_all(assoc, ds, sop_class=STUDY_FIND, msg_id=1):
 
 # -- identifier codec ----------------------------------------------------------------
 
+@pytest.mark.unit
 @pytest.mark.parametrize('ts', [uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN,
                                 uids.EXPLICIT_VR_BIG_ENDIAN,
                                 uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN])
@@ -116,6 +117,7 @@ def test_identifier_round_trips_in_each_transfer_syntax(ts):
         assert raw[:6] == b'\x00\x08\x00\x05CS'
 
 
+@pytest.mark.unit
 def test_a_deflated_identifier_is_padded_to_even_length():
     # PS3.5 A.5: an odd deflated stream gets one trailing NULL; DCMTK refuses odd PDVs.
     import zlib
@@ -132,6 +134,7 @@ def test_a_deflated_identifier_is_padded_to_even_length():
     assert odd_seen  # the padding was needed at least once
 
 
+@pytest.mark.unit
 def test_identifier_that_does_not_decode_is_a_dimse_error():
     with pytest.raises(DIMSEProcessingError, match='Deflated'):
         qr.decode_identifier(b'\x00\x01garbage', uids.DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN)

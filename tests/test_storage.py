@@ -465,6 +465,7 @@ def test_peer_stalling_mid_data_set_times_out_and_leaves_nothing(store_dir, tmp_
 
 # -- pieces: file meta reading, the mixin without a network ---------------------------------
 
+@pytest.mark.unit
 def test_read_file_meta_with_and_without_group_length(tmp_path):
     src = make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.40')
     raw = src.read_bytes()
@@ -500,6 +501,7 @@ def test_file_without_meta_is_read_by_pydicom(server, store_dir, tmp_path):
     assert pydicom.dcmread(store_dir / '1.2.3.42.dcm').PixelData == pydicom.dcmread(src).PixelData
 
 
+@pytest.mark.unit
 def test_read_instance_uids_from_raw_bytes(tmp_path):
     ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.43'))
     for ts in (uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_BIG_ENDIAN,
@@ -507,6 +509,7 @@ def test_read_instance_uids_from_raw_bytes(tmp_path):
         assert read_instance_uids(encode_data_set(ds, ts), ts) == (CT, '1.2.3.43')
 
 
+@pytest.mark.unit
 def test_client_storage_ae_folder_owner_and_legacy_get_file(tmp_path):
     scu = ae_module.ClientStorageAE(tmp_path / 'got', 'GETSCU')
     assert scu.supported_scp[CT] is sopclass.storage_scp and CT in scu.store_in_file
@@ -540,6 +543,7 @@ def test_client_storage_ae_folder_owner_and_legacy_get_file(tmp_path):
     assert fp.closed and len(listing(tmp_path / 'got')) == 2
 
 
+@pytest.mark.unit
 def test_write_meta_matches_pydicoms_own_file_meta_writer():
     import io
 
@@ -967,6 +971,7 @@ def test_098_storage_ae_as_c_move_destination(tmp_path, answer, kept):
 
 # -- Error Comments ----------------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_error_comment_is_cut_at_a_word_never_inside_a_number():
     from pynetdicom2.services.common import error_comment
     assert error_comment('short one') == 'short one'

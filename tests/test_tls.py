@@ -35,6 +35,7 @@ def echo(scu, address, port, aet='TLS_SCP'):
         return assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(1)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('profile', sorted(tls.PROFILES))
 def test_profiles_refuse_anything_older_than_tls_1_2(profile):
     context = tls.make_context('client', profile=profile, verify_peer=False)

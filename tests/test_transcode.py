@@ -161,6 +161,7 @@ def send(store_dir, accepted, item, proposed=None, **kwargs):
 
 # -- the data-set codec the services share ---------------------------------------------
 
+@pytest.mark.unit
 @pytest.mark.parametrize('ts', sorted(transcode.UNCOMPRESSED_TS))
 def test_a_data_set_reads_back_from_each_uncompressed_syntax(ts):
     ds = Dataset()
@@ -172,6 +173,7 @@ def test_a_data_set_reads_back_from_each_uncompressed_syntax(ts):
     assert (back.PatientName, back.PatientID) == ('Doe^Jane', 'ODD')
 
 
+@pytest.mark.unit
 def test_a_deflated_data_set_is_raw_deflate_without_a_zlib_header():
     raw = transcode.deflate(b'\x10\x00\x10\x00' * 50)
     assert len(raw) % 2 == 0
@@ -179,6 +181,7 @@ def test_a_deflated_data_set_is_raw_deflate_without_a_zlib_header():
     assert transcode.inflate(raw) == b'\x10\x00\x10\x00' * 50
 
 
+@pytest.mark.unit
 def test_an_unknown_syntax_reads_as_explicit_vr_little_endian():
     # PS3.5 A.4: every syntax but the default ones encodes its data set so.
     assert transcode.data_set_encoding('1.2.3.4.5') == (False, True, False)
@@ -189,6 +192,7 @@ def test_an_unknown_syntax_reads_as_explicit_vr_little_endian():
 
 # -- choosing a syntax ----------------------------------------------------------------------
 
+@pytest.mark.unit
 def test_choose_keeps_the_own_syntax_then_uncompressed_then_lossless():
     assert transcode.choose_syntax(JPEG, [ELE, JPEG]) == JPEG
     assert transcode.choose_syntax(ELE, [RLE, ILE, EBE]) == ILE  # the peer's order
@@ -199,6 +203,7 @@ def test_choose_keeps_the_own_syntax_then_uncompressed_then_lossless():
     assert transcode.choose_syntax(ELE, [JPEG], has_pixel_data=False) == JPEG
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('lossy', [JPEG, J2K, JLS_NEAR, uids.MPEG2_MAIN_PROFILE_MAIN_LEVEL])
 def test_a_lossy_encoding_is_never_chosen(lossy):
     with pytest.raises(ClassNotSupportedError) as info:
@@ -210,6 +215,7 @@ def test_a_lossy_encoding_is_never_chosen(lossy):
     assert info.value.accepted_transfer_syntaxes == (lossy,)
 
 
+@pytest.mark.unit
 def test_lossy_decompression_refused_on_request_only():
     with pytest.raises(ClassNotSupportedError, match='decompress_lossy=False') as info:
         transcode.choose_syntax(JPEG, [ELE, ILE], decompress_lossy=False)
@@ -221,6 +227,7 @@ def test_lossy_decompression_refused_on_request_only():
     assert transcode.choose_syntax(RLE, [ELE], decompress_lossy=False) == ELE
 
 
+@pytest.mark.unit
 def test_without_pydicom_3_a_compressed_conversion_says_so(monkeypatch):
     monkeypatch.setattr(transcode, '_PYDICOM_3', False)
     with pytest.raises(ClassNotSupportedError, match='needs pydicom 3'):

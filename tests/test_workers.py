@@ -489,6 +489,7 @@ def test_without_fork_an_ae_serves_in_one_process_with_a_warning(monkeypatch, ca
     assert any('no fork()' in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize('bad', [0, -1])
 def test_fewer_than_one_worker_is_refused(bad):
     with pytest.raises(ValueError, match='at least 1'):
