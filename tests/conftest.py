@@ -29,10 +29,10 @@ LAYERS = ('unit', 'socket', 'interop', 'docs', 'bench', 'fuzz')
 TESTS = pathlib.Path(__file__).resolve().parent
 FUZZ = TESTS.parent / 'fuzz'
 
-# Folders and files whose every test is of one layer; a file's entry wins over its folder's.
-# A module listed as ``socket`` keeps its few in-process tests there too, beside the
-# servers they would otherwise be split from; in a ``unit`` module (any test file not
-# listed) the few tests that open sockets say so with ``@pytest.mark.socket``.
+# The layer of each folder and file; a file's entry wins over its folder's. A test whose
+# layer differs from its file's says so: ``@pytest.mark.unit`` on the in-process tests
+# of a ``socket`` module, ``@pytest.mark.socket`` on the few network tests of a ``unit``
+# module (any test file not listed).
 LAYER_OF_PATH = {
     TESTS / 'interop': 'interop',
     TESTS / 'compat': 'interop',
