@@ -398,10 +398,13 @@ def test_decompress_lossy_false_refuses_by_keyword_or_ae_attribute(tmp_path, jpe
         with scu.request_association(remote(srv)) as assoc:
             with pytest.raises(ClassNotSupportedError) as by_keyword:
                 assoc.get_scu(CT)(str(jpeg_file), 1, decompress_lossy=False)
-            scu.decompress_lossy = False
+            # Nothing was sent: the association still answers an echo.
+            assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(3)) == 0
+        # The AE's attribute is captured by the associations that start after it is set.
+        scu.decompress_lossy = False
+        with scu.request_association(remote(srv)) as assoc:
             with pytest.raises(ClassNotSupportedError) as by_attribute:
                 assoc.get_scu(CT)(pydicom.dcmread(jpeg_file), 2)
-            # Nothing was sent: the association still answers an echo.
             assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(3)) == 0
     for info in (by_keyword, by_attribute):
         text = str(info.value)
