@@ -19,6 +19,7 @@ import os
 import pathlib
 import socket
 import subprocess
+import threading
 from typing import Iterator
 
 import pytest
@@ -79,22 +80,29 @@ def no_network_in_unit_tests(request: pytest.FixtureRequest,
     The attempt is recorded as well as refused, so that a test that catches the OSError
     (a client expecting "connection refused", say) still fails: it belongs to ``socket``.
     ``socket.socketpair()`` stays allowed: a connected pair in this process, no network.
+    Threads already running when the test starts (an earlier socket test's, winding down)
+    are not the test's: they keep the real calls.
     """
     if request.node.get_closest_marker('unit') is None:
         yield
         return
     attempts: list[str] = []
+    earlier = {t.ident for t in threading.enumerate()} - {threading.get_ident()}
 
-    def refuse(what: str):
+    def refuse(owner, name: str, what: str) -> None:
+        real = getattr(owner, name)
+
         def refused(*args, **kwargs):
+            if threading.get_ident() in earlier:
+                return real(*args, **kwargs)
             attempts.append(what)
             raise _Refused(f'a unit test may not {what}: mark it socket (tests/conftest.py)')
-        return refused
+        monkeypatch.setattr(owner, name, refused)
 
     for name in ('connect', 'connect_ex', 'bind', 'listen'):
-        monkeypatch.setattr(socket.socket, name, refuse(f'call socket.{name}'))
-    monkeypatch.setattr(subprocess.Popen, '__init__', refuse('start a process'))
-    monkeypatch.setattr(os, 'fork', refuse('fork'))
+        refuse(socket.socket, name, f'call socket.{name}')
+    refuse(subprocess.Popen, '__init__', 'start a process')
+    refuse(os, 'fork', 'fork')
     yield
     if attempts:
         pytest.fail(f'unit test tried to {", ".join(sorted(set(attempts)))}', pytrace=False)
