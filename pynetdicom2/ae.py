@@ -93,6 +93,11 @@ class AEBase:
         #: rejects others (calling: source 1 diagnostic 3; called: diagnostic 7).
         self.allowed_calling_aets: Optional[set] = None
         self.allowed_called_aets: Optional[set] = None
+        #: Access control by the peer's IP address: networks or addresses, IPv4 or
+        #: IPv6 (``{'10.1.0.0/16', '::1'}``). A peer in ``denied_networks``, or outside
+        #: ``allowed_networks`` when that is not None, is rejected (1, 1, 1).
+        self.allowed_networks: Optional[set] = None
+        self.denied_networks: Optional[set] = None
         #: Overrides for some peers (``add_peer_settings``): ``PeerSettings`` rules.
         self.peer_settings: list = []
         self.lock = threading.Lock()
@@ -370,6 +375,30 @@ class AEBase:
         Raise ``AssociationRejectedError`` to refuse it; return bytes to send as the
         server response when the requester asked for one. Default: accept, empty
         response.
+        """
+        return None
+
+    def on_extended_negotiation(self, asce, sop_class_uid: str,
+                                app_info: bytes) -> Optional[bytes]:
+        """The requester proposed SOP Class Extended Negotiation (PS3.7 D.3.3.5) for
+        ``sop_class_uid``, an accepted class, with ``app_info`` (the service-class
+        application information, e.g. PS3.4 C.3.1 for Q/R: byte 0 relational queries,
+        1 combined date-time matching, 2 fuzzy semantic matching, 3 timezone
+        adjustment). Return the bytes to answer with, or None to send no answer,
+        which tells the requester none of the options is supported.
+
+        Default: None. The library's Q/R services do none of these (as DCMTK,
+        which leaves the item out too).
+        """
+        return None
+
+    def on_role_selection(self, asce, sop_class_uid: str, scu_role: int,
+                          scp_role: int) -> Optional[tuple]:
+        """Our answer to the requester's SCP/SCU Role Selection for ``sop_class_uid``
+        (PS3.7 D.3.3.4): ``scu_role`` (the requester may act as SCU) and ``scp_role``
+        (it may act as SCP) are what the library would answer, the roles it proposed
+        that this AE can act opposite. Return ``(scu_role, scp_role)`` to answer
+        instead (a role it did not propose stays refused), or None to keep them.
         """
         return None
 

@@ -13,7 +13,7 @@ import functools
 import logging
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from pynetdicom2 import dumps
 from pynetdicom2 import context as association_context, pdu, reassembly, transcode, uids, userdataitems
@@ -25,7 +25,7 @@ from pynetdicom2.exceptions import (
     PDUProcessingError)
 from pynetdicom2.fragmentation import PDataFragments
 from pynetdicom2.fsm import PContextDef
-from pynetdicom2.settings import AssociationSettings
+from pynetdicom2.settings import AssociationSettings, plain_address
 
 logger = logging.getLogger(__name__)
 #: DIMSE messages sent and received: one line each at INFO, the command set and the
@@ -56,6 +56,11 @@ GET_SOP_CLASSES = frozenset(uids.GET_SOP_CLASSES)
 #: requester proposes their native and compressed syntaxes apart and an acceptor takes
 #: the syntax proposed first (``AEBase.choose_transfer_syntax``).
 STORAGE_SOP_CLASSES = frozenset(uids.STORAGE_SOP_CLASSES)
+
+# SOP classes whose SCP service sends requests on the association it serves: the
+# storage commitment report may come back on the request's association (PS3.4
+# J.3.3.1.2), so the requester's SCP role for it is one we can act opposite.
+_SCP_SERVICES_THAT_SEND = frozenset({'1.2.840.10008.1.20.1'})
 
 # Identity keys of a remote AE and the User Identity Type each gives (PS3.7 D.3.3.7).
 _IDENTITY_TYPES = {'username': 1, 'kerberos': 3, 'saml': 4, 'jwt': 5}
@@ -88,8 +93,10 @@ class RemoteAEConfig:
     """The peer to associate with, and the user identity to present to it.
 
     ``username`` with ``password`` is identity type 2, ``username`` alone type 1,
-    ``kerberos`` 3, ``saml`` 4, ``jwt`` 5. ``user_data`` holds extra user
-    information sub-items to propose.
+    ``kerberos`` 3, ``saml`` 4, ``jwt`` 5. ``positive_response``: ask the acceptor
+    to answer the identity with a server response (PS3.7 D.3.3.7.1); read it as
+    ``assoc.user_identity_response``. ``user_data`` holds extra user information
+    sub-items to propose (e.g. ``SOPClassExtendedNegotiationSubItem``).
     """
     aet: str
     address: str
@@ -100,6 +107,7 @@ class RemoteAEConfig:
     saml: Optional[str] = None
     jwt: Optional[str] = None
     user_data: list = field(default_factory=list)
+    positive_response: bool = True
 
     @classmethod
     def from_value(cls, remote_ae) -> 'RemoteAEConfig':
@@ -112,12 +120,14 @@ class RemoteAEConfig:
         """The User Identity sub-item these settings ask for, or None."""
         if self.username is not None and self.password is not None:
             return userdataitems.UserIdentityNegotiationSubItem(
-                self.username, self.password, user_identity_type=2, positive_response_req=1)
+                self.username, self.password, user_identity_type=2,
+                positive_response_req=int(bool(self.positive_response)))
         for key, identity_type in _IDENTITY_TYPES.items():
             value = getattr(self, key)
             if value is not None:
                 return userdataitems.UserIdentityNegotiationSubItem(
-                    value, user_identity_type=identity_type, positive_response_req=1)
+                    value, user_identity_type=identity_type,
+                    positive_response_req=int(bool(self.positive_response)))
         return None
 
 
@@ -225,6 +235,13 @@ class Association:
         self.association_established = False
         #: Negotiated SCP/SCU role selection: SOP class -> (scu_role, scp_role).
         self.roles: Dict[str, Tuple[int, int]] = {}
+        #: SOP Class Extended Negotiation answers of the A-ASSOCIATE-AC (PS3.7
+        #: D.3.3.5): SOP class -> service-class application information bytes,
+        #: received (requester) or sent (acceptor). Classes not answered are absent.
+        self.extended_negotiation: Dict[str, bytes] = {}
+        #: The user identity server response (PS3.7 D.3.3.7.2) received (requester)
+        #: or sent (acceptor); None when the A-ASSOCIATE-AC had none.
+        self.user_identity_response: Optional[Union[str, bytes]] = None
         #: The ``AssociationInfo`` built when the association was established (None
         #: before): what every hook's context carries as ``context.association``.
         self.info: Optional[association_context.AssociationInfo] = None
@@ -590,6 +607,10 @@ class AssociationRequester(Association):
             self.peer_max_pdu_length = item.maximum_length_received
         for item in _sub_items(ac, userdataitems.ScpScuRoleSelectionSubItem):
             self.roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
+        for item in _sub_items(ac, userdataitems.SOPClassExtendedNegotiationSubItem):
+            self.extended_negotiation[item.sop_class_uid] = bytes(item.app_info)
+        answers = _sub_items(ac, userdataitems.UserIdentityNegotiationSubItemAc)
+        self.user_identity_response = answers[0].server_response if answers else None
         self.association_established = True
 
 
@@ -602,10 +623,11 @@ class AssociationAcceptor(Association):
     """
 
     def __init__(self, ae, sock, client_address=None) -> None:
-        peer = '%s:%s' % tuple(client_address[:2]) if client_address else ''
+        # ::ffff:a.b.c.d (an IPv4 peer of a dual-stack socket) reads as a.b.c.d.
+        self._peer_address = plain_address(str(client_address[0])) if client_address else None
+        peer = f'{self._peer_address}:{client_address[1]}' if client_address else ''
         # Captured when the connection is accepted; again, with the calling AE
         # title, when the A-ASSOCIATE-RQ arrives (``receive_request``).
-        self._peer_address = str(client_address[0]) if client_address else None
         settings = _settings_of(ae, self._peer_address)
         super().__init__(ae, DULServiceProvider(
             sock, is_requestor=False, max_pdu_length=settings.max_pdu_length,
@@ -614,6 +636,9 @@ class AssociationAcceptor(Association):
         self.rq: Optional[pdu.AAssociateRqPDU] = None
         self.user_identity = None
         self.user_identity_response = b''
+        #: SOP Class Common Extended Negotiation received (PS3.7 D.3.3.6): SOP class
+        #: -> ``(service_class_uid, related_general_sop_class_uids)``.
+        self.common_extended_negotiation: Dict[str, Tuple[str, Tuple[str, ...]]] = {}
 
     def receive_request(self) -> pdu.AAssociateRqPDU:
         """Wait (ARTIM) for the A-ASSOCIATE-RQ that opens the association."""
@@ -637,6 +662,13 @@ class AssociationAcceptor(Association):
 
     def check_request(self, rq: pdu.AAssociateRqPDU) -> None:
         """Reject (raise ``AssociationRejectedError``) what the provider cannot serve."""
+        if not self._settings.address_allowed(self._peer_address):
+            # PS3.8 9.3.4 has no "address refused" diagnostic: rejected-permanent,
+            # service-user, no-reason-given is the honest answer.
+            logger.warning('refusing %s: its address %s is not allowed (allowed_networks, '
+                           'denied_networks)', self.dul.peer, self._peer_address)
+            raise AssociationRejectedError(
+                1, 1, 1, f'address {self._peer_address} is not allowed')
         if rq.application_context_name != APPLICATION_CONTEXT_NAME:
             raise AssociationRejectedError(
                 1, 1, 2, f'application context {rq.application_context_name} not supported')
@@ -696,9 +728,25 @@ class AssociationAcceptor(Association):
         accepted_classes = {ctx.sop_class for ctx in self.accepted_contexts.values()}
         for sub in _sub_items(rq, userdataitems.ScpScuRoleSelectionSubItem):
             if sub.sop_class_uid in accepted_classes:
-                self.roles[sub.sop_class_uid] = (sub.scu_role, sub.scp_role)
-                user_data.append(userdataitems.ScpScuRoleSelectionSubItem(
-                    sub.sop_class_uid, sub.scu_role, sub.scp_role))
+                scu, scp = self._answer_roles(sub, retrieved)
+                self.roles[sub.sop_class_uid] = (scu, scp)
+                user_data.append(
+                    userdataitems.ScpScuRoleSelectionSubItem(sub.sop_class_uid, scu, scp))
+        for sub in _sub_items(rq, userdataitems.SOPClassExtendedNegotiationSubItem):
+            if sub.sop_class_uid not in accepted_classes:
+                continue
+            hook = getattr(self.ae, 'on_extended_negotiation', None)
+            answer = None if hook is None else hook(self, sub.sop_class_uid,
+                                                    bytes(sub.app_info))
+            if answer is not None:
+                # PS3.7 D.3.3.5: the acceptor answers with its own application information.
+                self.extended_negotiation[sub.sop_class_uid] = bytes(answer)
+                user_data.append(userdataitems.SOPClassExtendedNegotiationSubItem(
+                    sub.sop_class_uid, bytes(answer)))
+        for sub in _sub_items(rq, userdataitems.SOPClassCommonExtendedNegotiationSubItem):
+            # PS3.7 D.3.3.6: informative for the acceptor, never answered.
+            self.common_extended_negotiation[sub.sop_class_uid] = (
+                sub.service_class_uid, tuple(sub.related_general_sop_class_uids))
         user_data.append(
             userdataitems.ImplementationVersionNameSubItem(IMPLEMENTATION_VERSION_NAME))
         if self.user_identity is not None and self.user_identity.positive_response_req:
@@ -706,6 +754,29 @@ class AssociationAcceptor(Association):
                 userdataitems.UserIdentityNegotiationSubItemAc(self.user_identity_response))
         items.append(pdu.UserInformationItem(user_data))
         return pdu.AAssociateAcPDU(rq.called_ae_title, rq.calling_ae_title, items)
+
+    def _answer_roles(self, sub, retrieved: frozenset) -> Tuple[int, int]:
+        """Our answer to one SCP/SCU Role Selection item (PS3.7 D.3.3.4): each role
+        the requester proposed, kept only when this end can act opposite it, then as
+        ``ae.on_role_selection`` decides; never a role it did not propose.
+
+        The requester's SCU role needs us as SCP: a service we serve for the class.
+        Its SCP role needs us as SCU: C-GET sub-operations (the class was accepted to
+        carry them), an SCU service of the AE, or a service that sends on the
+        association it serves (the storage commitment report, PS3.4 J.3.3.1.2)."""
+        sop_class = sub.sop_class_uid
+        served = sop_class in self.ae.acceptable_sop_classes()
+        sends = (sop_class in retrieved or sop_class in self.ae.supported_scu
+                 or sop_class in _SCP_SERVICES_THAT_SEND)
+        scu = 1 if sub.scu_role and served else 0
+        scp = 1 if sub.scp_role and sends else 0
+        hook = getattr(self.ae, 'on_role_selection', None)
+        if hook is not None:
+            answer = hook(self, sop_class, scu, scp)
+            if answer is not None:
+                scu = 1 if answer[0] and sub.scu_role else 0
+                scp = 1 if answer[1] and sub.scp_role else 0
+        return scu, scp
 
     def _retrieved_classes(self, rq: pdu.AAssociateRqPDU) -> frozenset:
         """SOP classes accepted only to carry C-GET sub-operations (PS3.4 C.4.3.3): those
@@ -854,6 +925,7 @@ def _association_info(assoc: Association, rq: pdu.AAssociateRqPDU,
     address = port = None
     try:
         address, port = sock.getpeername()[:2]
+        address = plain_address(address)
     except (AttributeError, OSError, TypeError, ValueError):
         if requestor:
             address, port = assoc.remote_ae.address, assoc.remote_ae.port
@@ -868,6 +940,9 @@ def _association_info(assoc: Association, rq: pdu.AAssociateRqPDU,
     identity = assoc.remote_ae.user_identity() if requestor else assoc.user_identity
     answers = _sub_items(ac, userdataitems.UserIdentityNegotiationSubItemAc)
     response = answers[0].server_response if answers else None
+    common = {sub.sop_class_uid: (sub.service_class_uid,
+                                  tuple(sub.related_general_sop_class_uids))
+              for sub in _sub_items(rq, userdataitems.SOPClassCommonExtendedNegotiationSubItem)}
     uids_ = _sub_items(theirs, userdataitems.ImplementationClassUIDSubItem)
     names = _sub_items(theirs, userdataitems.ImplementationVersionNameSubItem)
     return association_context.AssociationInfo(
@@ -877,6 +952,10 @@ def _association_info(assoc: Association, rq: pdu.AAssociateRqPDU,
         presentation_contexts=tuple(
             assoc.accepted_contexts[pc_id] for pc_id in sorted(assoc.accepted_contexts)),
         roles=dict(assoc.roles),
+        extended_negotiation={
+            sub.sop_class_uid: bytes(sub.app_info)
+            for sub in _sub_items(ac, userdataitems.SOPClassExtendedNegotiationSubItem)},
+        common_extended_negotiation=common,
         user_identity=association_context.UserIdentity.from_sub_item(identity),
         user_identity_response=response,
         peer_max_pdu_length=assoc.peer_max_pdu_length,

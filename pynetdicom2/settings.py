@@ -39,6 +39,11 @@ class AssociationSettings:
       proposes (its other contexts keep the AE's ``context_def_list``).
     - ``allowed_calling_aets``, ``allowed_called_aets``: access rules of an acceptor
       (None: any title).
+    - ``allowed_networks``, ``denied_networks``: access rules of an acceptor by the
+      peer's IP address: networks or addresses, IPv4 or IPv6 (``'10.1.0.0/16'``,
+      ``'::1'``); an IPv4-mapped IPv6 peer (``::ffff:a.b.c.d``) matches IPv4
+      networks. A peer in a denied network, or outside every allowed one when
+      ``allowed_networks`` is not None, is rejected (1, 1, 1). None/empty: no rule.
     - ``max_memory_data_set``, ``max_memory_store``, ``decompress_lossy``: as the AE
       attributes of those names.
     """
@@ -54,6 +59,8 @@ class AssociationSettings:
         default_factory=dict, hash=False, compare=False)
     allowed_calling_aets: Optional[FrozenSet[str]] = None
     allowed_called_aets: Optional[FrozenSet[str]] = None
+    allowed_networks: Optional[FrozenSet[str]] = None
+    denied_networks: FrozenSet[str] = frozenset()
     max_memory_data_set: Optional[int] = 16 * 1024 * 1024
     max_memory_store: Optional[int] = 1024 * 1024 * 1024
     decompress_lossy: bool = True
@@ -83,10 +90,24 @@ class AssociationSettings:
         for name in ('allowed_calling_aets', 'allowed_called_aets'):
             if values.get(name) is not None:
                 values[name] = frozenset(values[name])
+        for name in ('allowed_networks', 'denied_networks'):
+            if values.get(name) is not None:
+                values[name] = networks(values[name])
+        if values.get('denied_networks') is None:
+            values.pop('denied_networks', None)
         if values.get('ts_preferences') is not None:
             values['ts_preferences'] = types.MappingProxyType(
                 {key: tuple(value) for key, value in dict(values['ts_preferences']).items()})
         return cls(**values)
+
+    def address_allowed(self, peer_address: Optional[str]) -> bool:
+        """Whether ``peer_address`` passes ``denied_networks`` and ``allowed_networks``
+        (a peer with no IP address passes only when neither is set)."""
+        if any(_in_network(peer_address, net) for net in self.denied_networks):
+            return False
+        if self.allowed_networks is None:
+            return True
+        return any(_in_network(peer_address, net) for net in self.allowed_networks)
 
     def replace(self, **changes) -> 'AssociationSettings':
         """A copy with ``changes`` (unknown names raise ``TypeError``)."""
@@ -141,6 +162,28 @@ class PeerSettings:
         return True
 
 
+def networks(values) -> FrozenSet[str]:
+    """``values`` (one string or several) as a frozenset of networks in canonical
+    form (``'10.1.2.3/16'`` -> ``'10.1.0.0/16'``); a bad one raises ``ValueError``."""
+    if isinstance(values, str):
+        values = [values]
+    return frozenset(str(ipaddress.ip_network(str(value).strip(), strict=False))
+                     for value in values)
+
+
+def plain_address(address):
+    """A peer address as users expect to read it: an IPv4-mapped IPv6 address
+    (``::ffff:127.0.0.1``, what a dual-stack socket reports for an IPv4 peer) as
+    plain IPv4; anything else unchanged."""
+    if not isinstance(address, str) or not address.lower().startswith('::ffff:'):
+        return address
+    try:
+        mapped = ipaddress.IPv6Address(address).ipv4_mapped
+    except ValueError:
+        return address
+    return str(mapped) if mapped is not None else address
+
+
 def _in_network(address: Optional[str], network: str) -> bool:
     if not address:
         return False
@@ -148,10 +191,11 @@ def _in_network(address: Optional[str], network: str) -> bool:
         ip = ipaddress.ip_address(address.split('%')[0])
     except ValueError:
         return False                            # not an IP address: no network holds it
-    net = ipaddress.ip_network(network, strict=False)
+    net = ipaddress.ip_network(network, strict=False) if isinstance(network, str) else network
     if ip.version != net.version and getattr(ip, 'ipv4_mapped', None) is not None:
         ip = ip.ipv4_mapped                     # ::ffff:a.b.c.d from a dual-stack bind
     return ip.version == net.version and ip in net
 
 
-__all__ = ['AssociationSettings', 'PeerSettings', 'SETTING_NAMES', 'check_names']
+__all__ = ['AssociationSettings', 'PeerSettings', 'SETTING_NAMES', 'check_names', 'networks',
+           'plain_address']
