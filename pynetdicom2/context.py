@@ -51,6 +51,13 @@ class AssociationInfo:
       accepted transfer syntax as ``supported_ts``), by ID order.
     - ``roles``: SOP class UID -> ``(scu_role, scp_role)`` as negotiated by SCP/SCU
       role selection (PS3.7 D.3.3.4); classes without role selection are absent.
+    - ``extended_negotiation``: SOP class UID -> the service-class application
+      information the acceptor answered by SOP Class Extended Negotiation (PS3.7
+      D.3.3.5), sent (acceptor) or received (requester); e.g. for Q/R FIND byte 0 is
+      relational queries (PS3.4 C.3.1). Classes not answered are absent.
+    - ``common_extended_negotiation``: SOP class UID -> ``(service_class_uid,
+      related_general_sop_class_uids)`` the requester proposed by SOP Class Common
+      Extended Negotiation (PS3.7 D.3.3.6).
     - ``user_identity``: the ``UserIdentity`` the requester presented, or None.
     - ``user_identity_response``: the server response of the A-ASSOCIATE-AC (PS3.7
       D.3.3.7.2) sent (acceptor) or received (requester), or None when there was none.
@@ -71,6 +78,10 @@ class AssociationInfo:
     presentation_contexts: Tuple[PContextDef, ...] = ()
     roles: Mapping[str, Tuple[int, int]] = field(
         default_factory=lambda: types.MappingProxyType({}), hash=False, compare=False)
+    extended_negotiation: Mapping[str, bytes] = field(
+        default_factory=lambda: types.MappingProxyType({}), hash=False, compare=False)
+    common_extended_negotiation: Mapping[str, Tuple[str, Tuple[str, ...]]] = field(
+        default_factory=lambda: types.MappingProxyType({}), hash=False, compare=False)
     user_identity: Optional[UserIdentity] = None
     user_identity_response: Optional[Union[str, bytes]] = None
     peer_max_pdu_length: int = 0
@@ -82,14 +93,17 @@ class AssociationInfo:
     settings: Optional[Any] = field(default=None, hash=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        # Frozen means frozen: a dict given for ``roles`` becomes a read-only view.
-        if not isinstance(self.roles, types.MappingProxyType):
-            object.__setattr__(self, 'roles', types.MappingProxyType(dict(self.roles)))
+        # Frozen means frozen: a dict given for a mapping becomes a read-only view.
+        for name in _MAPPINGS:
+            value = getattr(self, name)
+            if not isinstance(value, types.MappingProxyType):
+                object.__setattr__(self, name, types.MappingProxyType(dict(value)))
 
     def __reduce__(self):
-        # A mappingproxy does not pickle: ``roles`` travels as a dict.
+        # A mappingproxy does not pickle: the mappings travel as dicts.
         values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values['roles'] = dict(self.roles)
+        for name in _MAPPINGS:
+            values[name] = dict(values[name])
         return (_rebuild_info, (values,))
 
     @property
@@ -101,6 +115,9 @@ class AssociationInfo:
     def local_ae_title(self) -> str:
         """Our AE title in this association."""
         return self.calling_ae_title if self.is_requestor else self.called_ae_title
+
+
+_MAPPINGS = ('roles', 'extended_negotiation', 'common_extended_negotiation')
 
 
 def _rebuild_info(values: dict) -> AssociationInfo:

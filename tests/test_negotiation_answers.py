@@ -1,0 +1,152 @@
+"""What the acceptor answers beyond presentation contexts (pynetdicom2.asceprovider),
+and what the requester reads of it: SOP Class Extended Negotiation (PS3.7 D.3.3.5)
+through ``on_extended_negotiation``, SOP Class Common Extended Negotiation (D.3.3.6)
+recorded, SCP/SCU Role Selection (D.3.3.4) answered with the roles we can act opposite
+and ``on_role_selection``, and the user identity positive response (D.3.3.7) asked
+for only when the caller wants it. Over loopback, our requester against our acceptor;
+every answer is read from the A-ASSOCIATE-AC the requester received.
+"""
+
+from __future__ import annotations
+
+from pynetdicom2 import ae as ae_module
+from pynetdicom2 import pdu, sopclass, uids, userdataitems
+from pynetdicom2.asceprovider import RemoteAEConfig
+
+import pytest
+
+# Our own server and client over loopback (tests/conftest.py's layers).
+pytestmark = pytest.mark.socket
+
+VERIFICATION = uids.VERIFICATION_SOP_CLASS
+CT = uids.CT_IMAGE_STORAGE
+FIND = uids.STUDY_ROOT_FIND_SOP_CLASS
+
+
+class Server(ae_module.AE):
+    def __init__(self):
+        super().__init__('NEG_SCP', 0, bind_address='127.0.0.1')
+        self.add_scp(sopclass.verification_scp)
+        self.add_scp(sopclass.storage_scp)
+        self.add_scp(sopclass.qr_find_scp)
+        self.dcm_timeout = 5
+        self.artim_timeout = 2
+        self.infos = []
+
+    def on_association_established(self, info):
+        self.infos.append(info)
+
+    def on_receive_echo(self, context):
+        return 0
+
+
+class Client(ae_module.ClientAE):
+    def __init__(self):
+        super().__init__('NEG_SCU')
+        self.add_scu(sopclass.verification_scu)
+        self.add_scu(sopclass.storage_scu, [CT])
+        self.add_scu(sopclass.qr_find_scu, [FIND])
+        self.dcm_timeout = 5
+
+
+@pytest.fixture
+def server():
+    with Server() as srv:
+        yield srv
+
+
+def remote(server, **extra):
+    return dict(aet='NEG_SCP', address='127.0.0.1', port=server.local_ae.port, **extra)
+
+
+def ac_items(assoc, cls):
+    (user_information,) = [item for item in assoc.ac.variable_items
+                           if isinstance(item, pdu.UserInformationItem)]
+    return [sub for sub in user_information.user_data if isinstance(sub, cls)]
+
+
+def test_extended_negotiation_answered_by_the_hook(server):
+    asked = []
+
+    def answer(asce, sop_class_uid, app_info):
+        asked.append((sop_class_uid, app_info))
+        return b'\x01\x00' if sop_class_uid == FIND else None
+
+    server.on_extended_negotiation = answer
+    proposal = [userdataitems.SOPClassExtendedNegotiationSubItem(FIND, b'\x01\x01'),
+                userdataitems.SOPClassExtendedNegotiationSubItem(VERIFICATION, b'\x07'),
+                # Not proposed as a context: never asked, never answered.
+                userdataitems.SOPClassExtendedNegotiationSubItem(uids.MR_IMAGE_STORAGE, b'\x01')]
+    with Client().request_association(remote(server, user_data=proposal)) as assoc:
+        sent = ac_items(assoc, userdataitems.SOPClassExtendedNegotiationSubItem)
+        assert [(i.sop_class_uid, i.app_info) for i in sent] == [(FIND, b'\x01\x00')]
+        assert assoc.extended_negotiation == {FIND: b'\x01\x00'}
+        assert dict(assoc.info.extended_negotiation) == {FIND: b'\x01\x00'}
+    assert sorted(asked) == sorted([(FIND, b'\x01\x01'), (VERIFICATION, b'\x07')])
+    assert dict(server.infos[0].extended_negotiation) == {FIND: b'\x01\x00'}
+
+
+def test_extended_negotiation_not_answered_by_default(server):
+    # Our Q/R FIND SCP does no relational queries: it sends no answer (as DCMTK).
+    proposal = [userdataitems.SOPClassExtendedNegotiationSubItem(FIND, b'\x01')]
+    with Client().request_association(remote(server, user_data=proposal)) as assoc:
+        assert ac_items(assoc, userdataitems.SOPClassExtendedNegotiationSubItem) == []
+        assert assoc.extended_negotiation == {}
+
+
+def test_common_extended_negotiation_recorded(server):
+    proposal = [userdataitems.SOPClassCommonExtendedNegotiationSubItem(
+        CT, '1.2.840.10008.4.2', ['1.2.840.10008.5.1.4.1.1.2.1'])]
+    with Client().request_association(remote(server, user_data=proposal)) as assoc:
+        # Informative only: the acceptor never answers it (PS3.7 D.3.3.6).
+        assert ac_items(assoc, userdataitems.SOPClassCommonExtendedNegotiationSubItem) == []
+    assert dict(server.infos[0].common_extended_negotiation) == {
+        CT: ('1.2.840.10008.4.2', ('1.2.840.10008.5.1.4.1.1.2.1',))}
+
+
+def test_roles_answered_with_what_we_can_act_opposite(server):
+    proposal = [userdataitems.ScpScuRoleSelectionSubItem(VERIFICATION, 1, 1),
+                userdataitems.ScpScuRoleSelectionSubItem(CT, 0, 1)]
+    with Client().request_association(remote(server, user_data=proposal)) as assoc:
+        answered = {i.sop_class_uid: (i.scu_role, i.scp_role)
+                    for i in ac_items(assoc, userdataitems.ScpScuRoleSelectionSubItem)}
+        # We serve Verification (its SCU role kept) but cannot send C-ECHO (SCP role
+        # refused); we have no storage SCU and no C-GET here: CT's SCP role refused.
+        assert answered == {VERIFICATION: (1, 0), CT: (0, 0)}
+        assert assoc.roles == answered
+        assert dict(assoc.info.roles) == answered
+    assert dict(server.infos[0].roles) == answered
+
+
+def test_role_hook_refuses_and_cannot_grant_what_was_not_proposed(server):
+    calls = []
+
+    def decide(asce, sop_class_uid, scu_role, scp_role):
+        calls.append((sop_class_uid, scu_role, scp_role))
+        return (0, 1) if sop_class_uid == VERIFICATION else None
+
+    server.on_role_selection = decide
+    server.add_scu(sopclass.storage_scu, [CT])   # now we could send CT C-STOREs
+    proposal = [userdataitems.ScpScuRoleSelectionSubItem(VERIFICATION, 1, 0),
+                userdataitems.ScpScuRoleSelectionSubItem(CT, 1, 1)]
+    with Client().request_association(remote(server, user_data=proposal)) as assoc:
+        assert assoc.roles == {VERIFICATION: (0, 0), CT: (1, 1)}
+    assert sorted(calls) == sorted([(VERIFICATION, 1, 0), (CT, 1, 1)])
+
+
+@pytest.mark.parametrize('positive', [True, False])
+def test_positive_identity_response_is_the_callers_choice(server, positive):
+    server.on_user_identity = lambda asce, identity: b'ok'
+    config = RemoteAEConfig(**remote(server, username='alice', positive_response=positive))
+    with Client().request_association(config) as assoc:
+        answers = ac_items(assoc, userdataitems.UserIdentityNegotiationSubItemAc)
+        assert len(answers) == (1 if positive else 0)
+        assert assoc.user_identity_response == ('ok' if positive else None)
+        assert assoc.info.user_identity_response == assoc.user_identity_response
+    assert server.infos[0].user_identity.positive_response_requested is positive
+
+
+@pytest.mark.unit
+def test_positive_response_defaults_to_asked():
+    assert RemoteAEConfig('A', '127.0.0.1', 104, username='u').user_identity(
+    ).positive_response_req == 1
