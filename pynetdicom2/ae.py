@@ -26,7 +26,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from pynetdicom2 import incoming, statuses, uids, workers as worker_processes
-from pynetdicom2.settings import SETTING_NAMES, AssociationSettings, PeerSettings
+from pynetdicom2.settings import SETTING_NAMES, AssociationSettings, PeerSettings, plain_address
 from pynetdicom2.asceprovider import (
     GET_SOP_CLASSES, IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS,
     STORAGE_SOP_CLASSES, AETParams, AssociationAcceptor, AssociationRequester, PContextDefList,
@@ -540,6 +540,24 @@ class ClientAE(AEBase):
         self.local_ae = AETParams(socket.gethostname(), ae_title, None)
 
 
+_dual_stack_probe: Optional[bool] = None
+
+
+def dual_stack_available() -> bool:
+    """Whether this system can listen on IPv6 and IPv4 with one socket (AF_INET6,
+    IPV6_V6ONLY off, bound to '::'); asked once. ``AE.server_bind`` still falls back
+    to IPv4 if the bind itself fails."""
+    global _dual_stack_probe
+    if _dual_stack_probe is None:
+        try:
+            with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            _dual_stack_probe = socket.has_ipv6
+        except (AttributeError, OSError):      # no IPv6, or no IPV6_V6ONLY
+            _dual_stack_probe = False
+    return _dual_stack_probe
+
+
 class _PendingConnection:
     """A connection whose A-ASSOCIATE-RQ has not arrived yet.
 
@@ -553,7 +571,8 @@ class _PendingConnection:
     __slots__ = ('peer', 'since', '_control')
 
     def __init__(self, sock, client_address) -> None:
-        self.peer = '%s:%s' % tuple(client_address[:2]) if client_address else '?'
+        self.peer = ('%s:%s' % (plain_address(client_address[0]), client_address[1])
+                     if client_address else '?')
         self.since = time.monotonic()
         try:
             self._control: Optional[socket.socket] = sock.dup()
@@ -631,6 +650,8 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
     worker_stop_timeout: float = 5.0
     #: In a worker process, its number (0 .. workers - 1); None elsewhere.
     worker_number: Optional[int] = None
+    #: True when the default bind ('') listens on IPv6 and IPv4 with one socket.
+    _dual_stack = False
 
     def __init__(self, ae_title: str, port: int, supported_ts: Optional[Iterable[str]] = None,
                  max_pdu_length: int = 65536, bind_and_activate: bool = True,
@@ -646,8 +667,15 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         self._workers_started = threading.Event()
         self._workers_stop = threading.Event()
         self._workers_done = threading.Event()
+        if bind_address.startswith('[') and bind_address.endswith(']'):
+            bind_address = bind_address[1:-1]          # '[::1]' as in a URL
         if ':' in bind_address:
             self.address_family = socket.AF_INET6
+        elif not bind_address and dual_stack_available():
+            # Every interface, IPv6 and IPv4: '::' with IPV6_V6ONLY off (server_bind).
+            # Without IPv6 (or a dual-stack socket) '' binds IPv4 only, as 0.9.8.
+            self.address_family = socket.AF_INET6
+            self._dual_stack = True
         self._active: set = set()
         # Connections waiting for their A-ASSOCIATE-RQ, oldest first (under ``lock``).
         self._pending: dict = {}
@@ -659,7 +687,8 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         self._bound = False
         self.local_ae = AETParams(bind_address or socket.gethostname(), ae_title, port)
         socketserver.ThreadingTCPServer.__init__(
-            self, (bind_address, port), _AssociationHandler, bind_and_activate=False)
+            self, ('::' if self._dual_stack else bind_address, port), _AssociationHandler,
+            bind_and_activate=False)
         if bind_and_activate:
             self._bind()
 
@@ -673,6 +702,24 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
     def activated(self) -> bool:
         """True once the listening socket is bound (0.9.8's attribute)."""
         return self._bound
+
+    def server_bind(self) -> None:
+        if self._dual_stack:
+            try:
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                super().server_bind()
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL,
+                                     errno.EPROTONOSUPPORT, errno.ENOPROTOOPT):
+                    raise
+            # IPv6 unusable after all: every IPv4 interface, as 0.9.8 bound it.
+            self.socket.close()
+            self._dual_stack = False
+            self.address_family = socket.AF_INET
+            self.server_address = ('', self.server_address[1])
+            self.socket = socket.socket(self.address_family, self.socket_type)
+        super().server_bind()
 
     def _bind(self) -> None:
         try:

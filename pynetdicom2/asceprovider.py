@@ -109,6 +109,12 @@ class RemoteAEConfig:
     user_data: list = field(default_factory=list)
     positive_response: bool = True
 
+    def __post_init__(self) -> None:
+        # '[::1]' (an IPv6 address written as in a URL) is the address ::1.
+        if isinstance(self.address, str) and self.address.startswith('[') \
+                and self.address.endswith(']'):
+            self.address = self.address[1:-1]
+
     @classmethod
     def from_value(cls, remote_ae) -> 'RemoteAEConfig':
         """Accept a ``RemoteAEConfig`` or a dict; an unknown key raises ``TypeError``."""

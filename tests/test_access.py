@@ -121,3 +121,77 @@ def test_settings_normalise_networks_and_match_ipv4_mapped_addresses():
         networks(['10.0.0.0/33'])
     assert plain_address('::ffff:127.0.0.2') == '127.0.0.2'
     assert plain_address('::1') == '::1' and plain_address('example') == 'example'
+
+
+def test_default_bind_serves_ipv4_and_reports_it_as_plain_ipv4():
+    seen = []
+
+    class Recording(ae_module.AE):
+        def on_association_established(self, info):
+            seen.append(info.peer_address)
+
+    ae = Recording('ACCESS_SCP', 0).add_scp(sopclass.verification_scp)   # bind_address ''
+    with ae:
+        assert verify('WS', dict(aet='ACCESS_SCP', address='127.0.0.1',
+                                 port=ae.local_ae.port)).is_success
+    assert ae.server_address[1] == ae.local_ae.port
+    assert seen == ['127.0.0.1']
+
+
+@needs_ipv6
+def test_default_bind_serves_ipv6_loopback_and_the_requester_takes_brackets():
+    ae = ae_module.AE('ACCESS_SCP', 0).add_scp(sopclass.verification_scp)
+    assert ae.socket.family == socket.AF_INET6
+    with ae:
+        for address in ('::1', '[::1]'):
+            assert verify('WS', dict(aet='ACCESS_SCP', address=address,
+                                     port=ae.local_ae.port)).is_success
+
+
+@needs_ipv6
+def test_denied_ipv6_network_and_ipv4_rule_on_a_dual_stack_socket():
+    ae = ae_module.AE('ACCESS_SCP', 0).add_scp(sopclass.verification_scp)
+    ae.denied_networks = {'::1/128', '127.0.0.0/8'}
+    with ae:
+        for address in ('[::1]', '127.0.0.1'):     # the second arrives as ::ffff:127.0.0.1
+            with pytest.raises(AssociationRejectedError) as caught:
+                verify('WS', dict(aet='ACCESS_SCP', address=address, port=ae.local_ae.port))
+            assert caught.value.diagnostic == 1
+
+
+@needs_ipv6
+def test_echoscu_reaches_a_bracketed_ipv6_host(capsys):
+    from pynetdicom2.apps import echoscu
+    ae = ae_module.AE('ACCESS_SCP', 0).add_scp(sopclass.verification_scp)
+    with ae:
+        assert echoscu.main(['-aec', 'ACCESS_SCP', '[::1]', str(ae.local_ae.port)]) == 0
+
+
+@needs_127_0_0_2
+@pytest.mark.parametrize('tool', ['storescp', 'qrscp'])
+def test_tools_deny_and_allow_networks(tmp_path, tool):
+    from tests.test_apps import our_server
+    store = ('-od', tmp_path) if tool == 'storescp' else ('--storage', tmp_path / 'pacs')
+    with our_server(tool, *store, '-aet', 'ACCESS_SCP', '--allow-network', '127.0.0.0/8',
+                    '--deny-network', '127.0.0.2') as (proc, port):
+        assert rejection(associate_from('127.0.0.2', port)) == (1, 1, 1)
+        assert associate_from('127.0.0.1', port)[0] == pdu.A_ASSOCIATE_AC
+
+
+@pytest.mark.unit
+def test_tool_network_option_is_checked_and_canonical():
+    from pynetdicom2.apps import storescp
+    parser = storescp.build_parser()
+    args = parser.parse_args(['--deny-network', '10.1.2.3/16', '--allow-network', '[::1]'])
+    assert args.deny_network == ['10.1.0.0/16'] and args.allow_network == ['::1/128']
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--deny-network', 'not-a-network'])
+
+
+def test_without_dual_stack_the_default_bind_is_ipv4_as_in_0_9_8(monkeypatch):
+    monkeypatch.setattr(ae_module, 'dual_stack_available', lambda: False)
+    ae = ae_module.AE('ACCESS_SCP', 0).add_scp(sopclass.verification_scp)
+    assert ae.socket.family == socket.AF_INET and ae.server_address[0] == '0.0.0.0'
+    with ae:
+        assert verify('WS', dict(aet='ACCESS_SCP', address='127.0.0.1',
+                                 port=ae.local_ae.port)).is_success

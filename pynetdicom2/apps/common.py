@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import dataclasses
 import difflib
+import ipaddress
 import logging
 import os
 import re
@@ -70,6 +71,15 @@ def ae_title(value: str) -> str:
             f'{value!r} is not an AE title (1 to {MAX_AE_TITLE} printable ASCII characters, '
             'no backslash)')
     return stripped
+
+
+def network(value: str) -> str:
+    """An IPv4 or IPv6 network or address (``10.1.0.0/16``, ``::1``), canonical."""
+    try:
+        return str(ipaddress.ip_network(value.strip().strip('[]'), strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{value!r} is not an IP address or network (10.1.0.0/16, ::1)') from None
 
 
 def port_number(value: str) -> int:
@@ -254,7 +264,8 @@ LOG_LEVELS = {'fatal': logging.CRITICAL, 'error': logging.ERROR, 'warn': logging
 
 def add_peer_arguments(parser: argparse.ArgumentParser, calling: str) -> None:
     """``peer port``, ``-aet``, ``-aec`` and user identity, for the SCU tools."""
-    parser.add_argument('peer', help='host name or address of the DICOM peer')
+    parser.add_argument('peer', help='host name or address of the DICOM peer (IPv6 as '
+                        '::1 or [::1])')
     parser.add_argument('port', type=port_number, help='TCP port of the peer')
     group = parser.add_argument_group('application entity titles')
     group.add_argument('-aet', '--aetitle', dest='calling_aet', type=ae_title, default=calling,
@@ -527,6 +538,10 @@ def configure_server(ae, args: argparse.Namespace) -> None:
         ae.allowed_called_aets = {ae.local_ae.aet}
     if getattr(args, 'allow_calling', None):
         ae.allowed_calling_aets = set(args.allow_calling)
+    if getattr(args, 'allow_network', None):
+        ae.allowed_networks = set(args.allow_network)
+    if getattr(args, 'deny_network', None):
+        ae.denied_networks = set(args.deny_network)
     ae.context = tls_context(args, 'server')
     if ae.context is not None:
         # Our own requests (C-MOVE, commitment reports) present the same certificate.
@@ -548,7 +563,8 @@ def add_server_arguments(parser: argparse.ArgumentParser, aet: str,
                         help='the same as the positional port')
     parser.set_defaults(default_port=default_port)
     parser.add_argument('--bind', default='', metavar='ADDRESS',
-                        help='listen on this address only (default: every interface)')
+                        help='listen on this address only (default: every interface, '
+                        'IPv6 and IPv4 where the system allows it)')
     group = parser.add_argument_group('application entity')
     group.add_argument('-aet', '--aetitle', dest='aet', type=ae_title, default=aet,
                        metavar='AET', help=f'our AE title (default: {aet})')
@@ -556,6 +572,13 @@ def add_server_arguments(parser: argparse.ArgumentParser, aet: str,
                        help='reject associations not addressed to our AE title')
     group.add_argument('--allow-calling', action='append', type=ae_title, metavar='AET',
                        help='accept only these calling AE titles; repeatable')
+    group.add_argument('--allow-network', action='append', type=network, metavar='CIDR',
+                       help='accept only peers in this network or at this address, IPv4 '
+                       'or IPv6 (10.1.0.0/16, ::1); others are rejected (1, 1, 1); '
+                       'repeatable')
+    group.add_argument('--deny-network', action='append', type=network, metavar='CIDR',
+                       help='reject (1, 1, 1) peers in this network or at this address, '
+                       'even when --allow-network lets them in; repeatable')
     group.add_argument('--max-associations', type=association_count, default=max_associations,
                        metavar='N', help='associations served at once, 0 for no limit; one '
                        'more is rejected (2, 3, 2: try again later); connections yet to send '
