@@ -19,7 +19,7 @@ from pynetdicom2 import ae as ae_module
 from pynetdicom2 import asceprovider, sopclass, uids
 from pynetdicom2.asceprovider import AssociationRequester, PContextDefList
 from pynetdicom2.exceptions import NetDICOMError
-from pynetdicom2.services import queryretrieve
+from pynetdicom2.services import suboperations
 from tests.test_transcode import data_set_bytes, dcmcjpeg, need_codec
 
 CT = uids.CT_IMAGE_STORAGE
@@ -240,8 +240,8 @@ def test_move_sub_association_proposes_a_compressed_syntax_apart(tmp_path, jpeg_
     from tests.peers import make_ct_file
     plain = make_ct_file(tmp_path / 'plain.dcm')
     implicit = make_ct_file(tmp_path / 'implicit.dcm', transfer_syntax=ILE)
-    instances = [queryretrieve._describe(str(p)) for p in (jpeg_file, plain, implicit)]
-    contexts = queryretrieve._move_contexts(instances)
+    instances = [suboperations.describe(str(p)) for p in (jpeg_file, plain, implicit)]
+    contexts = suboperations.move_contexts(instances)
     assert [(c.id, c.sop_class, list(c.supported_ts)) for c in contexts.values()] == [
         (1, CT, [JPEG]), (3, CT, [ELE, ILE, EBE, DEFLATED]), (5, CT, [ILE, ELE, EBE, DEFLATED])]
 
