@@ -230,6 +230,9 @@ class GetOnlyServer(ae_module.AE):
         rest = [ts for ts in (EXPLICIT, IMPLICIT, BIG, DEFLATED) if ts != preferred_ts]
         super().__init__('QR_SCP', 0, supported_ts=[preferred_ts, *rest],
                          bind_address='127.0.0.1')
+        # The storage class's syntax by our order, not the requester's first choice
+        # (the default for storage classes), so each syntax is exercised.
+        self.ts_preferences = {CT: [preferred_ts, *rest]}
         self.dcm_timeout = 10
         self.add_scp(sopclass.qr_get_scp)
         self.datasets = []
