@@ -457,6 +457,7 @@ class AEBase:
         """A C-ECHO arrived; return its status (default success)."""
         return statuses.SUCCESS
 
+    @incoming.library_default
     def on_receive_store(self, context, ds):
         """A C-STORE data set arrived; return its status. Default: 0xB006."""
         return statuses.C_STORE_ELEMENTS_DISCARDED

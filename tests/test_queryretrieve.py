@@ -583,8 +583,9 @@ def test_closing_the_move_generator_cancels_and_the_association_stays(server, tm
 
 # -- C-GET ---------------------------------------------------------------------------
 
-def get_client(store_in_file=True, scp_role=True, supported_ts=None):
-    scu = ae_module.ClientAE('GET_SCU', supported_ts=supported_ts)
+def get_client(store_in_file=True, scp_role=True, supported_ts=None,
+               ae_class=ae_module.ClientAE):
+    scu = ae_class('GET_SCU', supported_ts=supported_ts)
     scu.dcm_timeout = TIMEOUT
     scu.add_scu(sopclass.qr_get_scu)
     if scp_role:
@@ -723,6 +724,34 @@ def test_get_into_a_client_storage_ae_stores_through_on_receive_store(server, tm
         uid = pydicom.dcmread(source).SOPInstanceUID
         assert pydicom.dcmread(tmp_path / 'got' / f'{uid}.dcm').PixelData == \
             pydicom.dcmread(source).PixelData
+
+
+class OwnStoreHookAE(ae_module.ClientAE):
+    """A 0.9.8-style client: its own on_receive_store warns (0xB007) for each data set."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.hook_calls = []
+
+    def on_receive_store(self, context, ds):
+        self.hook_calls.append(context.sop_class)
+        return 0xB007
+
+
+@pytest.mark.parametrize('ae_class, final_status, hook_calls', [
+    # The library's own hook (0xB006) is not asked: each C-STORE is answered 0x0000.
+    (ae_module.ClientAE, 0x0000, None),
+    # A subclass's hook is: its warnings make the C-GET end with 0xB000.
+    (OwnStoreHookAE, 0xB000, [CT, CT])])
+def test_get_asks_on_receive_store_only_when_the_ae_has_its_own(
+        server, tmp_path, ae_class, final_status, hook_calls):
+    files = ct_files(tmp_path / 'src', 2)
+    server.get = lambda ctx, ds: (2, [str(f) for f in files])
+    scu = get_client(ae_class=ae_class)
+    with scu.request_association(remote(server), sop_classes=[STUDY_GET, CT]) as assoc:
+        items, final = run_get(assoc.get_scu(STUDY_GET)(query(), 1), read_file)
+    assert int(final) == final_status and len(items) == 2
+    assert getattr(scu, 'hook_calls', None) == hook_calls
 
 
 def test_closing_the_get_generator_cancels_and_the_association_stays(server, tmp_path):

@@ -213,12 +213,6 @@ def qr_move_scp(asce, ctx: PContextDef, msg) -> None:
 
 # -- C-GET ---------------------------------------------------------------------------
 
-def _overrides(ae, name: str) -> bool:
-    """True when ``ae``'s class redefines the hook ``name`` of its base class."""
-    owners = [klass for klass in type(ae).__mro__ if name in vars(klass)]
-    return len(owners) > 1
-
-
 def _received_data(asce, store_ctx: PContextDef, msg):
     """What a C-STORE-RQ received during C-GET carries, for the consumer to see.
 
@@ -241,12 +235,13 @@ def _store_status(asce, store_ctx: PContextDef, msg) -> Tuple[statuses.Status, O
     """The status (and Error Comment) to answer a C-STORE received during C-GET with,
     once consumed; the data set is kept or dropped by then, as by the storage SCP.
 
-    0x0000; or, when the AE overrides ``on_receive_store``, that hook's status (it
+    0x0000; or, when the AE's ``on_receive_store`` is not the library's default
+    (``incoming.library_default`` marks that one), that hook's status (it
     gets the file at its start or the raw bytes, as for every C-STORE), 0xC000
     when it raises ``EventHandlingError``.
     """
     return storage.keep_or_drop(asce, store_ctx, msg,
-                                call_hook=_overrides(asce.ae, 'on_receive_store'))
+                                call_hook=incoming.overridden(asce.ae, 'on_receive_store'))
 
 
 def _answer_store(asce, msg, pc_id: int, status, comment: Optional[str] = None) -> None:
