@@ -10,11 +10,13 @@ every test one of them: the test's or its module's own mark if it has one, else 
 file's or folder's entry in ``LAYER_OF_PATH``, else ``unit``. A ``unit`` test runs with
 sockets and child processes refused (``no_network_in_unit_tests``), so a misplaced test
 fails loudly and names the fix.
-The autouse fixture ``no_leaked_processes`` makes sure no peer process outlives its test.
+The autouse fixture ``no_leaked_processes`` makes sure no peer process outlives its test,
+and ``logging_left_as_found`` that no test leaves the root logger changed for the next.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import socket
@@ -106,6 +108,26 @@ def no_network_in_unit_tests(request: pytest.FixtureRequest,
     yield
     if attempts:
         pytest.fail(f'unit test tried to {", ".join(sorted(set(attempts)))}', pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def logging_left_as_found() -> Iterator[None]:
+    """Put the root logger back after each test: a tool run in-process (``main(argv)``)
+    replaces its handlers and level (``configure_logging``), which would otherwise hide
+    the WARNING records later tests read through ``caplog``."""
+    def ours(handler: logging.Handler) -> bool:
+        # pytest adds and removes its capture handlers around each phase by itself.
+        return not type(handler).__module__.startswith('_pytest')
+
+    root = logging.getLogger()
+    handlers, level = [h for h in root.handlers if ours(h)], root.level
+    yield
+    for handler in [h for h in root.handlers if ours(h) and h not in handlers]:
+        root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
