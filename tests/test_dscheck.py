@@ -575,6 +575,9 @@ def test_every_prefix_passes_exactly_at_top_level_element_boundaries(ds, syntax)
             assert result.problem is not None, cut
 
 
+@pytest.mark.skipif(int(pydicom.__version__.split('.')[0]) < 3,
+                    reason="pydicom 2 cannot write the generated OB/OW pixel data in "
+                           "implicit VR without Bits Allocated")
 @settings(max_examples=40, deadline=None)
 @given(ds=data_sets(), syntax=st.sampled_from(SYNTAXES))
 def test_pydicom_reads_what_passes_in_every_syntax(ds, syntax):
