@@ -262,8 +262,13 @@ def console_commands(block: CodeBlock) -> List[Command]:
 
 
 def shown_in(shown: str, printed: str) -> bool:
-    """A line the page shows is in the output; '...' stands for anything."""
+    """A line the page shows is in the output; '...' stands for anything. Tags printed
+    by pydicom 2 as "(0008, 0020)" count as the page's pydicom 3 "(0008,0020)"."""
+    printed = _TAG_SPACE.sub(r'(\1,\2)', printed)
     return all(part.strip() in printed for part in shown.split('...') if part.strip())
+
+
+_TAG_SPACE = re.compile(r'\(([0-9A-Fa-f]{4}), ([0-9A-Fa-f]{4})\)')
 
 
 def make_series(folder: pathlib.Path, count: int) -> List[pathlib.Path]:
@@ -276,7 +281,10 @@ def make_series(folder: pathlib.Path, count: int) -> List[pathlib.Path]:
         ds.StudyInstanceUID = first.StudyInstanceUID
         ds.SeriesInstanceUID = first.SeriesInstanceUID
         ds.InstanceNumber = n
-        ds.save_as(path, enforce_file_format=True)
+        if int(pydicom.__version__.split('.')[0]) >= 3:
+            ds.save_as(path, enforce_file_format=True)
+        else:  # pydicom 2 names the option otherwise
+            ds.save_as(path, write_like_original=False)
     return paths
 
 
@@ -292,6 +300,9 @@ SERVER_TOOLS = ('qrscp', 'storescp')
 DCMTK_TOOLS = ('echoscu', 'findscu', 'storescu', 'wlmscpfs')
 DCMTK_SERVERS = ('wlmscpfs',)
 #: Pages whose Python blocks run DCMTK tools (by name, from PATH): the tools they need.
+# Pages whose examples convert compressed pixel data: pydicom 3's encoders and decoders.
+PYDICOM_3_PAGES = {'howto/transfer-syntaxes.rst'}
+
 DCMTK_PAGES = {
     'howto/worklist.rst': ('findscu', 'wlmscpfs'),
 }
@@ -505,6 +516,9 @@ PAGE_CHECKS = {
 @pytest.mark.parametrize('page', PAGES, ids=lambda p: str(p.relative_to(DOCS)))
 def test_every_code_block_of_the_page_runs(page, scratch, request, monkeypatch):
     name = str(page.relative_to(DOCS))
+    if name in PYDICOM_3_PAGES and int(pydicom.__version__.split('.')[0]) < 3:
+        pytest.skip(f'{name} converts compressed pixel data, which needs pydicom 3 '
+                    '(the page says so)')
     if name in TLS_PAGES:
         for pem in request.getfixturevalue('pki').iterdir():
             shutil.copy(pem, scratch / pem.name)
