@@ -79,6 +79,10 @@ def make_ae(args: argparse.Namespace) -> AE:
 
     if args.mode == 'write':
         class BenchAE(StorageAE):
+            # As a 0.9.x user writes it: the hook returns the status itself.
+            def on_receive_store(self, context, ds):
+                return statuses.SUCCESS
+
             def on_receive_find(self, context, ds):
                 return Hooks.on_receive_find(self, context, ds)
         ae = BenchAE(args.dir, args.ae_title, 0, max_pdu_length=args.pdu,
