@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from pynetdicom2 import dumps
+from pynetdicom2 import dimsedumps, pdudumps
 from pynetdicom2 import context as association_context, pdu, reassembly, transcode, uids, userdataitems
 from pynetdicom2._version import __version_info__
 from pynetdicom2.dulprovider import DULServiceProvider
@@ -29,7 +29,7 @@ from pynetdicom2.settings import AssociationSettings, plain_address
 
 logger = logging.getLogger(__name__)
 #: DIMSE messages sent and received: one line each at INFO, the command set and the
-#: identifier at DEBUG (``pynetdicom2.dumps``).
+#: identifier at DEBUG (``pynetdicom2.dimsedumps``).
 message_logger = logging.getLogger('pynetdicom2.dimse')
 
 #: The DICOM Application Context Name (PS3.7 A.2.1), as ``uids`` states it.
@@ -279,7 +279,7 @@ class Association:
         timeout = self._settings.dcm_timeout
         try:
             if message_logger.isEnabledFor(logging.INFO):
-                dumps.log_message(message_logger, 'Sending', dimse_msg, self._ts_of(pc_id))
+                dimsedumps.log_message(message_logger, 'Sending', dimse_msg, self._ts_of(pc_id))
             for buffers in dimse_msg.iter_pdu_batches(pc_id, self.peer_max_pdu_length):
                 self.dul.send_pdata(buffers, timeout)
         except NetDICOMError as exc:
@@ -302,7 +302,7 @@ class Association:
                 msg = self._feed(context_id, control, fragment)
                 if msg is not None:
                     if message_logger.isEnabledFor(logging.INFO):
-                        dumps.log_message(message_logger, 'Received', msg,
+                        dimsedumps.log_message(message_logger, 'Received', msg,
                                           self._ts_of(context_id))
                     return msg, context_id
             try:
@@ -547,7 +547,7 @@ class AssociationRequester(Association):
         rq = self._build_rq()
         logger.info('Requesting Association')
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug('%s', dumps.associate_rq(rq, sent=True))
+            logger.debug('%s', pdudumps.associate_rq(rq, sent=True))
         settings = self._settings
         self.dul = DULServiceProvider.connect(
             remote.address, remote.port, settings.connect_wait,
@@ -660,7 +660,7 @@ class AssociationAcceptor(Association):
         logger.info('Association Received %s: %s -> %s', self.dul.peer,
                     received.calling_ae_title, received.called_ae_title)
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug('%s', dumps.associate_rq(received, sent=False))
+            logger.debug('%s', pdudumps.associate_rq(received, sent=False))
         self.dul.peer = f'{received.calling_ae_title}@{self.dul.peer}'
         identities = _sub_items(received, userdataitems.UserIdentityNegotiationSubItem)
         self.user_identity = identities[0] if identities else None
@@ -706,7 +706,7 @@ class AssociationAcceptor(Association):
         """Send A-ASSOCIATE-RJ with exactly these values, then close."""
         logger.info('Association Rejected')
         if logger.isEnabledFor(logging.DEBUG):
-            logger.debug('%s', dumps.associate_rj(pdu.AAssociateRjPDU(result, source, diag)))
+            logger.debug('%s', pdudumps.associate_rj(pdu.AAssociateRjPDU(result, source, diag)))
         self.dul.send_associate_rj(pdu.AAssociateRjPDU(result, source, diag),
                                    self._settings.acse_wait)
 
@@ -915,11 +915,11 @@ def _log_accepted(assoc: Association, what: str, rq: pdu.AAssociateRqPDU,
     DEBUG: the A-ASSOCIATE-AC as a block."""
     if not logger.isEnabledFor(logging.INFO):
         return
-    lines = [f'{what} (Max Send PDV: {dumps.max_send_pdv(assoc.peer_max_pdu_length)})']
-    lines.extend(dumps.accepted_contexts(assoc.accepted_contexts))
+    lines = [f'{what} (Max Send PDV: {pdudumps.max_send_pdv(assoc.peer_max_pdu_length)})']
+    lines.extend(pdudumps.accepted_contexts(assoc.accepted_contexts))
     logger.info('%s', '\n'.join(lines))
     if logger.isEnabledFor(logging.DEBUG):
-        logger.debug('%s', dumps.associate_ac(ac, rq, sent=sent))
+        logger.debug('%s', pdudumps.associate_ac(ac, rq, sent=sent))
 
 
 def _association_info(assoc: Association, rq: pdu.AAssociateRqPDU,

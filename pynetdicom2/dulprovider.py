@@ -18,8 +18,8 @@ import time
 from collections import deque
 from typing import Callable, Optional, Union
 
-from pynetdicom2 import dumps, fsm, pdu
-from pynetdicom2.dumps import TRACE
+from pynetdicom2 import fsm, pdu, pdudumps
+from pynetdicom2.pdudumps import TRACE
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, DCMTimeoutError, NetDICOMError,
     PDUProcessingError)
@@ -271,7 +271,7 @@ class DULServiceProvider:
                 + AssociationAbortedError(received.source, received.reason_diag).describe())
         if action == 'AE-4':
             if logger.isEnabledFor(logging.INFO):
-                logger.info('Association Rejected\n%s', dumps.associate_rj(received))
+                logger.info('Association Rejected\n%s', pdudumps.associate_rj(received))
             err = AssociationRejectedError(received.result, received.source, received.reason_diag)
             raise AssociationRejectedError(
                 received.result, received.source, received.reason_diag,
