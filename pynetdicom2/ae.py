@@ -1107,7 +1107,7 @@ class FolderStorageMixin:
         if self.discard:
             return incoming.NullDataSet(sop_class_uid, sop_instance_uid, transfer_syntax)
         owner = incoming.FolderDataSet(self, sop_class_uid, sop_instance_uid, transfer_syntax)
-        owner.file  # noqa: B018  (created now: a full disk is known before the data)
+        owner.create()  # now: a full disk is known before the data
         return owner
 
     def create_temporary_file(self):

@@ -33,9 +33,10 @@ logger = logging.getLogger(__name__)
 
 # C-STORE statuses of the checks (PS3.4 B.2.3): 0xA900 "data set does not match SOP
 # class", 0xC000 "cannot understand" (the data set does not parse, a UID is missing or
-# not a UID).
+# not a UID), 0xA700 "out of resources" (it could not be written).
 DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
+OUT_OF_RESOURCES = 0xA700
 
 _UID_CHARACTERS = frozenset('0123456789.')
 
@@ -201,37 +202,101 @@ class _NullFile(io.RawIOBase):
         return 0
 
 
+# Fragments are gathered and written in whole pages: a write that starts or ends inside
+# a page the file has not filled yet makes the kernel zero the rest of that page first,
+# and a PDV is rarely a multiple of a page (16 KiB PDUs carry 16,378 data bytes).
+_PAGE = 4096
+_WRITE_CHUNK = 64 * _PAGE   # gathered bytes written at a time (256 KiB)
+
+
 class _FileDataSet(IncomingDataSet):
-    """A data set received into a Part-10 file: preamble, file meta, then the data set."""
+    """A data set received into a Part-10 file: preamble, file meta, then the data set.
+
+    Fragments are gathered in memory and reach the file in page-aligned chunks of
+    ``_WRITE_CHUNK`` bytes; ``file`` (the file object, for a hook or a 0.9.x
+    ``get_file``) writes out what is gathered first, so whoever holds it sees every
+    byte received so far.
+    """
 
     def __init__(self, sop_class_uid, sop_instance_uid, transfer_syntax) -> None:
         super().__init__(sop_class_uid, sop_instance_uid, transfer_syntax)
         self._file: Optional[BinaryIO] = None
+        self._gathered = bytearray()
         self.offset = 0
 
     def _open(self) -> BinaryIO:
         raise NotImplementedError
 
+    def create(self) -> None:
+        """Create the file now (a full disk is known before the data arrive)."""
+        if self._file is not None:
+            return
+        fp = self._open()
+        self._file = fp
+        try:
+            fp.incoming_data_set = self  # a 0.9.x get_file override may hand it back
+        except AttributeError:
+            pass  # a file object of a user's create_temporary_file may refuse it
+        self._gathered += meta_bytes(self.sop_class_uid, self.sop_instance_uid,
+                                     self.transfer_syntax)
+        self.offset = len(self._gathered)
+
     @property
     def file(self) -> BinaryIO:
-        """The Part-10 file the data set is written into (created on first use)."""
-        if self._file is None:
-            fp = self._open()
-            try:
-                write_meta(fp, {'AffectedSOPClassUID': self.sop_class_uid,
-                                'AffectedSOPInstanceUID': self.sop_instance_uid},
-                           self.transfer_syntax)
-                self.offset = fp.tell()
-            except BaseException:
-                self._file = fp
-                self.discard()
-                raise
-            fp.incoming_data_set = self  # a 0.9.x get_file override may hand it back
-            self._file = fp
+        """The Part-10 file the data set is written into (created on first use), with
+        every byte received so far written to it."""
+        self.create()
+        self._write_gathered(len(self._gathered))
         return self._file
 
     def write(self, fragment) -> None:
-        self.file.write(fragment)
+        if self._file is None:
+            self.create()
+        gathered = self._gathered
+        if len(gathered) + len(fragment) < _WRITE_CHUNK:
+            gathered += fragment
+            return
+        # Complete the last gathered page from the fragment and write all that is
+        # gathered; the fragment's whole pages then go out uncopied, its tail waits.
+        view = memoryview(fragment)
+        top = min(-len(gathered) % _PAGE, len(view))
+        gathered += view[:top]
+        rest = view[top:]
+        if len(gathered) % _PAGE:
+            return
+        self._write_gathered(len(gathered))
+        whole = len(rest) & ~(_PAGE - 1)
+        if whole:
+            self._write_all(rest[:whole])
+        gathered += rest[whole:]
+
+    def _write_gathered(self, count: int) -> None:
+        """Write the first ``count`` gathered bytes to the file and forget them."""
+        if not count:
+            return
+        try:
+            self._write_all(memoryview(self._gathered)[:count])
+        except BaseException:
+            # The error's traceback may keep a view of the bytes: go on with a copy,
+            # which can still change size.
+            self._gathered = bytearray(self._gathered)
+            raise
+        del self._gathered[:count]  # the view above is gone: no export left
+
+    def _write_all(self, data: memoryview) -> None:
+        write = self._file.write
+        while data:
+            n = write(data)
+            if n is None or n >= len(data):
+                return
+            data = data[n:]  # a raw file may take less than it was given
+
+    def check(self) -> Optional[Refusal]:
+        try:
+            self.file  # noqa: B018  (what is gathered reaches the file before it is read)
+        except OSError as exc:  # a full disk: out of resources, as a failed write
+            return Refusal(OUT_OF_RESOURCES, exc.strerror or str(exc))
+        return super().check()
 
     def scan(self) -> dscheck.ScanResult:
         return dscheck.scan_data_set(self.file, self.transfer_syntax, self.offset)
@@ -245,12 +310,25 @@ class _FileDataSet(IncomingDataSet):
         if limit is not None and size > limit:
             raise _too_big(limit)
         fp.seek(self.offset)
-        return fp.read()
+        return read_exactly(fp, size)
 
     def _close(self) -> None:
+        self._gathered = bytearray()
         fp = self._file
         if fp is not None and not fp.closed:
             fp.close()
+
+
+def read_exactly(fp, size: int) -> bytes:
+    """``size`` bytes from ``fp`` (fewer only at its end): a raw file may return less
+    than asked at a time."""
+    data = fp.read(size)
+    while data is not None and len(data) < size:
+        more = fp.read(size - len(data))
+        if not more:
+            break
+        data += more
+    return data or b''
 
 
 class TemporaryDataSet(_FileDataSet):
@@ -258,7 +336,7 @@ class TemporaryDataSet(_FileDataSet):
     nothing is kept; the operating system deletes it when it is closed."""
 
     def _open(self) -> BinaryIO:
-        return tempfile.TemporaryFile()
+        return tempfile.TemporaryFile(buffering=0)  # gathered here, written in pages
 
     def release(self) -> None:
         self.released = True
@@ -281,7 +359,7 @@ class FolderDataSet(_FileDataSet):
         return fp
 
     def commit(self, context) -> Optional[str]:
-        self.file  # noqa: B018  (a data set with no bytes still has its file)
+        self.file  # noqa: B018  (a data set with no bytes still has its file; all written)
         self._close()  # complete: a closed file can be renamed on every platform
         if not os.path.exists(self.path):
             # The hook moved the file away itself: it is the hook's now.
@@ -445,20 +523,28 @@ def write_meta(fp, command_set, ts) -> None:
 
     MediaStorageSOPClassUID and MediaStorageSOPInstanceUID come from the command's
     Affected SOP Class and Instance UID (``command_set`` is a Dataset or a dict of
-    keywords); the Transfer Syntax UID is ``ts``. The group is small and fixed, so it
-    is encoded here directly (PS3.10 7.1, explicit VR little endian) rather than
-    through a pydicom data set: this runs once per stored file.
+    keywords); the Transfer Syntax UID is ``ts``.
+    """
+    fp.write(meta_bytes(command_set.get('AffectedSOPClassUID'),
+                        command_set.get('AffectedSOPInstanceUID'), ts))
+
+
+def meta_bytes(sop_class_uid, sop_instance_uid, ts) -> bytes:
+    """The Part-10 preamble, ``DICM`` and file meta information (PS3.10 7.1) of an
+    instance of ``sop_class_uid`` / ``sop_instance_uid`` encoded in ``ts``.
+
+    The group is small and fixed, so it is encoded here directly (explicit VR little
+    endian) rather than through a pydicom data set: this runs once per stored file.
     """
     elements = b''.join([
-        _meta_element(0x0001, b'OB', b'\x00\x01'),
-        _meta_element(0x0002, b'UI', _uid_value(command_set.get('AffectedSOPClassUID'))),
-        _meta_element(0x0003, b'UI', _uid_value(command_set.get('AffectedSOPInstanceUID'))),
+        _VERSION_ELEMENT,
+        _meta_element(0x0002, b'UI', _uid_value(sop_class_uid)),
+        _meta_element(0x0003, b'UI', _uid_value(sop_instance_uid)),
         _meta_element(0x0010, b'UI', _uid_value(ts)),
-        _meta_element(0x0012, b'UI', _uid_value(IMPLEMENTATION_UID)),
-        _meta_element(0x0013, b'SH', IMPLEMENTATION_VERSION_NAME.encode('ascii')),
+        _IMPLEMENTATION_ELEMENTS,
     ])
     group_length = _meta_element(0x0000, b'UL', struct.pack('<L', len(elements)))
-    fp.write(b'\x00' * 128 + b'DICM' + group_length + elements)
+    return _PREAMBLE + group_length + elements
 
 
 def _uid_value(uid) -> bytes:
@@ -475,6 +561,13 @@ def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
     return struct.pack('<HH2sH', 0x0002, element, vr, len(value)) + value
 
 
+_PREAMBLE = b'\x00' * 128 + b'DICM'
+_VERSION_ELEMENT = _meta_element(0x0001, b'OB', b'\x00\x01')
+_IMPLEMENTATION_ELEMENTS = (
+    _meta_element(0x0012, b'UI', _uid_value(IMPLEMENTATION_UID))
+    + _meta_element(0x0013, b'SH', IMPLEMENTATION_VERSION_NAME.encode('ascii')))
+
+
 __all__ = ['IncomingDataSet', 'TemporaryDataSet', 'FolderDataSet', 'NullDataSet',
            'InMemory', 'SuppliedFile', 'Refusal', 'InstanceRefused', 'file_sink',
-           'write_meta', 'uid_problem', 'clean_uid', 'overridden', 'library_default']
+           'write_meta', 'meta_bytes', 'read_exactly', 'uid_problem', 'clean_uid', 'overridden', 'library_default']

@@ -97,6 +97,117 @@ def test_folder_owner_discarded_or_released_uncommitted_leaves_nothing(tmp_path,
     assert listing(folder.storage_dir) == []
 
 
+@pytest.fixture
+def big_ct(tmp_path) -> bytes:
+    """The data set bytes of a 1024 x 700 CT (about 1.4 MiB of pixel data)."""
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'big.dcm', sop_instance_uid='1.2.3.5',
+                                      rows=1024, cols=700))
+    return encode_data_set(ds, EXPLICIT)
+
+
+# Fragment sizes as peers send them: a 16 KiB PDU's PDV, one byte, a 1 MiB PDU's PDV,
+# odd sizes that cross the owner's page and chunk boundaries.
+FRAGMENT_SIZES = (16378, 1, 1048570, 4095, 300001, 4097, 16378)
+
+
+def fragments(data: bytes, sizes=FRAGMENT_SIZES):
+    start, n = 0, 0
+    while start < len(data):
+        size = sizes[n % len(sizes)]
+        yield data[start:start + size]
+        start, n = start + size, n + 1
+
+
+@pytest.mark.parametrize('owner_kind', ['folder', 'temporary'])
+def test_fragments_of_any_size_reach_the_file_byte_for_byte(tmp_path, big_ct, owner_kind):
+    folder = Folder(tmp_path / 'store')
+    if owner_kind == 'folder':
+        owner = folder.incoming_data_set(CT, '1.2.3.5', EXPLICIT)
+    else:
+        owner = incoming.TemporaryDataSet(CT, '1.2.3.5', EXPLICIT)
+    for fragment in fragments(big_ct):
+        owner.write(memoryview(fragment))
+    assert owner.check() is None
+    assert owner.for_hook(False) == big_ct
+    received = pydicom.dcmread(owner.for_hook(True))
+    assert received.SOPInstanceUID == '1.2.3.5' and len(received.PixelData) == 1024 * 700 * 2
+    if owner_kind == 'folder':
+        path = owner.commit(CTX)
+        owner.release()
+        assert data_set_of(path) == big_ct
+    else:
+        owner.release()
+
+
+class Trickle(io.RawIOBase):
+    """A raw file that takes at most 1000 bytes per write, as a raw file may."""
+
+    def __init__(self, path):
+        self.inner = io.FileIO(path, 'x+')
+        self.name = path
+
+    def writable(self):
+        return True
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return True
+
+    def write(self, data):
+        return self.inner.write(bytes(data[:1000]))
+
+    def readinto(self, buffer):
+        return self.inner.readinto(buffer)
+
+    def seek(self, offset, whence=0):
+        return self.inner.seek(offset, whence)
+
+    def close(self):
+        self.inner.close()
+        super().close()
+
+
+def test_a_file_that_takes_less_than_it_is_given_still_gets_every_byte(tmp_path, big_ct):
+    folder = Folder(tmp_path / 'store')
+    folder.create_temporary_file = lambda: (Trickle(str(tmp_path / 'store' / 'x.part')),
+                                            str(tmp_path / 'store' / 'x.part'))
+    owner = folder.incoming_data_set(CT, '1.2.3.5', EXPLICIT)
+    for fragment in fragments(big_ct):
+        owner.write(fragment)
+    assert owner.check() is None
+    path = owner.commit(CTX)
+    owner.release()
+    assert data_set_of(path) == big_ct and listing(folder.storage_dir) == ['1.2.3.5.dcm']
+
+
+class FullDisk(io.RawIOBase):
+    """A file on a full disk: created, but every write fails with ENOSPC."""
+
+    name = 'full.part'
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+
+def test_a_full_disk_at_the_last_write_is_out_of_resources_and_keeps_nothing(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')
+    folder.create_temporary_file = lambda: (FullDisk(), str(tmp_path / 'store' / 'gone.part'))
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    owner.write(ct)  # small: gathered, not yet written
+    with pytest.raises(OSError):
+        owner.write(b'\0' * (300 * 1024))  # over a chunk: written now, and refused
+    owner.write(ct)  # a sender's later fragments are taken in all the same
+    refusal = owner.check()
+    assert refusal == incoming.Refusal(0xA700, 'No space left on device')
+    owner.discard()
+    assert listing(folder.storage_dir) == []
+
+
 def test_numbered_names_then_out_of_resources(tmp_path, ct):
     folder = Folder(tmp_path / 'store')
     folder.max_iterations = 2
