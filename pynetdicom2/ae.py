@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import logging
 import os
 import queue
@@ -1111,7 +1112,7 @@ class FolderStorageMixin:
         return owner
 
     def create_temporary_file(self):
-        """A new ``<prefix><random>.part`` file, open 'w+b', and its path."""
+        """A new ``<prefix><random>.part`` file, open for reading and writing, and its path."""
         folder = os.path.join(self.storage_dir, self.incoming_folder)
         if self.incoming_folder:
             os.makedirs(folder, exist_ok=True)
@@ -1120,8 +1121,9 @@ class FolderStorageMixin:
             try:
                 # 'x': created here or not at all; 0o666 minus the umask, as any other
                 # file the user's programs write. ``fp.name`` is the path, which a
-                # 0.9.x hook may read (``pydicom.dcmread(ds.name)``).
-                return open(path, 'x+b'), path
+                # 0.9.x hook may read (``pydicom.dcmread(ds.name)``). Unbuffered: the
+                # owner gathers what arrives and writes it in whole pages.
+                return io.FileIO(path, 'x+'), path
             except FileExistsError:
                 continue
         raise OSError(f'no free temporary file name in {folder}')
