@@ -219,7 +219,8 @@ def test_findscu_debug_shows_the_identifier_sent(tmp_path):
     assert found.returncode == 0, describe(found)
     debug = _lines(found.stderr, 'D')
     start = debug.index('==================== BEGIN IDENTIFIER ====================')
-    assert debug[start + 1].startswith('(0008,0052) Query/Retrieve Level')
+    # pydicom 2 writes the tag as "(0008, 0052)", pydicom 3 as "(0008,0052)".
+    assert re.match(r'\(0008, ?0052\) Query/Retrieve Level', debug[start + 1])
     assert debug[start + 1].endswith("CS: 'STUDY'")
     assert debug[start + 2].endswith("PN: 'DOE*'")
     assert 'Status: 0x0000 Success: Matching is complete' in debug
