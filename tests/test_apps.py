@@ -931,7 +931,8 @@ def test_storescp_ends_a_study_after_the_eostudy_timeout(tmp_path):
     (['-ss', 'A', '-su', 'B'], 'one way of sorting into folders at a time: -ss and -su given'),
     (['-ss', 'A', '--fork'], '-ss needs one process: not with --workers or --fork'),
     (['+ac'], '+ac (host access control by TCP wrapper rules) is not supported: '
-     '--allow-calling limits the peers by AE title, a firewall by address'),
+     '--allow-network/--deny-network limit the peers by address, --allow-calling by AE '
+     'title'),
     (['-ss', '../up'], "argument -ss/--sort-conc-studies: '../up' cannot start a folder "
      'name'),
 ])

@@ -419,7 +419,7 @@ def add_arguments(parser) -> None:
                        help='accept connections from any host (default)')
     group.add_argument('+ac', '--access-control', dest='access_control', action='store_true',
                        help="DCMTK's TCP wrapper rules: not supported (refused with a "
-                       'message); use --allow-calling or a firewall')
+                       'message); use --allow-network/--deny-network or --allow-calling')
     parser.set_defaults(access_control=False)
 
 
@@ -431,7 +431,8 @@ def check_arguments(args) -> None:
         raise common.ToolError(message, common.EXIT_USAGE)
     if args.access_control:
         refuse('+ac (host access control by TCP wrapper rules) is not supported: '
-               '--allow-calling limits the peers by AE title, a firewall by address')
+               '--allow-network/--deny-network limit the peers by address, '
+               '--allow-calling by AE title')
     sorting = [flag for flag, given in (
         ('-ss', args.sort_time is not None), ('-su', args.sort_uid is not None),
         ('-sp', args.sort_patient), ('--study-folders', args.study_folders)) if given]
