@@ -14,6 +14,7 @@ import logging
 import select
 import socket
 import ssl
+import struct
 import time
 from collections import deque
 from typing import Callable, Optional, Union
@@ -42,6 +43,12 @@ _INITIAL_BUFFER = 64 * 1024 + pdu.PDU_HEADER_LENGTH
 _BULK_BUFFER = 1024 * 1024 + pdu.PDU_HEADER_LENGTH
 _BULK_PDU_LENGTH = 8 * 1024
 _MAX_IOVECS = 512
+# Type, reserved byte, length of every PDU (PS3.8 9.3.1).
+_PDU_HEADER = struct.Struct('>BBI')
+# A P-DATA-TF arriving in Sta6 (PS3.8 Table 9-10): (state, event, action, next state).
+_PDATA_STATE = 'Sta6'
+_PDATA_STEP = (_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF],
+               *fsm.next_step(_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF], False))
 _RECEIVE_CHUNK = 256 * 1024
 
 # A-ABORT reasons (PS3.8 9.3.8) for the failures we detect.
@@ -244,6 +251,19 @@ class DULServiceProvider:
         return self._dispatch(pdu_type, body)
 
     def _dispatch(self, pdu_type: int, body: memoryview):
+        if pdu_type == pdu.P_DATA_TF and self.state == _PDATA_STATE:
+            # The common case, once per PDU of every data set: the table's answer to
+            # P-DATA-TF in Sta6 (DT-2, stay) without the general lookup.
+            try:
+                received = PDataFragments(body[pdu.PDU_HEADER_LENGTH:])
+            except PDUProcessingError as exc:
+                self._provider_abort(REASON_INVALID_PARAMETER)
+                raise PDUProcessingError(f'from {self._who()}: {exc}') from exc
+            if logger.isEnabledFor(TRACE):
+                logger.log(TRACE, '%s: received %s', self.peer, _describe(received))
+            self.trace.append(_PDATA_STEP)
+            self.last_action = _PDATA_STEP[2]
+            return received
         event = fsm.EVENT_FOR_PDU_TYPE[pdu_type]
         try:
             if pdu_type == pdu.P_DATA_TF:
@@ -279,13 +299,16 @@ class DULServiceProvider:
         return received
 
     def _read_header(self, deadline: Optional[float]) -> tuple:
-        self._fill(pdu.PDU_HEADER_LENGTH, deadline)
-        header = bytes(self._buf[self._start:self._start + pdu.PDU_HEADER_LENGTH])
-        try:
-            pdu_type, length = pdu.parse_pdu_header(header)
-        except PDUProcessingError as exc:
-            self._provider_abort(REASON_UNRECOGNIZED_PDU)
-            raise PDUProcessingError(f'from {self._who()}: {exc}') from exc
+        if self._end - self._start < pdu.PDU_HEADER_LENGTH:
+            self._fill(pdu.PDU_HEADER_LENGTH, deadline)
+        pdu_type, _, length = _PDU_HEADER.unpack_from(self._buf, self._start)
+        if pdu_type not in pdu.PDU_TYPES:
+            header = bytes(self._buf[self._start:self._start + pdu.PDU_HEADER_LENGTH])
+            try:
+                pdu.parse_pdu_header(header)  # says what is wrong with it
+            except PDUProcessingError as exc:
+                self._provider_abort(REASON_UNRECOGNIZED_PDU)
+                raise PDUProcessingError(f'from {self._who()}: {exc}') from exc
         cap = self._cap(pdu_type)
         if length > cap:
             # Never read (or allocate for) a body longer than we agreed to accept.
