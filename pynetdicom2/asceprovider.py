@@ -12,12 +12,11 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
-from pynetdicom2 import dimsedumps, pdudumps
-from pynetdicom2 import context as association_context, pdu, reassembly, transcode, uids, userdataitems
-from pynetdicom2._version import __version_info__
+from pynetdicom2 import dimsedumps, negotiation, pdudumps
+from pynetdicom2 import context as association_context, pdu, reassembly, userdataitems
 from pynetdicom2.dulprovider import DULServiceProvider
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, AssociationReleasedError,
@@ -25,50 +24,18 @@ from pynetdicom2.exceptions import (
     PDUProcessingError)
 from pynetdicom2.fragmentation import PDataFragments
 from pynetdicom2.fsm import PContextDef
+# Negotiation has its own module; its public names are the association's too.
+from pynetdicom2.negotiation import (  # noqa: F401  (re-exported)
+    ABSTRACT_SYNTAX_NOT_SUPPORTED, ACCEPTANCE, APPLICATION_CONTEXT_NAME, GET_SOP_CLASSES,
+    IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME, MAX_PRESENTATION_CONTEXTS, NO_REASON,
+    STORAGE_SOP_CLASSES, TRANSFER_SYNTAXES_NOT_SUPPORTED, USER_REJECTION, PContextDefList,
+    RemoteAEConfig, build_pres_context_def_list, number_contexts, syntax_groups)
 from pynetdicom2.settings import AssociationSettings, plain_address
 
 logger = logging.getLogger(__name__)
 #: DIMSE messages sent and received: one line each at INFO, the command set and the
 #: identifier at DEBUG (``pynetdicom2.dimsedumps``).
 message_logger = logging.getLogger('pynetdicom2.dimse')
-
-#: The DICOM Application Context Name (PS3.7 A.2.1), as ``uids`` states it.
-APPLICATION_CONTEXT_NAME = uids.APPLICATION_CONTEXT_NAME
-#: Our Implementation Class UID: a UUID-derived UID (PS3.5 B.2), ours alone.
-IMPLEMENTATION_UID = '2.25.149430270217588509430352667648591798782'
-#: Our Implementation Version Name (at most 16 characters, PS3.7 D.3.3.2).
-IMPLEMENTATION_VERSION_NAME = ('PYNETDICOM2_' + ''.join(
-    str(part) for part in __version_info__[:3]))[:16]
-#: PS3.8 9.3.2.2: presentation context IDs are odd numbers 1..255, so at most 128.
-MAX_PRESENTATION_CONTEXTS = 128
-
-# Presentation context results (PS3.8 9.3.3.2) are pdu's; the names stay here too.
-ACCEPTANCE = pdu.ACCEPTANCE
-USER_REJECTION = pdu.USER_REJECTION
-NO_REASON = pdu.NO_REASON
-ABSTRACT_SYNTAX_NOT_SUPPORTED = pdu.ABSTRACT_SYNTAX_NOT_SUPPORTED
-TRANSFER_SYNTAXES_NOT_SUPPORTED = pdu.TRANSFER_SYNTAXES_NOT_SUPPORTED
-
-#: Retrieve SOP classes whose C-STORE sub-operations come back on the same association.
-GET_SOP_CLASSES = frozenset(uids.GET_SOP_CLASSES)
-
-#: Storage SOP classes (PS3.4 B.5): their data sets are kept as they arrive, so a
-#: requester proposes their native and compressed syntaxes apart and an acceptor takes
-#: the syntax proposed first (``AEBase.choose_transfer_syntax``).
-STORAGE_SOP_CLASSES = frozenset(uids.STORAGE_SOP_CLASSES)
-
-# SOP classes whose SCP service sends requests on the association it serves: the
-# storage commitment report may come back on the request's association (PS3.4
-# J.3.3.1.2), so the requester's SCP role for it is one we can act opposite.
-_SCP_SERVICES_THAT_SEND = frozenset({'1.2.840.10008.1.20.1'})
-
-# Identity keys of a remote AE and the User Identity Type each gives (PS3.7 D.3.3.7).
-_IDENTITY_TYPES = {'username': 1, 'kerberos': 3, 'saml': 4, 'jwt': 5}
-
-
-#: A presentation context we propose: the same fields as a negotiated one (ID, SOP
-#: class, transfer syntaxes), so the same class under its 0.9.x name.
-PContextDefList = PContextDef
 
 
 @dataclass
@@ -86,114 +53,6 @@ class AETParams:
             return getattr(self, key)
         except AttributeError:
             raise KeyError(key) from None
-
-
-@dataclass
-class RemoteAEConfig:
-    """The peer to associate with, and the user identity to present to it.
-
-    ``username`` with ``password`` is identity type 2, ``username`` alone type 1,
-    ``kerberos`` 3, ``saml`` 4, ``jwt`` 5. ``positive_response``: ask the acceptor
-    to answer the identity with a server response (PS3.7 D.3.3.7.1); read it as
-    ``assoc.user_identity_response``. ``user_data`` holds extra user information
-    sub-items to propose (e.g. ``SOPClassExtendedNegotiationSubItem``).
-    """
-    aet: str
-    address: str
-    port: int
-    username: Optional[str] = None
-    password: Optional[str] = None
-    kerberos: Optional[bytes] = None
-    saml: Optional[str] = None
-    jwt: Optional[str] = None
-    user_data: list = field(default_factory=list)
-    positive_response: bool = True
-
-    def __post_init__(self) -> None:
-        # '[::1]' (an IPv6 address written as in a URL) is the address ::1.
-        if isinstance(self.address, str) and self.address.startswith('[') \
-                and self.address.endswith(']'):
-            self.address = self.address[1:-1]
-
-    @classmethod
-    def from_value(cls, remote_ae) -> 'RemoteAEConfig':
-        """Accept a ``RemoteAEConfig`` or a dict; an unknown key raises ``TypeError``."""
-        if isinstance(remote_ae, cls):
-            return remote_ae
-        return cls(**remote_ae)
-
-    def user_identity(self) -> Optional[userdataitems.UserIdentityNegotiationSubItem]:
-        """The User Identity sub-item these settings ask for, or None."""
-        if self.username is not None and self.password is not None:
-            return userdataitems.UserIdentityNegotiationSubItem(
-                self.username, self.password, user_identity_type=2,
-                positive_response_req=int(bool(self.positive_response)))
-        for key, identity_type in _IDENTITY_TYPES.items():
-            value = getattr(self, key)
-            if value is not None:
-                return userdataitems.UserIdentityNegotiationSubItem(
-                    value, user_identity_type=identity_type,
-                    positive_response_req=int(bool(self.positive_response)))
-        return None
-
-
-def build_pres_context_def_list(context_def_list: Dict[int, PContextDefList]) -> list:
-    """The presentation context items of an A-ASSOCIATE-RQ for ``context_def_list``."""
-    return [
-        pdu.PresentationContextItemRQ(
-            ctx.id, pdu.AbstractSyntaxSubItem(ctx.sop_class),
-            [pdu.TransferSyntaxSubItem(ts) for ts in ctx.supported_ts])
-        for ctx in context_def_list.values()
-    ]
-
-
-def syntax_groups(syntaxes: Iterable[str]) -> List[List[str]]:
-    """``syntaxes`` as the contexts to propose them in: the native (uncompressed or
-    deflated) ones and the compressed ones apart, each in its order, the kind met
-    first first; one list when all are of one kind."""
-    native: List[str] = []
-    compressed: List[str] = []
-    order = []
-    for ts in dict.fromkeys(syntaxes):
-        group = native if ts in transcode.UNCOMPRESSED_TS else compressed
-        if not group:
-            order.append(group)
-        group.append(ts)
-    return order
-
-
-def number_contexts(wanted: Iterable[Tuple[str, Sequence[Sequence[str]]]]
-                    ) -> Dict[int, PContextDefList]:
-    """The presentation contexts to propose, with IDs 1, 3, 5, ... in order.
-
-    ``wanted`` holds ``(SOP class, syntax groups)``: each group gets a context of
-    its own, so the acceptor accepts a syntax from each (PS3.8 9.3.3.2: one per
-    context). When that would pass the 128 contexts of one A-ASSOCIATE-RQ (PS3.8
-    9.3.2.2), the groups of the classes that no longer fit share one context each,
-    in order; ``NetDICOMError`` when even one context per class is too many.
-    """
-    wanted = [(sop_class, [list(group) for group in groups if group])
-              for sop_class, groups in wanted]
-    spare = MAX_PRESENTATION_CONTEXTS - len(wanted)
-    if spare < 0:
-        raise NetDICOMError(
-            f'{len(wanted)} presentation contexts would be proposed; one A-ASSOCIATE-RQ '
-            f'carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 9.3.2.2)')
-    contexts: Dict[int, PContextDefList] = {}
-    for sop_class, groups in wanted:
-        if len(groups) - 1 <= spare:
-            spare -= max(len(groups) - 1, 0)
-        else:
-            groups = [list(dict.fromkeys(ts for group in groups for ts in group))]
-        for group in groups or [[]]:
-            pc_id = 2 * len(contexts) + 1
-            contexts[pc_id] = PContextDefList(pc_id, sop_class, group)
-    return contexts
-
-
-def _sub_items(assoc_pdu, cls) -> list:
-    info = assoc_pdu.user_information
-    return [item for item in (info.user_data if info else []) if isinstance(item, cls)]
 
 
 def _pdu_name(received) -> str:
@@ -435,7 +294,8 @@ class Association:
     def _establish(self, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU) -> None:
         """Build ``info`` from the negotiation, give every accepted context its
         association, and tell ``ae.on_association_established``."""
-        self.info = _association_info(self, rq, ac)
+        self.info = negotiation.association_info(
+            self, rq, ac, requestor=isinstance(self, AssociationRequester))
         self.accepted_contexts = {
             pc_id: association_context.with_association(ctx, self.info)
             for pc_id, ctx in self.accepted_contexts.items()}
@@ -544,7 +404,7 @@ class AssociationRequester(Association):
                 f'{len(self.context_def_list)} presentation contexts requested; one '
                 f'A-ASSOCIATE-RQ carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 9.3.2.2)')
         remote = self.remote_ae
-        rq = self._build_rq()
+        rq = negotiation.build_rq(self)
         logger.info('Requesting Association')
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('%s', pdudumps.associate_rq(rq, sent=True))
@@ -560,7 +420,9 @@ class AssociationRequester(Association):
             self.abort_provider(2)
             raise PDUProcessingError(
                 f'{self.dul.peer} answered A-ASSOCIATE-RQ with {_pdu_name(received)}')
-        self._negotiated(received)
+        self.ac = received
+        negotiation.read_ac(self, received)
+        self.association_established = True
         _log_accepted(self, 'Association Accepted', rq, received, sent=False)
         try:
             self.ae.on_association_response(received)
@@ -568,57 +430,6 @@ class AssociationRequester(Association):
             self.abort()                 # the hook refused the association we got
             raise
         self._establish(rq, received)
-
-    def _build_rq(self) -> pdu.AAssociateRqPDU:
-        user_data = [userdataitems.MaximumLengthSubItem(self.max_pdu_length),
-                     userdataitems.ImplementationClassUIDSubItem(IMPLEMENTATION_UID),
-                     userdataitems.ImplementationVersionNameSubItem(IMPLEMENTATION_VERSION_NAME)]
-        user_data.extend(self._role_selection_items())
-        identity = self.remote_ae.user_identity()
-        if identity is not None:
-            user_data.append(identity)
-        user_data.extend(self.remote_ae.user_data)
-        items = ([pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME)]
-                 + build_pres_context_def_list(self.context_def_list)
-                 + [pdu.UserInformationItem(user_data)])
-        return pdu.AAssociateRqPDU(self.remote_ae.aet, self.ae.local_ae.aet, items)
-
-    def _role_selection_items(self) -> list:
-        """SCP/SCU role selection (PS3.7 D.3.3.4) for the classes we serve on our own
-        association: those we use both ways and, when a C-GET is proposed, the classes
-        whose C-STOREs we will receive. A service whose ``propose_scp_role`` is false
-        (``StorageCommitment`` unless asked to take its report here) gets none."""
-        proposed = {ctx.sop_class for ctx in self.context_def_list.values()}
-        getting = bool(proposed & GET_SOP_CLASSES)
-        items = []
-        for sop_class in sorted(proposed & set(self.ae.supported_scp)):
-            if not getattr(self.ae.supported_scp[sop_class], 'propose_scp_role', True):
-                continue
-            both_ways = sop_class in self.ae.supported_scu
-            if both_ways or getting:
-                items.append(userdataitems.ScpScuRoleSelectionSubItem(
-                    sop_class, 1 if both_ways else 0, 1))
-        return items
-
-    def _negotiated(self, ac: pdu.AAssociateAcPDU) -> None:
-        self.ac = ac
-        proposed = self.context_def_list
-        for item in ac.presentation_context_items:
-            ctx = proposed.get(item.context_id)
-            if item.result_reason != ACCEPTANCE or ctx is None or item.ts_sub_item is None:
-                continue
-            self.accepted_contexts[item.context_id] = PContextDef(
-                item.context_id, ctx.sop_class, item.ts_sub_item.name)
-        for item in _sub_items(ac, userdataitems.MaximumLengthSubItem):
-            self.peer_max_pdu_length = item.maximum_length_received
-        for item in _sub_items(ac, userdataitems.ScpScuRoleSelectionSubItem):
-            self.roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
-        for item in _sub_items(ac, userdataitems.SOPClassExtendedNegotiationSubItem):
-            self.extended_negotiation[item.sop_class_uid] = bytes(item.app_info)
-        answers = _sub_items(ac, userdataitems.UserIdentityNegotiationSubItemAc)
-        self.user_identity_response = answers[0].server_response if answers else None
-        self.association_established = True
-
 
 class AssociationAcceptor(Association):
     """The side that answers an A-ASSOCIATE-RQ; built by the AE for each connection.
@@ -662,7 +473,8 @@ class AssociationAcceptor(Association):
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('%s', pdudumps.associate_rq(received, sent=False))
         self.dul.peer = f'{received.calling_ae_title}@{self.dul.peer}'
-        identities = _sub_items(received, userdataitems.UserIdentityNegotiationSubItem)
+        identities = negotiation.sub_items(received,
+                                           userdataitems.UserIdentityNegotiationSubItem)
         self.user_identity = identities[0] if identities else None
         return received
 
@@ -696,7 +508,7 @@ class AssociationAcceptor(Association):
 
     def accept(self, rq: pdu.AAssociateRqPDU) -> None:
         """Send A-ASSOCIATE-AC built from our own configuration."""
-        ac = self._build_ac(rq)
+        ac = negotiation.build_ac(self, rq)
         self.dul.send_associate_ac(ac, self._settings.acse_wait)
         _log_accepted(self, 'Association Acknowledged', rq, ac, sent=True)
         self.association_established = True
@@ -713,105 +525,6 @@ class AssociationAcceptor(Association):
     def abort(self, reason: int = 0) -> None:
         """Abort as the service provider (A-ABORT source 2)."""
         self._abort(2, reason)
-
-    def _build_ac(self, rq: pdu.AAssociateRqPDU) -> pdu.AAssociateAcPDU:
-        items = [pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME)]
-        retrieved = self._retrieved_classes(rq)
-        for item in rq.presentation_context_items:
-            result, ts = self._choose(item, retrieved)
-            if result == ACCEPTANCE:
-                self.accepted_contexts[item.context_id] = PContextDef(
-                    item.context_id, item.abs_sub_item.name, ts)
-            items.append(pdu.PresentationContextItemAC(
-                item.context_id, result, pdu.TransferSyntaxSubItem(ts) if ts else None))
-        for sub in _sub_items(rq, userdataitems.MaximumLengthSubItem):
-            self.peer_max_pdu_length = sub.maximum_length_received
-        user_data = [userdataitems.MaximumLengthSubItem(self._settings.max_pdu_length),
-                     userdataitems.ImplementationClassUIDSubItem(IMPLEMENTATION_UID)]
-        if _sub_items(rq, userdataitems.AsynchronousOperationsWindowSubItem):
-            # We perform one operation at a time, and say so (PS3.7 D.3.3.3).
-            user_data.append(userdataitems.AsynchronousOperationsWindowSubItem(1, 1))
-        accepted_classes = {ctx.sop_class for ctx in self.accepted_contexts.values()}
-        for sub in _sub_items(rq, userdataitems.ScpScuRoleSelectionSubItem):
-            if sub.sop_class_uid in accepted_classes:
-                scu, scp = self._answer_roles(sub, retrieved)
-                self.roles[sub.sop_class_uid] = (scu, scp)
-                user_data.append(
-                    userdataitems.ScpScuRoleSelectionSubItem(sub.sop_class_uid, scu, scp))
-        for sub in _sub_items(rq, userdataitems.SOPClassExtendedNegotiationSubItem):
-            if sub.sop_class_uid not in accepted_classes:
-                continue
-            hook = getattr(self.ae, 'on_extended_negotiation', None)
-            answer = None if hook is None else hook(self, sub.sop_class_uid,
-                                                    bytes(sub.app_info))
-            if answer is not None:
-                # PS3.7 D.3.3.5: the acceptor answers with its own application information.
-                self.extended_negotiation[sub.sop_class_uid] = bytes(answer)
-                user_data.append(userdataitems.SOPClassExtendedNegotiationSubItem(
-                    sub.sop_class_uid, bytes(answer)))
-        for sub in _sub_items(rq, userdataitems.SOPClassCommonExtendedNegotiationSubItem):
-            # PS3.7 D.3.3.6: informative for the acceptor, never answered.
-            self.common_extended_negotiation[sub.sop_class_uid] = (
-                sub.service_class_uid, tuple(sub.related_general_sop_class_uids))
-        user_data.append(
-            userdataitems.ImplementationVersionNameSubItem(IMPLEMENTATION_VERSION_NAME))
-        if self.user_identity is not None and self.user_identity.positive_response_req:
-            user_data.append(
-                userdataitems.UserIdentityNegotiationSubItemAc(self.user_identity_response))
-        items.append(pdu.UserInformationItem(user_data))
-        return pdu.AAssociateAcPDU(rq.called_ae_title, rq.calling_ae_title, items)
-
-    def _answer_roles(self, sub, retrieved: frozenset) -> Tuple[int, int]:
-        """Our answer to one SCP/SCU Role Selection item (PS3.7 D.3.3.4): each role
-        the requester proposed, kept only when this end can act opposite it, then as
-        ``ae.on_role_selection`` decides; never a role it did not propose.
-
-        The requester's SCU role needs us as SCP: a service we serve for the class.
-        Its SCP role needs us as SCU: C-GET sub-operations (the class was accepted to
-        carry them), an SCU service of the AE, or a service that sends on the
-        association it serves (the storage commitment report, PS3.4 J.3.3.1.2)."""
-        sop_class = sub.sop_class_uid
-        served = sop_class in self.ae.acceptable_sop_classes()
-        sends = (sop_class in retrieved or sop_class in self.ae.supported_scu
-                 or sop_class in _SCP_SERVICES_THAT_SEND)
-        scu = 1 if sub.scu_role and served else 0
-        scp = 1 if sub.scp_role and sends else 0
-        hook = getattr(self.ae, 'on_role_selection', None)
-        if hook is not None:
-            answer = hook(self, sop_class, scu, scp)
-            if answer is not None:
-                scu = 1 if answer[0] and sub.scu_role else 0
-                scp = 1 if answer[1] and sub.scp_role else 0
-        return scu, scp
-
-    def _retrieved_classes(self, rq: pdu.AAssociateRqPDU) -> frozenset:
-        """SOP classes accepted only to carry C-GET sub-operations (PS3.4 C.4.3.3): those
-        the requester proposes taking the SCP role for, when it also proposes a C-GET
-        class we serve. The AE need not list them (0.9.x AEs serving C-GET did not)."""
-        proposed = {item.abs_sub_item.name for item in rq.presentation_context_items
-                    if item.abs_sub_item}
-        if not proposed & GET_SOP_CLASSES & set(self.ae.supported_scp):
-            return frozenset()
-        return frozenset(sub.sop_class_uid for sub in
-                         _sub_items(rq, userdataitems.ScpScuRoleSelectionSubItem)
-                         if sub.scp_role)
-
-    def _choose(self, item, retrieved: frozenset = frozenset()) -> Tuple[int, Optional[str]]:
-        """Result and transfer syntax for one proposed context (PS3.8 9.3.3.2)."""
-        sop_class = item.abs_sub_item.name if item.abs_sub_item else None
-        if sop_class not in self.ae.acceptable_sop_classes() and sop_class not in retrieved:
-            return ABSTRACT_SYNTAX_NOT_SUPPORTED, None
-        proposed = [ts.name for ts in item.ts_sub_items]
-        # Data sets kept as they arrive: the AE may take the requester's first choice.
-        storage = (sop_class in retrieved or sop_class in STORAGE_SOP_CLASSES
-                   or sop_class in self.ae.store_in_file)
-        # Per-peer transfer syntaxes, when the settings have their own (PS3.8 9.3.3.2).
-        with_settings = getattr(self.ae, 'with_settings', None)
-        negotiator = self.ae if with_settings is None else with_settings(self._settings)
-        ts = negotiator.choose_transfer_syntax(sop_class, proposed, storage)
-        if ts is None:
-            return TRANSFER_SYNTAXES_NOT_SUPPORTED, None
-        return ACCEPTANCE, ts
 
     # -- serving --------------------------------------------------------------------
 
@@ -920,55 +633,6 @@ def _log_accepted(assoc: Association, what: str, rq: pdu.AAssociateRqPDU,
     logger.info('%s', '\n'.join(lines))
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug('%s', pdudumps.associate_ac(ac, rq, sent=sent))
-
-
-def _association_info(assoc: Association, rq: pdu.AAssociateRqPDU,
-                      ac: pdu.AAssociateAcPDU) -> association_context.AssociationInfo:
-    """The ``AssociationInfo`` of ``assoc``, just established by ``rq`` and ``ac``."""
-    requestor = isinstance(assoc, AssociationRequester)
-    theirs = ac if requestor else rq
-    sock = assoc.dul.sock if assoc.dul is not None else None
-    address = port = None
-    try:
-        address, port = sock.getpeername()[:2]
-        address = plain_address(address)
-    except (AttributeError, OSError, TypeError, ValueError):
-        if requestor:
-            address, port = assoc.remote_ae.address, assoc.remote_ae.port
-    cert = der = None
-    if hasattr(sock, 'getpeercert'):
-        try:
-            der = sock.getpeercert(binary_form=True)
-            if der is not None:
-                cert = sock.getpeercert()
-        except (OSError, ValueError):
-            cert = der = None
-    identity = assoc.remote_ae.user_identity() if requestor else assoc.user_identity
-    answers = _sub_items(ac, userdataitems.UserIdentityNegotiationSubItemAc)
-    response = answers[0].server_response if answers else None
-    common = {sub.sop_class_uid: (sub.service_class_uid,
-                                  tuple(sub.related_general_sop_class_uids))
-              for sub in _sub_items(rq, userdataitems.SOPClassCommonExtendedNegotiationSubItem)}
-    uids_ = _sub_items(theirs, userdataitems.ImplementationClassUIDSubItem)
-    names = _sub_items(theirs, userdataitems.ImplementationVersionNameSubItem)
-    return association_context.AssociationInfo(
-        calling_ae_title=str(rq.calling_ae_title).strip(),
-        called_ae_title=str(rq.called_ae_title).strip(),
-        is_requestor=requestor, peer_address=address, peer_port=port,
-        presentation_contexts=tuple(
-            assoc.accepted_contexts[pc_id] for pc_id in sorted(assoc.accepted_contexts)),
-        roles=dict(assoc.roles),
-        extended_negotiation={
-            sub.sop_class_uid: bytes(sub.app_info)
-            for sub in _sub_items(ac, userdataitems.SOPClassExtendedNegotiationSubItem)},
-        common_extended_negotiation=common,
-        user_identity=association_context.UserIdentity.from_sub_item(identity),
-        user_identity_response=response,
-        peer_max_pdu_length=assoc.peer_max_pdu_length,
-        peer_implementation_class_uid=uids_[0].implementation_class_uid if uids_ else None,
-        peer_implementation_version_name=(
-            names[0].implementation_version_name if names else None),
-        peer_certificate=cert, peer_certificate_der=der, settings=assoc.settings)
 
 
 __all__ = [
