@@ -1168,7 +1168,7 @@ class FolderStorageMixin:
         name. ``temp_path`` is deleted afterwards when it still exists.
         """
         folder = os.path.dirname(final_path)
-        if folder:
+        if folder and folder != self.storage_dir:  # the storage directory exists
             os.makedirs(folder, exist_ok=True)
         if self.replace_existing:
             os.replace(temp_path, final_path)

@@ -103,7 +103,7 @@ _SQ_TAGS = frozenset(
 _DATA_SET, _SEQUENCE, _FRAGMENTS = 0, 1, 2
 _MAX_FRAMES = 2 * MAX_SEQUENCE_DEPTH + 1   # a sequence and its item are two frames
 
-_FILE_CHUNK = 65536       # bytes read from a file at a time for headers
+_FILE_CHUNK = 16384       # bytes read from a file at a time for headers
 _DEFLATED_CHUNK = 65536   # compressed bytes fed to zlib at a time
 _INFLATED_CHUNK = 262144  # most inflated bytes held at a time
 _UID_MAX = 1024           # a UI value is at most 64 bytes; never read a huge one
