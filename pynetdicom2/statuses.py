@@ -23,17 +23,19 @@ same service: the response's field is the request's with bit 15 set, so ``0x0001
 
 ``add_status`` registers more codes (for a private service, say); ``KNOWN_STATUSES`` lists
 every registered entry as ``(code or (first, last), type, description, command field or
-None)``. A ``Status`` resolves its meaning when it is made.
+None)``. A ``Status`` resolves its meaning when it is made. ``preserved_registry`` undoes
+the registrations made inside a ``with`` block (for tests that register codes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import threading
-from typing import Any, List, Optional, Tuple, Union
+from typing import Any, Iterator, List, Optional, Tuple, Union
 
 __all__ = [
-    'Status', 'add_status', 'KNOWN_STATUSES', 'STATUS_TYPES',
+    'Status', 'add_status', 'preserved_registry', 'KNOWN_STATUSES', 'STATUS_TYPES',
     'SUCCESS', 'PROCESSING_FAILURE', 'SOP_CLASS_NOT_SUPPORTED', 'UNRECOGNIZED_OPERATION',
     'C_STORE_CANNOT_UNDERSTAND', 'C_STORE_CANNON_UNDERSTAND', 'C_STORE_OUT_OF_RESOURCES',
     'C_STORE_DATA_SET_DOES_NOT_MATCH_SOP_CLASS', 'C_STORE_COERCION_OF_DATA_ELEMENTS',
@@ -246,6 +248,27 @@ def add_status(code: int, code_type: str, description: str, end: Optional[int] =
     KNOWN_STATUSES.append(
         ((code, end) if end is not None and end != code else code,
          code_type, description, field))
+
+
+@contextlib.contextmanager
+def preserved_registry() -> Iterator[None]:
+    """Undo, when the ``with`` block ends, every ``add_status`` made inside it.
+
+    The registry is process-wide; a test that registers codes of its own (as
+    ``warnings.catch_warnings`` does for warning filters) leaves it as it found it.
+    Not for use while other threads register codes.
+    """
+    with _lock:
+        codes, ranges, known = dict(_codes), dict(_ranges), list(KNOWN_STATUSES)
+    try:
+        yield
+    finally:
+        with _lock:
+            _codes.clear()
+            _codes.update(codes)
+            _ranges.clear()
+            _ranges.update(ranges)
+            KNOWN_STATUSES[:] = known
 
 
 def _resolve(code: int, field: Optional[int]) -> Tuple[str, str]:

@@ -83,7 +83,9 @@ _SHORT_NAMES = {
     uids.RLE_LOSSLESS: 'RLE Lossless',
 }
 
-_PYDICOM_3 = int(pydicom.__version__.split('.')[0]) >= 3
+#: True when pydicom 3 is installed: compressed pixel data converts only then (its
+#: ``pydicom.pixels`` codecs); under pydicom 2 such a conversion is refused, saying so.
+PYDICOM_3 = int(pydicom.__version__.split('.')[0]) >= 3
 # Elements that describe the pixel data of the encoding they came with (PS3.5 A.4:
 # offset tables of encapsulated pixel data); native pixel data must not carry them.
 _ENCAPSULATION_ONLY = ('ExtendedOffsetTable', 'ExtendedOffsetTableLengths')
@@ -128,7 +130,7 @@ def _codec_problem(ts: str, encode: bool) -> Optional[Tuple[str, str]]:
     Returns ``(reason, short reason)``; a missing plugin names the extra to install.
     """
     what = 'encode' if encode else 'decode'
-    if not _PYDICOM_3:
+    if not PYDICOM_3:
         return (f'converting compressed pixel data needs pydicom 3 (pydicom '
                 f'{pydicom.__version__} is installed)', 'needs pydicom 3')
     from pydicom.pixels import get_decoder, get_encoder  # pydicom 3 only
@@ -446,4 +448,4 @@ def offered_syntaxes(source: Optional[str], decompress_lossy: bool = True) -> Tu
 __all__ = ['choose_syntax', 'convert', 'encode_data_set', 'encode_encapsulated',
            'is_lossy', 'is_uncompressed', 'not_convertible', 'offered_syntaxes',
            'short_name', 'ts_name', 'CODECS_HINT', 'UNCOMPRESSED_TS',
-           'LOSSLESS_COMPRESSED_TS']
+           'LOSSLESS_COMPRESSED_TS', 'PYDICOM_3']

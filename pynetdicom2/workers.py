@@ -37,8 +37,8 @@ _warned_no_fork = False
 def process_count(workers: Optional[int]) -> int:
     """How many processes serve for an AE asking for ``workers`` (1: the AE's own).
 
-    More than one needs ``fork``; without it a warning says so, once, and 1 is the
-    answer.
+    More than one needs ``fork``; without it a warning says so, once per process
+    (``reset_warnings`` makes it say so again), and 1 is the answer.
     """
     global _warned_no_fork
     count = 1 if workers is None else int(workers)
@@ -51,6 +51,13 @@ def process_count(workers: Optional[int]) -> int:
             _warned_no_fork = True
         return 1
     return count
+
+
+def reset_warnings() -> None:
+    """Forget that the once-per-process warnings were given, so that the next
+    occasion logs them again (as ``warnings.resetwarnings`` does; for tests)."""
+    global _warned_no_fork
+    _warned_no_fork = False
 
 
 def _parent_death_signal() -> Optional[Callable[[], None]]:
@@ -335,4 +342,5 @@ class WorkerPool:
                     self.counts.clear(slot)
 
 
-__all__ = ['FORK_AVAILABLE', 'SharedCounts', 'WorkerPool', 'WorkerStop', 'process_count']
+__all__ = ['FORK_AVAILABLE', 'SharedCounts', 'WorkerPool', 'WorkerStop', 'process_count',
+           'reset_warnings']

@@ -44,15 +44,8 @@ class DIMSEResponseMessage:
 @pytest.fixture
 def registry():
     """Let a test register statuses, then put the registry back as it was."""
-    codes = dict(statuses._codes)
-    ranges = dict(statuses._ranges)
-    known = list(KNOWN_STATUSES)
-    yield
-    statuses._codes.clear()
-    statuses._codes.update(codes)
-    statuses._ranges.clear()
-    statuses._ranges.update(ranges)
-    KNOWN_STATUSES[:] = known
+    with statuses.preserved_registry():
+        yield
 
 
 # name, code, type, description, command field
@@ -407,6 +400,18 @@ def test_exact_code_beats_range_and_command_beats_general(registry):
     add_status(0xC700, 'Failure', 'General exact')
     assert Status(0xC700, C_FIND_RSP).description == 'Unable to process'
     assert Status(0xC700).description == 'General exact'
+
+
+def test_preserved_registry_undoes_what_was_added_inside_it():
+    known = list(KNOWN_STATUSES)
+    before = Status(0xC7F1, C_FIND_RSP).description, Status(0xD0F0).description
+    with statuses.preserved_registry():
+        add_status(0xC7F1, 'Warning', 'Temporary', command=C_FIND_RSP)
+        add_status(0xD0F0, 'Warning', 'Temporary range', end=0xD0FF)
+        assert Status(0xC7F1, C_FIND_RSP).status_type == 'Warning'
+        assert Status(0xD0F0).description == 'Temporary range'
+    assert (Status(0xC7F1, C_FIND_RSP).description, Status(0xD0F0).description) == before
+    assert KNOWN_STATUSES == known
 
 
 @pytest.mark.parametrize('args, kwargs, error, match', [

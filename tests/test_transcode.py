@@ -229,7 +229,7 @@ def test_lossy_decompression_refused_on_request_only():
 
 @pytest.mark.unit
 def test_without_pydicom_3_a_compressed_conversion_says_so(monkeypatch):
-    monkeypatch.setattr(transcode, '_PYDICOM_3', False)
+    monkeypatch.setattr(transcode, 'PYDICOM_3', False)
     with pytest.raises(ClassNotSupportedError, match='needs pydicom 3'):
         transcode.choose_syntax(RLE, [ELE])
     assert transcode.choose_syntax(EBE, [ILE]) == ILE  # uncompressed needs nothing

@@ -480,13 +480,25 @@ def test_index_place_is_one_step_across_processes(tmp_path):
 
 def test_without_fork_an_ae_serves_in_one_process_with_a_warning(monkeypatch, caplog):
     monkeypatch.setattr(workers, 'FORK_AVAILABLE', False)
-    monkeypatch.setattr(workers, '_warned_no_fork', False)
+    workers.reset_warnings()
     server = pid_server(2)
     with caplog.at_level(logging.WARNING, logger='pynetdicom2.workers'):
         with server:
             assert server.worker_pids == []
             assert ask_once(server) == os.getpid()
     assert any('no fork()' in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.unit
+def test_the_no_fork_warning_is_logged_once_until_reset(monkeypatch, caplog):
+    monkeypatch.setattr(workers, 'FORK_AVAILABLE', False)
+    workers.reset_warnings()
+    with caplog.at_level(logging.WARNING, logger='pynetdicom2.workers'):
+        assert [workers.process_count(3), workers.process_count(3)] == [1, 1]
+        workers.reset_warnings()
+        assert workers.process_count(2) == 1
+    said = [r.getMessage() for r in caplog.records if 'no fork()' in r.getMessage()]
+    assert [line.split()[0] for line in said] == ['3', '2']
 
 
 @pytest.mark.unit
