@@ -50,6 +50,7 @@ _PDATA_STATE = 'Sta6'
 _PDATA_STEP = (_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF],
                *fsm.next_step(_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF], False))
 _RECEIVE_CHUNK = 256 * 1024
+_READ_AHEAD = 64 * 1024
 
 # A-ABORT reasons (PS3.8 9.3.8) for the failures we detect.
 REASON_UNRECOGNIZED_PDU = 1
@@ -349,14 +350,19 @@ class DULServiceProvider:
             if need > size:
                 size = min(need, max(2 * size, available + _RECEIVE_CHUNK))
             buf = bytearray(size) if size != len(self._buf) else self._buf
-            buf[:available] = self._buf[self._start:self._end]
+            if available:
+                # One memmove (a memoryview assignment copes with the overlap).
+                memoryview(buf)[:available] = memoryview(self._buf)[self._start:self._end]
             self._buf, self._start, self._end = buf, 0, available
         while self._end - self._start < need:
             if self._end == len(self._buf):
                 grown = bytearray(min(self._start + need, 2 * len(self._buf)))
-                grown[:self._end] = self._buf[:self._end]
+                memoryview(grown)[:self._end] = memoryview(self._buf)[:self._end]
                 self._buf = grown
-            self._end += self._recv_into(memoryview(self._buf)[self._end:], deadline)
+            # Read this PDU and at most _READ_AHEAD bytes of the next ones: what is
+            # left over after a PDU is what moves to the front of the buffer.
+            stop = min(len(self._buf), self._start + need + _READ_AHEAD)
+            self._end += self._recv_into(memoryview(self._buf)[self._end:stop], deadline)
 
     def _recv_into(self, view: memoryview, deadline: Optional[float]) -> int:
         """One ``recv_into``, bounded by ``deadline``; returns the count (never 0)."""
