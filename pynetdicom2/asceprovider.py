@@ -118,6 +118,17 @@ class Association:
             max_memory_data_set=self._settings.max_memory_data_set)
 
     @property
+    def implementation_uid(self) -> str:
+        """The Implementation Class UID we send (PS3.7 D.3.3.2): this module's
+        ``IMPLEMENTATION_UID``, read when the association negotiates."""
+        return IMPLEMENTATION_UID
+
+    @property
+    def implementation_version_name(self) -> str:
+        """The Implementation Version Name we send: this module's constant."""
+        return IMPLEMENTATION_VERSION_NAME
+
+    @property
     def settings(self) -> AssociationSettings:
         """The ``AssociationSettings`` this association runs by (read-only)."""
         return self._settings
@@ -160,10 +171,7 @@ class Association:
                 context_id, control, fragment = self._pending.pop()
                 msg = self._feed(context_id, control, fragment)
                 if msg is not None:
-                    if message_logger.isEnabledFor(logging.INFO):
-                        dimsedumps.log_message(message_logger, 'Received', msg,
-                                          self._ts_of(context_id))
-                    return msg, context_id
+                    return self._received(msg, context_id)
             try:
                 settings = self._settings
                 timeout = (settings.idle_wait if idle and not self._assembler.in_progress
@@ -174,13 +182,25 @@ class Association:
                 self._ended_by(exc)
                 raise
             if isinstance(received, PDataFragments):
-                self._pending.load(received)
+                single = received.single
+                if single is None:
+                    self._pending.load(received)
+                    continue
+                # One PDV, nothing pending (the loop above emptied it): feed it now.
+                msg = self._feed(*single)
+                if msg is not None:
+                    return self._received(msg, single[0])
             elif isinstance(received, pdu.AReleaseRqPDU):
                 self._peer_released()
             else:
                 self.abort_provider(2)
                 raise PDUProcessingError(f'unexpected {_pdu_name(received)} '
                                          f'from {self.dul.peer}')
+
+    def _received(self, msg, context_id: int) -> Tuple[Any, int]:
+        if message_logger.isEnabledFor(logging.INFO):
+            dimsedumps.log_message(message_logger, 'Received', msg, self._ts_of(context_id))
+        return msg, context_id
 
     def message_waiting(self) -> bool:
         """True when (part of) a message from the peer is ready: ``receive`` will not

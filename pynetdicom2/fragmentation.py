@@ -212,15 +212,17 @@ class PDataFragments:
     bytes a PDV (never a list of objects: a PDU of thousands of tiny PDVs costs little).
     """
 
-    __slots__ = ('body', '_single', '_ends')
+    __slots__ = ('body', 'single', '_ends')
 
     def __init__(self, body: memoryview) -> None:
         self.body = body
-        self._single = None
+        #: ``(context_id, message_control_header, fragment)`` when the PDU holds one
+        #: PDV (as most peers send), else None.
+        self.single = None
         self._ends = None
         if len(body) >= 6 and _PDV_LENGTH.unpack_from(body)[0] == len(body) - 4:
             # One PDV filling the PDU, as most peers send: nothing else to check.
-            self._single = (body[4], body[5], body[6:])
+            self.single = (body[4], body[5], body[6:])
             return
         ends = array('I')
         end = 0
@@ -230,8 +232,8 @@ class PDataFragments:
         self._ends = ends
 
     def __iter__(self) -> Iterator[Tuple[int, int, memoryview]]:
-        if self._single is not None:
-            return iter((self._single,))
+        if self.single is not None:
+            return iter((self.single,))
         return self._iter_checked()
 
     def _iter_checked(self) -> Iterator[Tuple[int, int, memoryview]]:

@@ -172,14 +172,21 @@ def number_contexts(wanted: Iterable[Tuple[str, Sequence[Sequence[str]]]]
     return contexts
 
 
+def _implementation(assoc) -> tuple:
+    """Our Implementation Class UID and Version Name as the association states them
+    (``asceprovider`` reads its module constants, which 0.9.x scripts may set)."""
+    return (getattr(assoc, 'implementation_uid', IMPLEMENTATION_UID),
+            getattr(assoc, 'implementation_version_name', IMPLEMENTATION_VERSION_NAME))
+
+
 def build_rq(assoc) -> pdu.AAssociateRqPDU:
     """The A-ASSOCIATE-RQ of a requester: its ``context_def_list``, our maximum length
     (``max_pdu_length``) and implementation, role selection, and the user identity
     and extra sub-items of its ``remote_ae``."""
     remote = assoc.remote_ae
     user_data = [userdataitems.MaximumLengthSubItem(assoc.max_pdu_length),
-                 userdataitems.ImplementationClassUIDSubItem(IMPLEMENTATION_UID),
-                 userdataitems.ImplementationVersionNameSubItem(IMPLEMENTATION_VERSION_NAME)]
+                 userdataitems.ImplementationClassUIDSubItem(_implementation(assoc)[0]),
+                 userdataitems.ImplementationVersionNameSubItem(_implementation(assoc)[1])]
     user_data.extend(_role_selection_items(assoc.ae, assoc.context_def_list))
     identity = remote.user_identity()
     if identity is not None:
@@ -249,7 +256,7 @@ def build_ac(assoc, rq: pdu.AAssociateRqPDU) -> pdu.AAssociateAcPDU:
     for sub in sub_items(rq, userdataitems.MaximumLengthSubItem):
         assoc.peer_max_pdu_length = sub.maximum_length_received
     user_data = [userdataitems.MaximumLengthSubItem(assoc.settings.max_pdu_length),
-                 userdataitems.ImplementationClassUIDSubItem(IMPLEMENTATION_UID)]
+                 userdataitems.ImplementationClassUIDSubItem(_implementation(assoc)[0])]
     if sub_items(rq, userdataitems.AsynchronousOperationsWindowSubItem):
         # We perform one operation at a time, and say so (PS3.7 D.3.3.3).
         user_data.append(userdataitems.AsynchronousOperationsWindowSubItem(1, 1))
@@ -276,7 +283,7 @@ def build_ac(assoc, rq: pdu.AAssociateRqPDU) -> pdu.AAssociateAcPDU:
         assoc.common_extended_negotiation[sub.sop_class_uid] = (
             sub.service_class_uid, tuple(sub.related_general_sop_class_uids))
     user_data.append(
-        userdataitems.ImplementationVersionNameSubItem(IMPLEMENTATION_VERSION_NAME))
+        userdataitems.ImplementationVersionNameSubItem(_implementation(assoc)[1]))
     if assoc.user_identity is not None and assoc.user_identity.positive_response_req:
         user_data.append(
             userdataitems.UserIdentityNegotiationSubItemAc(assoc.user_identity_response))
