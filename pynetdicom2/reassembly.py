@@ -12,9 +12,9 @@ import logging
 from typing import Any, BinaryIO, Callable, List, Optional, Union
 
 from pynetdicom2.dimse import DIMSEMessage, decode_message
-from pynetdicom2.dumps import TRACE
 from pynetdicom2.exceptions import DIMSEProcessingError
 from pynetdicom2.fragmentation import COMMAND_FRAGMENT, LAST_FRAGMENT
+from pynetdicom2.pdudumps import TRACE
 
 # The DIMSE messages received are logged where they always were (docs/howto/logging.rst):
 # under the messages' module, not under this one.
