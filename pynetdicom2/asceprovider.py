@@ -172,6 +172,12 @@ class Association:
                 msg = self._feed(context_id, control, fragment)
                 if msg is not None:
                     return self._received(msg, context_id)
+            pdv = self.dul.buffered_pdv() if self.dul is not None else None
+            while pdv is not None:  # the PDUs of a data set, already received
+                msg = self._feed(*pdv)
+                if msg is not None:
+                    return self._received(msg, pdv[0])
+                pdv = self.dul.buffered_pdv()
             try:
                 settings = self._settings
                 timeout = (settings.idle_wait if idle and not self._assembler.in_progress

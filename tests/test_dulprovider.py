@@ -166,3 +166,45 @@ def test_declared_length_over_the_cap_is_refused_before_reading():
         assert peak < 1 << 20      # no room was made for the 2 GiB declared
         abort = pdu.AAbortPDU.decode(peer.recv(10))
         assert (abort.source, abort.reason_diag) == (2, 6)
+
+
+def _pdata(*pdvs) -> bytes:
+    return pdu.PDataTfPDU([pdu.PresentationDataValueItem(pc, data) for pc, data in pdvs]).encode()
+
+
+
+def test_buffered_pdv_takes_whole_one_pdv_pdata_and_leaves_the_rest():
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False, max_pdu_length=1000)
+        dul.state = 'Sta6'
+        assert dul.buffered_pdv() is None                          # nothing read yet
+        stream = (_pdata((1, b'\x00' + b'z' * 3))                  # read by receive_pdu
+                  + _pdata((1, b'\x00' + b'a' * 10)) + _pdata((3, b'\x02' + b'b' * 4))
+                  + _pdata((1, b'\x00c'), (1, b'\x02d'))          # two PDVs
+                  + _pdata((1, b'\x00' + b'e' * 1200)))           # over max_pdu_length
+        peer.sendall(stream[:-100])
+        time.sleep(0.05)  # every byte sent is there before the first read
+        assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 0, b'zzz')]
+        assert [(c, h, bytes(f)) for c, h, f in [dul.buffered_pdv(), dul.buffered_pdv()]] \
+            == [(1, 0, b'a' * 10), (3, 2, b'b' * 4)]
+        assert dul.buffered_pdv() is None                          # several PDVs: the long way
+        assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 0, b'c'),
+                                                                         (1, 2, b'd')]
+        assert dul.buffered_pdv() is None                          # incomplete, then too long
+        peer.sendall(stream[-100:])
+        with pytest.raises(PDUProcessingError, match='1000'):
+            dul.receive_pdu(2)
+        assert dul.state != 'Sta6'
+
+
+def test_buffered_pdv_only_in_sta6():
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False)
+        dul.state = 'Sta7'    # release requested: P-DATA still arrives, through the table
+        peer.sendall(_pdata((1, b'\x00xy')) + _pdata((1, b'\x02z')))
+        time.sleep(0.05)
+        assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 0, b'xy')]
+        assert dul.buffered_pdv() is None                          # the second is buffered
+        assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 2, b'z')]
