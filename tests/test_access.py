@@ -9,6 +9,7 @@ import socket
 import pytest
 
 from pynetdicom2 import ae as ae_module
+from pynetdicom2 import aeserver
 from pynetdicom2 import pdu, sopclass, uids, userdataitems, verify
 from pynetdicom2.exceptions import AssociationRejectedError
 from pynetdicom2.settings import AssociationSettings, networks, plain_address
@@ -189,7 +190,8 @@ def test_tool_network_option_is_checked_and_canonical():
 
 
 def test_without_dual_stack_the_default_bind_is_ipv4_as_in_0_9_8(monkeypatch):
-    monkeypatch.setattr(ae_module, 'dual_stack_available', lambda: False)
+    # AE asks its own module (pynetdicom2.aeserver); pynetdicom2.ae re-exports it.
+    monkeypatch.setattr(aeserver, 'dual_stack_available', lambda: False)
     ae = ae_module.AE('ACCESS_SCP', 0).add_scp(sopclass.verification_scp)
     assert ae.socket.family == socket.AF_INET and ae.server_address[0] == '0.0.0.0'
     with ae:

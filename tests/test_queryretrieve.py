@@ -713,7 +713,7 @@ def test_get_into_a_client_storage_ae_stores_through_on_receive_store(server, tm
     server.get = lambda ctx, ds: (2, [str(f) for f in files])
     scu = ae_module.ClientStorageAE(tmp_path / 'got', 'GET_SCU')
     # Workaround: with every storage class registered first, the GET context gets an
-    # ID above 255, which contexts_to_propose(sop_classes) does not renumber (ae.py).
+    # ID above 255, which contexts_to_propose(sop_classes) does not renumber (aebase.py).
     scu.context_def_list.clear()
     scu.update_context_def_list([CT], store_in_file=True)
     scu.add_scu(sopclass.qr_get_scu)
