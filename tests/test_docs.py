@@ -83,6 +83,7 @@ DOCUMENTED_MODULES = [
     'pynetdicom2.applicationentity', 'pynetdicom2.dimsemessages', 'pynetdicom2.dsutils',
     'pynetdicom2.dimsecodec', 'pynetdicom2.fragmentation', 'pynetdicom2.reassembly',
     'pynetdicom2.incoming', 'pynetdicom2.workers', 'pynetdicom2.context',
+    'pynetdicom2.aebase', 'pynetdicom2.aeserver', 'pynetdicom2.folderstorage',
 ]
 
 
