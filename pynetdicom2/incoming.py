@@ -570,4 +570,5 @@ _IMPLEMENTATION_ELEMENTS = (
 
 __all__ = ['IncomingDataSet', 'TemporaryDataSet', 'FolderDataSet', 'NullDataSet',
            'InMemory', 'SuppliedFile', 'Refusal', 'InstanceRefused', 'file_sink',
-           'write_meta', 'meta_bytes', 'read_exactly', 'uid_problem', 'clean_uid', 'overridden', 'library_default']
+           'write_meta', 'meta_bytes', 'read_exactly', 'uid_problem', 'clean_uid',
+           'overridden', 'library_default']
