@@ -3,9 +3,10 @@
 A ``DULServiceProvider`` owns one association's socket. There is no thread of its own:
 the thread that uses the association sends through it and, when it waits for the peer,
 reads the next PDU itself. Every local primitive and every received PDU is an event of
-the PS3.8 state machine (``fsm.py``); the table says which action to run and the next
-state, and this module performs the action's I/O. Failures leave as ``NetDICOMError``
-subclasses carrying the wire values, with the socket closed.
+the PS3.8 state machine (``fsm.py``); its tables say which action to run, the next
+state and whether the action sends a PDU or closes the transport, and this module
+performs that I/O. Failures leave as ``NetDICOMError`` subclasses carrying the wire
+values, with the socket closed.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections import deque
 from typing import Callable, Optional, Union
 
 from pynetdicom2 import fsm, pdu, pdudumps
+from pynetdicom2.fsm import CLOSING_ACTIONS, SENDING_ACTIONS
 from pynetdicom2.pdudumps import TRACE
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, DCMTimeoutError, NetDICOMError,
@@ -483,7 +485,7 @@ class DULServiceProvider:
         self.trace.append((self.state, event, action, next_state))
         self.last_action = action
         self.state = next_state
-        if action in _SENDING_ACTIONS:
+        if action in SENDING_ACTIONS:
             if outgoing is None:
                 # A received PDU triggered an abort: AA-1 is a service-user abort,
                 # AA-7 and AA-8 are the provider's (PS3.8 Table 9-9).
@@ -492,7 +494,7 @@ class DULServiceProvider:
             if isinstance(outgoing, pdu.AAbortPDU):
                 self.abort_sent = (outgoing.source, outgoing.reason_diag)
             self._send(outgoing, self._linger() if timeout is None else timeout)
-        if action in _CLOSING_ACTIONS:
+        if action in CLOSING_ACTIONS:
             self.close()
         return action
 
@@ -562,8 +564,3 @@ def _describe(item) -> str:
         return f'P-DATA-TF, {size} bytes'
     return repr(item)
 
-
-# Actions that put a PDU on the wire, and actions that close the transport (PS3.8 9.2).
-_SENDING_ACTIONS = frozenset({'AE-2', 'AE-7', 'AE-8', 'DT-1', 'AR-1', 'AR-4', 'AR-7',
-                              'AR-9', 'AA-1', 'AA-7', 'AA-8'})
-_CLOSING_ACTIONS = frozenset({'AE-4', 'AR-3', 'AA-2', 'AA-3', 'AA-4', 'AA-5', 'AR-5'})

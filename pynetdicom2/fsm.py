@@ -65,7 +65,8 @@ from pynetdicom2.exceptions import NetDICOMError
 
 __all__ = [
     'STATES', 'EVENTS', 'PDU_EVENTS', 'PRIMITIVE_EVENTS', 'TRANSPORT_EVENTS',
-    'EVENT_FOR_PDU_TYPE', 'Action', 'ACTIONS', 'TRANSITIONS',
+    'EVENT_FOR_PDU_TYPE', 'Action', 'ACTIONS', 'SENDING_ACTIONS', 'CLOSING_ACTIONS',
+    'TRANSITIONS',
     'PDU_OUTSIDE_TABLE_9_10', 'next_step', 'associate_rq_state',
     'release_collision_state', 'PContextDef',
 ]
@@ -146,64 +147,80 @@ class Action(NamedTuple):
 
     ``next_state`` is None for the two actions whose next state depends on a
     condition (AE-6, AR-8); ``associate_rq_state`` and ``release_collision_state``
-    resolve them.
+    resolve them. ``sends`` says the action puts a PDU on the wire; ``closes`` that
+    the transport connection ends with it, closed by us or already by the peer
+    (the DUL then closes its socket).
     """
     name: str
     description: str
     next_state: str | None
+    sends: bool = False
+    closes: bool = False
 
 
-def _actions(*rows: tuple[str, str, str | None]) -> dict[str, Action]:
-    return {name: Action(name, description, next_state)
-            for name, description, next_state in rows}
+# The I/O column of the actions table: what the DUL does besides moving state.
+_SEND, _CLOSE, _NO_IO = 'send', 'close', ''
 
 
-# PS3.8 9.2.2, Tables 9-6 to 9-9.
+def _actions(*rows: tuple[str, str, str | None, str]) -> dict[str, Action]:
+    return {name: Action(name, description, next_state, io == _SEND, io == _CLOSE)
+            for name, description, next_state, io in rows}
+
+
+# PS3.8 9.2.2, Tables 9-6 to 9-9, with the I/O each action asks of the DUL: send a
+# PDU, or close the transport (the actions that "close transport connection", and
+# those that follow the peer's closing it: AA-4, AA-5, AR-5).
 ACTIONS: dict[str, Action] = _actions(
     # Table 9-6, association establishment related actions
     ('AE-1', 'Issue TRANSPORT CONNECT request primitive to local transport service',
-     'Sta4'),
-    ('AE-2', 'Send A-ASSOCIATE-RQ PDU', 'Sta5'),
-    ('AE-3', 'Issue A-ASSOCIATE confirmation (accept) primitive', 'Sta6'),
+     'Sta4', _NO_IO),
+    ('AE-2', 'Send A-ASSOCIATE-RQ PDU', 'Sta5', _SEND),
+    ('AE-3', 'Issue A-ASSOCIATE confirmation (accept) primitive', 'Sta6', _NO_IO),
     ('AE-4', 'Issue A-ASSOCIATE confirmation (reject) primitive and close transport '
-             'connection', 'Sta1'),
+             'connection', 'Sta1', _CLOSE),
     ('AE-5', 'Issue transport connection response primitive; start ARTIM timer',
-     'Sta2'),
+     'Sta2', _NO_IO),
     ('AE-6', 'Stop ARTIM timer and if A-ASSOCIATE-RQ acceptable by service-provider: '
              'issue A-ASSOCIATE indication primitive (next state Sta3); otherwise: '
-             'issue A-ASSOCIATE-RJ PDU and start ARTIM timer (next state Sta13)', None),
-    ('AE-7', 'Send A-ASSOCIATE-AC PDU', 'Sta6'),
-    ('AE-8', 'Send A-ASSOCIATE-RJ PDU and start ARTIM timer', 'Sta13'),
+             'issue A-ASSOCIATE-RJ PDU and start ARTIM timer (next state Sta13)',
+     None, _NO_IO),
+    ('AE-7', 'Send A-ASSOCIATE-AC PDU', 'Sta6', _SEND),
+    ('AE-8', 'Send A-ASSOCIATE-RJ PDU and start ARTIM timer', 'Sta13', _SEND),
     # Table 9-7, data transfer related actions
-    ('DT-1', 'Send P-DATA-TF PDU', 'Sta6'),
-    ('DT-2', 'Send P-DATA indication primitive', 'Sta6'),
+    ('DT-1', 'Send P-DATA-TF PDU', 'Sta6', _SEND),
+    ('DT-2', 'Send P-DATA indication primitive', 'Sta6', _NO_IO),
     # Table 9-8, association release related actions
-    ('AR-1', 'Send A-RELEASE-RQ PDU', 'Sta7'),
-    ('AR-2', 'Issue A-RELEASE indication primitive', 'Sta8'),
+    ('AR-1', 'Send A-RELEASE-RQ PDU', 'Sta7', _SEND),
+    ('AR-2', 'Issue A-RELEASE indication primitive', 'Sta8', _NO_IO),
     ('AR-3', 'Issue A-RELEASE confirmation primitive, and close transport connection',
-     'Sta1'),
-    ('AR-4', 'Issue A-RELEASE-RP PDU and start ARTIM timer', 'Sta13'),
-    ('AR-5', 'Stop ARTIM timer', 'Sta1'),
-    ('AR-6', 'Issue P-DATA indication', 'Sta7'),
-    ('AR-7', 'Issue P-DATA-TF PDU', 'Sta8'),
+     'Sta1', _CLOSE),
+    ('AR-4', 'Issue A-RELEASE-RP PDU and start ARTIM timer', 'Sta13', _SEND),
+    ('AR-5', 'Stop ARTIM timer', 'Sta1', _CLOSE),
+    ('AR-6', 'Issue P-DATA indication', 'Sta7', _NO_IO),
+    ('AR-7', 'Issue P-DATA-TF PDU', 'Sta8', _SEND),
     ('AR-8', 'Issue A-RELEASE indication (release collision): next state Sta9 if '
-             'association-requestor, Sta10 if not', None),
-    ('AR-9', 'Send A-RELEASE-RP PDU', 'Sta11'),
-    ('AR-10', 'Issue A-RELEASE confirmation primitive', 'Sta12'),
+             'association-requestor, Sta10 if not', None, _NO_IO),
+    ('AR-9', 'Send A-RELEASE-RP PDU', 'Sta11', _SEND),
+    ('AR-10', 'Issue A-RELEASE confirmation primitive', 'Sta12', _NO_IO),
     # Table 9-9, association abort related actions
     ('AA-1', 'Send A-ABORT PDU (service-user source) and start (or restart if '
-             'already started) ARTIM timer', 'Sta13'),
-    ('AA-2', 'Stop ARTIM timer if running. Close transport connection', 'Sta1'),
+             'already started) ARTIM timer', 'Sta13', _SEND),
+    ('AA-2', 'Stop ARTIM timer if running. Close transport connection', 'Sta1', _CLOSE),
     ('AA-3', 'If service-user initiated abort: issue A-ABORT indication and close '
              'transport connection; otherwise (service-provider initiated abort): '
-             'issue A-P-ABORT indication and close transport connection', 'Sta1'),
-    ('AA-4', 'Issue A-P-ABORT indication primitive', 'Sta1'),
-    ('AA-5', 'Stop ARTIM timer', 'Sta1'),
-    ('AA-6', 'Ignore PDU', 'Sta13'),
-    ('AA-7', 'Send A-ABORT PDU', 'Sta13'),
+             'issue A-P-ABORT indication and close transport connection', 'Sta1', _CLOSE),
+    ('AA-4', 'Issue A-P-ABORT indication primitive', 'Sta1', _CLOSE),
+    ('AA-5', 'Stop ARTIM timer', 'Sta1', _CLOSE),
+    ('AA-6', 'Ignore PDU', 'Sta13', _NO_IO),
+    ('AA-7', 'Send A-ABORT PDU', 'Sta13', _SEND),
     ('AA-8', 'Send A-ABORT PDU (service-provider source), issue an A-P-ABORT '
-             'indication, and start ARTIM timer', 'Sta13'),
+             'indication, and start ARTIM timer', 'Sta13', _SEND),
 )
+
+#: The actions that put a PDU on the wire, and those after which the transport is
+#: closed (``Action.sends``, ``Action.closes``), as sets for the DUL's lookup.
+SENDING_ACTIONS = frozenset(name for name, action in ACTIONS.items() if action.sends)
+CLOSING_ACTIONS = frozenset(name for name, action in ACTIONS.items() if action.closes)
 
 
 # PS3.8 9.2.3, Table 9-10, transcribed row by row: one row per event, one column

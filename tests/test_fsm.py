@@ -114,6 +114,23 @@ def test_actions_and_their_next_states_follow_tables_9_6_to_9_9():
     assert 'service-provider source' in fsm.ACTIONS['AA-8'].description
 
 
+def test_actions_say_which_send_a_pdu_and_which_end_the_transport():
+    # PS3.8 Tables 9-6 to 9-9: the actions that send (or "issue") a PDU ...
+    assert fsm.SENDING_ACTIONS == {'AE-2', 'AE-7', 'AE-8', 'DT-1', 'AR-1', 'AR-4',
+                                   'AR-7', 'AR-9', 'AA-1', 'AA-7', 'AA-8'}
+    # ... and those after which the transport connection is gone: closed by the
+    # action, or the event was its closing (Evt17 -> AA-4, AA-5, AR-5).
+    assert fsm.CLOSING_ACTIONS == {'AE-4', 'AR-3', 'AA-2', 'AA-3', 'AA-4', 'AA-5', 'AR-5'}
+    for name, action in fsm.ACTIONS.items():
+        assert action.sends == (name in fsm.SENDING_ACTIONS)
+        assert action.closes == (name in fsm.CLOSING_ACTIONS)
+        assert not (action.sends and action.closes), name
+        if 'close transport connection' in action.description.lower():
+            assert action.closes, name
+    # A PDU is never sent on the way to Sta1 (no connection): closing comes after.
+    assert all(fsm.ACTIONS[name].next_state != 'Sta1' for name in fsm.SENDING_ACTIONS)
+
+
 def test_branching_actions_state_both_branches():
     ae6, ar8 = fsm.ACTIONS['AE-6'], fsm.ACTIONS['AR-8']
     assert ae6.next_state is None and 'Sta3' in ae6.description and \
