@@ -84,6 +84,7 @@ DOCUMENTED_MODULES = [
     'pynetdicom2.dimsecodec', 'pynetdicom2.fragmentation', 'pynetdicom2.reassembly',
     'pynetdicom2.incoming', 'pynetdicom2.workers', 'pynetdicom2.context',
     'pynetdicom2.aebase', 'pynetdicom2.aeserver', 'pynetdicom2.folderstorage',
+    'pynetdicom2.pduitems', 'pynetdicom2.pducodec',
 ]
 
 

@@ -1,0 +1,278 @@
+"""The bytes under every PDU, item and sub-item of the upper layer (PS3.8 9.3, Annex D).
+
+A bounded reader whose errors name the byte offset, the type/reserved/length item
+header, exact reads from a stream, the encoders' range and UID checks, and the value
+object base with equality and repr. ``pdu``, ``pduitems`` and ``userdataitems`` build on it.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from typing import Any, BinaryIO, ClassVar, Iterable, Optional
+
+from pynetdicom2.exceptions import PDUProcessingError
+
+__all__ = [
+    'ITEM_HEADER', 'as_byte_view', 'ByteReader', 'read_item_header', 'stream_offset',
+    'read_exact', 'read_stream_item', 'check_int', 'encode_uid', 'pack_length',
+    'short_repr', 'WireObject', 'decode_value', 'TypedItem',
+]
+
+# Every item and sub-item of the A-ASSOCIATE PDUs starts with type, reserved, length (PS3.8 9.3.2).
+ITEM_HEADER = struct.Struct('>BBH')
+_U16 = struct.Struct('>H')
+_U32 = struct.Struct('>I')
+
+# Streams are read in chunks of this size, so a huge declared length never allocates
+# more than what the stream really holds plus one chunk.
+_READ_CHUNK = 64 * 1024
+
+# PS3.5 9.1: a UID is 1..64 characters, digits and '.' only.
+_UID_STR = re.compile(r'[0-9.]{1,64}')
+_UID_BYTES = re.compile(rb'[0-9.]{1,64}')
+
+
+def as_byte_view(data: Any) -> memoryview:
+    """``data`` (bytes, bytearray, memoryview) as a flat memoryview of unsigned bytes."""
+    try:
+        view = memoryview(data)
+    except TypeError as exc:
+        raise PDUProcessingError(
+            f'cannot decode {type(data).__name__}: a bytes-like object is needed') from exc
+    if view.format != 'B' or view.ndim != 1:
+        try:
+            view = view.cast('B')
+        except TypeError:  # not C-contiguous
+            view = memoryview(view.tobytes())
+    return view
+
+
+class ByteReader:
+    """A bounded cursor over a memoryview; every read is checked against what is left.
+
+    ``base`` is added to positions in error messages, so offsets name the byte in the
+    PDU (or stream) being decoded; ``context`` says which one.
+    """
+
+    __slots__ = ('view', 'pos', 'end', 'base', 'context')
+
+    def __init__(self, view: memoryview, pos: int = 0, end: Optional[int] = None,
+                 base: int = 0, context: str = 'buffer') -> None:
+        self.view = view
+        self.pos = pos
+        self.end = len(view) if end is None else end
+        self.base = base
+        self.context = context
+
+    @property
+    def remaining(self) -> int:
+        """Bytes left before this reader's end."""
+        return self.end - self.pos
+
+    @property
+    def offset(self) -> int:
+        """Current position as an offset for messages."""
+        return self.base + self.pos
+
+    def error(self, message: str, at: Optional[int] = None) -> PDUProcessingError:
+        """A PDUProcessingError naming ``message`` and the byte offset (to raise)."""
+        offset = self.offset if at is None else at
+        return PDUProcessingError(f'{message} (at byte offset {offset} of the {self.context})')
+
+    def need(self, n: int, what: str) -> None:
+        """Raise unless ``n`` bytes are left."""
+        if n > self.end - self.pos:
+            raise self.error(f'{what}: {n} bytes needed, only {self.end - self.pos} left')
+
+    def u8(self, what: str) -> int:
+        self.need(1, what)
+        value = self.view[self.pos]
+        self.pos += 1
+        return value
+
+    def u16(self, what: str) -> int:
+        self.need(2, what)
+        value = _U16.unpack_from(self.view, self.pos)[0]
+        self.pos += 2
+        return value
+
+    def u32(self, what: str) -> int:
+        self.need(4, what)
+        value = _U32.unpack_from(self.view, self.pos)[0]
+        self.pos += 4
+        return value
+
+    def take(self, n: int, what: str) -> memoryview:
+        """The next ``n`` bytes as a zero-copy slice."""
+        self.need(n, what)
+        start = self.pos
+        self.pos += n
+        return self.view[start:self.pos]
+
+    def skip(self, n: int, what: str) -> None:
+        self.need(n, what)
+        self.pos += n
+
+    def sub(self, n: int, what: str) -> ByteReader:
+        """A reader over the next ``n`` bytes only; this reader moves past them."""
+        self.need(n, what)
+        child = ByteReader(self.view, self.pos, self.pos + n, self.base, self.context)
+        self.pos += n
+        return child
+
+    def uid(self, n: int, what: str) -> str:
+        """The next ``n`` bytes as a UID (PS3.5 9.1), validated."""
+        at = self.offset
+        raw = bytes(self.take(n, what))
+        # PS3.5 9.1 pads an odd-length UID with one NUL; some peers send it inside items.
+        if raw.endswith(b'\x00'):
+            raw = raw[:-1]
+        if not _UID_BYTES.fullmatch(raw):
+            raise self.error(f'{what}: invalid UID {raw[:80]!r} (1 to 64 digits and dots '
+                            f'expected)', at)
+        return raw.decode('ascii')
+
+
+def read_item_header(reader: ByteReader, what: str) -> tuple[int, ByteReader]:
+    """Read a 4-byte item header; return the item type and a reader bounded to its value."""
+    start = reader.offset
+    reader.need(4, f'{what} header')
+    item_type, _reserved, length = ITEM_HEADER.unpack_from(reader.view, reader.pos)
+    reader.pos += 4
+    if length > reader.remaining:
+        raise reader.error(f'{what} of type 0x{item_type:02X} declares {length} bytes, only '
+                          f'{reader.remaining} left in its parent', start)
+    return item_type, reader.sub(length, what)
+
+
+def stream_offset(stream: BinaryIO) -> int:
+    """The stream's position, or 0 when it cannot tell."""
+    try:
+        return stream.tell()
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def read_exact(stream: BinaryIO, n: int, what: str, offset: int) -> bytes:
+    """Exactly ``n`` bytes from ``stream``, read in bounded chunks, or PDUProcessingError."""
+    chunks = []
+    missing = n
+    try:
+        while missing:
+            chunk = stream.read(min(missing, _READ_CHUNK))
+            if not chunk:
+                raise PDUProcessingError(
+                    f'{what}: {n} bytes needed, only {n - missing} available '
+                    f'(at byte offset {offset} of the stream)')
+            chunks.append(chunk)
+            missing -= len(chunk)
+    except (OSError, ValueError) as exc:
+        raise PDUProcessingError(f'{what}: cannot read the stream: {exc}') from exc
+    return b''.join(chunks)
+
+
+def read_stream_item(stream: BinaryIO, what: str) -> tuple[int, ByteReader]:
+    """Read one type/reserved/length item from ``stream``; return type and value reader."""
+    start = stream_offset(stream)
+    header = read_exact(stream, 4, f'{what} header', start)
+    item_type, _reserved, length = ITEM_HEADER.unpack(header)
+    value = read_exact(stream, length, f'{what} of type 0x{item_type:02X} '
+                       f'({length} bytes declared)', start + 4)
+    return item_type, ByteReader(memoryview(value), base=start + 4, context='stream')
+
+
+def check_int(value: Any, low: int, high: int, what: str) -> int:
+    """``value`` if it is an int in ``low..high``, else PDUProcessingError (for encoders)."""
+    if not isinstance(value, int) or not low <= value <= high:
+        raise PDUProcessingError(f'{what} must be an integer {low}..{high}, not {value!r}')
+    return value
+
+
+def encode_uid(uid: Any, what: str) -> bytes:
+    """A UID's bytes for an item (PS3.5 9.1), unpadded as DICOM peers send them."""
+    if not isinstance(uid, str) or not _UID_STR.fullmatch(uid):
+        raise PDUProcessingError(f'{what}: invalid UID {uid!r} (1 to 64 digits and dots '
+                                 f'expected)')
+    return uid.encode('ascii')
+
+
+def pack_length(length: int, high: int, what: str) -> int:
+    """Check an encoded length field against its maximum."""
+    if length > high:
+        raise PDUProcessingError(f'{what} is {length} bytes long; the length field holds '
+                                 f'at most {high}')
+    return length
+
+
+def short_repr(value: Any) -> str:
+    """repr of a value, with long byte strings cut short."""
+    if isinstance(value, (bytes, bytearray, memoryview)) and len(value) > 32:
+        return f'<{len(value)} bytes: {bytes(value[:16])!r}...>'
+    return repr(value)
+
+
+class WireObject:
+    """Equality by type and attributes, and a readable repr, for every wire object."""
+
+    _label: ClassVar[str] = 'item'
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable value objects
+
+    def _repr_fields(self) -> Iterable[tuple[str, str]]:
+        return ((name, short_repr(value)) for name, value in self.__dict__.items())
+
+    def __repr__(self) -> str:
+        fields = ', '.join(f'{name}={text}' for name, text in self._repr_fields())
+        return f'{type(self).__name__}({fields})'
+
+
+def decode_value(cls: Any, reader: ByteReader, item_type: int) -> Any:
+    """Decode an item's value with ``cls`` and check that its length was used exactly."""
+    obj = cls._decode_value(reader, item_type)
+    if reader.remaining:
+        raise reader.error(f'{cls._label}: {reader.remaining} bytes left over after its '
+                          f'fields (item length disagrees with its content)')
+    return obj
+
+
+class TypedItem(WireObject):
+    """An item laid out as type, reserved byte, 2-byte length, value (PS3.8 9.3.2).
+
+    The base of the user information sub-items here and of the A-ASSOCIATE items in
+    ``pduitems``; subclasses give ``_encode_value`` and ``_decode_value``.
+    """
+
+    item_type: ClassVar[Optional[int]] = None
+
+    def _encode_value(self) -> bytes:
+        raise NotImplementedError
+
+    @classmethod
+    def _decode_value(cls, reader: ByteReader, item_type: int) -> Any:
+        raise NotImplementedError
+
+    @property
+    def item_length(self) -> int:
+        """The item's length field: the bytes after its 4-byte header (as 0.9.8)."""
+        return len(self._encode_value())
+
+    def encode(self) -> bytes:
+        """The item's bytes, header included."""
+        value = self._encode_value()
+        pack_length(len(value), 0xFFFF, self._label)
+        return ITEM_HEADER.pack(self.item_type, 0, len(value)) + value
+
+    @classmethod
+    def decode(cls, stream: BinaryIO) -> Any:
+        """Read one item of this class from the stream's current position."""
+        item_type, reader = read_stream_item(stream, cls._label)
+        if item_type != cls.item_type:
+            raise reader.error(f'{cls._label}: item type 0x{cls.item_type:02X} expected, '
+                              f'got 0x{item_type:02X}', reader.offset - 4)
+        return decode_value(cls, reader, item_type)
