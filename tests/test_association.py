@@ -493,3 +493,21 @@ def test_a_find_on_the_verification_context_is_answered_0211(server):
         assert isinstance(rsp, dimse.CFindRSPMessage)
         assert (rsp.status, rsp.message_id_being_responded_to) == (0x0211, 9)
         assert assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(10).is_success
+
+
+@pytest.mark.unit
+def test_both_ends_are_the_association_of_the_association_module(monkeypatch):
+    from pynetdicom2 import asceprovider, association
+    assert asceprovider.Association is association.Association
+    for end, requestor in ((asceprovider.AssociationRequester, True),
+                           (asceprovider.AssociationAcceptor, False)):
+        assert issubclass(end, association.Association)
+        assert end.is_requestor is requestor
+    # The implementation identity both ends send is asceprovider's, read when they
+    # negotiate: a 0.9.x script that sets it changes what goes out.
+    monkeypatch.setattr(asceprovider, 'IMPLEMENTATION_UID', '1.2.3.4')
+    monkeypatch.setattr(asceprovider, 'IMPLEMENTATION_VERSION_NAME', 'OLD_SCRIPT')
+    requester = asceprovider.AssociationRequester(
+        ae_module.ClientAE('SCU'), None, {'address': '127.0.0.1', 'port': 104, 'aet': 'SCP'})
+    assert (requester.implementation_uid, requester.implementation_version_name) == \
+        ('1.2.3.4', 'OLD_SCRIPT')
