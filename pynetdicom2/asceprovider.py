@@ -118,7 +118,7 @@ class AssociationRequester(_Implementation, Association):
         self.dul.send_associate_rq(rq, settings.acse_wait)
         received = self.dul.receive_pdu(settings.acse_wait)
         if not isinstance(received, pdu.AAssociateAcPDU):
-            self.abort_provider(2)
+            self.abort_as_provider(2)
             raise PDUProcessingError(
                 f'{self.dul.peer} answered A-ASSOCIATE-RQ with {_pdu_name(received)}')
         self.ac = received
@@ -128,7 +128,7 @@ class AssociationRequester(_Implementation, Association):
         try:
             self.ae.on_association_response(received)
         except BaseException:
-            self.abort()                 # the hook refused the association we got
+            self.abort_as_user()         # the hook refused the association we got
             raise
         self._establish(rq, received)
 
@@ -162,7 +162,7 @@ class AssociationAcceptor(_Implementation, Association):
         """Wait (ARTIM) for the A-ASSOCIATE-RQ that opens the association."""
         received = self.dul.receive_pdu(self._settings.artim_timeout)
         if not isinstance(received, pdu.AAssociateRqPDU):
-            self.abort_provider(2)
+            self.abort_as_provider(2)
             raise PDUProcessingError(f'{self.dul.peer} sent {_pdu_name(received)} '
                                      'instead of A-ASSOCIATE-RQ')
         self.rq = received
@@ -224,8 +224,8 @@ class AssociationAcceptor(_Implementation, Association):
                                    self._settings.acse_wait)
 
     def abort(self, reason: int = 0) -> None:
-        """Abort as the service provider (A-ABORT source 2)."""
-        self._abort(2, reason)
+        """This end's abort, as in 0.9.8: ``abort_as_provider`` (A-ABORT source 2)."""
+        self.abort_as_provider(reason)
 
     # -- serving --------------------------------------------------------------------
 
@@ -292,15 +292,11 @@ class AssociationAcceptor(_Implementation, Association):
             ctx = self.accepted_contexts[pc_id]
             service = self.ae.supported_scp.get(ctx.sop_class)
             if service is None:
-                self.abort()
+                self.abort_as_provider()
                 raise ClassNotSupportedError(
                     f'{self.dul.peer} sent {type(msg).__name__} for SOP class {ctx.sop_class},'
                     ' for which no SCP service is registered')
             service(self, ctx, msg)
-
-    def abort_as_user(self) -> None:
-        """Abort with source 0 (service user): a handler failed."""
-        self._abort(0, 0)
 
     def _notify(self, hook: str, exc: Exception) -> None:
         try:

@@ -180,7 +180,7 @@ class Association:
             elif isinstance(received, pdu.AReleaseRqPDU):
                 self._peer_released()
             else:
-                self.abort_provider(2)
+                self.abort_as_provider(2)
                 raise PDUProcessingError(f'unexpected {_pdu_name(received)} '
                                          f'from {self.dul.peer}')
 
@@ -202,7 +202,7 @@ class Association:
             return self._assembler.feed(context_id, control, fragment)
         except DIMSEProcessingError as exc:
             self._discard_partial()
-            self.abort_provider(0)
+            self.abort_as_provider(0)
             raise DIMSEProcessingError(f'from {self.dul.peer}: {exc}') from exc
 
     def _data_sink(self, msg):
@@ -272,13 +272,22 @@ class Association:
             self.dul.close()
         self._end('released')
 
-    def abort(self, reason: int = 0) -> None:
-        """Abort the association as the service user (A-ABORT source 0)."""
+    def abort_as_user(self, reason: int = 0) -> None:
+        """Abort the association as the service user (A-ABORT source 0, PS3.8 9.3.8)."""
         self._abort(0, reason)
 
-    def abort_provider(self, reason: int = 0) -> None:
-        """Abort as the service provider (A-ABORT source 2)."""
+    def abort_as_provider(self, reason: int = 0) -> None:
+        """Abort as the service provider (A-ABORT source 2, ``reason`` its
+        reason/diag., PS3.8 9.3.8): the upper layer found something wrong."""
         self._abort(2, reason)
+
+    def abort(self, reason: int = 0) -> None:
+        """This end's abort, as in 0.9.8: ``abort_as_user`` here and on the requester;
+        the acceptor's is ``abort_as_provider``."""
+        self.abort_as_user(reason)
+
+    #: The 0.9.x name of ``abort_as_provider``.
+    abort_provider = abort_as_provider
 
     def _abort(self, source: int, reason: int) -> None:
         logger.info('Aborting Association')

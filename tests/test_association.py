@@ -511,3 +511,41 @@ def test_both_ends_are_the_association_of_the_association_module(monkeypatch):
         ae_module.ClientAE('SCU'), None, {'address': '127.0.0.1', 'port': 104, 'aet': 'SCP'})
     assert (requester.implementation_uid, requester.implementation_version_name) == \
         ('1.2.3.4', 'OLD_SCRIPT')
+
+
+class _RecordingDUL:
+    """Stands in for the upper layer: records the A-ABORT each call would send."""
+
+    peer = 'PEER'
+    sock = None
+
+    def __init__(self) -> None:
+        self.aborts = []
+
+    def abort(self, source: int, reason: int) -> None:
+        self.aborts.append((source, reason))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.unit
+def test_abort_names_say_who_aborts_and_the_old_names_keep_their_meaning():
+    from pynetdicom2 import asceprovider
+    requester = asceprovider.AssociationRequester(
+        ae_module.ClientAE('SCU'), None, {'address': '127.0.0.1', 'port': 104, 'aet': 'SCP'})
+    acceptor = asceprovider.AssociationAcceptor(ae_module.ClientAE('SCP'), None)
+    for assoc in (requester, acceptor):
+        assoc.dul = _RecordingDUL()
+        # PS3.8 9.3.8: source 0 is the service user, 2 the service provider.
+        assoc.abort_as_user()
+        assoc.abort_as_user(1)
+        assoc.abort_as_provider(6)
+        assoc.abort_provider(2)          # the 0.9.x name of abort_as_provider
+        assert assoc.dul.aborts == [(0, 0), (0, 1), (2, 6), (2, 2)]
+    # abort() keeps 0.9.8's meaning on each end (API.md): the requester's is a user
+    # abort, the acceptor's a provider abort.
+    requester.dul, acceptor.dul = _RecordingDUL(), _RecordingDUL()
+    requester.abort()
+    acceptor.abort()
+    assert (requester.dul.aborts, acceptor.dul.aborts) == ([(0, 0)], [(2, 0)])
