@@ -95,6 +95,11 @@ class AssociationRequester(_Implementation, Association):
                                  else context_def_list)
         self.ac: Optional[pdu.AAssociateAcPDU] = None
 
+    def role_selection_items(self) -> list:
+        """The SCP/SCU Role Selection sub-items this request proposes (PS3.7 D.3.3.4);
+        a subclass may name others."""
+        return negotiation.role_selection_items(self.ae, self.context_def_list)
+
     def request(self) -> None:
         """Connect, send A-ASSOCIATE-RQ and wait for the answer.
 

@@ -187,7 +187,10 @@ def build_rq(assoc) -> pdu.AAssociateRqPDU:
     user_data = [userdataitems.MaximumLengthSubItem(assoc.max_pdu_length),
                  userdataitems.ImplementationClassUIDSubItem(_implementation(assoc)[0]),
                  userdataitems.ImplementationVersionNameSubItem(_implementation(assoc)[1])]
-    user_data.extend(_role_selection_items(assoc.ae, assoc.context_def_list))
+    # The requester may name its own items (the commitment report's association does).
+    own_items = getattr(assoc, 'role_selection_items', None)
+    user_data.extend(own_items() if own_items is not None
+                     else role_selection_items(assoc.ae, assoc.context_def_list))
     identity = remote.user_identity()
     if identity is not None:
         user_data.append(identity)
@@ -198,7 +201,7 @@ def build_rq(assoc) -> pdu.AAssociateRqPDU:
     return pdu.AAssociateRqPDU(remote.aet, assoc.ae.local_ae.aet, items)
 
 
-def _role_selection_items(ae, context_def_list: Dict[int, PContextDefList]) -> list:
+def role_selection_items(ae, context_def_list: Dict[int, PContextDefList]) -> list:
     """SCP/SCU role selection (PS3.7 D.3.3.4) for the classes we serve on our own
     association: those we use both ways and, when a C-GET is proposed, the classes
     whose C-STOREs we will receive. A service whose ``propose_scp_role`` is false
@@ -406,6 +409,6 @@ __all__ = [
     'APPLICATION_CONTEXT_NAME', 'IMPLEMENTATION_UID', 'IMPLEMENTATION_VERSION_NAME',
     'MAX_PRESENTATION_CONTEXTS', 'GET_SOP_CLASSES', 'STORAGE_SOP_CLASSES',
     'PContextDefList', 'RemoteAEConfig', 'sub_items', 'build_pres_context_def_list', 'syntax_groups',
-    'number_contexts', 'build_rq', 'read_ac', 'build_ac', 'choose_context',
+    'number_contexts', 'role_selection_items', 'build_rq', 'read_ac', 'build_ac', 'choose_context',
     'association_info',
 ]

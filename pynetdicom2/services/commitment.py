@@ -254,7 +254,7 @@ class _ReportRequester(AssociationRequester):
     """The association a commitment SCP opens to deliver its report: it proposes the
     SCP role (alone) for the SOP class, as the SCU expects (PS3.4 J.3.3.1.3)."""
 
-    def _role_selection_items(self) -> list:
+    def role_selection_items(self) -> list:
         return [userdataitems.ScpScuRoleSelectionSubItem(_SC, 0, 1)]
 
 
