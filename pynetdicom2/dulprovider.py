@@ -41,8 +41,9 @@ ABORT_LINGER_SECONDS = 1.0
 DRAIN_LIMIT = 64 * 1024
 _INITIAL_BUFFER = 64 * 1024 + pdu.PDU_HEADER_LENGTH
 # Once large P-DATA PDUs have really arrived, the buffer grows to this: each
-# recv_into then brings many PDUs, and bulk transfers make fewer system calls.
-_BULK_BUFFER = 1024 * 1024 + pdu.PDU_HEADER_LENGTH
+# recv_into then brings several PDUs (a read stops _READ_AHEAD past the PDU it needs),
+# and bulk transfers make fewer system calls. A PDU longer than this grows it to fit.
+_BULK_BUFFER = 256 * 1024 + pdu.PDU_HEADER_LENGTH
 _BULK_PDU_LENGTH = 8 * 1024
 _MAX_IOVECS = 512
 # Type, reserved byte, length of every PDU (PS3.8 9.3.1).

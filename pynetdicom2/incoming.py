@@ -206,7 +206,7 @@ class _NullFile(io.RawIOBase):
 # a page the file has not filled yet makes the kernel zero the rest of that page first,
 # and a PDV is rarely a multiple of a page (16 KiB PDUs carry 16,378 data bytes).
 _PAGE = 4096
-_WRITE_CHUNK = 64 * _PAGE   # gathered bytes written at a time (256 KiB)
+_WRITE_CHUNK = 32 * _PAGE   # gathered bytes written at a time (128 KiB)
 
 
 class _FileDataSet(IncomingDataSet):
