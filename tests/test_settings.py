@@ -15,7 +15,7 @@ import pytest
 from pynetdicom2 import ae as ae_module
 from pynetdicom2 import pdu, sopclass, uids, userdataitems
 from pynetdicom2.apps import common
-from pynetdicom2.exceptions import DCMTimeoutError
+from pynetdicom2.exceptions import AssociationRejectedError, DCMTimeoutError
 from pynetdicom2.settings import AssociationSettings, PeerSettings
 from tests.fakepeer import FakePeer, associate_ac_for, associate_raw, read_pdu
 from tests.test_hostile import read_to_close
@@ -104,21 +104,25 @@ def test_settings_are_frozen_and_pickle():
 
 # -- the requester ------------------------------------------------------------------------
 
-@pytest.mark.socket
-def test_the_request_carries_the_peer_maximum_pdu_length_on_the_wire():
-    ae = client()
-    ae.add_peer_settings(ae_title='SMALLPDU', max_pdu_length=8192)
-
+def request_to_a_rejecting_peer(ae, called_aet: str) -> pdu.AAssociateRqPDU:
+    """The A-ASSOCIATE-RQ ``ae`` sends to ``called_aet``, a peer that rejects it."""
     def script(conn):
         rq = pdu.AAssociateRqPDU.decode(read_pdu(conn))
         conn.sendall(pdu.AAssociateRjPDU(1, 1, 7).encode())
         return rq
 
     with FakePeer(script) as peer:
-        with pytest.raises(Exception):
-            with ae.request_association(remote(peer, 'SMALLPDU')):
+        with pytest.raises(AssociationRejectedError):
+            with ae.request_association(remote(peer, called_aet)):
                 pass
-        rq = peer.stop()
+        return peer.stop()
+
+
+@pytest.mark.socket
+def test_the_request_carries_the_peer_maximum_pdu_length_on_the_wire():
+    ae = client()
+    ae.add_peer_settings(ae_title='SMALLPDU', max_pdu_length=8192)
+    rq = request_to_a_rejecting_peer(ae, 'SMALLPDU')
     lengths = [item.maximum_length_received for item in rq.user_information.user_data
                if isinstance(item, userdataitems.MaximumLengthSubItem)]
     assert lengths == [8192]
@@ -319,16 +323,7 @@ def test_per_peer_transfer_syntax_preferences_on_the_requester():
                          ts_preferences={VERIFICATION: [uids.IMPLICIT_VR_LITTLE_ENDIAN]})
     proposed = {}
     for aet in ('IMPLONLY', 'OTHER'):
-        def script(conn):
-            rq = pdu.AAssociateRqPDU.decode(read_pdu(conn))
-            conn.sendall(pdu.AAssociateRjPDU(1, 1, 7).encode())
-            return rq
-
-        with FakePeer(script) as peer:
-            with pytest.raises(Exception):
-                with ae.request_association(remote(peer, aet)):
-                    pass
-            rq = peer.stop()
+        rq = request_to_a_rejecting_peer(ae, aet)
         proposed[aet] = [ts.name for item in rq.presentation_context_items
                          for ts in item.ts_sub_items]
     assert proposed['IMPLONLY'] == [uids.IMPLICIT_VR_LITTLE_ENDIAN]
