@@ -371,6 +371,10 @@ def _walk(src, explicit: bool, little: bool) -> ScanResult:
                     stop = limit
                 last = limit if limit is not None else stop
                 start = pos
+                # The top level's SOP Class and Instance UIDs are read here too when
+                # their values lie in the window (always, for a data set in memory).
+                window_end = base + len(buf)
+                at_top = frame is top
                 if explicit:
                     header_sizes = _PLAIN_HEADER_SIZES
                     while pos + 12 <= stop:
@@ -382,18 +386,29 @@ def _walk(src, explicit: bool, little: bool) -> ScanResult:
                         if header == 12:
                             length = unpack_long(buf, i + 8)[0]
                         after = pos + header + length
-                        if after > last or group == 8 and (element == 0x16 or element == 0x18):
-                            break  # undefined or too long; the UIDs
+                        if after > last:
+                            break  # undefined or too long
+                        if group == 8 and (element == 0x16 or element == 0x18) and at_top:
+                            if after > window_end or length > _UID_MAX:
+                                break
+                            tag = 0x00080000 | element
+                            if tag not in found:
+                                found[tag] = _uid_text(bytes(buf[i + header:after - base]))
                         pos = after
                 else:
                     sq_tags = _SQ_TAGS
                     while pos + 8 <= stop:
                         group, element, length = unpack_implicit(buf, pos - base)
                         after = pos + 8 + length
-                        if after > last or group == 0xFFFE or group == 8 and (
-                                element == 0x16 or element == 0x18) \
-                                or (group << 16 | element) in sq_tags:
+                        if after > last or group == 0xFFFE or \
+                                (group << 16 | element) in sq_tags:
                             break
+                        if group == 8 and (element == 0x16 or element == 0x18) and at_top:
+                            if after > window_end or length > _UID_MAX:
+                                break
+                            tag = 0x00080000 | element
+                            if tag not in found:
+                                found[tag] = _uid_text(bytes(buf[pos - base + 8:after - base]))
                         pos = after
                 if pos != start:
                     continue

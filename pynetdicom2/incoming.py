@@ -222,6 +222,7 @@ class _FileDataSet(IncomingDataSet):
         super().__init__(sop_class_uid, sop_instance_uid, transfer_syntax)
         self._file: Optional[BinaryIO] = None
         self._gathered = bytearray()
+        self._written = 0  # bytes the file has been given
         self.offset = 0
 
     def _open(self) -> BinaryIO:
@@ -285,6 +286,7 @@ class _FileDataSet(IncomingDataSet):
 
     def _write_all(self, data: memoryview) -> None:
         write = self._file.write
+        self._written += len(data)
         while data:
             n = write(data)
             if n is None or n >= len(data):
@@ -292,13 +294,19 @@ class _FileDataSet(IncomingDataSet):
             data = data[n:]  # a raw file may take less than it was given
 
     def check(self) -> Optional[Refusal]:
+        # A small data set, all still gathered, is read where it is (no read-back);
+        # a full disk still outranks what the data say.
+        gathered = not self._written
+        verdict = super().check() if gathered else None
         try:
-            self.file  # noqa: B018  (what is gathered reaches the file before it is read)
+            self.file  # noqa: B018  (every byte reaches the file before it is read or kept)
         except OSError as exc:  # a full disk: out of resources, as a failed write
             return Refusal(OUT_OF_RESOURCES, exc.strerror or str(exc))
-        return super().check()
+        return verdict if gathered else super().check()
 
     def scan(self) -> dscheck.ScanResult:
+        if not self._written:
+            return dscheck.scan_data_set(self._gathered, self.transfer_syntax, self.offset)
         return dscheck.scan_data_set(self.file, self.transfer_syntax, self.offset)
 
     def for_hook(self, in_file: bool = True, limit: Optional[int] = None):
@@ -331,12 +339,32 @@ def read_exactly(fp, size: int) -> bytes:
     return data or b''
 
 
+_anonymous_files = hasattr(os, 'O_TMPFILE')
+
+
+def anonymous_file() -> BinaryIO:
+    """A new unnamed, unbuffered file in the temporary directory, gone when closed:
+    ``tempfile.TemporaryFile``'s file, opened directly where the system has
+    ``O_TMPFILE`` (one call per data set instead of tempfile's name handling)."""
+    global _anonymous_files
+    if _anonymous_files:
+        try:
+            fd = os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR, 0o600)
+        except OSError as exc:
+            if exc.errno not in (errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            _anonymous_files = False  # this file system cannot: tempfile's way from now on
+        else:
+            return io.FileIO(fd, 'r+')
+    return tempfile.TemporaryFile(buffering=0)
+
+
 class TemporaryDataSet(_FileDataSet):
     """An anonymous temporary file (``tempfile.TemporaryFile``): the hook reads it,
     nothing is kept; the operating system deletes it when it is closed."""
 
     def _open(self) -> BinaryIO:
-        return tempfile.TemporaryFile(buffering=0)  # gathered here, written in pages
+        return anonymous_file()
 
     def release(self) -> None:
         self.released = True

@@ -193,6 +193,23 @@ def test_uids_inside_items_are_not_the_instance_uids():
     assert check(nested + NAME) == ScanResult(None, None, None)
 
 
+@pytest.mark.parametrize('syntax', [EXPLICIT, IMPLICIT])
+@pytest.mark.parametrize('gap', [16360, 16376, 16380, 16384])
+def test_uids_found_wherever_a_file_window_cuts_them(tmp_path, syntax, gap):
+    """Headers are read from a file 16 KiB at a time: a UID whose header or value
+    straddles a window's end is read as well as one inside it; the first one counts."""
+    element = implicit if syntax == IMPLICIT else (lambda tag, value: explicit(tag, 'OB', value))
+    uid = implicit if syntax == IMPLICIT else (lambda tag, value: explicit(tag, 'UI', value))
+    data = (uid(0x00080016, CT.encode() + b'\0') + element(0x00091010, b'\0' * gap)
+            + uid(0x00080018, INSTANCE.encode() + b'\0') + uid(0x00080018, b'9.9')
+            + (implicit(0x00100010, b'DOE^JANE') if syntax == IMPLICIT else NAME))
+    path = tmp_path / 'ds'
+    path.write_bytes(b'x' * 7 + data)
+    with open(path, 'rb') as fp:
+        on_disk = scan_data_set(fp, syntax, 7)
+    assert on_disk == check(data, syntax) == ScanResult(None, CT, INSTANCE)
+
+
 def test_uids_read_in_implicit_big_endian_and_deflated():
     ds = sample(IMPLICIT)
     for syntax in (IMPLICIT, BIG, DEFLATED):

@@ -619,3 +619,23 @@ def test_never_ending_c_find_and_n_action_data_sets_keep_memory_bounded(tmp_path
     assert grown < 48 * MIB, f'peak RSS grew by {grown / MIB:.1f} MiB for {taken / MIB:.0f} MiB'
     assert log.count('(max_memory_data_set)') == 8, log[-3000:]
     assert 'CFindRQMessage' in log and 'NActionRQMessage' in log
+
+
+def test_a_step_of_ones_own_gets_a_data_set_of_its_own_every_time(tmp_path, ct):
+    """With nothing to read (``read_tags`` empty), a user's step still gets a fresh,
+    empty data set per instance: what it writes into one never reaches the next."""
+    seen = []
+
+    class Noting(Folder):
+        def instance_stored(self, path, attrs, context):
+            seen.append(len(attrs))
+            attrs.PatientID = 'WRITTEN'
+
+    folder = Noting(tmp_path / 'store')
+    for uid in ('1.2.3.1', '1.2.3.2'):
+        owner = folder.incoming_data_set(CT, uid, EXPLICIT)
+        owner.write(ct)
+        owner.commit(CTX)
+        owner.release()
+    assert seen == [0, 0]
+    assert listing(folder.storage_dir) == ['1.2.3.1.dcm', '1.2.3.2.dcm']
