@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Iterable, Iterator, Optional, Union
 
 from pynetdicom2.exceptions import PDUProcessingError
 from pynetdicom2.pducodec import (
-    ByteReader, WireObject, as_byte_view, check_int, decode_value, pack_length,
-    read_item_header,
+    ByteReader, WireObject, as_byte_view, check_int, decode_item, printable_ascii,
+    read_item_length, too_long,
 )
 # The items moved to pduitems; every name stays importable from here (the same objects).
 from pynetdicom2.pduitems import (  # noqa: F401
@@ -54,6 +54,9 @@ _PDU_HEADER = struct.Struct('>BBI')
 
 # A-ASSOCIATE-RQ/AC: the called and calling AE titles are 16 bytes each (PS3.8 9.3.2).
 _AE_TITLE_LENGTH = 16
+# A-ASSOCIATE-RQ/AC fields before the variable items: protocol version, reserved,
+# called and calling AE titles, 32 reserved bytes (PS3.8 9.3.2, 9.3.3).
+_ASSOCIATE_FIELDS = struct.Struct('>H2x16s16s32x')
 
 # A PDV item's length field (PS3.8 9.3.5.1), read by the zero-copy P-DATA path.
 _U32 = struct.Struct('>I')
@@ -67,6 +70,12 @@ class PDU(WireObject):
     """Base of the seven PDUs: type, reserved, 4-byte length, body (PS3.8 9.3.1)."""
 
     pdu_type: ClassVar[int]
+    # What errors call the PDU being decoded: named once per class, not per decode.
+    _context: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._context = f'{cls._label} PDU'
 
     def _encode_body(self) -> bytes:
         raise NotImplementedError
@@ -87,14 +96,18 @@ class PDU(WireObject):
     def encode(self) -> bytes:
         """The whole PDU as sent, header included."""
         body = self._encode_body()
-        pack_length(len(body), 0xFFFFFFFF, f'{self._label} PDU')
+        if len(body) > 0xFFFFFFFF:
+            raise too_long(len(body), 0xFFFFFFFF, 'PDU', self._label)
         return _PDU_HEADER.pack(self.pdu_type, 0, len(body)) + body
 
     @classmethod
     def decode(cls, raw: Union[bytes, bytearray, memoryview]) -> Any:
         """Decode the whole PDU, header included; ``raw`` holds exactly one PDU."""
-        view = as_byte_view(raw)
-        reader = ByteReader(view, context=f'{cls._label} PDU')
+        return cls._decode_view(as_byte_view(raw))
+
+    @classmethod
+    def _decode_view(cls, view: memoryview) -> Any:
+        reader = ByteReader(view, 0, len(view), 0, cls._context)
         reader.need(PDU_HEADER_LENGTH, 'PDU header')
         pdu_type, _reserved, length = _PDU_HEADER.unpack_from(view, 0)
         if pdu_type != cls.pdu_type:
@@ -105,9 +118,9 @@ class PDU(WireObject):
                               f'{len(view) - PDU_HEADER_LENGTH} follow the header', 2)
         reader.pos = PDU_HEADER_LENGTH
         pdu = cls._decode_body(reader)
-        if reader.remaining:
-            raise reader.error(f'{reader.remaining} bytes left over after the {cls._label} '
-                              f'fields')
+        if reader.pos < reader.end:
+            raise reader.error(f'{reader.end - reader.pos} bytes left over after the '
+                               f'{cls._label} fields')
         return pdu
 
 
@@ -120,7 +133,7 @@ def _encode_ae_title(title: Any, what: str) -> bytes:
         except UnicodeDecodeError:
             pass
     if (not isinstance(title, str) or not 1 <= len(title) <= _AE_TITLE_LENGTH
-            or any(not ' ' <= char <= '~' for char in title) or '\\' in title
+            or not title.isascii() or not title.isprintable() or '\\' in title
             or not title.strip(' ')):
         raise PDUProcessingError(f'{what} must be 1 to 16 printable ASCII characters, '
                                  f'not all spaces and without backslash, not {title!r}')
@@ -164,58 +177,77 @@ class _AAssociatePDU(PDU):
 
     def _encode_body(self) -> bytes:
         version = check_int(self.protocol_version, 0, 0xFFFF, 'protocol version')
-        allowed = tuple(self._item_classes.values())
-        app_contexts = 0
-        for index, item in enumerate(self.variable_items):
+        allowed = self._item_classes.values()
+        items = self.variable_items
+        app_context = False
+        for index, item in enumerate(items):
             # The same placement rules the decoder enforces (PS3.8 9.3.2, 9.3.3).
-            if type(item) not in allowed:
+            item_class = type(item)
+            if item_class not in allowed:
                 raise PDUProcessingError(f'{self._label}: {item!r} is not allowed among its '
                                          f'variable items')
-            app_contexts += isinstance(item, ApplicationContextItem)
-            if app_contexts > 1:
-                raise PDUProcessingError(f'{self._label}: more than one Application '
-                                         f'Context Item')
-            if isinstance(item, UserInformationItem) and index != len(self.variable_items) - 1:
+            if item_class is ApplicationContextItem:
+                if app_context:
+                    raise PDUProcessingError(f'{self._label}: more than one Application '
+                                             f'Context Item')
+                app_context = True
+            elif item_class is UserInformationItem and index != len(items) - 1:
                 raise PDUProcessingError(f'{self._label}: the User Information Item must '
                                          f'be the last item')
-        return b''.join([
-            struct.pack('>HH', version, 0),
-            _encode_ae_title(self.called_ae_title, 'called AE title'),
-            _encode_ae_title(self.calling_ae_title, 'calling AE title'),
-            bytes(32),
-            *(item.encode() for item in self.variable_items)])
+        parts = [_ASSOCIATE_FIELDS.pack(
+            version, _encode_ae_title(self.called_ae_title, 'called AE title'),
+            _encode_ae_title(self.calling_ae_title, 'calling AE title'))]
+        for item in items:
+            parts.append(item.encode())
+        return b''.join(parts)
 
     @classmethod
-    def _decode_ae_title(cls, reader: ByteReader, what: str) -> str:
+    def _decode_ae_title(cls, reader: ByteReader, raw: bytes, what: str, at: int) -> str:
+        """The AE title field ``raw``, read at ``at`` in the reader's view, as str."""
         raise NotImplementedError
 
     @classmethod
     def _decode_body(cls, reader: ByteReader) -> _AAssociatePDU:
         # Reserved fields are sent as zeros and not tested on receipt (PS3.8 9.3.2).
-        version = reader.u16('protocol-version')
-        reader.skip(2, 'reserved field')
-        called = cls._decode_ae_title(reader, 'called AE title')
-        calling = cls._decode_ae_title(reader, 'calling AE title')
-        reader.skip(32, 'reserved field')
+        pos = reader.pos
+        if reader.end - pos >= _ASSOCIATE_FIELDS.size:
+            version, called, calling = _ASSOCIATE_FIELDS.unpack_from(reader.view, pos)
+            reader.pos = pos + _ASSOCIATE_FIELDS.size
+            called = cls._decode_ae_title(reader, called, 'called AE title', pos + 4)
+            calling = cls._decode_ae_title(reader, calling, 'calling AE title', pos + 20)
+        else:
+            # Cut short: field by field, so that the error names the first field
+            # missing, or a bad AE title before it.
+            version = reader.u16('protocol-version')
+            reader.skip(2, 'reserved field')
+            called = cls._decode_ae_title(
+                reader, bytes(reader.take(_AE_TITLE_LENGTH, 'called AE title')),
+                'called AE title', pos + 4)
+            calling = cls._decode_ae_title(
+                reader, bytes(reader.take(_AE_TITLE_LENGTH, 'calling AE title')),
+                'calling AE title', pos + 20)
+            reader.skip(32, 'reserved field')
+        label = cls._label
+        item_classes = cls._item_classes
         items = []
         app_context = user_info = False
-        while reader.remaining:
-            at = reader.offset
+        while reader.pos < reader.end:
+            at = reader.pos
             if user_info:
-                raise reader.error(f'{cls._label}: the User Information Item must be the last '
-                                  f'item', at)
-            item_type, value = read_item_header(reader, f'{cls._label} variable item')
-            item_class = cls._item_classes.get(item_type)
+                raise reader.error(f'{label}: the User Information Item must be the last '
+                                   f'item', reader.base + at)
+            item_type, length = read_item_length(reader, 'variable item', label)
+            item_class = item_classes.get(item_type)
             if item_class is None:
-                raise reader.error(f'{cls._label}: item type 0x{item_type:02X} is not allowed '
-                                  f'among its variable items', at)
+                raise reader.error(f'{label}: item type 0x{item_type:02X} is not allowed '
+                                   f'among its variable items', reader.base + at)
             if item_class is ApplicationContextItem:
                 if app_context:
-                    raise reader.error(f'{cls._label}: more than one Application Context '
-                                      f'Item', at)
+                    raise reader.error(f'{label}: more than one Application Context Item',
+                                       reader.base + at)
                 app_context = True
             user_info = item_class is UserInformationItem
-            items.append(decode_value(item_class, value, item_type))
+            items.append(decode_item(item_class, reader, item_type, length))
         return cls(called, calling, items, version)
 
 
@@ -231,12 +263,12 @@ class AAssociateRqPDU(_AAssociatePDU):
     _label = 'A-ASSOCIATE-RQ'
 
     @classmethod
-    def _decode_ae_title(cls, reader: ByteReader, what: str) -> str:
-        at = reader.offset
+    def _decode_ae_title(cls, reader: ByteReader, raw: bytes, what: str, at: int) -> str:
         # Space padded by PS3.8 9.3.2; some broken peers pad with NUL: tolerated.
-        raw = bytes(reader.take(_AE_TITLE_LENGTH, what)).strip(b' \x00')
+        raw = raw.strip(b' \x00')
         if raw.translate(None, _PRINTABLE):
-            raise reader.error(f'{what} {raw!r} holds bytes that are not printable ASCII', at)
+            raise reader.error(f'{what} {raw!r} holds bytes that are not printable ASCII',
+                               reader.base + at)
         return raw.decode('ascii')
 
 
@@ -251,9 +283,8 @@ class AAssociateAcPDU(_AAssociatePDU):
     _label = 'A-ASSOCIATE-AC'
 
     @classmethod
-    def _decode_ae_title(cls, reader: ByteReader, what: str) -> str:
-        raw = bytes(reader.take(_AE_TITLE_LENGTH, what)).strip(b' \x00')
-        return ''.join(chr(b) if 0x20 <= b < 0x7F else '?' for b in raw)
+    def _decode_ae_title(cls, reader: ByteReader, raw: bytes, what: str, at: int) -> str:
+        return printable_ascii(raw.strip(b' \x00'))
 
 
 AAssociateRqPDU._context_class = PresentationContextItemRQ
@@ -386,7 +417,10 @@ PDU_TYPES: dict[int, type[PDU]] = {
 
 def parse_pdu_header(header: Union[bytes, bytearray, memoryview]) -> tuple[int, int]:
     """``(pdu_type, length)`` from the first 6 bytes of a PDU; the type must be known."""
-    view = as_byte_view(header)
+    return _parse_header(as_byte_view(header))
+
+
+def _parse_header(view: memoryview) -> tuple[int, int]:
     if len(view) < PDU_HEADER_LENGTH:
         raise PDUProcessingError(f'PDU header: {PDU_HEADER_LENGTH} bytes needed, got '
                                  f'{len(view)}')
@@ -405,14 +439,14 @@ def decode_pdu(raw: Union[bytes, bytearray, memoryview],
     None or 0 means no bound, as 0 means unlimited in PS3.8 D.1.
     """
     view = as_byte_view(raw)
-    pdu_type, length = parse_pdu_header(view)
+    pdu_type, length = _parse_header(view)
     if max_length and length > max_length:
         raise PDUProcessingError(f'{PDU_TYPES[pdu_type]._label} PDU declares {length} bytes, '
                                  f'above the maximum of {max_length}')
     if length != len(view) - PDU_HEADER_LENGTH:
         raise PDUProcessingError(f'{PDU_TYPES[pdu_type]._label} PDU declares {length} bytes, '
                                  f'{len(view) - PDU_HEADER_LENGTH} follow the header')
-    return PDU_TYPES[pdu_type].decode(view)
+    return PDU_TYPES[pdu_type]._decode_view(view)
 
 
 def _pdv_spans(reader: ByteReader) -> Iterator[tuple[int, memoryview]]:

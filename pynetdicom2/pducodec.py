@@ -14,9 +14,10 @@ from typing import Any, BinaryIO, ClassVar, Iterable, Optional
 from pynetdicom2.exceptions import PDUProcessingError
 
 __all__ = [
-    'ITEM_HEADER', 'as_byte_view', 'ByteReader', 'read_item_header', 'stream_offset',
-    'read_exact', 'read_stream_item', 'check_int', 'encode_uid', 'pack_length',
-    'short_repr', 'WireObject', 'decode_value', 'TypedItem',
+    'ITEM_HEADER', 'field_name', 'printable_ascii', 'as_byte_view', 'ByteReader',
+    'read_item_length', 'read_item_header', 'stream_offset', 'read_exact',
+    'read_stream_item', 'check_int', 'encode_uid', 'too_long', 'pack_length', 'short_repr',
+    'WireObject', 'decode_item', 'decode_value', 'TypedItem',
 ]
 
 # Every item and sub-item of the A-ASSOCIATE PDUs starts with type, reserved, length (PS3.8 9.3.2).
@@ -28,9 +29,27 @@ _U32 = struct.Struct('>I')
 # more than what the stream really holds plus one chunk.
 _READ_CHUNK = 64 * 1024
 
-# PS3.5 9.1: a UID is 1..64 characters, digits and '.' only.
+# PS3.5 9.1: a UID is 1..64 characters, digits and '.' only. Received, it may carry the
+# one NUL that pads an odd length (some peers send it inside items): the group is the UID.
 _UID_STR = re.compile(r'[0-9.]{1,64}')
-_UID_BYTES = re.compile(rb'[0-9.]{1,64}')
+_UID_BYTES = re.compile(rb'([0-9.]{1,64})\x00?')
+
+
+def field_name(what: str, item: str = '') -> str:
+    """The name a message gives a field: ``what``, after its ``item``'s label if any.
+
+    Decoders and encoders pass the two apart, so the name is only built for an error.
+    """
+    return f'{item} {what}' if item else what
+
+
+# Lenient text fields: each byte outside printable ASCII reads as '?'.
+_PRINTABLE_OR_QUESTION_MARK = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in range(256))
+
+
+def printable_ascii(raw: bytes) -> str:
+    """``raw`` as text, each byte outside printable ASCII read as '?' (lenient fields)."""
+    return raw.translate(_PRINTABLE_OR_QUESTION_MARK).decode('ascii')
 
 
 def as_byte_view(data: Any) -> memoryview:
@@ -52,7 +71,8 @@ class ByteReader:
     """A bounded cursor over a memoryview; every read is checked against what is left.
 
     ``base`` is added to positions in error messages, so offsets name the byte in the
-    PDU (or stream) being decoded; ``context`` says which one.
+    PDU (or stream) being decoded; ``context`` says which one. Each read names its
+    field by ``what`` and, optionally, the ``item`` it belongs to (see ``field_name``).
     """
 
     __slots__ = ('view', 'pos', 'end', 'base', 'context')
@@ -80,70 +100,105 @@ class ByteReader:
         offset = self.offset if at is None else at
         return PDUProcessingError(f'{message} (at byte offset {offset} of the {self.context})')
 
-    def need(self, n: int, what: str) -> None:
+    def _short(self, n: int, what: str, item: str) -> PDUProcessingError:
+        return self.error(f'{field_name(what, item)}: {n} bytes needed, only '
+                          f'{self.end - self.pos} left')
+
+    def need(self, n: int, what: str, item: str = '') -> None:
         """Raise unless ``n`` bytes are left."""
         if n > self.end - self.pos:
-            raise self.error(f'{what}: {n} bytes needed, only {self.end - self.pos} left')
+            raise self._short(n, what, item)
 
-    def u8(self, what: str) -> int:
-        self.need(1, what)
-        value = self.view[self.pos]
-        self.pos += 1
-        return value
+    # The reads below test the bound themselves: they run for every field of every PDU.
+    def u8(self, what: str, item: str = '') -> int:
+        pos = self.pos
+        if pos >= self.end:
+            raise self._short(1, what, item)
+        self.pos = pos + 1
+        return self.view[pos]
 
-    def u16(self, what: str) -> int:
-        self.need(2, what)
-        value = _U16.unpack_from(self.view, self.pos)[0]
-        self.pos += 2
-        return value
+    def u16(self, what: str, item: str = '') -> int:
+        pos = self.pos
+        if pos + 2 > self.end:
+            raise self._short(2, what, item)
+        self.pos = pos + 2
+        return _U16.unpack_from(self.view, pos)[0]
 
-    def u32(self, what: str) -> int:
-        self.need(4, what)
-        value = _U32.unpack_from(self.view, self.pos)[0]
-        self.pos += 4
-        return value
+    def u32(self, what: str, item: str = '') -> int:
+        pos = self.pos
+        if pos + 4 > self.end:
+            raise self._short(4, what, item)
+        self.pos = pos + 4
+        return _U32.unpack_from(self.view, pos)[0]
 
-    def take(self, n: int, what: str) -> memoryview:
+    def take(self, n: int, what: str, item: str = '') -> memoryview:
         """The next ``n`` bytes as a zero-copy slice."""
-        self.need(n, what)
-        start = self.pos
-        self.pos += n
-        return self.view[start:self.pos]
+        pos = self.pos
+        if n > self.end - pos:
+            raise self._short(n, what, item)
+        self.pos = pos + n
+        return self.view[pos:pos + n]
 
-    def skip(self, n: int, what: str) -> None:
-        self.need(n, what)
+    def skip(self, n: int, what: str, item: str = '') -> None:
+        if n > self.end - self.pos:
+            raise self._short(n, what, item)
         self.pos += n
 
-    def sub(self, n: int, what: str) -> ByteReader:
+    def sub(self, n: int, what: str, item: str = '') -> ByteReader:
         """A reader over the next ``n`` bytes only; this reader moves past them."""
-        self.need(n, what)
-        child = ByteReader(self.view, self.pos, self.pos + n, self.base, self.context)
-        self.pos += n
-        return child
+        pos = self.pos
+        if n > self.end - pos:
+            raise self._short(n, what, item)
+        self.pos = pos + n
+        return ByteReader(self.view, pos, pos + n, self.base, self.context)
 
-    def uid(self, n: int, what: str) -> str:
+    def uid(self, n: int, what: str, item: str = '') -> str:
         """The next ``n`` bytes as a UID (PS3.5 9.1), validated."""
-        at = self.offset
-        raw = bytes(self.take(n, what))
-        # PS3.5 9.1 pads an odd-length UID with one NUL; some peers send it inside items.
-        if raw.endswith(b'\x00'):
-            raw = raw[:-1]
-        if not _UID_BYTES.fullmatch(raw):
-            raise self.error(f'{what}: invalid UID {raw[:80]!r} (1 to 64 digits and dots '
-                            f'expected)', at)
-        return raw.decode('ascii')
+        pos = self.pos
+        if n > self.end - pos:
+            raise self._short(n, what, item)
+        self.pos = pos + n
+        match = _UID_BYTES.fullmatch(self.view, pos, pos + n)
+        if match is None:
+            raw = bytes(self.view[pos:pos + n])
+            if raw.endswith(b'\x00'):
+                raw = raw[:-1]
+            raise self.error(f'{field_name(what, item)}: invalid UID {raw[:80]!r} (1 to 64 '
+                             f'digits and dots expected)', self.base + pos)
+        return match[1].decode('ascii')
 
 
-def read_item_header(reader: ByteReader, what: str) -> tuple[int, ByteReader]:
-    """Read a 4-byte item header; return the item type and a reader bounded to its value."""
-    start = reader.offset
-    reader.need(4, f'{what} header')
-    item_type, _reserved, length = ITEM_HEADER.unpack_from(reader.view, reader.pos)
-    reader.pos += 4
-    if length > reader.remaining:
-        raise reader.error(f'{what} of type 0x{item_type:02X} declares {length} bytes, only '
-                          f'{reader.remaining} left in its parent', start)
-    return item_type, reader.sub(length, what)
+def read_item_length(reader: ByteReader, what: str, item: str = '') -> tuple[int, int]:
+    """Read a 4-byte item header; return the item type and its value's length.
+
+    The length is checked against what is left, and the reader is left at the value.
+    ``what`` (after ``item``'s label) names the item in errors.
+    """
+    pos = reader.pos
+    end = reader.end
+    if pos + 4 > end:
+        raise reader.error(f'{field_name(what, item)} header: 4 bytes needed, only '
+                           f'{end - pos} left')
+    item_type, _reserved, length = ITEM_HEADER.unpack_from(reader.view, pos)
+    if pos + 4 + length > end:
+        raise reader.error(f'{field_name(what, item)} of type 0x{item_type:02X} declares '
+                           f'{length} bytes, only {end - pos - 4} left in its parent',
+                           reader.base + pos)
+    reader.pos = pos + 4
+    return item_type, length
+
+
+def read_item_header(reader: ByteReader, what: str, item: str = '') -> tuple[int, ByteReader]:
+    """Read a 4-byte item header; return the item type and a reader bounded to its value.
+
+    The reader moves past the item. ``what`` (after ``item``'s label) names the item in
+    errors.
+    """
+    item_type, length = read_item_length(reader, what, item)
+    start = reader.pos
+    reader.pos = start + length
+    return item_type, ByteReader(reader.view, start, start + length, reader.base,
+                                 reader.context)
 
 
 def stream_offset(stream: BinaryIO) -> int:
@@ -182,26 +237,32 @@ def read_stream_item(stream: BinaryIO, what: str) -> tuple[int, ByteReader]:
     return item_type, ByteReader(memoryview(value), base=start + 4, context='stream')
 
 
-def check_int(value: Any, low: int, high: int, what: str) -> int:
+def check_int(value: Any, low: int, high: int, what: str, item: str = '') -> int:
     """``value`` if it is an int in ``low..high``, else PDUProcessingError (for encoders)."""
     if not isinstance(value, int) or not low <= value <= high:
-        raise PDUProcessingError(f'{what} must be an integer {low}..{high}, not {value!r}')
+        raise PDUProcessingError(f'{field_name(what, item)} must be an integer '
+                                 f'{low}..{high}, not {value!r}')
     return value
 
 
-def encode_uid(uid: Any, what: str) -> bytes:
+def encode_uid(uid: Any, what: str, item: str = '') -> bytes:
     """A UID's bytes for an item (PS3.5 9.1), unpadded as DICOM peers send them."""
     if not isinstance(uid, str) or not _UID_STR.fullmatch(uid):
-        raise PDUProcessingError(f'{what}: invalid UID {uid!r} (1 to 64 digits and dots '
-                                 f'expected)')
+        raise PDUProcessingError(f'{field_name(what, item)}: invalid UID {uid!r} (1 to 64 '
+                                 f'digits and dots expected)')
     return uid.encode('ascii')
 
 
-def pack_length(length: int, high: int, what: str) -> int:
+def too_long(length: int, high: int, what: str, item: str = '') -> PDUProcessingError:
+    """The error (to raise) for a ``length`` above what its length field holds."""
+    return PDUProcessingError(f'{field_name(what, item)} is {length} bytes long; the '
+                              f'length field holds at most {high}')
+
+
+def pack_length(length: int, high: int, what: str, item: str = '') -> int:
     """Check an encoded length field against its maximum."""
     if length > high:
-        raise PDUProcessingError(f'{what} is {length} bytes long; the length field holds '
-                                 f'at most {high}')
+        raise too_long(length, high, what, item)
     return length
 
 
@@ -232,13 +293,26 @@ class WireObject:
         return f'{type(self).__name__}({fields})'
 
 
+def decode_item(cls: Any, reader: ByteReader, item_type: int, length: int) -> Any:
+    """Decode with ``cls`` the item value of ``length`` bytes at the reader's position.
+
+    The reader is narrowed to the value while ``cls`` reads it, rather than given a
+    reader of its own (built per item, that cost more than the reading), and moves
+    past it; the value must be used exactly. After an error the reader is unusable.
+    """
+    end = reader.end
+    value_end = reader.end = reader.pos + length
+    obj = cls._decode_value(reader, item_type)
+    if reader.pos < value_end:
+        raise reader.error(f'{cls._label}: {value_end - reader.pos} bytes left over after '
+                           f'its fields (item length disagrees with its content)')
+    reader.end = end
+    return obj
+
+
 def decode_value(cls: Any, reader: ByteReader, item_type: int) -> Any:
     """Decode an item's value with ``cls`` and check that its length was used exactly."""
-    obj = cls._decode_value(reader, item_type)
-    if reader.remaining:
-        raise reader.error(f'{cls._label}: {reader.remaining} bytes left over after its '
-                          f'fields (item length disagrees with its content)')
-    return obj
+    return decode_item(cls, reader, item_type, reader.end - reader.pos)
 
 
 class TypedItem(WireObject):
@@ -265,7 +339,8 @@ class TypedItem(WireObject):
     def encode(self) -> bytes:
         """The item's bytes, header included."""
         value = self._encode_value()
-        pack_length(len(value), 0xFFFF, self._label)
+        if len(value) > 0xFFFF:
+            raise too_long(len(value), 0xFFFF, self._label)
         return ITEM_HEADER.pack(self.item_type, 0, len(value)) + value
 
     @classmethod

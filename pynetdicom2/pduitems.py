@@ -14,8 +14,8 @@ from typing import Any, BinaryIO, ClassVar, Iterable, Optional
 
 from pynetdicom2.exceptions import PDUProcessingError
 from pynetdicom2.pducodec import (
-    ITEM_HEADER, ByteReader, TypedItem, WireObject, check_int, decode_value, encode_uid,
-    pack_length, read_exact, read_item_header, stream_offset,
+    ITEM_HEADER, ByteReader, TypedItem, WireObject, check_int, decode_item, encode_uid,
+    pack_length, read_exact, read_item_length, stream_offset,
 )
 from pynetdicom2.userdataitems import SubItem, parse_user_data_item
 
@@ -84,7 +84,7 @@ class _UIDItem(Item):
 
     @classmethod
     def _decode_value(cls, reader: ByteReader, item_type: int) -> Any:
-        return cls(reader.uid(reader.remaining, cls._label))
+        return cls(reader.uid(reader.end - reader.pos, cls._label))
 
 
 class ApplicationContextItem(_UIDItem):
@@ -118,6 +118,12 @@ class TransferSyntaxSubItem(_UIDItem):
         self.name = name
 
 
+# The syntax sub-items hold a UID alone: the presentation context items read it in
+# place, as the sub-item classes would (``_UIDItem._decode_value``).
+_AS_LABEL = AbstractSyntaxSubItem._label
+_TS_LABEL = TransferSyntaxSubItem._label
+
+
 class PresentationContextItemRQ(Item):
     """A proposed presentation context: ID, abstract syntax, transfer syntaxes (PS3.8 9.3.2.2)."""
 
@@ -135,37 +141,41 @@ class PresentationContextItemRQ(Item):
         if not isinstance(self.abs_sub_item, AbstractSyntaxSubItem):
             raise PDUProcessingError(f'{self._label} {context_id}: an AbstractSyntaxSubItem '
                                      f'is needed, not {self.abs_sub_item!r}')
-        if not self.ts_sub_items or not all(
-                isinstance(ts, TransferSyntaxSubItem) for ts in self.ts_sub_items):
+        ts_sub_items = self.ts_sub_items
+        if not ts_sub_items or not all(isinstance(ts, TransferSyntaxSubItem)
+                                       for ts in ts_sub_items):
             raise PDUProcessingError(f'{self._label} {context_id}: one or more '
                                      f'TransferSyntaxSubItems are needed')
-        return b''.join([bytes((context_id, 0, 0, 0)), self.abs_sub_item.encode(),
-                         *(ts.encode() for ts in self.ts_sub_items)])
+        parts = [bytes((context_id, 0, 0, 0)), self.abs_sub_item.encode()]
+        for ts in ts_sub_items:
+            parts.append(ts.encode())
+        return b''.join(parts)
 
     @classmethod
     def _decode_value(cls, reader: ByteReader, item_type: int) -> PresentationContextItemRQ:
-        start = reader.offset
-        context_id = reader.u8(f'{cls._label} presentation-context-ID')
-        reader.skip(3, f'{cls._label} reserved fields')
+        label = cls._label
+        start = reader.pos
+        context_id = reader.u8('presentation-context-ID', label)
+        reader.skip(3, 'reserved fields', label)
         abs_sub_item = None
         ts_sub_items = []
-        while reader.remaining:
-            at = reader.offset
-            sub_type, value = read_item_header(reader, f'{cls._label} sub-item')
-            if sub_type == ABSTRACT_SYNTAX_SUB_ITEM:
+        while reader.pos < reader.end:
+            at = reader.pos
+            sub_type, length = read_item_length(reader, 'sub-item', label)
+            if sub_type == TRANSFER_SYNTAX_SUB_ITEM:
+                ts_sub_items.append(TransferSyntaxSubItem(reader.uid(length, _TS_LABEL)))
+            elif sub_type == ABSTRACT_SYNTAX_SUB_ITEM:
                 if abs_sub_item is not None:
-                    raise reader.error(f'{cls._label} {context_id}: more than one Abstract '
-                                      f'Syntax Sub-Item', at)
-                abs_sub_item = decode_value(AbstractSyntaxSubItem, value, sub_type)
-            elif sub_type == TRANSFER_SYNTAX_SUB_ITEM:
-                ts_sub_items.append(decode_value(TransferSyntaxSubItem, value, sub_type))
+                    raise reader.error(f'{label} {context_id}: more than one Abstract '
+                                       f'Syntax Sub-Item', reader.base + at)
+                abs_sub_item = AbstractSyntaxSubItem(reader.uid(length, _AS_LABEL))
             else:
-                raise reader.error(f'{cls._label} {context_id}: sub-item type '
-                                  f'0x{sub_type:02X} is not allowed here', at)
+                raise reader.error(f'{label} {context_id}: sub-item type 0x{sub_type:02X} '
+                                   f'is not allowed here', reader.base + at)
         # PS3.8 9.3.2.2: exactly one abstract syntax and at least one transfer syntax.
         if abs_sub_item is None or not ts_sub_items:
-            raise reader.error(f'{cls._label} {context_id}: needs one Abstract Syntax '
-                              f'Sub-Item and one or more Transfer Syntax Sub-Items', start)
+            raise reader.error(f'{label} {context_id}: needs one Abstract Syntax Sub-Item '
+                               f'and one or more Transfer Syntax Sub-Items', reader.base + start)
         return cls(context_id, abs_sub_item, ts_sub_items)
 
 
@@ -190,7 +200,7 @@ class PresentationContextItemAC(Item):
 
     def _encode_value(self) -> bytes:
         context_id = check_context_id(self.context_id)
-        result = check_int(self.result_reason, 0, 4, f'{self._label} result/reason')
+        result = check_int(self.result_reason, 0, 4, 'result/reason', self._label)
         if self.ts_sub_item is None:
             ts = ITEM_HEADER.pack(TRANSFER_SYNTAX_SUB_ITEM, 0, 0)
         elif isinstance(self.ts_sub_item, TransferSyntaxSubItem):
@@ -202,29 +212,31 @@ class PresentationContextItemAC(Item):
 
     @classmethod
     def _decode_value(cls, reader: ByteReader, item_type: int) -> PresentationContextItemAC:
-        context_id = reader.u8(f'{cls._label} presentation-context-ID')
-        reader.skip(1, f'{cls._label} reserved field')
-        result = reader.u8(f'{cls._label} result/reason')
-        reader.skip(1, f'{cls._label} reserved field')
+        label = cls._label
+        context_id = reader.u8('presentation-context-ID', label)
+        reader.skip(1, 'reserved field', label)
+        result = reader.u8('result/reason', label)
+        reader.skip(1, 'reserved field', label)
         ts_sub_item = None
         seen = False
-        while reader.remaining:
-            at = reader.offset
-            sub_type, value = read_item_header(reader, f'{cls._label} sub-item')
+        while reader.pos < reader.end:
+            at = reader.pos
+            sub_type, length = read_item_length(reader, 'sub-item', label)
             if sub_type != TRANSFER_SYNTAX_SUB_ITEM or seen:
-                raise reader.error(f'{cls._label} {context_id}: only one Transfer Syntax '
-                                  f'Sub-Item is allowed, found type 0x{sub_type:02X}', at)
+                raise reader.error(f'{label} {context_id}: only one Transfer Syntax Sub-Item '
+                                   f'is allowed, found type 0x{sub_type:02X}', reader.base + at)
             seen = True
-            if not value.remaining:
+            if not length:
                 continue
             try:
-                ts_sub_item = decode_value(TransferSyntaxSubItem, value, sub_type)
+                ts_sub_item = TransferSyntaxSubItem(reader.uid(length, _TS_LABEL))
             except PDUProcessingError:
                 if result == ACCEPTANCE:
                     raise
                 # PS3.8 9.3.3.2: not significant when rejected, so not tested.
                 logger.debug('ignored the transfer syntax of rejected presentation '
                              'context %d', context_id)
+                reader.pos = at + 4 + length
         return cls(context_id, result, ts_sub_item)
 
 
@@ -242,12 +254,15 @@ class UserInformationItem(Item):
             if not isinstance(sub, SubItem):
                 raise PDUProcessingError(f'{self._label}: a userdataitems sub-item is '
                                          f'needed, not {sub!r}')
-        return b''.join(sub.encode() for sub in self.user_data)
+        parts = []
+        for sub in self.user_data:
+            parts.append(sub.encode())
+        return b''.join(parts)
 
     @classmethod
     def _decode_value(cls, reader: ByteReader, item_type: int) -> UserInformationItem:
         user_data = []
-        while reader.remaining:
+        while reader.pos < reader.end:
             user_data.append(parse_user_data_item(reader))
         return cls(user_data)
 

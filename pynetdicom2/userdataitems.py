@@ -14,9 +14,9 @@ from typing import Any, BinaryIO, Iterable, Union
 from pynetdicom2.exceptions import PDUProcessingError
 # The shared wire helpers moved to pducodec; their names stay importable from here.
 from pynetdicom2.pducodec import (  # noqa: F401
-    ITEM_HEADER, ByteReader, TypedItem, WireObject, as_byte_view, check_int, decode_value,
-    encode_uid, pack_length, read_exact, read_item_header, read_stream_item, short_repr,
-    stream_offset,
+    ITEM_HEADER, ByteReader, TypedItem, WireObject, as_byte_view, check_int, decode_item,
+    decode_value, encode_uid, field_name, pack_length, printable_ascii, read_exact, read_item_header,
+    read_item_length, read_stream_item, short_repr, stream_offset, too_long,
 )
 
 __all__ = [
@@ -76,7 +76,7 @@ class MaximumLengthSubItem(SubItem):
 
     @classmethod
     def _decode_value(cls, reader: ByteReader, item_type: int) -> MaximumLengthSubItem:
-        return cls(reader.u32(f'{cls._label} maximum-length-received'))
+        return cls(reader.u32('maximum-length-received', cls._label))
 
 
 class ImplementationClassUIDSubItem(SubItem):
@@ -94,7 +94,7 @@ class ImplementationClassUIDSubItem(SubItem):
     @classmethod
     def _decode_value(cls, reader: ByteReader,
                       item_type: int) -> ImplementationClassUIDSubItem:
-        return cls(reader.uid(reader.remaining, cls._label))
+        return cls(reader.uid(reader.end - reader.pos, cls._label))
 
 
 class AsynchronousOperationsWindowSubItem(SubItem):
@@ -116,8 +116,8 @@ class AsynchronousOperationsWindowSubItem(SubItem):
     @classmethod
     def _decode_value(cls, reader: ByteReader,
                       item_type: int) -> AsynchronousOperationsWindowSubItem:
-        invoked = reader.u16(f'{cls._label} maximum-number-operations-invoked')
-        performed = reader.u16(f'{cls._label} maximum-number-operations-performed')
+        invoked = reader.u16('maximum-number-operations-invoked', cls._label)
+        performed = reader.u16('maximum-number-operations-performed', cls._label)
         return cls(invoked, performed)
 
 
@@ -137,16 +137,16 @@ class ScpScuRoleSelectionSubItem(SubItem):
         self.scp_role = scp_role
 
     def _encode_value(self) -> bytes:
-        uid = encode_uid(self.sop_class_uid, f'{self._label} SOP class UID')
+        uid = encode_uid(self.sop_class_uid, 'SOP class UID', self._label)
         return (_U16.pack(len(uid)) + uid
                 + bytes((check_int(self.scu_role, 0, 1, 'SCU role'),
                          check_int(self.scp_role, 0, 1, 'SCP role'))))
 
     @classmethod
     def _decode_value(cls, reader: ByteReader, item_type: int) -> ScpScuRoleSelectionSubItem:
-        uid = reader.uid(reader.u16(f'{cls._label} UID-length'), f'{cls._label} SOP class UID')
-        scu_role = reader.u8(f'{cls._label} SCU-role')
-        scp_role = reader.u8(f'{cls._label} SCP-role')
+        uid = reader.uid(reader.u16('UID-length', cls._label), 'SOP class UID', cls._label)
+        scu_role = reader.u8('SCU-role', cls._label)
+        scp_role = reader.u8('SCP-role', cls._label)
         return cls(uid, scu_role, scp_role)
 
 
@@ -166,7 +166,7 @@ class ImplementationVersionNameSubItem(SubItem):
     def _encode_value(self) -> bytes:
         name = self.implementation_version_name
         if (not isinstance(name, str) or not 1 <= len(name) <= 16
-                or any(not ' ' <= char <= '~' for char in name)):
+                or not name.isascii() or not name.isprintable()):
             raise PDUProcessingError(f'{self._label}: 1 to 16 printable ASCII characters '
                                      f'expected, not {name!r}')
         return name.encode('ascii')
@@ -174,8 +174,7 @@ class ImplementationVersionNameSubItem(SubItem):
     @classmethod
     def _decode_value(cls, reader: ByteReader,
                       item_type: int) -> ImplementationVersionNameSubItem:
-        raw = bytes(reader.take(reader.remaining, cls._label))
-        return cls(''.join(chr(b) if 0x20 <= b < 0x7F else '?' for b in raw))
+        return cls(printable_ascii(bytes(reader.take(reader.end - reader.pos, cls._label))))
 
 
 class SOPClassExtendedNegotiationSubItem(SubItem):
@@ -189,7 +188,7 @@ class SOPClassExtendedNegotiationSubItem(SubItem):
         self.app_info = app_info
 
     def _encode_value(self) -> bytes:
-        uid = encode_uid(self.sop_class_uid, f'{self._label} SOP class UID')
+        uid = encode_uid(self.sop_class_uid, 'SOP class UID', self._label)
         if not isinstance(self.app_info, (bytes, bytearray)):
             raise PDUProcessingError(f'{self._label}: app_info must be bytes, '
                                      f'not {type(self.app_info).__name__}')
@@ -198,9 +197,9 @@ class SOPClassExtendedNegotiationSubItem(SubItem):
     @classmethod
     def _decode_value(cls, reader: ByteReader,
                       item_type: int) -> SOPClassExtendedNegotiationSubItem:
-        uid = reader.uid(reader.u16(f'{cls._label} SOP-class-uid-length'),
-                         f'{cls._label} SOP class UID')
-        return cls(uid, bytes(reader.take(reader.remaining, cls._label)))
+        uid = reader.uid(reader.u16('SOP-class-uid-length', cls._label),
+                         'SOP class UID', cls._label)
+        return cls(uid, bytes(reader.take(reader.end - reader.pos, cls._label)))
 
 
 class SOPClassCommonExtendedNegotiationSubItem(SubItem):
@@ -219,13 +218,13 @@ class SOPClassCommonExtendedNegotiationSubItem(SubItem):
         self.related_general_sop_class_uids = tuple(related_general_sop_class_uids)
 
     def _encode_value(self) -> bytes:
-        sop = encode_uid(self.sop_class_uid, f'{self._label} SOP class UID')
-        service = encode_uid(self.service_class_uid, f'{self._label} service class UID')
+        sop = encode_uid(self.sop_class_uid, 'SOP class UID', self._label)
+        service = encode_uid(self.service_class_uid, 'service class UID', self._label)
         related = b''.join(
             _U16.pack(len(uid)) + uid for uid in
-            (encode_uid(u, f'{self._label} related general SOP class UID')
+            (encode_uid(u, 'related general SOP class UID', self._label)
              for u in self.related_general_sop_class_uids))
-        pack_length(len(related), 0xFFFF, f'{self._label} related general SOP classes')
+        pack_length(len(related), 0xFFFF, 'related general SOP classes', self._label)
         return (_U16.pack(len(sop)) + sop + _U16.pack(len(service)) + service
                 + _U16.pack(len(related)) + related)
 
@@ -234,18 +233,18 @@ class SOPClassCommonExtendedNegotiationSubItem(SubItem):
                       item_type: int) -> SOPClassCommonExtendedNegotiationSubItem:
         # The header's second byte is the sub-item version (0); later versions are
         # read with the version 0 layout, which they extend.
-        sop = reader.uid(reader.u16(f'{cls._label} SOP-class-uid-length'),
-                         f'{cls._label} SOP class UID')
-        service = reader.uid(reader.u16(f'{cls._label} service-class-uid-length'),
-                             f'{cls._label} service class UID')
+        sop = reader.uid(reader.u16('SOP-class-uid-length', cls._label),
+                         'SOP class UID', cls._label)
+        service = reader.uid(reader.u16('service-class-uid-length', cls._label),
+                             'service class UID', cls._label)
         related_reader = reader.sub(
-            reader.u16(f'{cls._label} related-general-sop-class-identification-length'),
-            f'{cls._label} related general SOP class identification')
+            reader.u16('related-general-sop-class-identification-length', cls._label),
+            'related general SOP class identification', cls._label)
         related = []
-        while related_reader.remaining:
+        while related_reader.pos < related_reader.end:
             related.append(related_reader.uid(
-                related_reader.u16(f'{cls._label} related-general-sop-class-uid-length'),
-                f'{cls._label} related general SOP class UID'))
+                related_reader.u16('related-general-sop-class-uid-length', cls._label),
+                'related general SOP class UID', cls._label))
         return cls(sop, service, related)
 
 
@@ -352,12 +351,12 @@ class UserIdentityNegotiationSubItem(SubItem):
     @classmethod
     def _decode_value(cls, reader: ByteReader,
                       item_type: int) -> UserIdentityNegotiationSubItem:
-        identity_type = reader.u8(f'{cls._label} user-identity-type')
-        response = reader.u8(f'{cls._label} positive-response-requested')
-        primary = bytes(reader.take(reader.u16(f'{cls._label} primary-field-length'),
-                                    f'{cls._label} primary field'))
-        secondary = bytes(reader.take(reader.u16(f'{cls._label} secondary-field-length'),
-                                      f'{cls._label} secondary field'))
+        identity_type = reader.u8('user-identity-type', cls._label)
+        response = reader.u8('positive-response-requested', cls._label)
+        primary = bytes(reader.take(reader.u16('primary-field-length', cls._label),
+                                    'primary field', cls._label))
+        secondary = bytes(reader.take(reader.u16('secondary-field-length', cls._label),
+                                      'secondary field', cls._label))
         return cls(primary, secondary, identity_type, response)
 
     def _repr_fields(self) -> Iterable[tuple[str, str]]:
@@ -401,8 +400,8 @@ class UserIdentityNegotiationSubItemAc(SubItem):
     @classmethod
     def _decode_value(cls, reader: ByteReader,
                       item_type: int) -> UserIdentityNegotiationSubItemAc:
-        return cls(bytes(reader.take(reader.u16(f'{cls._label} server-response-length'),
-                                     f'{cls._label} server response')))
+        return cls(bytes(reader.take(reader.u16('server-response-length', cls._label),
+                                     'server response', cls._label)))
 
     def _repr_fields(self) -> Iterable[tuple[str, str]]:
         response = self._server_response
@@ -432,7 +431,7 @@ class GenericUserDataSubItem(SubItem):
 
     @classmethod
     def _decode_value(cls, reader: ByteReader, item_type: int) -> GenericUserDataSubItem:
-        return cls(item_type, bytes(reader.take(reader.remaining, cls._label)))
+        return cls(item_type, bytes(reader.take(reader.end - reader.pos, cls._label)))
 
     @classmethod
     def decode(cls, stream: BinaryIO) -> GenericUserDataSubItem:
@@ -453,12 +452,12 @@ SUB_ITEM_TYPES: dict[int, type[SubItem]] = {
 
 def parse_user_data_item(reader: ByteReader) -> SubItem:
     """Decode the next sub-item from a bounded reader (used by the user information item)."""
-    item_type, value = read_item_header(reader, 'user information sub-item')
+    item_type, length = read_item_length(reader, 'user information sub-item')
     cls = SUB_ITEM_TYPES.get(item_type, GenericUserDataSubItem)
     if cls is GenericUserDataSubItem:
         logger.debug('unknown user information sub-item type 0x%02X kept as raw bytes',
                      item_type)
-    return decode_value(cls, value, item_type)
+    return decode_item(cls, reader, item_type, length)
 
 
 def decode_user_data_item(stream: BinaryIO) -> SubItem:
