@@ -22,6 +22,7 @@ from pydicom.filereader import read_dataset
 from pydicom.filewriter import correct_ambiguous_vr, write_dataset
 
 from pynetdicom2 import uids
+from pynetdicom2.dsutils import decode_flat
 from pynetdicom2.exceptions import ClassNotSupportedError
 
 #: What to install for the codecs pydicom's plugins need (numpy, pylibjpeg, ...).
@@ -328,10 +329,16 @@ def read_data_set(raw: bytes, ts: str, stop_when=None) -> Dataset:
 
     ``stop_when`` is pydicom's ``read_dataset`` one. Raises what pydicom or zlib raise
     on bytes that do not decode: the caller says which error that is at its edge.
+    A data set in little endian whose elements all have a defined length (a C-FIND
+    identifier) is read by ``dsutils.decode_flat``, into the Dataset pydicom gives.
     """
     implicit, little, deflated = data_set_encoding(ts)
     if deflated:
         raw = inflate(raw)
+    if little and stop_when is None:
+        ds = decode_flat(raw, implicit)
+        if ds is not None:
+            return ds
     return read_dataset(io.BytesIO(bytes(raw)), implicit, little, stop_when=stop_when)
 
 

@@ -1,14 +1,16 @@
-"""The flat data-set fast path writes exactly what pydicom writes; 0.9.8's encode, decode
-and encode_element keep their behaviour."""
+"""The flat data-set fast paths write exactly what pydicom writes and read exactly the
+Dataset pydicom reads; 0.9.8's encode, decode and encode_element keep their behaviour."""
 
 from __future__ import annotations
 
+import io
 import struct
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 
@@ -58,6 +60,15 @@ def flat_data_sets(draw) -> Dataset:
 @given(flat_data_sets(), st.booleans())
 def test_flat_data_sets_encode_as_pydicom_encodes_them(ds, implicit):
     assert dsutils.encode_flat(ds, implicit) == pydicom_bytes(ds, implicit)
+
+
+@settings(max_examples=100, deadline=None)
+@given(flat_data_sets(), st.booleans())
+def test_data_sets_read_encode_flat_as_pydicom_encodes_them(ds, implicit):
+    # Read in one VR encoding, sent in the other: raw elements of implicit VR take the
+    # dictionary's VR, as pydicom's writer gives them.
+    read = dsutils.decode_flat(pydicom_bytes(ds, not implicit), not implicit)
+    assert dsutils.encode_flat(read, implicit) == pydicom_bytes(read, implicit)
 
 
 def test_what_is_not_flat_is_left_to_pydicom():
@@ -150,3 +161,101 @@ def test_values_pydicom_cannot_convert_are_encoded_verbatim(implicit_vr):
     ds = dsutils.decode(raw, implicit_vr, True)
     assert dsutils.encode_flat(ds, implicit_vr) == raw
     assert dsutils.encode(ds, implicit_vr, True) == raw
+
+
+# -- decode_flat: the Dataset pydicom's reader gives, faster ----------------------------
+
+# (tag, VR) of elements a peer's identifiers hold: standard and private, text and
+# binary, short and long explicit-VR lengths (PS3.5 7.1.2), a sequence of defined length.
+FLAT_ELEMENTS = [
+    (0x00080005, b'CS'), (0x00080020, b'DA'), (0x00080052, b'CS'), (0x00080061, b'CS'),
+    (0x00091010, b'LO'), (0x00091011, b'UN'), (0x00091012, b'OB'), (0x00100010, b'PN'),
+    (0x00100020, b'LO'), (0x00101030, b'DS'), (0x00200013, b'IS'), (0x0020000D, b'UI'),
+    (0x00280010, b'US'), (0x00081110, b'SQ'), (0x00324000, b'LT'), (0x00400275, b'UT'),
+    (0x7FE00010, b'OW'),
+]
+CHARACTER_SETS = [b'ISO_IR 100', b'ISO_IR 192', b'', b'\\ISO 2022 IR 87', b'BOGUS ']
+
+
+def element_bytes(tag: int, vr: bytes, value: bytes, implicit: bool) -> bytes:
+    group, elem = tag >> 16, tag & 0xFFFF
+    if implicit:
+        return struct.pack('<HHL', group, elem, len(value)) + value
+    if vr in (b'OB', b'OW', b'SQ', b'UN', b'UT'):
+        return struct.pack('<HH2sHL', group, elem, vr, 0, len(value)) + value
+    return struct.pack('<HH2sH', group, elem, vr, len(value)) + value
+
+
+@st.composite
+def raw_identifiers(draw, implicit: bool) -> bytes:
+    """Elements as peers write them: any order, odd and empty lengths, any bytes."""
+    parts = []
+    for tag, vr in draw(st.lists(st.sampled_from(FLAT_ELEMENTS), max_size=8)):
+        value = (draw(st.sampled_from(CHARACTER_SETS)) if tag == 0x00080005
+                 else draw(st.binary(max_size=21)))
+        parts.append(element_bytes(tag, vr, value, implicit))
+    return b''.join(parts)
+
+
+def read_by_pydicom(raw: bytes, implicit: bool) -> Dataset:
+    return read_dataset(io.BytesIO(raw), implicit, True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.booleans(), st.data())
+def test_decode_flat_gives_what_pydicom_reads(implicit, data):
+    raw = data.draw(raw_identifiers(implicit))
+    decoded = dsutils.decode_flat(raw, implicit)
+    assert decoded is not None
+    # The same raw elements (tag, VR, length, value, offset) in the same order, the
+    # same original encoding and character sets, nothing else set differently.
+    assert vars(decoded) == vars(read_by_pydicom(raw, implicit))
+
+
+def test_decoded_values_convert_as_pydicom_converts_them():
+    raw = b''.join(element_bytes(tag, vr, value, False) for tag, vr, value in [
+        (0x00080005, b'CS', b'ISO_IR 100'), (0x00100010, b'PN', 'Buc^Jérôme'.encode('latin-1')),
+        (0x00200013, b'IS', b'7 '), (0x00280010, b'US', b'\x00\x02'),
+        (0x00081110, b'SQ', element_bytes(0xFFFEE000, b'', element_bytes(
+            0x00081155, b'UI', b'1.2.3\x00', False), True))])
+    decoded, expected = dsutils.decode_flat(raw, False), read_by_pydicom(raw, False)
+    assert decoded.PatientName == 'Buc^Jérôme'
+    assert (decoded.InstanceNumber, decoded.Rows) == (7, 512)
+    # A sequence of defined length stays raw until used, then reads as pydicom reads it.
+    assert decoded.ReferencedStudySequence[0].ReferencedSOPInstanceUID == '1.2.3'
+    assert decoded == expected
+    assert dsutils.encode(decoded, True, True) == dsutils.encode(expected, True, True)
+
+
+def undefined_length_sequence() -> bytes:
+    item = element_bytes(0x00081155, b'UI', b'1.2.3\x00', False)
+    return (struct.pack('<HH2sHL', 0x0008, 0x1110, b'SQ', 0, 0xFFFFFFFF)
+            + struct.pack('<HHL', 0xFFFE, 0xE000, len(item)) + item
+            + struct.pack('<HHL', 0xFFFE, 0xE0DD, 0))
+
+
+@pytest.mark.parametrize('raw, implicit', [
+    (undefined_length_sequence(), False),                       # PS3.5 7.5.2
+    (element_bytes(0x00100010, b'PN', b'A^B ', False), True),   # explicit VR, said implicit
+    (element_bytes(0x00100010, b'PN', b'A^B ', True), False),   # implicit VR, said explicit
+    (element_bytes(0x00100010, b'PN', b'A^B ', False)[:-1], False),  # value cut short
+    (element_bytes(0x00100010, b'PN', b'A^B ', False) + b'\x10\x00', False),  # header cut
+    (element_bytes(0x00100010, b'XY', b'A^B ', False), False),  # no such VR (PS3.5 6.2)
+])
+def test_what_is_not_flat_is_left_to_pydicom_reader(raw, implicit):
+    assert dsutils.decode_flat(raw, implicit) is None
+
+
+def test_decode_flat_of_nothing_is_an_empty_data_set():
+    for implicit in (True, False):
+        assert vars(dsutils.decode_flat(b'', implicit)) == vars(read_by_pydicom(b'', implicit))
+
+
+def test_each_decoded_data_set_is_its_own():
+    raw = element_bytes(0x00100020, b'LO', b'12', False)
+    first, second = dsutils.decode_flat(raw, False), dsutils.decode_flat(raw, False)
+    first.private_block(0x0011, 'OURS', create=True).add_new(0x01, 'LO', 'x')
+    first.PatientID = '34'
+    assert (second.PatientID, len(second)) == ('12', 1)
+    with pytest.raises(KeyError):
+        second.private_block(0x0011, 'OURS')

@@ -7,6 +7,7 @@ each SCP answers with the matches of the AE's ``on_receive_find`` hook.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Iterator, Optional, Tuple
 
@@ -79,18 +80,27 @@ def _find_scp(asce, ctx: PContextDef, msg) -> None:
     matches = ask(asce, ctx, msg, rsp_class, lambda: iter(asce.ae.on_receive_find(ctx, ds)))
     if matches is ANSWERED:
         return
+    next_match = functools.partial(next, matches, END)
+    # The handler yields the same few codes thousands of times (0xFF00): each is
+    # resolved once per operation (a Status is immutable).
+    resolved = {}
     while True:
         if cancel_requested(asce, msg.message_id):
             close_iterator(matches)
             send_final(asce, ctx, msg, rsp_class, statuses.C_FIND_CANCEL)
             return
-        item = ask(asce, ctx, msg, rsp_class, lambda: next(matches, END))
+        item = ask(asce, ctx, msg, rsp_class, next_match)
         if item is ANSWERED:
             return
         if item is END:
             break
         match, status = item
-        status = statuses.Status(status, rsp_class)
+        if type(status) is int and status in resolved:
+            status = resolved[status]
+        else:
+            code, status = status, statuses.Status(status, rsp_class)
+            if type(code) is int:
+                resolved[code] = status
         if not status.is_pending:
             # The handler chose the final status itself: it ends the operation.
             close_iterator(matches)
