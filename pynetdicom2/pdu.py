@@ -127,7 +127,7 @@ class PDU(WireObject):
 def _encode_ae_title(title: Any, what: str) -> bytes:
     # PS3.8 9.3.2 and PS3.5 6.2 (AE): 1..16 ISO 646 characters, no backslash, not all
     # spaces, space padded. Never truncated: a wrong title must fail loudly.
-    if isinstance(title, (bytes, bytearray)):
+    if not isinstance(title, str) and isinstance(title, (bytes, bytearray)):
         try:
             title = bytes(title).decode('ascii')
         except UnicodeDecodeError:

@@ -2,7 +2,9 @@
 
 A bounded reader whose errors name the byte offset, the type/reserved/length item
 header, exact reads from a stream, the encoders' range and UID checks, and the value
-object base with equality and repr. ``pdu``, ``pduitems`` and ``userdataitems`` build on it.
+object base with equality and repr. ``pdu``, ``pduitems`` and ``userdataitems`` build on
+it. Every A-ASSOCIATE PDU of every association goes through here, so the names in
+messages are built only when an error is raised.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ _READ_CHUNK = 64 * 1024
 # one NUL that pads an odd length (some peers send it inside items): the group is the UID.
 _UID_STR = re.compile(r'[0-9.]{1,64}')
 _UID_BYTES = re.compile(rb'([0-9.]{1,64})\x00?')
+
+# The UIDs of an association are few (syntaxes, SOP classes, implementation UIDs) and
+# the same on every association: each is checked once, then looked up, both ways.
+# Bounded, so that UIDs made up without end cannot grow them without end.
+_ENCODED_UIDS: dict[str, bytes] = {}
+_DECODED_UIDS: dict[bytes, str] = {}
+_KNOWN_UIDS_MAX = 1024
 
 
 def field_name(what: str, item: str = '') -> str:
@@ -153,19 +162,25 @@ class ByteReader:
         return ByteReader(self.view, pos, pos + n, self.base, self.context)
 
     def uid(self, n: int, what: str, item: str = '') -> str:
-        """The next ``n`` bytes as a UID (PS3.5 9.1), validated."""
+        """The next ``n`` bytes as a UID (PS3.5 9.1), validated (once per UID met)."""
         pos = self.pos
         if n > self.end - pos:
             raise self._short(n, what, item)
         self.pos = pos + n
-        match = _UID_BYTES.fullmatch(self.view, pos, pos + n)
+        raw = self.view[pos:pos + n].tobytes()
+        uid = _DECODED_UIDS.get(raw)
+        if uid is not None:
+            return uid
+        match = _UID_BYTES.fullmatch(raw)
         if match is None:
-            raw = bytes(self.view[pos:pos + n])
             if raw.endswith(b'\x00'):
                 raw = raw[:-1]
             raise self.error(f'{field_name(what, item)}: invalid UID {raw[:80]!r} (1 to 64 '
                              f'digits and dots expected)', self.base + pos)
-        return match[1].decode('ascii')
+        uid = match[1].decode('ascii')
+        if len(_DECODED_UIDS) < _KNOWN_UIDS_MAX:
+            _DECODED_UIDS[raw] = uid
+        return uid
 
 
 def read_item_length(reader: ByteReader, what: str, item: str = '') -> tuple[int, int]:
@@ -247,10 +262,17 @@ def check_int(value: Any, low: int, high: int, what: str, item: str = '') -> int
 
 def encode_uid(uid: Any, what: str, item: str = '') -> bytes:
     """A UID's bytes for an item (PS3.5 9.1), unpadded as DICOM peers send them."""
-    if not isinstance(uid, str) or not _UID_STR.fullmatch(uid):
-        raise PDUProcessingError(f'{field_name(what, item)}: invalid UID {uid!r} (1 to 64 '
-                                 f'digits and dots expected)')
-    return uid.encode('ascii')
+    if isinstance(uid, str):
+        encoded = _ENCODED_UIDS.get(uid)
+        if encoded is not None:
+            return encoded
+        if _UID_STR.fullmatch(uid):
+            encoded = uid.encode('ascii')
+            if len(_ENCODED_UIDS) < _KNOWN_UIDS_MAX:
+                _ENCODED_UIDS[uid] = encoded
+            return encoded
+    raise PDUProcessingError(f'{field_name(what, item)}: invalid UID {uid!r} (1 to 64 '
+                             f'digits and dots expected)')
 
 
 def too_long(length: int, high: int, what: str, item: str = '') -> PDUProcessingError:
@@ -297,8 +319,8 @@ def decode_item(cls: Any, reader: ByteReader, item_type: int, length: int) -> An
     """Decode with ``cls`` the item value of ``length`` bytes at the reader's position.
 
     The reader is narrowed to the value while ``cls`` reads it, rather than given a
-    reader of its own (built per item, that cost more than the reading), and moves
-    past it; the value must be used exactly. After an error the reader is unusable.
+    reader of its own (building one per item cost more than reading most items), and
+    moves past it; the value must be used exactly. After an error the reader is unusable.
     """
     end = reader.end
     value_end = reader.end = reader.pos + length

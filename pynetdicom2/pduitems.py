@@ -14,10 +14,10 @@ from typing import Any, BinaryIO, ClassVar, Iterable, Optional
 
 from pynetdicom2.exceptions import PDUProcessingError
 from pynetdicom2.pducodec import (
-    ITEM_HEADER, ByteReader, TypedItem, WireObject, check_int, decode_item, encode_uid,
-    pack_length, read_exact, read_item_length, stream_offset,
+    ITEM_HEADER, ByteReader, TypedItem, WireObject, check_int, encode_uid, pack_length,
+    read_exact, read_item_length, stream_offset,
 )
-from pynetdicom2.userdataitems import SubItem, parse_user_data_item
+from pynetdicom2.userdataitems import SubItem, parse_user_data
 
 __all__ = [
     'APPLICATION_CONTEXT_ITEM', 'PRESENTATION_CONTEXT_ITEM_RQ', 'PRESENTATION_CONTEXT_ITEM_AC',
@@ -141,9 +141,14 @@ class PresentationContextItemRQ(Item):
         if not isinstance(self.abs_sub_item, AbstractSyntaxSubItem):
             raise PDUProcessingError(f'{self._label} {context_id}: an AbstractSyntaxSubItem '
                                      f'is needed, not {self.abs_sub_item!r}')
+        # PS3.8 9.3.2.2: one or more transfer syntaxes, all checked before any is encoded.
         ts_sub_items = self.ts_sub_items
-        if not ts_sub_items or not all(isinstance(ts, TransferSyntaxSubItem)
-                                       for ts in ts_sub_items):
+        valid = bool(ts_sub_items)
+        for ts in ts_sub_items:
+            if not isinstance(ts, TransferSyntaxSubItem):
+                valid = False
+                break
+        if not valid:
             raise PDUProcessingError(f'{self._label} {context_id}: one or more '
                                      f'TransferSyntaxSubItems are needed')
         parts = [bytes((context_id, 0, 0, 0)), self.abs_sub_item.encode()]
@@ -261,10 +266,7 @@ class UserInformationItem(Item):
 
     @classmethod
     def _decode_value(cls, reader: ByteReader, item_type: int) -> UserInformationItem:
-        user_data = []
-        while reader.pos < reader.end:
-            user_data.append(parse_user_data_item(reader))
-        return cls(user_data)
+        return cls(parse_user_data(reader))
 
 
 class PresentationDataValueItem(WireObject):

@@ -15,8 +15,9 @@ from pynetdicom2.exceptions import PDUProcessingError
 # The shared wire helpers moved to pducodec; their names stay importable from here.
 from pynetdicom2.pducodec import (  # noqa: F401
     ITEM_HEADER, ByteReader, TypedItem, WireObject, as_byte_view, check_int, decode_item,
-    decode_value, encode_uid, field_name, pack_length, printable_ascii, read_exact, read_item_header,
-    read_item_length, read_stream_item, short_repr, stream_offset, too_long,
+    decode_value, encode_uid, field_name, pack_length, printable_ascii, read_exact,
+    read_item_header, read_item_length, read_stream_item, short_repr, stream_offset,
+    too_long,
 )
 
 __all__ = [
@@ -450,14 +451,17 @@ SUB_ITEM_TYPES: dict[int, type[SubItem]] = {
 }
 
 
-def parse_user_data_item(reader: ByteReader) -> SubItem:
-    """Decode the next sub-item from a bounded reader (used by the user information item)."""
-    item_type, length = read_item_length(reader, 'user information sub-item')
-    cls = SUB_ITEM_TYPES.get(item_type, GenericUserDataSubItem)
-    if cls is GenericUserDataSubItem:
-        logger.debug('unknown user information sub-item type 0x%02X kept as raw bytes',
-                     item_type)
-    return decode_item(cls, reader, item_type, length)
+def parse_user_data(reader: ByteReader) -> list[SubItem]:
+    """Decode every sub-item left in a bounded reader (the user information item's value)."""
+    user_data = []
+    while reader.pos < reader.end:
+        item_type, length = read_item_length(reader, 'user information sub-item')
+        cls = SUB_ITEM_TYPES.get(item_type, GenericUserDataSubItem)
+        if cls is GenericUserDataSubItem:
+            logger.debug('unknown user information sub-item type 0x%02X kept as raw bytes',
+                         item_type)
+        user_data.append(decode_item(cls, reader, item_type, length))
+    return user_data
 
 
 def decode_user_data_item(stream: BinaryIO) -> SubItem:

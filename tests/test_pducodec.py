@@ -41,6 +41,22 @@ def test_uids_are_checked_both_ways():
     assert pducodec.ByteReader(memoryview(b'1.2\x00')).uid(4, 'uid') == '1.2'
 
 
+def test_uids_met_before_are_looked_up_and_their_number_bounded():
+    # The UIDs checked once are remembered (issue 18); a wrong one never is, and UIDs
+    # made up without end do not grow the memory without end.
+    for _ in range(2):
+        assert pducodec.ByteReader(memoryview(b'1.2.3\x00')).uid(6, 'uid') == '1.2.3'
+        assert pducodec.encode_uid('1.2.3', 'uid') == b'1.2.3'
+        with pytest.raises(PDUProcessingError, match='invalid UID'):
+            pducodec.ByteReader(memoryview(b'1.2.x')).uid(5, 'uid')
+    made_up = [f'1.2.{n}' for n in range(pducodec._KNOWN_UIDS_MAX + 10)]
+    for uid in made_up:
+        raw = pducodec.encode_uid(uid, 'uid')
+        assert pducodec.ByteReader(memoryview(raw)).uid(len(raw), 'uid') == uid
+    assert len(pducodec._ENCODED_UIDS) <= pducodec._KNOWN_UIDS_MAX
+    assert len(pducodec._DECODED_UIDS) <= pducodec._KNOWN_UIDS_MAX
+
+
 def test_userdataitems_still_gives_the_helpers_it_had():
     for name in pducodec.__all__:
         assert getattr(userdataitems, name) is getattr(pducodec, name), name
