@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from typing import Iterator, Optional, Tuple
 
 from pydicom.dataset import Dataset
@@ -58,6 +59,12 @@ def qr_find_scu(asce, ctx: PContextDef, ds: Dataset, msg_id: int
     return _find_scu(asce, ctx, ds, msg_id)
 
 
+#: Seconds between two looks for a C-CANCEL-RQ while an SCP sends matches. A look is
+#: a system call, which cost as much as the rest of a response; a peer's cancel
+#: crosses the responses already in flight anyway (PS3.7 9.3.2.3), and a millisecond
+#: more of them changes nothing for it. A slow handler is looked after at every match.
+CANCEL_LOOK_INTERVAL = 0.001
+
 # ours and pynetdicom2 0.9.x's, whose SCP answered ``(ds, SUCCESS)`` that way.
 _FINAL_IDENTIFIER_READERS = frozenset({
     IMPLEMENTATION_UID, '1.2.826.0.1.3680043.8.498.1.1.155105445218102811803000'})
@@ -84,11 +91,15 @@ def _find_scp(asce, ctx: PContextDef, msg) -> None:
     # The handler yields the same few codes thousands of times (0xFF00): each is
     # resolved once per operation (a Status is immutable).
     resolved = {}
+    next_look = 0.0
     while True:
-        if cancel_requested(asce, msg.message_id):
-            close_iterator(matches)
-            send_final(asce, ctx, msg, rsp_class, statuses.C_FIND_CANCEL)
-            return
+        now = time.monotonic()
+        if now >= next_look:
+            next_look = now + CANCEL_LOOK_INTERVAL
+            if cancel_requested(asce, msg.message_id):
+                close_iterator(matches)
+                send_final(asce, ctx, msg, rsp_class, statuses.C_FIND_CANCEL)
+                return
         item = ask(asce, ctx, msg, rsp_class, next_match)
         if item is ANSWERED:
             return
@@ -140,7 +151,7 @@ def qr_find_scp(asce, ctx: PContextDef, msg) -> None:
     identifier.
     ``EventHandlingError`` from the hook (called or iterated) ends with 0xC000 and
     the association stays usable. A C-CANCEL-RQ from the peer, looked for before
-    each match, ends with 0xFE00.
+    each match (at most every ``CANCEL_LOOK_INTERVAL`` seconds), ends with 0xFE00.
     """
     _find_scp(asce, ctx, msg)
 
@@ -158,5 +169,5 @@ def modality_work_list_scp(asce, ctx: PContextDef, msg) -> None:
     _find_scp(asce, ctx, msg)
 
 
-__all__ = ['FIND_SOP_CLASSES', 'qr_find_scu', 'qr_find_scp', 'modality_work_list_scu',
-           'modality_work_list_scp']
+__all__ = ['FIND_SOP_CLASSES', 'CANCEL_LOOK_INTERVAL', 'qr_find_scu', 'qr_find_scp',
+           'modality_work_list_scu', 'modality_work_list_scp']
