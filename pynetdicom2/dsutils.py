@@ -265,6 +265,19 @@ def _empty_value(vr: Optional[str]) -> Optional[bytes]:
     return value
 
 
+# The tags read so far as pydicom's keys (BaseTag), made once: identifiers repeat a
+# few dozen tags thousands of times. Bounded: a peer may send any tags.
+_BASE_TAGS: Dict[int, BaseTag] = {}
+_MAX_BASE_TAGS = 4096
+
+
+def _base_tag(tag: int) -> BaseTag:
+    made = BaseTag(tag)
+    if len(_BASE_TAGS) < _MAX_BASE_TAGS:
+        _BASE_TAGS[tag] = made
+    return made
+
+
 def decode_flat(raw: Union[bytes, bytearray, memoryview], implicit_vr: bool
                 ) -> Optional[Dataset]:
     """The data set ``raw`` encodes in implicit or explicit VR little endian, or None.
@@ -291,6 +304,7 @@ def decode_flat(raw: Union[bytes, bytearray, memoryview], implicit_vr: bool
     offset = 0
     implicit_header = _IMPLICIT_HEADER.unpack_from
     explicit_header = _EXPLICIT_SHORT.unpack_from
+    tags = _BASE_TAGS
     while offset < end:
         if end - offset < 8:
             return None
@@ -312,7 +326,8 @@ def decode_flat(raw: Union[bytes, bytearray, memoryview], implicit_vr: bool
                 offset += 4
         if length == _UNDEFINED_LENGTH or group == 0xFFFE or offset + length > end:
             return None
-        tag = BaseTag(group << 16 | element)
+        tag = group << 16 | element
+        tag = tags.get(tag) or _base_tag(tag)
         value = raw[offset:offset + length] if length else _empty_value(vr)
         elements[tag] = RawDataElement(tag, vr, length, value, offset, implicit_vr, True)
         offset += length
