@@ -60,7 +60,7 @@ def qr_find_scu(asce, ctx: PContextDef, ds: Dataset, msg_id: int
 
 
 #: Seconds between two looks for a C-CANCEL-RQ while an SCP sends matches. A look is
-#: a system call, which cost as much as the rest of a response; a peer's cancel
+#: a poll system call, about a tenth of what a whole response costs; a peer's cancel
 #: crosses the responses already in flight anyway (PS3.7 9.3.2.3), and a millisecond
 #: more of them changes nothing for it. A slow handler is looked after at every match.
 CANCEL_LOOK_INTERVAL = 0.001
