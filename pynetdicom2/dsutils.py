@@ -265,6 +265,11 @@ def _empty_value(vr: Optional[str]) -> Optional[bytes]:
     return value
 
 
+# The fields of a RawDataElement after the seven read here (is_raw, ...), at their
+# defaults: the tuple is made without its generated __new__, which costs as much as
+# the rest of reading the element.
+_RAW_DEFAULTS = RawDataElement(BaseTag(0), None, 0, None, 0, True, True)[7:]
+
 # The tags read so far as pydicom's keys (BaseTag), made once: identifiers repeat a
 # few dozen tags thousands of times. Bounded: a peer may send any tags.
 _BASE_TAGS: Dict[int, BaseTag] = {}
@@ -305,6 +310,7 @@ def decode_flat(raw: Union[bytes, bytearray, memoryview], implicit_vr: bool
     implicit_header = _IMPLICIT_HEADER.unpack_from
     explicit_header = _EXPLICIT_SHORT.unpack_from
     tags = _BASE_TAGS
+    new_raw, tail = tuple.__new__, _RAW_DEFAULTS
     while offset < end:
         if end - offset < 8:
             return None
@@ -329,7 +335,8 @@ def decode_flat(raw: Union[bytes, bytearray, memoryview], implicit_vr: bool
         tag = group << 16 | element
         tag = tags.get(tag) or _base_tag(tag)
         value = raw[offset:offset + length] if length else _empty_value(vr)
-        elements[tag] = RawDataElement(tag, vr, length, value, offset, implicit_vr, True)
+        elements[tag] = new_raw(RawDataElement,
+                                (tag, vr, length, value, offset, implicit_vr, True) + tail)
         offset += length
     ds = _new_dataset(elements, implicit_vr)
     charset = elements.get(_SPECIFIC_CHARACTER_SET)
