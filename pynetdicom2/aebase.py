@@ -126,15 +126,36 @@ class AEBase:
         again when its A-ASSOCIATE-RQ names the calling AE title; ours once, at
         ``request_association``. Override it to decide per peer in code.
         """
-        values = {name: getattr(self, name, None) for name in SETTING_NAMES}
-        values['supported_ts'] = self.transfer_syntax_preference()
-        values['ts_preferences'] = dict(getattr(self, 'ts_preferences', None) or {})
-        rules = list(getattr(self, 'peer_settings', ()))
-        for rule in [r for r in rules if r.ae_title is None] + \
-                [r for r in rules if r.ae_title is not None]:
-            if rule.matches(peer_address, ae_title):
-                values.update(rule.overrides)
+        rules = getattr(self, 'peer_settings', ())
+        matched = [rule for rule in rules if rule.ae_title is None
+                   and rule.matches(peer_address, ae_title)] + \
+            [rule for rule in rules if rule.ae_title is not None
+             and rule.matches(peer_address, ae_title)] if rules else ()
+        if not matched:
+            return self._own_settings()
+        values = self._own_settings().as_dict()
+        for rule in matched:
+            values.update(rule.overrides)
         return AssociationSettings.from_values(values)
+
+    def _own_settings(self) -> AssociationSettings:
+        """The settings of the AE's attributes now, before any peer rule. Built again
+        only when one of them differs from the last time (asked twice per incoming
+        association): a snapshot of the values, containers copied, says so."""
+        preference = self.transfer_syntax_preference()
+        preferences = getattr(self, 'ts_preferences', None) or {}
+        key = (preference,
+               tuple((k, _frozen(v)) for k, v in preferences.items()) if preferences else (),
+               *[_frozen(getattr(self, name, None)) for name in _PLAIN_SETTING_NAMES])
+        cached = self.__dict__.get('_settings_cache')
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        values = {name: getattr(self, name, None) for name in _PLAIN_SETTING_NAMES}
+        values['supported_ts'] = preference
+        values['ts_preferences'] = dict(preferences)
+        settings = AssociationSettings.from_values(values)
+        self._settings_cache = (key, settings)
+        return settings
 
     def with_settings(self, settings: AssociationSettings) -> 'AEBase':
         """This AE as an association with ``settings`` negotiates: itself, or, when
@@ -204,8 +225,15 @@ class AEBase:
         if isinstance(supported, (list, tuple)):
             # A 0.9.x script may assign a list: its order is the preference.
             return tuple(dict.fromkeys(supported))
-        preference = [ts for ts in self._ts_preference if ts in supported]
-        return tuple(preference) + tuple(sorted(set(supported) - set(preference)))
+        order = self._ts_preference
+        cached = self.__dict__.get('_preference_cache')
+        if cached is not None and cached[0] is supported and cached[1] is order \
+                and isinstance(supported, frozenset):
+            return cached[2]            # asked several times per association
+        preference = [ts for ts in order if ts in supported]
+        result = tuple(preference) + tuple(sorted(set(supported) - set(preference)))
+        self._preference_cache = (supported, order, result)
+        return result
 
     def _explicit_preference(self, sop_class: str) -> Optional[tuple]:
         """``ts_preferences`` for ``sop_class`` (by UID, else by its service), or None."""
@@ -515,6 +543,35 @@ def _negotiating_view(ae: AEBase, settings: AssociationSettings) -> AEBase:
     for name in ('add_scu', 'add_scp', 'update_context_def_list', 'add_peer_settings'):
         setattr(view, name, getattr(ae, name))
     return view
+
+
+#: The settings read as the AE's attributes of the same names.
+_PLAIN_SETTING_NAMES = tuple(name for name in SETTING_NAMES
+                             if name not in ('supported_ts', 'ts_preferences'))
+_IMMUTABLE = (type(None), bool, int, float, str, bytes, frozenset, tuple)
+
+
+def _frozen(value):
+    """``value`` as a snapshot equal to it by content that later changes to a
+    mutable original (a set, a list, a dict) do not reach."""
+    if type(value) in _IMMUTABLE:
+        return value
+    if isinstance(value, (set, frozenset)):
+        return frozenset(value)
+    if isinstance(value, dict):
+        return tuple((k, _frozen(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return tuple(_frozen(v) for v in value)
+    return _Unequal()
+
+
+class _Unequal:
+    """A snapshot of what cannot be copied: equal to nothing, so never cached."""
+
+    def __eq__(self, other) -> bool:
+        return False
+
+    __hash__ = None
 
 
 class ClientAE(AEBase):

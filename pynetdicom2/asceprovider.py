@@ -149,6 +149,9 @@ class AssociationAcceptor(_Implementation, Association):
         # ::ffff:a.b.c.d (an IPv4 peer of a dual-stack socket) reads as a.b.c.d.
         self._peer_address = plain_address(str(client_address[0])) if client_address else None
         peer = f'{self._peer_address}:{client_address[1]}' if client_address else ''
+        # The peer as the connection was accepted (``association_info`` reads it).
+        self._peer_endpoint = ((self._peer_address, client_address[1])
+                               if client_address else None)
         # Captured when the connection is accepted; again, with the calling AE
         # title, when the A-ASSOCIATE-RQ arrives (``receive_request``).
         settings = _settings_of(ae, self._peer_address)
@@ -172,8 +175,10 @@ class AssociationAcceptor(_Implementation, Association):
                                      'instead of A-ASSOCIATE-RQ')
         self.rq = received
         self.remote_ae = received.calling_ae_title
-        self._capture(_settings_of(self.ae, self._peer_address,
-                                   str(received.calling_ae_title).strip()))
+        settings = _settings_of(self.ae, self._peer_address,
+                                str(received.calling_ae_title).strip())
+        if settings is not self._settings:      # the same object: nothing changed
+            self._capture(settings)
         logger.info('Association Received %s: %s -> %s', self.dul.peer,
                     received.calling_ae_title, received.called_ae_title)
         if logger.isEnabledFor(logging.DEBUG):

@@ -59,6 +59,10 @@ _PDATA_STEP = (_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF],
 _RECEIVE_CHUNK = 256 * 1024
 _READ_AHEAD = 64 * 1024
 
+# The table's answers already looked up: (state, event, is_requestor) -> (action,
+# next state). Seven events per association; the table's checks run once per cell.
+_STEPS: dict = {}
+
 # A-ABORT reasons (PS3.8 9.3.8) for the failures we detect.
 REASON_UNRECOGNIZED_PDU = 1
 REASON_UNEXPECTED_PDU = 2
@@ -188,7 +192,7 @@ class DULServiceProvider:
             pass
         self._await_close(self._linger())
 
-    def close(self) -> None:
+    def close(self, shutdown: bool = True) -> None:
         """Close the socket at once and go idle (Sta1)."""
         sock, self.sock = self.sock, None
         self.state = 'Sta1'
@@ -196,7 +200,8 @@ class DULServiceProvider:
             try:
                 # shutdown first: a thread blocked reading this socket wakes up now
                 # (close alone leaves it waiting until its timeout, e.g. on AE.quit()).
-                sock.shutdown(socket.SHUT_RDWR)
+                if shutdown:
+                    sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             try:
@@ -407,11 +412,6 @@ class DULServiceProvider:
             timeout = deadline - time.monotonic()
             if timeout <= 0:
                 raise socket.timeout('deadline passed')
-            # Re-arm the socket timeout only when it drifts by a tenth or more: every
-            # settimeout is a system call, and this runs once per read.
-            last = self._sock_timeout
-            if isinstance(last, float) and 0.9 * last <= timeout <= last:
-                timeout = last
         self._set_timeout(timeout)
         n = self.sock.recv_into(view)
         if n == 0:
@@ -419,9 +419,17 @@ class DULServiceProvider:
         return n
 
     def _set_timeout(self, timeout: Optional[float]) -> None:
-        if timeout != self._sock_timeout:
-            self.sock.settimeout(timeout)
-            self._sock_timeout = timeout
+        last = self._sock_timeout
+        if timeout == last:
+            return
+        # Keep a socket timeout up to a tenth longer than asked: every settimeout is
+        # a system call, and this runs once per read and per send (a read's timeout
+        # is what is left of its deadline, a little less each time).
+        if (timeout is not None and last is not None and last != ()
+                and timeout <= last <= timeout / 0.9):
+            return
+        self.sock.settimeout(timeout)
+        self._sock_timeout = timeout
 
     def _timed_out(self, timeout):
         state = self.state_name()
@@ -469,7 +477,8 @@ class DULServiceProvider:
             closed_by_peer = True
         if self.state == 'Sta13':
             self._event('Evt17' if closed_by_peer else 'Evt18')
-        self.close()
+        # Nobody else reads this socket now: it closes without a shutdown first.
+        self.close(shutdown=False)
 
     # -- the state machine ----------------------------------------------------------
 
@@ -479,7 +488,11 @@ class DULServiceProvider:
         ``outgoing`` is what a sending action puts on the wire; an abort that a
         received PDU triggers builds its own A-ABORT.
         """
-        action, next_state = fsm.next_step(self.state, event, self.is_requestor)
+        key = (self.state, event, self.is_requestor)
+        step = _STEPS.get(key)
+        if step is None:
+            step = _STEPS[key] = fsm.next_step(*key)     # raises for a blank cell
+        action, next_state = step
         if logger.isEnabledFor(TRACE):
             logger.log(TRACE, '%s: %s + %s -> %s -> %s', self.peer, self.state, event,
                        action, next_state)

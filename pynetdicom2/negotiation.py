@@ -67,6 +67,27 @@ def sub_items(assoc_pdu, cls) -> list:
     return [item for item in (info.user_data if info else []) if isinstance(item, cls)]
 
 
+class _SubItems:
+    """The user-information sub-items of one A-ASSOCIATE PDU, sorted by class in one
+    pass: negotiation asks for several classes of the same PDU."""
+
+    __slots__ = ('_all', '_by_class')
+
+    def __init__(self, assoc_pdu) -> None:
+        info = assoc_pdu.user_information
+        self._all = info.user_data if info else []
+        self._by_class: dict = {}
+        for item in self._all:
+            self._by_class.setdefault(type(item), []).append(item)
+
+    def __call__(self, cls) -> list:
+        """As ``sub_items(assoc_pdu, cls)`` (the list is shared: read it only)."""
+        if not cls.__subclasses__():            # every sub-item class we decode
+            return self._by_class.get(cls, [])
+        # Subclasses of ``cls`` too: in their order in the PDU.
+        return [item for item in self._all if isinstance(item, cls)]
+
+
 # -- the requester ---------------------------------------------------------------------
 
 @dataclass
@@ -224,19 +245,20 @@ def read_ac(assoc, ac: pdu.AAssociateAcPDU) -> None:
     (with their one transfer syntax), the peer's maximum length, roles, extended
     negotiation answers and the user identity response."""
     proposed = assoc.context_def_list
+    found = _SubItems(ac)
     for item in ac.presentation_context_items:
         ctx = proposed.get(item.context_id)
         if item.result_reason != ACCEPTANCE or ctx is None or item.ts_sub_item is None:
             continue
         assoc.accepted_contexts[item.context_id] = PContextDef(
             item.context_id, ctx.sop_class, item.ts_sub_item.name)
-    for item in sub_items(ac, userdataitems.MaximumLengthSubItem):
+    for item in found(userdataitems.MaximumLengthSubItem):
         assoc.peer_max_pdu_length = item.maximum_length_received
-    for item in sub_items(ac, userdataitems.ScpScuRoleSelectionSubItem):
+    for item in found(userdataitems.ScpScuRoleSelectionSubItem):
         assoc.roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
-    for item in sub_items(ac, userdataitems.SOPClassExtendedNegotiationSubItem):
+    for item in found(userdataitems.SOPClassExtendedNegotiationSubItem):
         assoc.extended_negotiation[item.sop_class_uid] = bytes(item.app_info)
-    answers = sub_items(ac, userdataitems.UserIdentityNegotiationSubItemAc)
+    answers = found(userdataitems.UserIdentityNegotiationSubItemAc)
     assoc.user_identity_response = answers[0].server_response if answers else None
 
 
@@ -248,29 +270,32 @@ def build_ac(assoc, rq: pdu.AAssociateRqPDU) -> pdu.AAssociateAcPDU:
     accepts. The AE's ``on_extended_negotiation`` and ``on_role_selection`` hooks are
     called with ``assoc``, its accepted contexts already recorded."""
     items = [pdu.ApplicationContextItem(APPLICATION_CONTEXT_NAME)]
-    retrieved = _retrieved_classes(assoc.ae, rq)
+    found = _SubItems(rq)               # its sub-items, sorted once
+    retrieved = _retrieved_classes(assoc.ae, rq, found)
+    chooser = _Chooser(assoc, retrieved)
     for item in rq.presentation_context_items:
-        result, ts = choose_context(assoc, item, retrieved)
+        result, ts = chooser.choose(item)
         if result == ACCEPTANCE:
             assoc.accepted_contexts[item.context_id] = PContextDef(
                 item.context_id, item.abs_sub_item.name, ts)
         items.append(pdu.PresentationContextItemAC(
             item.context_id, result, pdu.TransferSyntaxSubItem(ts) if ts else None))
-    for sub in sub_items(rq, userdataitems.MaximumLengthSubItem):
+    for sub in found(userdataitems.MaximumLengthSubItem):
         assoc.peer_max_pdu_length = sub.maximum_length_received
+    implementation_uid, version_name = _implementation(assoc)
     user_data = [userdataitems.MaximumLengthSubItem(assoc.settings.max_pdu_length),
-                 userdataitems.ImplementationClassUIDSubItem(_implementation(assoc)[0])]
-    if sub_items(rq, userdataitems.AsynchronousOperationsWindowSubItem):
+                 userdataitems.ImplementationClassUIDSubItem(implementation_uid)]
+    if found(userdataitems.AsynchronousOperationsWindowSubItem):
         # We perform one operation at a time, and say so (PS3.7 D.3.3.3).
         user_data.append(userdataitems.AsynchronousOperationsWindowSubItem(1, 1))
     accepted_classes = {ctx.sop_class for ctx in assoc.accepted_contexts.values()}
-    for sub in sub_items(rq, userdataitems.ScpScuRoleSelectionSubItem):
+    for sub in found(userdataitems.ScpScuRoleSelectionSubItem):
         if sub.sop_class_uid in accepted_classes:
             scu, scp = _answer_roles(assoc, sub, retrieved)
             assoc.roles[sub.sop_class_uid] = (scu, scp)
             user_data.append(
                 userdataitems.ScpScuRoleSelectionSubItem(sub.sop_class_uid, scu, scp))
-    for sub in sub_items(rq, userdataitems.SOPClassExtendedNegotiationSubItem):
+    for sub in found(userdataitems.SOPClassExtendedNegotiationSubItem):
         if sub.sop_class_uid not in accepted_classes:
             continue
         hook = getattr(assoc.ae, 'on_extended_negotiation', None)
@@ -281,12 +306,11 @@ def build_ac(assoc, rq: pdu.AAssociateRqPDU) -> pdu.AAssociateAcPDU:
             assoc.extended_negotiation[sub.sop_class_uid] = bytes(answer)
             user_data.append(userdataitems.SOPClassExtendedNegotiationSubItem(
                 sub.sop_class_uid, bytes(answer)))
-    for sub in sub_items(rq, userdataitems.SOPClassCommonExtendedNegotiationSubItem):
+    for sub in found(userdataitems.SOPClassCommonExtendedNegotiationSubItem):
         # PS3.7 D.3.3.6: informative for the acceptor, never answered.
         assoc.common_extended_negotiation[sub.sop_class_uid] = (
             sub.service_class_uid, tuple(sub.related_general_sop_class_uids))
-    user_data.append(
-        userdataitems.ImplementationVersionNameSubItem(_implementation(assoc)[1]))
+    user_data.append(userdataitems.ImplementationVersionNameSubItem(version_name))
     if assoc.user_identity is not None and assoc.user_identity.positive_response_req:
         user_data.append(
             userdataitems.UserIdentityNegotiationSubItemAc(assoc.user_identity_response))
@@ -319,38 +343,56 @@ def _answer_roles(assoc, sub, retrieved: frozenset) -> Tuple[int, int]:
     return scu, scp
 
 
-def _retrieved_classes(ae, rq: pdu.AAssociateRqPDU) -> frozenset:
+def _retrieved_classes(ae, rq: pdu.AAssociateRqPDU, found=None) -> frozenset:
     """SOP classes accepted only to carry C-GET sub-operations (PS3.4 C.4.3.3): those
     the requester proposes taking the SCP role for, when it also proposes a C-GET
     class we serve. The AE need not list them (0.9.x AEs serving C-GET did not)."""
+    served = ae.supported_scp
+    if not any(uid in served for uid in GET_SOP_CLASSES):
+        return frozenset()              # no C-GET served: nothing to carry
     proposed = {item.abs_sub_item.name for item in rq.presentation_context_items
                 if item.abs_sub_item}
-    if not proposed & GET_SOP_CLASSES & set(ae.supported_scp):
+    if not proposed & GET_SOP_CLASSES & set(served):
         return frozenset()
-    return frozenset(sub.sop_class_uid for sub in
-                     sub_items(rq, userdataitems.ScpScuRoleSelectionSubItem)
-                     if sub.scp_role)
+    roles = (found or _SubItems(rq))(userdataitems.ScpScuRoleSelectionSubItem)
+    return frozenset(sub.sop_class_uid for sub in roles if sub.scp_role)
 
 
 def choose_context(assoc, item: pdu.PresentationContextItemRQ,
                    retrieved: frozenset = frozenset()) -> Tuple[int, Optional[str]]:
     """Result and transfer syntax for one proposed context (PS3.8 9.3.3.2), as the
     acceptor ``assoc``'s AE and settings choose."""
-    ae = assoc.ae
-    sop_class = item.abs_sub_item.name if item.abs_sub_item else None
-    if sop_class not in ae.acceptable_sop_classes() and sop_class not in retrieved:
-        return ABSTRACT_SYNTAX_NOT_SUPPORTED, None
-    proposed = [ts.name for ts in item.ts_sub_items]
-    # Data sets kept as they arrive: the AE may take the requester's first choice.
-    storage = (sop_class in retrieved or sop_class in STORAGE_SOP_CLASSES
-               or sop_class in ae.store_in_file)
-    # Per-peer transfer syntaxes, when the settings have their own (PS3.8 9.3.3.2).
-    with_settings = getattr(ae, 'with_settings', None)
-    negotiator = ae if with_settings is None else with_settings(assoc.settings)
-    ts = negotiator.choose_transfer_syntax(sop_class, proposed, storage)
-    if ts is None:
-        return TRANSFER_SYNTAXES_NOT_SUPPORTED, None
-    return ACCEPTANCE, ts
+    return _Chooser(assoc, retrieved).choose(item)
+
+
+class _Chooser:
+    """What choosing every context of one A-ASSOCIATE-RQ reads from the AE, read once:
+    the classes it accepts and the AE as the association's settings see it."""
+
+    __slots__ = ('acceptable', 'retrieved', 'store_in_file', 'negotiator')
+
+    def __init__(self, assoc, retrieved: frozenset) -> None:
+        ae = assoc.ae
+        self.acceptable = ae.acceptable_sop_classes()
+        self.retrieved = retrieved
+        self.store_in_file = ae.store_in_file
+        # Per-peer transfer syntaxes, when the settings have their own (PS3.8 9.3.3.2).
+        with_settings = getattr(ae, 'with_settings', None)
+        self.negotiator = ae if with_settings is None else with_settings(assoc.settings)
+
+    def choose(self, item: pdu.PresentationContextItemRQ) -> Tuple[int, Optional[str]]:
+        sop_class = item.abs_sub_item.name if item.abs_sub_item else None
+        retrieved = self.retrieved
+        if sop_class not in self.acceptable and sop_class not in retrieved:
+            return ABSTRACT_SYNTAX_NOT_SUPPORTED, None
+        proposed = [ts.name for ts in item.ts_sub_items]
+        # Data sets kept as they arrive: the AE may take the requester's first choice.
+        storage = (sop_class in retrieved or sop_class in STORAGE_SOP_CLASSES
+                   or sop_class in self.store_in_file)
+        ts = self.negotiator.choose_transfer_syntax(sop_class, proposed, storage)
+        if ts is None:
+            return TRANSFER_SYNTAXES_NOT_SUPPORTED, None
+        return ACCEPTANCE, ts
 
 
 # -- both ends -------------------------------------------------------------------------
@@ -362,13 +404,15 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
     address and TLS certificate read from the association's socket."""
     theirs = ac if requestor else rq
     sock = assoc.dul.sock if assoc.dul is not None else None
-    address = port = None
-    try:
-        address, port = sock.getpeername()[:2]
-        address = plain_address(address)
-    except (AttributeError, OSError, TypeError, ValueError):
-        if requestor:
-            address, port = assoc.remote_ae.address, assoc.remote_ae.port
+    # The acceptor knows its peer from the accepted connection: no system call.
+    address, port = getattr(assoc, '_peer_endpoint', None) or (None, None)
+    if address is None:
+        try:
+            address, port = sock.getpeername()[:2]
+            address = plain_address(address)
+        except (AttributeError, OSError, TypeError, ValueError):
+            if requestor:
+                address, port = assoc.remote_ae.address, assoc.remote_ae.port
     cert = der = None
     if hasattr(sock, 'getpeercert'):
         try:
@@ -378,13 +422,15 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
         except (OSError, ValueError):
             cert = der = None
     identity = assoc.remote_ae.user_identity() if requestor else assoc.user_identity
-    answers = sub_items(ac, userdataitems.UserIdentityNegotiationSubItemAc)
+    in_ac, in_rq = _SubItems(ac), _SubItems(rq)
+    answers = in_ac(userdataitems.UserIdentityNegotiationSubItemAc)
     response = answers[0].server_response if answers else None
     common = {sub.sop_class_uid: (sub.service_class_uid,
                                   tuple(sub.related_general_sop_class_uids))
-              for sub in sub_items(rq, userdataitems.SOPClassCommonExtendedNegotiationSubItem)}
-    uids_ = sub_items(theirs, userdataitems.ImplementationClassUIDSubItem)
-    names = sub_items(theirs, userdataitems.ImplementationVersionNameSubItem)
+              for sub in in_rq(userdataitems.SOPClassCommonExtendedNegotiationSubItem)}
+    in_theirs = in_ac if requestor else in_rq
+    uids_ = in_theirs(userdataitems.ImplementationClassUIDSubItem)
+    names = in_theirs(userdataitems.ImplementationVersionNameSubItem)
     return association_context.AssociationInfo(
         calling_ae_title=str(rq.calling_ae_title).strip(),
         called_ae_title=str(rq.called_ae_title).strip(),
@@ -394,7 +440,7 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
         roles=dict(assoc.roles),
         extended_negotiation={
             sub.sop_class_uid: bytes(sub.app_info)
-            for sub in sub_items(ac, userdataitems.SOPClassExtendedNegotiationSubItem)},
+            for sub in in_ac(userdataitems.SOPClassExtendedNegotiationSubItem)},
         common_extended_negotiation=common,
         user_identity=association_context.UserIdentity.from_sub_item(identity),
         user_identity_response=response,

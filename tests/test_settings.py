@@ -74,6 +74,30 @@ def test_settings_are_the_ae_attributes_with_the_matching_overrides():
     assert (ae.dcm_timeout, ae.max_pdu_length) == (7, 32768)
 
 
+def test_settings_follow_every_change_to_the_ae_even_in_place():
+    # settings_for keeps the last settings while nothing changed; a set, a list or a
+    # dict changed in place is a change too.
+    ae = client()
+    first = ae.settings_for('127.0.0.1', 'X')
+    assert ae.settings_for('127.0.0.1', 'X') == first
+    ae.allowed_calling_aets = {'A'}
+    assert ae.settings_for('127.0.0.1', 'X').allowed_calling_aets == frozenset({'A'})
+    ae.allowed_calling_aets.add('B')
+    assert ae.settings_for('127.0.0.1', 'X').allowed_calling_aets == frozenset({'A', 'B'})
+    ae.ts_preferences[VERIFICATION] = [uids.IMPLICIT_VR_LITTLE_ENDIAN]
+    ae.settings_for('127.0.0.1', 'X')
+    ae.ts_preferences[VERIFICATION].insert(0, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    assert ae.settings_for('127.0.0.1', 'X').ts_preferences[VERIFICATION] == (
+        uids.EXPLICIT_VR_LITTLE_ENDIAN, uids.IMPLICIT_VR_LITTLE_ENDIAN)
+    ae.supported_ts = [uids.IMPLICIT_VR_LITTLE_ENDIAN]
+    assert ae.settings_for().supported_ts == (uids.IMPLICIT_VR_LITTLE_ENDIAN,)
+    ae.supported_ts.append(uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    assert ae.settings_for().supported_ts == (uids.IMPLICIT_VR_LITTLE_ENDIAN,
+                                              uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    ae.dcm_timeout = 3
+    assert ae.settings_for().dcm_timeout == 3
+
+
 def test_a_rule_names_only_settings_and_a_real_network():
     ae = client()
     with pytest.raises(TypeError, match='dcm_timeuot'):
