@@ -10,6 +10,7 @@ run in the association's thread. The server (``AE``) is ``pynetdicom2.aeserver``
 from __future__ import annotations
 
 import contextlib
+import operator
 import socket
 import threading
 from typing import Iterable, Optional
@@ -144,9 +145,15 @@ class AEBase:
         association): a snapshot of the values, containers copied, says so."""
         preference = self.transfer_syntax_preference()
         preferences = getattr(self, 'ts_preferences', None) or {}
+        try:
+            values = _read_plain_settings(self)
+        except AttributeError:          # an attribute deleted: None, as getattr's default
+            values = tuple(getattr(self, name, None) for name in _PLAIN_SETTING_NAMES)
+        if not _IMMUTABLE.issuperset(map(type, values)):
+            values = tuple(map(_frozen, values))
         key = (preference,
                tuple((k, _frozen(v)) for k, v in preferences.items()) if preferences else (),
-               *[_frozen(getattr(self, name, None)) for name in _PLAIN_SETTING_NAMES])
+               values)
         cached = self.__dict__.get('_settings_cache')
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -548,7 +555,8 @@ def _negotiating_view(ae: AEBase, settings: AssociationSettings) -> AEBase:
 #: The settings read as the AE's attributes of the same names.
 _PLAIN_SETTING_NAMES = tuple(name for name in SETTING_NAMES
                              if name not in ('supported_ts', 'ts_preferences'))
-_IMMUTABLE = (type(None), bool, int, float, str, bytes, frozenset, tuple)
+_read_plain_settings = operator.attrgetter(*_PLAIN_SETTING_NAMES)
+_IMMUTABLE = frozenset({type(None), bool, int, float, str, bytes})
 
 
 def _frozen(value):

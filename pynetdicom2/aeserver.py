@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import queue
 import selectors
 import signal
@@ -59,14 +60,16 @@ class _PendingConnection:
     exactly one of them, by whoever takes the connection out of its table.
     """
 
-    __slots__ = ('peer', 'since', '_control')
+    __slots__ = ('peer', 'since', '_control', '_family')
 
-    def __init__(self, sock, client_address) -> None:
+    def __init__(self, sock, client_address, family: int = socket.AF_INET) -> None:
         self.peer = ('%s:%s' % (plain_address(client_address[0]), client_address[1])
                      if client_address else '?')
         self.since = time.monotonic()
+        self._family = family
         try:
-            self._control: Optional[socket.socket] = sock.dup()
+            # A bare descriptor: a socket object is made only to cut (seldom).
+            self._control: Optional[int] = os.dup(sock.fileno())
         except OSError:  # out of descriptors: this one just cannot be cut early
             self._control = None
 
@@ -78,16 +81,21 @@ class _PendingConnection:
         control, self._control = self._control, None
         if control is not None:
             try:
-                control.shutdown(socket.SHUT_RDWR)
+                control_socket = socket.socket(self._family, socket.SOCK_STREAM, 0, control)
+            except OSError:
+                os.close(control)
+                return
+            try:
+                control_socket.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            control.close()
+            control_socket.close()
 
     def release(self) -> None:
         """The connection no longer waits: drop the duplicate only."""
         control, self._control = self._control, None
         if control is not None:
-            control.close()
+            os.close(control)
 
 
 class _AssociationHandler(socketserver.BaseRequestHandler):
@@ -222,6 +230,25 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         self._bound = True
         self.local_ae.port = self.server_address[1]
 
+    def get_request(self) -> tuple:
+        """Accept a connection (``socket.accept``, without reading the listening
+        socket's family and type back as enums for each connection)."""
+        listening = self.socket
+        fd, client_address = listening._accept()
+        sock = socket.socket(self.address_family, self.socket_type, 0, fd)
+        if socket.getdefaulttimeout() is None and listening.gettimeout():
+            sock.setblocking(True)          # as socket.accept does
+        return sock, client_address
+
+    def finish_request(self, request, client_address) -> None:
+        """Serve the connection: one association (no request handler object)."""
+        self.serve_association(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        """After the association: close the socket, unless the association has."""
+        if request.fileno() >= 0:
+            socketserver.ThreadingTCPServer.shutdown_request(self, request)
+
     def wrap_server_socket(self, sock):
         """The socket an accepted connection uses; the TLS AE wraps it here, in the
         association's own thread."""
@@ -253,7 +280,7 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         """Count a new connection as pending; close the longest-waiting ones beyond
         ``max_pending_connections``, so a flood of silent sockets cannot keep a real
         peer's A-ASSOCIATE-RQ from being read."""
-        pending = _PendingConnection(sock, client_address)
+        pending = _PendingConnection(sock, client_address, self.address_family)
         oldest = []
         with self.lock:
             self._pending[pending] = None        # a dict keeps the order of arrival

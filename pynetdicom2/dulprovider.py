@@ -39,7 +39,9 @@ FIXED_PDU_LENGTH = 4
 #: How long and how much we drain after sending A-ABORT, waiting for the peer to close.
 ABORT_LINGER_SECONDS = 1.0
 DRAIN_LIMIT = 64 * 1024
-_INITIAL_BUFFER = 64 * 1024 + pdu.PDU_HEADER_LENGTH
+# Enough for an A-ASSOCIATE-RQ and a PDU of DCMTK's default 16 KiB; larger PDUs grow
+# it (a fresh 64 KiB buffer per association cost more than the PDUs it was read for).
+_INITIAL_BUFFER = 16 * 1024 + pdu.PDU_HEADER_LENGTH
 # Once large P-DATA PDUs have really arrived, the buffer grows to this: each
 # recv_into then brings several PDUs (a read stops _READ_AHEAD past the PDU it needs),
 # and bulk transfers make fewer system calls. A PDU longer than this grows it to fit.
@@ -107,6 +109,7 @@ class DULServiceProvider:
         self._start = self._end = 0
         self._bulk = False                    # large P-DATA seen: use _BULK_BUFFER
         self._sock_timeout: object = ()       # what settimeout() was last given
+        self._quiet_close = False             # closing after _await_close: no shutdown
         if sock is not None:
             self._configure(sock)
             self._event('Evt5')
@@ -192,7 +195,7 @@ class DULServiceProvider:
             pass
         self._await_close(self._linger())
 
-    def close(self, shutdown: bool = True) -> None:
+    def close(self) -> None:
         """Close the socket at once and go idle (Sta1)."""
         sock, self.sock = self.sock, None
         self.state = 'Sta1'
@@ -200,7 +203,7 @@ class DULServiceProvider:
             try:
                 # shutdown first: a thread blocked reading this socket wakes up now
                 # (close alone leaves it waiting until its timeout, e.g. on AE.quit()).
-                if shutdown:
+                if not self._quiet_close:
                     sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
@@ -475,10 +478,11 @@ class DULServiceProvider:
                 drained += len(chunk)
         except OSError:
             closed_by_peer = True
+        # The thread that waited closes: nobody else reads, no shutdown to wake them.
+        self._quiet_close = True
         if self.state == 'Sta13':
             self._event('Evt17' if closed_by_peer else 'Evt18')
-        # Nobody else reads this socket now: it closes without a shutdown first.
-        self.close(shutdown=False)
+        self.close()
 
     # -- the state machine ----------------------------------------------------------
 
