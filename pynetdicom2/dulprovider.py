@@ -61,6 +61,11 @@ _PDATA_STEP = (_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF],
 _RECEIVE_CHUNK = 256 * 1024
 _READ_AHEAD = 64 * 1024
 
+# Linux's TCP_QUICKACK (0: not available), and how few bytes of a PDU may have come
+# when the rest waits for our acknowledgement (a peer's small write under Nagle).
+_QUICK_ACK = getattr(socket, 'TCP_QUICKACK', 0)
+_SMALL_WRITE = 1024
+
 # The table's answers already looked up: (state, event, is_requestor) -> (action,
 # next state). Seven events per association; the table's checks run once per cell.
 _STEPS: dict = {}
@@ -397,7 +402,14 @@ class DULServiceProvider:
                 # One memmove (a memoryview assignment copes with the overlap).
                 memoryview(buf)[:available] = memoryview(self._buf)[self._start:self._end]
             self._buf, self._start, self._end = buf, 0, available
+        quick_ack = _QUICK_ACK
         while self._end - self._start < need:
+            if quick_ack and 0 < self._end - self._start < _SMALL_WRITE:
+                # A few bytes of a PDU came and the rest has not: a peer without
+                # TCP_NODELAY (DCMTK's tools write a PDU's headers apart) holds the rest
+                # until they are acknowledged, and our delayed ACK would wait ~40 ms.
+                self._ack_now()
+                quick_ack = False
             if self._end == len(self._buf):
                 grown = bytearray(min(self._start + need, 2 * len(self._buf)))
                 memoryview(grown)[:self._end] = memoryview(self._buf)[:self._end]
@@ -420,6 +432,13 @@ class DULServiceProvider:
         if n == 0:
             raise TransportClosed()
         return n
+
+    def _ack_now(self) -> None:
+        """Acknowledge what has arrived at once (Linux TCP_QUICKACK), not ~40 ms later."""
+        try:
+            self.sock.setsockopt(socket.IPPROTO_TCP, _QUICK_ACK, 1)
+        except (OSError, AttributeError, ValueError):
+            pass                            # a TLS socket or another system: wait as before
 
     def _set_timeout(self, timeout: Optional[float]) -> None:
         last = self._sock_timeout
