@@ -61,11 +61,31 @@ def _command_property(element: int, doc: str) -> property:
     """
     vr = COMMAND_ELEMENTS[element][0]
 
+    # Each message sets and reads a dozen of these: the common cases (the command set
+    # still a dict; an int, a UID) are done here, without the general path's calls.
     def getter(self: DIMSEMessage) -> Any:
+        elements = self._elements
+        if elements is not None:
+            return elements.get(element)
         return self._get_element(element)
 
-    def setter(self: DIMSEMessage, value: Any) -> None:
-        self._set_element(element, vr, value)
+    if vr == 'US' or vr == 'UL':
+        def setter(self: DIMSEMessage, value: Any) -> None:
+            elements = self._elements
+            if elements is not None and type(value) is int:
+                elements[element] = value
+            else:
+                self._set_element(element, vr, value)
+    elif vr == 'UI':
+        def setter(self: DIMSEMessage, value: Any) -> None:
+            elements = self._elements
+            if elements is not None and isinstance(value, str):
+                elements[element] = command_value(element, vr, value)
+            else:
+                self._set_element(element, vr, value)
+    else:
+        def setter(self: DIMSEMessage, value: Any) -> None:
+            self._set_element(element, vr, value)
 
     return property(getter, setter, doc=doc)
 
@@ -234,6 +254,16 @@ class DIMSEMessage:
     @data_set.setter
     def data_set(self, value: Any) -> None:
         # Keep a received non-0101H value as it came; mark ours with 0001H.
+        elements = self._elements
+        if elements is not None:
+            if value is None:
+                elements[_COMMAND_DATA_SET_TYPE] = NO_DATASET
+            else:
+                current = elements.get(_COMMAND_DATA_SET_TYPE)
+                if current is None or current == NO_DATASET:
+                    elements[_COMMAND_DATA_SET_TYPE] = DATASET_PRESENT
+            self._data_set = value
+            return
         if value is None:
             self._set_element(_COMMAND_DATA_SET_TYPE, 'US', NO_DATASET)
         elif not self.has_data_set:

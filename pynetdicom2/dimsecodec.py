@@ -187,6 +187,14 @@ def encode_elements(elements: Dict[int, Any], vrs: Optional[Dict[int, str]] = No
     ``vrs`` gives the VR of elements the PS3.7 table does not know (default UN).
     Command Group Length (0000,0000) is computed from what follows.
     """
+    key = None
+    if (elements.get(0x0900) in _PENDING and not vrs
+            and _KEYABLE.issuperset(map(type, elements.values()))):
+        # Of these types, equal values are the same bytes (a UID and its str alike).
+        key = tuple(elements.items())
+        known = _encoded.get(key)
+        if known is not None:
+            return known
     parts: List[bytes] = []
     append = parts.append
     for element in sorted(elements):
@@ -212,7 +220,12 @@ def encode_elements(elements: Dict[int, Any], vrs: Optional[Dict[int, str]] = No
         append(_ELEMENT_HEADER.pack(0, element, len(raw)))
         append(raw)
     body = b''.join(parts)
-    return _UL_ELEMENT.pack(0, 0, 4, len(body)) + body
+    raw = _UL_ELEMENT.pack(0, 0, 4, len(body)) + body
+    if key is not None:
+        if len(_encoded) >= _CACHE_SIZE:
+            _encoded.clear()
+        _encoded[key] = raw
+    return raw
 
 
 def encode_command_set(ds: Dataset) -> bytes:
@@ -274,56 +287,105 @@ def _decode_value(element: int, vr: str, value: bytes, offset: int) -> Any:
     text = value.decode('ascii', 'replace')
     if vr == 'UI':
         # DCMTK pads UIDs with NUL; some peers pad with space.
-        return UID(text.rstrip('\x00 '), _NO_VALIDATION)
+        return _uid(text.rstrip('\x00 '))
     if vr in ('AE', 'SH', 'LO', 'CS', 'IS', 'DS'):
         # Leading and trailing spaces are not significant here (PS3.5 6.2).
         return text.strip(' \x00')
     return text.rstrip(' \x00')
 
 
+_new_str = str.__new__
+
+
+def _uid(text: str) -> UID:
+    """``UID(text)`` without validation, as pydicom makes it (2.x and 3.x alike: the
+    stripped text as a ``UID``), skipping the call layers that cost a microsecond."""
+    return _new_str(UID, text.strip())
+
+# Pending responses (Status FF00H/FF01H, PS3.7 C.4) of one operation repeat the same
+# command set thousands of times (a C-FIND's matches): those command sets are kept,
+# both ways, bounded, and emptied when full (message IDs make every other one unique).
+_PENDING = (0xFF00, 0xFF01)
+_CACHE_SIZE = 64
+_decoded: Dict[bytes, Dict[int, Any]] = {}
+_encoded: Dict[tuple, bytes] = {}
+# Values shared between messages taken from ``_decoded`` must not be mutable.
+_SHAREABLE = (int, UID, str)
+# UI values read, by their bytes (a peer's made-up UIDs empty it when full).
+_UID_CACHE_SIZE = 256
+_uids: Dict[bytes, UID] = {}
+# Command sets encoded are kept only when every value is of these types.
+_KEYABLE = frozenset((int, UID, str, type(None)))
+
+
 def decode_elements(raw: Union[bytes, bytearray, memoryview]) -> Dict[int, Any]:
     """Decode a command set into ``{element number: value}``; see ``decode_command_set``."""
     if type(raw) is not bytes:
         raw = memoryview(raw).cast('B').tobytes()
+    known = _decoded.get(raw)
+    if known is not None:
+        return known.copy()
     total = len(raw)
     elements: Dict[int, Any] = {}
     offset = 0
+    unpack_header = _ELEMENT_HEADER.unpack_from
+    vr_of = _VR_OF.get
     while offset < total:
         if total - offset < 8:
             raise DIMSEProcessingError(
                 f'command set: {total - offset} byte(s) left at offset {offset}, too few for '
                 f'an element header (8 bytes)')
-        group, element, length = _ELEMENT_HEADER.unpack_from(raw, offset)
-        if group != 0x0000:
-            raise DIMSEProcessingError(
-                f'command set: element ({group:04X},{element:04X}) at offset {offset} is '
-                f'not in group 0000 (PS3.7 6.3.1 allows command elements only)')
+        group, element, length = unpack_header(raw, offset)
         start = offset + 8
         end = start + length
-        if end > total:
-            raise DIMSEProcessingError(
-                f'command set: element (0000,{element:04X}) at offset {offset} declares '
-                f'{length} bytes but only {total - start} remain')
-        if element in elements:
-            raise DIMSEProcessingError(
-                f'command set: element (0000,{element:04X}) occurs twice (offset {offset}); '
-                f'PS3.7 6.3.1 allows each at most once')
-        vr = _VR_OF.get(element, 'UN')
+        if group or end > total or element in elements:
+            _element_error(raw, offset, group, element, length, total)
+        vr = vr_of(element, 'UN')
         # The common elements take the short path; values get pydicom's type for their
         # VR without pydicom's conversion (several times slower, and it would warn about
         # a peer's odd values).
         if vr == 'US' and length == 2:
-            value = _US_VALUE.unpack_from(raw, start)[0]
+            value = raw[start] | raw[start + 1] << 8
+        elif vr == 'UI':
+            # The SOP class UIDs come again and again: each is read once (bounded).
+            chunk = raw[start:end]
+            value = _uids.get(chunk)
+            if value is None:
+                # DCMTK pads UIDs with NUL; some peers pad with space.
+                value = _uid(chunk.decode('ascii', 'replace').rstrip('\x00 '))
+                if len(_uids) >= _UID_CACHE_SIZE:
+                    _uids.clear()
+                _uids[chunk] = value
         elif vr == 'UL' and length == 4:
             value = _UL_VALUE.unpack_from(raw, start)[0]
-        elif vr == 'UI':
-            value = UID(raw[start:end].decode('ascii', 'replace').rstrip('\x00 '),
-                        _NO_VALIDATION)
         else:
             value = _decode_value(element, vr, raw[start:end], offset)
         elements[element] = value
         offset = end
+    if elements.get(0x0900) in _PENDING and all(
+            type(value) in _SHAREABLE for value in elements.values()):
+        if len(_decoded) >= _CACHE_SIZE:
+            _decoded.clear()
+        _decoded[raw] = elements.copy()
     return elements
+
+
+def _element_error(raw: bytes, offset: int, group: int, element: int, length: int,
+                   total: int) -> None:
+    """Raise the ``DIMSEProcessingError`` that says what is wrong with the element at
+    ``offset`` (outside group 0000, longer than what remains, or repeated)."""
+    if group != 0x0000:
+        raise DIMSEProcessingError(
+            f'command set: element ({group:04X},{element:04X}) at offset {offset} is '
+            f'not in group 0000 (PS3.7 6.3.1 allows command elements only)')
+    start = offset + 8
+    if start + length > total:
+        raise DIMSEProcessingError(
+            f'command set: element (0000,{element:04X}) at offset {offset} declares '
+            f'{length} bytes but only {total - start} remain')
+    raise DIMSEProcessingError(
+        f'command set: element (0000,{element:04X}) occurs twice (offset {offset}); '
+        f'PS3.7 6.3.1 allows each at most once')
 
 
 def dataset_from(elements: Dict[int, Any]) -> Dataset:
@@ -358,7 +420,10 @@ def command_value(element: int, vr: str, value: Any) -> Any:
                 f'command element (0000,{element:04X}) {vr} needs an integer, '
                 f'got {value!r}') from exc
     if vr == 'UI':
-        if type(value) is UID or not isinstance(value, str):
+        kind = type(value)
+        if kind is str:
+            return _uid(value)
+        if kind is UID or not isinstance(value, str):
             return value
         return UID(value, _NO_VALIDATION)
     if vr == 'AT':

@@ -168,6 +168,11 @@ _codes: dict = {}
 # Replaced, never mutated, so a reader always sees a whole tuple without the lock.
 _ranges: dict = {}
 _lock = threading.Lock()
+# (code, command) -> the Status made for them, by ``Status.__new__``; replaced by a new
+# one at every change to the registry (a Status made afterwards sees it), emptied when
+# full (a peer may send any code).
+_made: dict = {}
+_MADE_SIZE = 1024
 
 
 def _command_field(command: Any) -> Optional[int]:
@@ -205,7 +210,9 @@ def _check_code(name: str, code: Any) -> int:
 
 def _register(code: int, code_type: str, description: str, end: Optional[int],
               field: Optional[int]) -> None:
+    global _made
     with _lock:
+        _made = {}
         if end is None or end == code:
             _codes[(field, code)] = (code_type, description)
             return
@@ -258,12 +265,14 @@ def preserved_registry() -> Iterator[None]:
     ``warnings.catch_warnings`` does for warning filters) leaves it as it found it.
     Not for use while other threads register codes.
     """
+    global _made
     with _lock:
         codes, ranges, known = dict(_codes), dict(_ranges), list(KNOWN_STATUSES)
     try:
         yield
     finally:
         with _lock:
+            _made = {}
             _codes.clear()
             _codes.update(codes)
             _ranges.clear()
@@ -297,7 +306,18 @@ class Status:
 
     __slots__ = ('_value', '_command_field', '_status_type', '_description')
 
-    def __init__(self, value: Union[int, Status], command: Any = None) -> None:
+    def __new__(cls, value: Union[int, Status], command: Any = None) -> Status:
+        # Every response makes one: an int code with no command, a command field or a
+        # message class is looked up among those already made (a Status is immutable).
+        cached = cls is Status and type(value) is int and (
+            command is None or type(command) is int or isinstance(command, type))
+        if cached:
+            # This dict, even if a registration replaces it meanwhile (then what is
+            # made now is not kept for later).
+            known = _made
+            made = known.get((value, command))
+            if made is not None:
+                return made
         if isinstance(value, Status):
             field = value._command_field if command is None else _command_field(command)
             code = value._value
@@ -305,11 +325,20 @@ class Status:
             field = _command_field(command)
             code = _check_code('status value', value)
         status_type, description = _resolve(code, field)
+        self = object.__new__(cls)
         set_ = object.__setattr__
         set_(self, '_value', code)
         set_(self, '_command_field', field)
         set_(self, '_status_type', status_type)
         set_(self, '_description', description)
+        if cached:
+            if len(known) >= _MADE_SIZE:
+                known.clear()
+            known[(value, command)] = self
+        return self
+
+    def __init__(self, value: Union[int, Status], command: Any = None) -> None:
+        """Made by ``__new__``; kept for subclasses that call it."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError(f'Status is immutable; cannot set {name!r}')

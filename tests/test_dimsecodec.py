@@ -13,6 +13,7 @@ from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
 from pydicom.tag import Tag
+from pydicom.uid import UID
 
 from pynetdicom2 import dimse, dimsecodec
 from pynetdicom2.exceptions import DIMSEProcessingError
@@ -230,3 +231,53 @@ def test_encode_command_set_errors():
     msg.command_set.add(DataElement(0x00000900, 'US', 70000))
     with pytest.raises(DIMSEProcessingError, match='does not fit'):
         dimsecodec.encode_command_set(msg.command_set)
+
+
+def pending_find_rsp(message_id: int = 5) -> dimse.CFindRSPMessage:
+    rsp = dimse.CFindRSPMessage()
+    rsp.message_id_being_responded_to = message_id
+    rsp.affected_sop_class_uid = '1.2.840.10008.5.1.4.1.2.2.1'
+    rsp.status = 0xFF00
+    rsp.data_set = b'\x08\x00\x52\x00\x06\x00STUDY '
+    return rsp
+
+
+def test_repeated_pending_responses_decode_to_messages_of_their_own():
+    # A C-FIND's pending responses repeat one command set: each decodes to a message
+    # whose command set changes without touching the others'.
+    raw = pending_find_rsp().encode_command_set()
+    decoded = [dimse.decode_message(raw) for _ in range(3)]
+    for changed in decoded:
+        changed.status = 0x0000
+        changed.error_comment = 'changed'
+        for msg in (dimse.decode_message(raw), dimse.decode_message(bytearray(raw))):
+            assert (msg.status, msg.error_comment, msg.message_id_being_responded_to) \
+                == (0xFF00, None, 5)
+            assert type(msg.affected_sop_class_uid) is UID
+    assert [msg.status for msg in decoded] == [0x0000] * 3
+
+
+def test_repeated_pending_responses_encode_what_they_hold():
+    for message_id, status in ((5, 0xFF00), (5, 0xFF00), (6, 0xFF01), (5, 0xFF00),
+                               (6, 0xFF01), (6, 0xFF00)):
+        rsp = pending_find_rsp(message_id)
+        rsp.status = status
+        # Laid out by hand (PS3.7 9.3.2.2), ascending tags, the UID padded with NUL.
+        assert rsp.encode_command_set() == with_group_length(
+            hand_element(0x0002, b'1.2.840.10008.5.1.4.1.2.2.1\x00')
+            + hand_element(0x0100, struct.pack('<H', 0x8020))
+            + hand_element(0x0120, struct.pack('<H', message_id))
+            + hand_element(0x0800, struct.pack('<H', 0x0001))
+            + hand_element(0x0900, struct.pack('<H', status)))
+
+
+def test_many_different_uids_each_decode_to_their_own_value():
+    # Decoded UIDs are kept by their bytes, within a bound a peer's made-up UIDs pass.
+    for n in range(1000):
+        msg = dimse.CStoreRQMessage()
+        msg.message_id = 1
+        msg.affected_sop_class_uid = '1.2.840.10008.5.1.4.1.1.7'
+        msg.affected_sop_instance_uid = f'1.2.3.{n}' + ('\x00' if n % 2 else ' ')
+        decoded = dimse.decode_message(msg.encode_command_set())
+        assert decoded.affected_sop_instance_uid == f'1.2.3.{n}'
+        assert type(decoded.affected_sop_instance_uid) is UID

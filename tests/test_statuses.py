@@ -428,3 +428,25 @@ def test_add_status_rejects_bad_arguments(registry, args, kwargs, error, match):
     with pytest.raises(error, match=match):
         add_status(*args, **kwargs)
     assert KNOWN_STATUSES == known
+
+
+def test_statuses_made_again_and_subclasses():
+    # Every response makes a Status; the same code and service give an equal one.
+    for _ in range(3):
+        status = Status(0xFF00, 0x8020)
+        assert (status.status_type, status.description, status.command_field) == \
+            ('Pending', statuses.C_FIND_PENDING.description, 0x8020)
+        assert Status(0xFF00).command_field is None
+        # The service still decides the meaning of a code made before for another.
+        assert Status(0xB000, 0x8001).description == 'Coercion of data elements'
+        assert Status(0xB000, 0x8021).description.startswith('Sub-operations complete')
+
+    class Mine(Status):
+        __slots__ = ()
+
+        def __init__(self, value, command=None):
+            super().__init__(value, command)
+
+    mine = Mine(0xFF00, 0x8020)
+    assert type(mine) is Mine and mine.is_pending and mine == 0xFF00
+    assert type(Status(0xFF00, 0x8020)) is Status
