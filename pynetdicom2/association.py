@@ -147,23 +147,26 @@ class Association:
         for the peer's next request, so until a message begins the wait is the
         settings' ``network_timeout`` instead.
         """
+        pending = self._pending
+        dul = self.dul
         while True:
-            while self._pending:
-                context_id, control, fragment = self._pending.pop()
+            while pending:
+                context_id, control, fragment = pending.pop()
                 msg = self._feed(context_id, control, fragment)
                 if msg is not None:
                     return self._received(msg, context_id)
-            pdv = self.dul.buffered_pdv() if self.dul is not None else None
-            while pdv is not None:  # the PDUs of a data set, already received
-                msg = self._feed(*pdv)
-                if msg is not None:
-                    return self._received(msg, pdv[0])
-                pdv = self.dul.buffered_pdv()
+            if dul is not None:
+                pdv = dul.buffered_pdv()
+                while pdv is not None:  # the PDUs of a data set, already received
+                    msg = self._feed(*pdv)
+                    if msg is not None:
+                        return self._received(msg, pdv[0])
+                    pdv = dul.buffered_pdv()
             try:
                 settings = self._settings
                 timeout = (settings.idle_wait if idle and not self._assembler.in_progress
                            else settings.dcm_timeout)
-                received = self.dul.receive_pdu(timeout)
+                received = dul.receive_pdu(timeout)
             except NetDICOMError as exc:
                 self._discard_partial()       # a half-received data set never lands
                 self._ended_by(exc)

@@ -289,12 +289,18 @@ class DIMSEMessage:
 
     def iter_pdu_batches(self, pc_id: int, max_pdu_length: Optional[int]
                          ) -> Iterator[List[Any]]:
-        """Yield the message as P-DATA-TF PDUs for scatter/gather sending, several
-        whole PDUs per list: ``fragmentation.iter_pdu_batches`` over this command set
-        and data set. ``max_pdu_length`` is the peer's Maximum Length Received (0 or
-        None: no limit). A list stays valid until the next is requested."""
-        yield from fragmentation.iter_pdu_batches(self.encode_command_set(), self._data_set,
-                                                  pc_id, max_pdu_length)
+        """Iterate over the message as P-DATA-TF PDUs for scatter/gather sending,
+        several whole PDUs per list: ``fragmentation.iter_pdu_batches`` over this
+        command set and data set. ``max_pdu_length`` is the peer's Maximum Length
+        Received (0 or None: no limit). A list stays valid until the next is
+        requested. The command set is encoded at once (errors are raised here)."""
+        command = self.encode_command_set()
+        data_set = self._data_set
+        # A small message (most are) is one list, made without a generator.
+        batch = fragmentation.small_message_batch(command, data_set, pc_id, max_pdu_length)
+        if batch is not None:
+            return iter((batch,))
+        return fragmentation.iter_pdu_batches(command, data_set, pc_id, max_pdu_length)
 
     def encode(self, pc_id: int, max_pdu_length: Optional[int]) -> Iterator[pdu.PDataTfPDU]:
         """Yield the message as ``pdu.PDataTfPDU`` objects (the original API).

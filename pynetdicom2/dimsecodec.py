@@ -321,7 +321,7 @@ _KEYABLE = frozenset((int, UID, str, type(None)))
 def decode_elements(raw: Union[bytes, bytearray, memoryview]) -> Dict[int, Any]:
     """Decode a command set into ``{element number: value}``; see ``decode_command_set``."""
     if type(raw) is not bytes:
-        raw = memoryview(raw).cast('B').tobytes()
+        raw = bytes(raw) if type(raw) is bytearray else memoryview(raw).cast('B').tobytes()
     known = _decoded.get(raw)
     if known is not None:
         return known.copy()

@@ -21,7 +21,7 @@ from pynetdicom2.exceptions import DIMSEProcessingError
 
 __all__ = [
     'COMMAND_FRAGMENT', 'LAST_FRAGMENT', 'MAX_FRAGMENT_LENGTH', 'fragment_length',
-    'iter_pdu_batches', 'PDataFragments',
+    'iter_pdu_batches', 'small_message_batch', 'PDataFragments',
 ]
 
 # Message Control Header, PS3.8 E.2: bit 0 command (1) / data (0), bit 1 last fragment.
@@ -61,6 +61,31 @@ def fragment_length(max_pdu_length: Optional[int]) -> int:
             f'maximum PDU length {max_pdu_length} leaves no room for a fragment: a PDV '
             f'needs 6 bytes of header and an even fragment of at least 2 bytes')
     return size
+
+
+def small_message_batch(command: bytes, data_set: Any, pc_id: int,
+                        max_pdu_length: Optional[int]) -> Optional[List[Any]]:
+    """The PDUs of a small message, as the one list ``iter_pdu_batches`` would yield,
+    or None when the message is not small: the command set fits one fragment and the
+    data set is absent or bytes that fit one fragment. Most messages are (every
+    response, a C-FIND's identifiers, a small instance), and this is their short way.
+    """
+    size = fragment_length(max_pdu_length)
+    length = len(command)
+    if length > size or type(pc_id) is not int or not 0 < pc_id < 256 or not pc_id & 1:
+        return None  # iter_pdu_batches cuts it, or says what is wrong with pc_id
+    pack = _PDU_AND_PDV_HEADER.pack
+    header = pack(pdu.P_DATA_TF, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
+                  COMMAND_FRAGMENT | LAST_FRAGMENT)
+    if data_set is None:
+        return [header, command]
+    if type(data_set) is not bytes or len(data_set) > size:
+        return None
+    # The data set in a P-DATA-TF PDU of its own (see iter_pdu_batches).
+    length = len(data_set)
+    return [header, command,
+            pack(pdu.P_DATA_TF, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
+                 LAST_FRAGMENT), data_set]
 
 
 def iter_pdu_batches(command: bytes, data_set: Any, pc_id: int,

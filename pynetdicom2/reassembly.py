@@ -61,14 +61,17 @@ class MessageAssembler:
         self.discard_sink = discard_sink
         self.max_memory_data_set = max_memory_data_set
         self._last_message: Optional[DIMSEMessage] = None
+        self._command = bytearray()
+        self._chunks: List[bytes] = []
         self._reset()
 
     def _reset(self) -> None:
         self._context_id: Optional[int] = None
-        self._command = bytearray()
+        # Emptied in place: the next message needs them empty, not new.
+        self._command.clear()
         self._msg: Optional[DIMSEMessage] = None
         self._sink: Optional[BinaryIO] = None
-        self._chunks: List[bytes] = []
+        self._chunks.clear()
         self._gathered = 0
         self._sink_error: Optional[OSError] = None
 
@@ -98,14 +101,16 @@ class MessageAssembler:
             raise DIMSEProcessingError(
                 f'command fragment after the command set of {type(self._msg).__name__} '
                 f'was complete; its data set was expected')
-        if len(self._command) + len(fragment) > MAX_COMMAND_SET_LENGTH:
+        gathered = self._command
+        if len(gathered) + len(fragment) > MAX_COMMAND_SET_LENGTH:
             raise DIMSEProcessingError(
                 f'command set longer than {MAX_COMMAND_SET_LENGTH} bytes; refusing it')
-        # The fragment may point into a receive buffer that is reused: copy it.
-        self._command += fragment
         if not control_header & LAST_FRAGMENT:
+            # The fragment may point into a receive buffer that is reused: copy it.
+            gathered += fragment
             return None
-        msg = decode_message(bytes(self._command))
+        # A command set in one fragment (as every peer sends it) is decoded from it.
+        msg = decode_message(fragment if not gathered else bytes(gathered + fragment))
         msg.context_id = context_id
         if not msg.has_data_set:
             self._complete(msg)
@@ -163,6 +168,11 @@ class MessageAssembler:
                     f'{msg.message_id or msg.message_id_being_responded_to}) is longer '
                     f'than {limit} bytes, the most gathered in memory '
                     f'(max_memory_data_set); refusing it')
+            if control_header & LAST_FRAGMENT and not self._chunks:
+                # A data set in one fragment (a small one): one copy, no join.
+                msg._data_set = bytes(fragment)
+                self._complete(msg)
+                return msg
             self._chunks.append(bytes(fragment))
         if not control_header & LAST_FRAGMENT:
             return None

@@ -227,6 +227,26 @@ def test_fragment_length():
         fragmentation.fragment_length(7)
 
 
+@pytest.mark.parametrize('max_pdu_length', [0, 16, 100, 16384])
+def test_a_small_message_is_one_batch_of_the_same_pdus(max_pdu_length):
+    # The short way of small messages gives the PDUs the general one gives.
+    frag = fragmentation.fragment_length(max_pdu_length)
+    command = store_request(None).encode_command_set()
+    for data in (None, b'', payload(2), payload(frag), payload(frag + 2),
+                 bytearray(payload(4)), io.BytesIO(payload(4))):
+        small = fragmentation.small_message_batch(command, data, 3, max_pdu_length)
+        general = list(fragmentation.iter_pdu_batches(command, data, 3, max_pdu_length))
+        fits = len(command) <= frag and (data is None or type(data) is bytes
+                                         and len(data) <= frag)
+        if not fits:
+            assert small is None
+            continue
+        assert len(general) == 1
+        assert [bytes(part) for part in small] == [bytes(part) for part in general[0]]
+    for pc_id in (0, 2, 256, '1', None):
+        assert fragmentation.small_message_batch(b'\0' * 4, None, pc_id, 0) is None
+
+
 def test_sending_errors():
     # PS3.8 9.3.5.1: the ID we send a PDV on is odd, 1..255 (pdu's one rule).
     for pc_id in (0, 2, 256, '1'):
