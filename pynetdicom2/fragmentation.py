@@ -67,7 +67,8 @@ def small_message_batch(command: bytes, data_set: Any, pc_id: int,
                         max_pdu_length: Optional[int]) -> Optional[List[Any]]:
     """The PDUs of a small message, as the one list ``iter_pdu_batches`` would yield,
     or None when the message is not small: the command set fits one fragment and the
-    data set is absent or bytes that fit one fragment. Most messages are (every
+    data set is absent, or bytes, or the rest of a file opened with ``open(path,
+    'rb')`` (then read to its end), that fit one fragment. Most messages are (every
     response, a C-FIND's identifiers, a small instance), and this is their short way.
     """
     size = fragment_length(max_pdu_length)
@@ -79,13 +80,34 @@ def small_message_batch(command: bytes, data_set: Any, pc_id: int,
                   COMMAND_FRAGMENT | LAST_FRAGMENT)
     if data_set is None:
         return [header, command]
-    if type(data_set) is not bytes or len(data_set) > size:
+    if type(data_set) is not bytes:
+        data_set = _small_file(data_set, size)
+        if data_set is None:
+            return None
+    elif len(data_set) > size:
         return None
     # The data set in a P-DATA-TF PDU of its own (see iter_pdu_batches).
     length = len(data_set)
     return [header, command,
             pack(pdu.P_DATA_TF, length + _PDV_HEADER_LENGTH, length + 2, pc_id,
                  LAST_FRAGMENT), data_set]
+
+
+def _small_file(data: Any, size: int) -> Optional[bytes]:
+    """The rest of a file opened with ``open(path, 'rb')`` when it fits one fragment
+    of ``size`` bytes, read to its end; None, with nothing read, otherwise."""
+    if type(data) is not io.BufferedReader:
+        return None
+    try:
+        if os.fstat(data.fileno()).st_size - data.tell() > size:
+            return None
+        rest = data.read(size + 1)
+        if len(rest) > size:  # it grew since: the general way cuts it
+            data.seek(-len(rest), io.SEEK_CUR)
+            return None
+    except OSError as exc:
+        raise DIMSEProcessingError(f'reading the data set file failed: {exc}') from exc
+    return rest
 
 
 def iter_pdu_batches(command: bytes, data_set: Any, pc_id: int,

@@ -228,21 +228,45 @@ def test_fragment_length():
 
 
 @pytest.mark.parametrize('max_pdu_length', [0, 16, 100, 16384])
-def test_a_small_message_is_one_batch_of_the_same_pdus(max_pdu_length):
-    # The short way of small messages gives the PDUs the general one gives.
+def test_a_small_message_is_one_batch_of_the_same_pdus(max_pdu_length, tmp_path):
+    # The short way of small messages gives the PDUs the general one gives; a file
+    # opened with open(path, 'rb') is read to its end either way.
     frag = fragmentation.fragment_length(max_pdu_length)
     command = store_request(None).encode_command_set()
+    path = tmp_path / 'data'
+
+    def sources(data):
+        if type(data) is not bytes:  # None, a bytearray, a BytesIO: the general way
+            yield data, data, 0
+            return
+        yield data, data, len(data)
+        path.write_bytes(b'PREAMBLE' + data)
+        files = []
+        for _ in range(2):
+            fp = open(path, 'rb')
+            fp.seek(8)
+            files.append(fp)
+        yield files[0], files[1], len(data)
+        assert files[1].tell() == 8 + len(data)
+        for fp in files:
+            fp.close()
+
     for data in (None, b'', payload(2), payload(frag), payload(frag + 2),
-                 bytearray(payload(4)), io.BytesIO(payload(4))):
-        small = fragmentation.small_message_batch(command, data, 3, max_pdu_length)
-        general = list(fragmentation.iter_pdu_batches(command, data, 3, max_pdu_length))
-        fits = len(command) <= frag and (data is None or type(data) is bytes
-                                         and len(data) <= frag)
-        if not fits:
-            assert small is None
-            continue
-        assert len(general) == 1
-        assert [bytes(part) for part in small] == [bytes(part) for part in general[0]]
+                 payload(frag + 1), bytearray(payload(4)), io.BytesIO(payload(4))):
+        for small_source, general_source, length in sources(data):
+            small = fragmentation.small_message_batch(command, small_source, 3,
+                                                      max_pdu_length)
+            general = list(bytes(part) for batch in fragmentation.iter_pdu_batches(
+                command, general_source, 3, max_pdu_length) for part in batch)
+            fits = len(command) <= frag and (data is None or type(data) is bytes
+                                             and length <= frag)
+            if isinstance(small_source, io.BufferedReader):
+                # Read to its end, or not at all (the general way reads it then).
+                assert small_source.tell() == 8 + (length if fits else 0)
+            if not fits:
+                assert small is None
+                continue
+            assert [bytes(part) for part in small] == general
     for pc_id in (0, 2, 256, '1', None):
         assert fragmentation.small_message_batch(b'\0' * 4, None, pc_id, 0) is None
 
