@@ -58,48 +58,54 @@ def read_file_meta(fp: BinaryIO) -> Optional[FileMeta]:
     no ``DICM`` prefix or its meta lacks the SOP class, instance or transfer syntax.
     """
     fp.seek(0)
-    head = fp.read(_PREAMBLE_LENGTH + len(_PREFIX))
-    if len(head) != _PREAMBLE_LENGTH + len(_PREFIX) or head[_PREAMBLE_LENGTH:] != _PREFIX:
+    # The group is read from one read of the file's start in any ordinary file; a
+    # longer group reads on.
+    head = fp.read(_META_READ)
+    offset = _PREAMBLE_LENGTH + len(_PREFIX)
+    if head[_PREAMBLE_LENGTH:offset] != _PREFIX:
         return None
     values = {}
-    offset = len(head)
     group_end = None
     while group_end is None or offset < group_end:
-        header = fp.read(8)
-        if len(header) < 8:
-            break
-        group, element = struct.unpack('<HH', header[:4])
+        if len(head) < offset + 12:
+            head += fp.read(offset + 12 - len(head) + _META_READ)
+            if len(head) < offset + 8:
+                break
+        group, element, vr, length = _META_HEADER.unpack_from(head, offset)
         if group != 0x0002:
             break
-        vr = header[4:6]
         if not (65 <= vr[0] <= 90 and 65 <= vr[1] <= 90):
             return None  # not explicit VR: a non-conformant meta, left to pydicom
+        header_length = 8
         if vr in _LONG_VRS:
-            extra = fp.read(4)
-            if len(extra) < 4:
+            if len(head) < offset + 12:
                 return None
-            length = struct.unpack('<L', extra)[0]
+            length = _META_LONG.unpack_from(head, offset + 8)[0]
             header_length = 12
-        else:
-            length = struct.unpack('<H', header[6:8])[0]
-            header_length = 8
         if length > _MAX_META_LENGTH or offset + header_length + length > _MAX_META_LENGTH:
             return None
-        value = fp.read(length)
-        if len(value) < length:
-            return None
-        offset += header_length + length
+        start = offset + header_length
+        offset = start + length
+        if len(head) < offset:
+            head += fp.read(offset - len(head))
+            if len(head) < offset:
+                return None
         if element == 0x0000 and vr == b'UL' and length == 4:
             # File Meta Information Group Length: bytes after this element (PS3.10 7.1).
-            group_end = offset + struct.unpack('<L', value)[0]
+            group_end = offset + _META_LONG.unpack_from(head, start)[0]
         elif element in (0x0002, 0x0003, 0x0010):
-            values[element] = value.rstrip(b'\x00 ').decode('ascii', 'replace')
+            values[element] = head[start:offset].rstrip(b'\x00 ').decode('ascii', 'replace')
     if group_end is not None and group_end != offset:
         logger.debug('File Meta Information Group Length says the data set starts at %d, '
                      'the elements end at %d; using the elements', group_end, offset)
     if not all(values.get(element) for element in (0x0002, 0x0003, 0x0010)):
         return None
     return FileMeta(values[0x0002], values[0x0003], values[0x0010], offset)
+
+
+_META_READ = 512
+_META_HEADER = struct.Struct('<HH2sH')
+_META_LONG = struct.Struct('<L')
 
 
 def read_instance_uids(raw: bytes, ts: str) -> tuple:
