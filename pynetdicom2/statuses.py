@@ -309,6 +309,12 @@ class Status:
     def __new__(cls, value: Union[int, Status], command: Any = None) -> Status:
         # Every response makes one: an int code with no command, a command field or a
         # message class is looked up among those already made (a Status is immutable).
+        if type(value) is Status:
+            # Its code, for its service unless told another (the field names the same
+            # service as the message class it was made with).
+            if command is None:
+                command = value._command_field
+            value = value._value
         cached = cls is Status and type(value) is int and (
             command is None or type(command) is int or isinstance(command, type))
         if cached:

@@ -375,6 +375,14 @@ def test_add_status_general_code_and_range(registry):
     assert KNOWN_STATUSES[-1] == ((0xD000, 0xD0FF), 'Failure', 'Private failure', None)
 
 
+def test_a_status_given_again_resolves_against_the_registry_of_now(registry):
+    before = Status(0xC202, C_STORE_RSP)
+    add_status(0xC202, 'Warning', 'Kept with changes', command=CStoreRSPMessage)
+    assert Status(before).status_type == 'Warning'
+    assert Status(before.value, CStoreRSPMessage).status_type == 'Warning'
+    assert before.status_type == 'Failure'
+
+
 def test_add_status_range_of_one_is_a_code(registry):
     add_status(0xD200, 'Warning', 'One', end=0xD200)
     assert KNOWN_STATUSES[-1] == (0xD200, 'Warning', 'One', None)
@@ -446,6 +454,11 @@ def test_statuses_made_again_and_subclasses():
 
         def __init__(self, value, command=None):
             super().__init__(value, command)
+
+    # A Status given again keeps its service unless told another.
+    coercion = Status(0xB000, 0x8001)
+    assert Status(coercion).description == 'Coercion of data elements'
+    assert Status(coercion, 0x8021).description.startswith('Sub-operations complete')
 
     mine = Mine(0xFF00, 0x8020)
     assert type(mine) is Mine and mine.is_pending and mine == 0xFF00
