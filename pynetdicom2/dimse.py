@@ -150,6 +150,21 @@ class DIMSEMessage:
         msg._fresh = False
         return msg
 
+    @classmethod
+    def _made_with(cls, elements: Dict[int, Any]) -> DIMSEMessage:
+        """A message made here (as ``cls()`` makes one) holding ``elements`` besides
+        its Command Field and Command Data Set Type: values already of their VR's
+        type (``command_value``), none of them None."""
+        msg = cls.__new__(cls)
+        msg.context_id = None
+        msg._data_set = None
+        elements[_COMMAND_FIELD] = cls.command_field
+        elements[_COMMAND_DATA_SET_TYPE] = NO_DATASET
+        msg._elements = elements
+        msg._command_set = None
+        msg._fresh = True
+        return msg
+
     @property
     def command_set(self) -> Dataset:
         """The command set as a pydicom Dataset (group 0000), to read or change.

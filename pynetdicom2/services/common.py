@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Iterable, Optional
 
+from pydicom.uid import UID
+
 from pynetdicom2 import dimse, incoming
 from pynetdicom2.exceptions import DIMSEProcessingError
 
@@ -90,6 +92,21 @@ def response_to(request, response_class, status, comment: Optional[str] = None):
     """
     # Each property is a dict look-up on both messages (dimse keeps the command set as
     # a dict until someone reads ``command_set``): about a microsecond in all.
+    message_id = request.message_id
+    sop_class = request.sop_class_uid
+    sop_instance = request.affected_sop_instance_uid
+    if sop_instance is None:
+        sop_instance = request.requested_sop_instance_uid
+    if (type(message_id) is int and type(sop_class) is UID
+            and (sop_instance is None or type(sop_instance) is UID)
+            and not comment and not isinstance(request, _TYPE_ID_REQUESTS)):
+        # The common case (every C-STORE, C-FIND, C-ECHO response) made at once:
+        # values already of their VR's type, as the properties would store them.
+        elements = {0x0002: sop_class, 0x0120: message_id,
+                    0x0900: status if type(status) is int else int(status)}
+        if sop_instance is not None:
+            elements[0x1000] = sop_instance
+        return response_class._made_with(elements)
     rsp = response_class()
     rsp.message_id_being_responded_to = request.message_id
     sop_class = request.sop_class_uid
@@ -106,6 +123,10 @@ def response_to(request, response_class, status, comment: Optional[str] = None):
     if comment:
         rsp.error_comment = error_comment(comment)
     return rsp
+
+
+# Requests whose response repeats their type ID (PS3.7 10.3.4, 10.3.1).
+_TYPE_ID_REQUESTS = (dimse.NActionRQMessage, dimse.NEventReportRQMessage)
 
 
 class MessageDispatcher:
