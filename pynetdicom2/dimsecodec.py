@@ -95,6 +95,12 @@ _RAW_VRS = frozenset(('OB', 'OW', 'UN', 'OD', 'OF', 'OL', 'OV'))
 # VR of each command element, by element number; anything else is kept as raw UN bytes.
 _VR_OF = {element: vr for element, (vr, _) in COMMAND_ELEMENTS.items()}
 
+# The VRs the decoder reads on its short path, by element number (a number is quicker
+# to test than a VR's name).
+_US, _UI, _UL = 1, 2, 3
+_KIND_OF = {element: {'US': _US, 'UI': _UI, 'UL': _UL}.get(vr, 0)
+            for element, vr in _VR_OF.items()}
+
 # Values are trusted as they are: a peer's odd UID must neither warn nor raise
 # (pydicom's validation does both, depending on its settings).
 _NO_VALIDATION = pydicom_config.IGNORE
@@ -329,24 +335,25 @@ def decode_elements(raw: Union[bytes, bytearray, memoryview]) -> Dict[int, Any]:
     elements: Dict[int, Any] = {}
     offset = 0
     unpack_header = _ELEMENT_HEADER.unpack_from
-    vr_of = _VR_OF.get
+    kind_of = _KIND_OF.get
     while offset < total:
-        if total - offset < 8:
+        try:
+            group, element, length = unpack_header(raw, offset)
+        except struct.error:
             raise DIMSEProcessingError(
                 f'command set: {total - offset} byte(s) left at offset {offset}, too few for '
-                f'an element header (8 bytes)')
-        group, element, length = unpack_header(raw, offset)
+                f'an element header (8 bytes)') from None
         start = offset + 8
         end = start + length
         if group or end > total or element in elements:
             _element_error(raw, offset, group, element, length, total)
-        vr = vr_of(element, 'UN')
+        kind = kind_of(element)
         # The common elements take the short path; values get pydicom's type for their
         # VR without pydicom's conversion (several times slower, and it would warn about
         # a peer's odd values).
-        if vr == 'US' and length == 2:
+        if kind == _US and length == 2:
             value = raw[start] | raw[start + 1] << 8
-        elif vr == 'UI':
+        elif kind == _UI:
             # The SOP class UIDs come again and again: each is read once (bounded).
             chunk = raw[start:end]
             value = _uids.get(chunk)
@@ -356,10 +363,10 @@ def decode_elements(raw: Union[bytes, bytearray, memoryview]) -> Dict[int, Any]:
                 if len(_uids) >= _UID_CACHE_SIZE:
                     _uids.clear()
                 _uids[chunk] = value
-        elif vr == 'UL' and length == 4:
+        elif kind == _UL and length == 4:
             value = _UL_VALUE.unpack_from(raw, start)[0]
         else:
-            value = _decode_value(element, vr, raw[start:end], offset)
+            value = _decode_value(element, _VR_OF.get(element, 'UN'), raw[start:end], offset)
         elements[element] = value
         offset = end
     if elements.get(0x0900) in _PENDING and all(
