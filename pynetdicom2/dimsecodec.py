@@ -105,7 +105,6 @@ _KIND_OF = {element: {'US': _US, 'UI': _UI, 'UL': _UL}.get(vr, 0)
 # (pydicom's validation does both, depending on its settings).
 _NO_VALIDATION = pydicom_config.IGNORE
 
-_US_VALUE = struct.Struct('<H')
 _UL_VALUE = struct.Struct('<L')
 
 
@@ -227,7 +226,7 @@ def encode_elements(elements: Dict[int, Any], vrs: Optional[Dict[int, str]] = No
         append(raw)
     body = b''.join(parts)
     raw = _UL_ELEMENT.pack(0, 0, 4, len(body)) + body
-    if key is not None:
+    if key is not None and len(raw) <= _CACHED_LENGTH:
         if len(_encoded) >= _CACHE_SIZE:
             _encoded.clear()
         _encoded[key] = raw
@@ -308,11 +307,14 @@ def _uid(text: str) -> UID:
     stripped text as a ``UID``), skipping the call layers that cost a microsecond."""
     return _new_str(UID, text.strip())
 
+
 # Pending responses (Status FF00H/FF01H, PS3.7 C.4) of one operation repeat the same
 # command set thousands of times (a C-FIND's matches): those command sets are kept,
 # both ways, bounded, and emptied when full (message IDs make every other one unique).
+# Only small ones: a peer's 1 MiB command sets would take the memory.
 _PENDING = (0xFF00, 0xFF01)
 _CACHE_SIZE = 64
+_CACHED_LENGTH = 1024
 _decoded: Dict[bytes, Dict[int, Any]] = {}
 _encoded: Dict[tuple, bytes] = {}
 # Values shared between messages taken from ``_decoded`` must not be mutable.
@@ -369,7 +371,7 @@ def decode_elements(raw: Union[bytes, bytearray, memoryview]) -> Dict[int, Any]:
             value = _decode_value(element, _VR_OF.get(element, 'UN'), raw[start:end], offset)
         elements[element] = value
         offset = end
-    if elements.get(0x0900) in _PENDING and all(
+    if elements.get(0x0900) in _PENDING and total <= _CACHED_LENGTH and all(
             type(value) in _SHAREABLE for value in elements.values()):
         if len(_decoded) >= _CACHE_SIZE:
             _decoded.clear()
