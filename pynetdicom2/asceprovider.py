@@ -110,7 +110,7 @@ class AssociationRequester(_Implementation, Association):
                 f'{len(self.context_def_list)} presentation contexts requested; one '
                 f'A-ASSOCIATE-RQ carries at most {MAX_PRESENTATION_CONTEXTS} (PS3.8 9.3.2.2)')
         remote = self.remote_ae
-        rq = negotiation.build_rq(self)
+        rq, encoded = negotiation.prepared_rq(self)
         logger.info('Requesting Association')
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug('%s', pdudumps.associate_rq(rq, sent=True))
@@ -120,7 +120,7 @@ class AssociationRequester(_Implementation, Association):
             max_pdu_length=self.max_pdu_length, artim_timeout=settings.artim_timeout,
             wrap=getattr(self.ae, 'wrap_client_socket', None))
         self.dul.peer = f'{remote.aet}@{remote.address}:{remote.port}'
-        self.dul.send_associate_rq(rq, settings.acse_wait)
+        self.dul.send_associate_rq(rq, settings.acse_wait, encoded)
         received = self.dul.receive_pdu(settings.acse_wait)
         if not isinstance(received, pdu.AAssociateAcPDU):
             self.abort_as_provider(2)

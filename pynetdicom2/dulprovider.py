@@ -115,6 +115,8 @@ class DULServiceProvider:
         self._bulk = False                    # large P-DATA seen: use _BULK_BUFFER
         self._sock_timeout: object = ()       # what settimeout() was last given
         self._quiet_close = False             # closing after _await_close: no shutdown
+        #: (address, port) of the peer when known without asking the socket.
+        self.peer_endpoint: Optional[tuple] = None
         if sock is not None:
             self._configure(sock)
             self._event('Evt5')
@@ -133,9 +135,15 @@ class DULServiceProvider:
         dul = cls(None, is_requestor=True, peer=f'{address}:{port}', **kwargs)
         dul._event('Evt1')
         try:
-            sock = socket.create_connection((address, port), timeout=timeout)
+            ipv4 = _is_ipv4(address)
+            sock = _open(address, port, timeout, ipv4)
             if wrap is not None:
                 sock = wrap(sock, address, timeout)
+            elif ipv4:
+                # An IPv4 peer is the very address we connected to: association_info
+                # needs no getpeername, and the socket's timeout is known.
+                dul.peer_endpoint = (address, port)
+                dul._sock_timeout = timeout
         except NetDICOMError:
             dul.state = 'Sta1'
             raise
@@ -161,9 +169,13 @@ class DULServiceProvider:
 
     # -- local primitives -----------------------------------------------------------
 
-    def send_associate_rq(self, rq: 'pdu.AAssociateRqPDU', timeout: float) -> None:
-        """A-ASSOCIATE request: the connection is up (Evt2 -> AE-2 sends the RQ)."""
-        self._event('Evt2', rq, timeout)
+    def send_associate_rq(self, rq: 'pdu.AAssociateRqPDU', timeout: float,
+                          encoded: Optional[bytes] = None) -> None:
+        """A-ASSOCIATE request: the connection is up (Evt2 -> AE-2 sends the RQ).
+
+        ``encoded``, when given, is ``rq.encode()`` already made (sent as it is).
+        """
+        self._event('Evt2', rq if encoded is None else _Encoded(rq, encoded), timeout)
 
     def send_associate_ac(self, ac: 'pdu.AAssociateAcPDU', timeout: float) -> None:
         """A-ASSOCIATE response (accept), Evt7 -> AE-7."""
@@ -325,7 +337,7 @@ class DULServiceProvider:
         if logger.isEnabledFor(TRACE):
             logger.log(TRACE, '%s: received %s', self.peer, _describe(received))
         before = self.state
-        action = self._event(event)
+        action = self._event(event, reading=True)
         if action == 'AA-8':
             state = self.state_name(before)
             self._await_close(self._linger())
@@ -505,11 +517,13 @@ class DULServiceProvider:
 
     # -- the state machine ----------------------------------------------------------
 
-    def _event(self, event: str, outgoing=None, timeout: Optional[float] = None) -> str:
+    def _event(self, event: str, outgoing=None, timeout: Optional[float] = None,
+               reading: bool = False) -> str:
         """Look up (state, event) in the PS3.8 table, move to the next state, act.
 
         ``outgoing`` is what a sending action puts on the wire; an abort that a
-        received PDU triggers builds its own A-ABORT.
+        received PDU triggers builds its own A-ABORT. ``reading``: the event is a
+        PDU this thread received.
         """
         key = (self.state, event, self.is_requestor)
         step = _STEPS.get(key)
@@ -532,6 +546,10 @@ class DULServiceProvider:
                 self.abort_sent = (outgoing.source, outgoing.reason_diag)
             self._send(outgoing, self._linger() if timeout is None else timeout)
         if action in CLOSING_ACTIONS:
+            if reading:
+                # The thread that reads closes (AR-3 after A-RELEASE-RP, AA-3 after
+                # A-ABORT): nobody else waits on the socket, no shutdown to wake them.
+                self._quiet_close = True
             self.close()
         return action
 
@@ -585,6 +603,50 @@ class DULServiceProvider:
 
     def _who(self) -> str:
         return f'peer {self.peer}' if self.peer else 'the peer'
+
+
+class _Encoded:
+    """A PDU with its bytes already made: sent as they are, logged as the PDU."""
+
+    __slots__ = ('pdu', 'data')
+
+    def __init__(self, pdu_: 'pdu.PDU', data: bytes) -> None:
+        self.pdu = pdu_
+        self.data = data
+
+    def encode(self) -> bytes:
+        return self.data
+
+    def __repr__(self) -> str:
+        return repr(self.pdu)
+
+
+def _is_ipv4(address) -> bool:
+    """True for a dotted IPv4 address (four decimal numbers, as inet_pton reads it)."""
+    try:
+        socket.inet_pton(socket.AF_INET, address)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _open(address: str, port: int, timeout: Optional[float], ipv4: bool) -> socket.socket:
+    """A TCP connection to ``address``:``port`` within ``timeout`` seconds.
+
+    A dotted IPv4 address needs no name resolution: its socket is made and connected
+    at once (``create_connection`` would ask ``getaddrinfo`` for each association).
+    Anything else (a host name, IPv6) goes through ``create_connection``.
+    """
+    if not ipv4:
+        return socket.create_connection((address, port), timeout=timeout)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _describe(item) -> str:

@@ -61,6 +61,12 @@ _IDENTITY_TYPES = {'username': 1, 'kerberos': 3, 'saml': 4, 'jwt': 5}
 PContextDefList = PContextDef
 
 
+def _user_data(assoc_pdu) -> list:
+    """The user-information sub-items of an A-ASSOCIATE-RQ or -AC, in their order."""
+    info = assoc_pdu.user_information
+    return info.user_data if info else []
+
+
 def sub_items(assoc_pdu, cls) -> list:
     """The user-information sub-items of class ``cls`` in an A-ASSOCIATE-RQ or -AC."""
     info = assoc_pdu.user_information
@@ -204,14 +210,77 @@ def build_rq(assoc) -> pdu.AAssociateRqPDU:
     """The A-ASSOCIATE-RQ of a requester: its ``context_def_list``, our maximum length
     (``max_pdu_length``) and implementation, role selection, and the user identity
     and extra sub-items of its ``remote_ae``."""
-    remote = assoc.remote_ae
-    user_data = [userdataitems.MaximumLengthSubItem(assoc.max_pdu_length),
-                 userdataitems.ImplementationClassUIDSubItem(_implementation(assoc)[0]),
-                 userdataitems.ImplementationVersionNameSubItem(_implementation(assoc)[1])]
+    return _build_rq(assoc, _role_items(assoc))
+
+
+def prepared_rq(assoc) -> Tuple[pdu.AAssociateRqPDU, Optional[bytes]]:
+    """``build_rq(assoc)`` and, when the request is one made before, its encoding.
+
+    An AE associating again and again with the same peer sends the same request: the
+    same values make the same PDU and the same bytes, kept (at most
+    ``_RQ_CACHE_SIZE``) under a key of every value the request is made of. A request
+    carrying a user identity or extra sub-items (values of the caller's own types) is
+    made afresh each time, and its bytes are None (the PDU encodes itself).
+    """
+    roles = _role_items(assoc)
+    key = _rq_key(assoc, roles)
+    if key is None:
+        return _build_rq(assoc, roles), None
+    found = _RQ_CACHE.get(key)
+    if found is None:
+        rq = _build_rq(assoc, roles)
+        found = (rq, rq.encode())
+        if len(_RQ_CACHE) >= _RQ_CACHE_SIZE:
+            _RQ_CACHE.clear()
+        _RQ_CACHE[key] = found
+    return found
+
+
+# Requests made before: key (``_rq_key``) -> (PDU, its bytes). The PDU is only read
+# (logged, and what ``association_info`` reports), never changed, so it is shared.
+_RQ_CACHE: Dict[tuple, Tuple[pdu.AAssociateRqPDU, bytes]] = {}
+_RQ_CACHE_SIZE = 64
+
+
+def _role_items(assoc) -> list:
     # The requester may name its own items (the commitment report's association does).
     own_items = getattr(assoc, 'role_selection_items', None)
-    user_data.extend(own_items() if own_items is not None
-                     else role_selection_items(assoc.ae, assoc.context_def_list))
+    return (own_items() if own_items is not None
+            else role_selection_items(assoc.ae, assoc.context_def_list))
+
+
+def _rq_key(assoc, roles: list) -> Optional[tuple]:
+    """Every value ``_build_rq`` reads, or None when one is not a plain value. Numbers
+    carry their type (True == 1, but only an int encodes)."""
+    remote = assoc.remote_ae
+    if (remote.user_data or remote.username is not None or remote.kerberos is not None
+            or remote.saml is not None or remote.jwt is not None):
+        return None
+    role_key = []
+    for item in roles:
+        if type(item) is not userdataitems.ScpScuRoleSelectionSubItem:
+            return None
+        role_key.append((item.sop_class_uid, type(item.scu_role), item.scu_role,
+                         type(item.scp_role), item.scp_role))
+    contexts = tuple((type(ctx.id), ctx.id, ctx.sop_class, tuple(ctx.supported_ts))
+                     for ctx in assoc.context_def_list.values())
+    max_length = assoc.max_pdu_length
+    key = (remote.aet, assoc.ae.local_ae.aet, type(max_length), max_length,
+           _implementation(assoc), tuple(role_key), contexts)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _build_rq(assoc, roles: list) -> pdu.AAssociateRqPDU:
+    remote = assoc.remote_ae
+    uid, version = _implementation(assoc)
+    user_data = [userdataitems.MaximumLengthSubItem(assoc.max_pdu_length),
+                 userdataitems.ImplementationClassUIDSubItem(uid),
+                 userdataitems.ImplementationVersionNameSubItem(version)]
+    user_data.extend(roles)
     identity = remote.user_identity()
     if identity is not None:
         user_data.append(identity)
@@ -245,21 +314,26 @@ def read_ac(assoc, ac: pdu.AAssociateAcPDU) -> None:
     (with their one transfer syntax), the peer's maximum length, roles, extended
     negotiation answers and the user identity response."""
     proposed = assoc.context_def_list
-    found = _SubItems(ac)
     for item in ac.presentation_context_items:
         ctx = proposed.get(item.context_id)
         if item.result_reason != ACCEPTANCE or ctx is None or item.ts_sub_item is None:
             continue
         assoc.accepted_contexts[item.context_id] = PContextDef(
             item.context_id, ctx.sop_class, item.ts_sub_item.name)
-    for item in found(userdataitems.MaximumLengthSubItem):
-        assoc.peer_max_pdu_length = item.maximum_length_received
-    for item in found(userdataitems.ScpScuRoleSelectionSubItem):
-        assoc.roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
-    for item in found(userdataitems.SOPClassExtendedNegotiationSubItem):
-        assoc.extended_negotiation[item.sop_class_uid] = bytes(item.app_info)
-    answers = found(userdataitems.UserIdentityNegotiationSubItemAc)
-    assoc.user_identity_response = answers[0].server_response if answers else None
+    # One pass over the sub-items: the last maximum length and answer per class
+    # count, the first user identity answer.
+    answer = None
+    for item in _user_data(ac):
+        if isinstance(item, userdataitems.MaximumLengthSubItem):
+            assoc.peer_max_pdu_length = item.maximum_length_received
+        elif isinstance(item, userdataitems.ScpScuRoleSelectionSubItem):
+            assoc.roles[item.sop_class_uid] = (item.scu_role, item.scp_role)
+        elif isinstance(item, userdataitems.SOPClassExtendedNegotiationSubItem):
+            assoc.extended_negotiation[item.sop_class_uid] = bytes(item.app_info)
+        elif answer is None and isinstance(
+                item, userdataitems.UserIdentityNegotiationSubItemAc):
+            answer = item
+    assoc.user_identity_response = answer.server_response if answer is not None else None
 
 
 # -- the acceptor ----------------------------------------------------------------------
@@ -405,7 +479,9 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
     theirs = ac if requestor else rq
     sock = assoc.dul.sock if assoc.dul is not None else None
     # The acceptor knows its peer from the accepted connection: no system call.
-    address, port = getattr(assoc, '_peer_endpoint', None) or (None, None)
+    # The requester knows it too when it connected to an IPv4 address (the DUL's).
+    address, port = (getattr(assoc, '_peer_endpoint', None)
+                     or getattr(assoc.dul, 'peer_endpoint', None) or (None, None))
     if address is None:
         try:
             address, port = sock.getpeername()[:2]
@@ -422,32 +498,51 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
         except (OSError, ValueError):
             cert = der = None
     identity = assoc.remote_ae.user_identity() if requestor else assoc.user_identity
-    in_ac, in_rq = _SubItems(ac), _SubItems(rq)
-    answers = in_ac(userdataitems.UserIdentityNegotiationSubItemAc)
-    response = answers[0].server_response if answers else None
-    common = {sub.sop_class_uid: (sub.service_class_uid,
-                                  tuple(sub.related_general_sop_class_uids))
-              for sub in in_rq(userdataitems.SOPClassCommonExtendedNegotiationSubItem)}
-    in_theirs = in_ac if requestor else in_rq
-    uids_ = in_theirs(userdataitems.ImplementationClassUIDSubItem)
-    names = in_theirs(userdataitems.ImplementationVersionNameSubItem)
+    # One pass over each PDU's sub-items (a handful), in their order: the first
+    # identity answer and implementation items count, the last of a class's answers.
+    answer = uid_item = name_item = None
+    extended = {}
+    for sub in _user_data(ac):
+        if isinstance(sub, userdataitems.UserIdentityNegotiationSubItemAc):
+            if answer is None:
+                answer = sub
+        elif isinstance(sub, userdataitems.SOPClassExtendedNegotiationSubItem):
+            extended[sub.sop_class_uid] = bytes(sub.app_info)
+        elif requestor:
+            if uid_item is None and isinstance(
+                    sub, userdataitems.ImplementationClassUIDSubItem):
+                uid_item = sub
+            elif name_item is None and isinstance(
+                    sub, userdataitems.ImplementationVersionNameSubItem):
+                name_item = sub
+    common = {}
+    for sub in _user_data(rq):
+        if isinstance(sub, userdataitems.SOPClassCommonExtendedNegotiationSubItem):
+            common[sub.sop_class_uid] = (sub.service_class_uid,
+                                         tuple(sub.related_general_sop_class_uids))
+        elif not requestor:
+            if uid_item is None and isinstance(
+                    sub, userdataitems.ImplementationClassUIDSubItem):
+                uid_item = sub
+            elif name_item is None and isinstance(
+                    sub, userdataitems.ImplementationVersionNameSubItem):
+                name_item = sub
+    contexts = assoc.accepted_contexts
     return association_context.AssociationInfo(
         calling_ae_title=str(rq.calling_ae_title).strip(),
         called_ae_title=str(rq.called_ae_title).strip(),
         is_requestor=requestor, peer_address=address, peer_port=port,
-        presentation_contexts=tuple(
-            assoc.accepted_contexts[pc_id] for pc_id in sorted(assoc.accepted_contexts)),
+        presentation_contexts=tuple(contexts[pc_id] for pc_id in sorted(contexts)),
         roles=dict(assoc.roles),
-        extended_negotiation={
-            sub.sop_class_uid: bytes(sub.app_info)
-            for sub in in_ac(userdataitems.SOPClassExtendedNegotiationSubItem)},
+        extended_negotiation=extended,
         common_extended_negotiation=common,
         user_identity=association_context.UserIdentity.from_sub_item(identity),
-        user_identity_response=response,
+        user_identity_response=answer.server_response if answer is not None else None,
         peer_max_pdu_length=assoc.peer_max_pdu_length,
-        peer_implementation_class_uid=uids_[0].implementation_class_uid if uids_ else None,
+        peer_implementation_class_uid=(
+            uid_item.implementation_class_uid if uid_item is not None else None),
         peer_implementation_version_name=(
-            names[0].implementation_version_name if names else None),
+            name_item.implementation_version_name if name_item is not None else None),
         peer_certificate=cert, peer_certificate_der=der, settings=assoc.settings)
 
 
