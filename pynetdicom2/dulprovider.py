@@ -58,6 +58,8 @@ _PDV_LENGTH = struct.Struct('>L')
 _PDATA_STATE = 'Sta6'
 _PDATA_STEP = (_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF],
                *fsm.next_step(_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF], False))
+# A P-DATA request in Sta6 (PS3.8 Table 9-10): DT-1 sends it, the state stays.
+_PDATA_SEND_STEP = (_PDATA_STATE, 'Evt9', *fsm.next_step(_PDATA_STATE, 'Evt9', False))
 _RECEIVE_CHUNK = 256 * 1024
 _READ_AHEAD = 64 * 1024
 
@@ -189,6 +191,15 @@ class DULServiceProvider:
     def send_pdata(self, data, timeout: float) -> None:
         """P-DATA request (Evt9): ``data`` is one or more whole encoded P-DATA-TF PDUs,
         as bytes or as a list of buffers."""
+        if self.state == _PDATA_STATE:
+            # Every DIMSE message: the table's answer (DT-1, stay in Sta6) without
+            # the general lookup.
+            self.trace.append(_PDATA_SEND_STEP)
+            self.last_action = _PDATA_SEND_STEP[2]
+            if logger.isEnabledFor(TRACE):
+                logger.log(TRACE, '%s: %s + %s -> %s -> %s', self.peer, *_PDATA_SEND_STEP)
+            self._send(data, timeout)
+            return
         self._event('Evt9', data, timeout)
 
     def send_release_rq(self, timeout: float) -> None:
@@ -363,6 +374,11 @@ class DULServiceProvider:
         if self._end - self._start < pdu.PDU_HEADER_LENGTH:
             self._fill(pdu.PDU_HEADER_LENGTH, deadline)
         pdu_type, _, length = _PDU_HEADER.unpack_from(self._buf, self._start)
+        if pdu_type == pdu.P_DATA_TF:
+            if length <= (self.max_pdu_length or UNLIMITED_PDATA_CAP):
+                return pdu_type, length
+        elif length <= FIXED_PDU_LENGTH and pdu_type in pdu.PDU_TYPES:
+            return pdu_type, length             # every PDU may be this short
         if pdu_type not in pdu.PDU_TYPES:
             header = bytes(self._buf[self._start:self._start + pdu.PDU_HEADER_LENGTH])
             try:
@@ -389,7 +405,8 @@ class DULServiceProvider:
     def _read_body(self, pdu_type: int, length: int, deadline: Optional[float]) -> memoryview:
         """The whole PDU (header included), as a view valid until the next read."""
         total = pdu.PDU_HEADER_LENGTH + length
-        self._fill(total, deadline)
+        if self._end - self._start < total:
+            self._fill(total, deadline)
         if length >= _BULK_PDU_LENGTH and pdu_type == pdu.P_DATA_TF:
             self._bulk = True
         begin = self._start
