@@ -79,6 +79,9 @@ class AssociationRequester(_Implementation, Association):
     """
 
     is_requestor = True
+    # The peer as an accepted connection knows it: none here (``association_info``
+    # asks the DUL, or the socket).
+    _peer_endpoint = None
 
     def __init__(self, local_ae, max_pdu_length: Optional[int], remote_ae,
                  context_def_list: Optional[Dict[int, PContextDefList]] = None, *,

@@ -14,6 +14,7 @@ association layer (``asceprovider``) sends and receives.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -476,7 +477,6 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
     """The ``AssociationInfo`` of ``assoc``, just established by ``rq`` and ``ac``
     (``requestor``: this end sent ``rq``): what was negotiated, with the peer's
     address and TLS certificate read from the association's socket."""
-    theirs = ac if requestor else rq
     sock = assoc.dul.sock if assoc.dul is not None else None
     # The acceptor knows its peer from the accepted connection: no system call.
     # The requester knows it too when it connected to an IPv4 address (the DUL's).
@@ -490,7 +490,8 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
             if requestor:
                 address, port = assoc.remote_ae.address, assoc.remote_ae.port
     cert = der = None
-    if hasattr(sock, 'getpeercert'):
+    # A plain socket has no certificate (the look-up of a missing attribute costs).
+    if type(sock) is not socket.socket and hasattr(sock, 'getpeercert'):
         try:
             der = sock.getpeercert(binary_form=True)
             if der is not None:
