@@ -21,11 +21,14 @@ ECHO = uids.VERIFICATION_SOP_CLASS
 
 
 def _answer_and_release(conn):
-    """Accept, answer the release; the A-ASSOCIATE-RQ's bytes."""
+    """Accept, answer the release, see the requester close; the A-ASSOCIATE-RQ's bytes."""
     rq = read_pdu(conn)
     conn.sendall(associate_ac_for(rq))
     assert read_pdu(conn)[0] == pdu.A_RELEASE_RQ
     conn.sendall(pdu.AReleaseRpPDU().encode())
+    # PS3.8 AR-3: the requester closes the transport once the A-RELEASE-RP is read.
+    conn.settimeout(5)
+    assert conn.recv(1) == b''          # end of stream (a socket still open times out)
     return rq
 
 
