@@ -21,6 +21,7 @@ import errno
 import io
 import logging
 import os
+import re
 import struct
 import tempfile
 from typing import Any, BinaryIO, NamedTuple, Optional
@@ -38,7 +39,8 @@ DATA_SET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
 CANNOT_UNDERSTAND = 0xC000
 OUT_OF_RESOURCES = 0xA700
 
-_UID_CHARACTERS = frozenset('0123456789.')
+# PS3.5 9.1: digit components joined by dots, none empty (leading zeros pass).
+_UID_FORM = re.compile(r'[0-9]+(?:\.[0-9]+)*')
 
 
 class Refusal(NamedTuple):
@@ -82,7 +84,7 @@ def uid_problem(uid, what: str = 'UID') -> Optional[str]:
     shown = uid[:40] + ('...' if len(uid) > 40 else '')
     if len(uid) > 64:
         return f'{what} longer than 64 characters: {shown!r}'
-    if not set(uid) <= _UID_CHARACTERS or any(not part for part in uid.split('.')):
+    if not _UID_FORM.fullmatch(uid):
         return f'invalid {what} {shown!r}'
     return None
 
