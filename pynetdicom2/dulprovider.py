@@ -443,9 +443,12 @@ class DULServiceProvider:
                 grown = bytearray(min(self._start + need, 2 * len(self._buf)))
                 memoryview(grown)[:self._end] = memoryview(self._buf)[:self._end]
                 self._buf = grown
-            # Read this PDU and at most _READ_AHEAD bytes of the next ones: what is
-            # left over after a PDU is what moves to the front of the buffer.
-            stop = min(len(self._buf), self._start + need + _READ_AHEAD)
+            # What is left over after the PDUs read is what later moves to the front
+            # of the buffer: at most part of one PDU. PDUs up to _READ_AHEAD long fill
+            # the buffer (fewer reads); a longer one reads at most _READ_AHEAD past it.
+            stop = len(self._buf)
+            if need > _READ_AHEAD:
+                stop = min(stop, self._start + need + _READ_AHEAD)
             self._end += self._recv_into(memoryview(self._buf)[self._end:stop], deadline)
 
     def _recv_into(self, view: memoryview, deadline: Optional[float]) -> int:
