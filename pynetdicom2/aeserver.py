@@ -234,7 +234,12 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         """Accept a connection (``socket.accept``, without reading the listening
         socket's family and type back as enums for each connection)."""
         listening = self.socket
-        fd, client_address = listening._accept()
+        # A plain socket only: a listening socket a subclass wrapped (TLS) accepts its
+        # own way, and so does a Python without CPython's socket internals.
+        accept = getattr(listening, '_accept', None)
+        if accept is None or type(listening) is not socket.socket:
+            return listening.accept()
+        fd, client_address = accept()
         sock = socket.socket(self.address_family, self.socket_type, 0, fd)
         if socket.getdefaulttimeout() is None and listening.gettimeout():
             sock.setblocking(True)          # as socket.accept does
