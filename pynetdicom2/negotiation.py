@@ -472,6 +472,18 @@ class _Chooser:
 
 # -- both ends -------------------------------------------------------------------------
 
+def _implementation_items(assoc_pdu) -> tuple:
+    """The first Implementation Class UID and Version Name sub-items of a PDU (or None)."""
+    uid_item = name_item = None
+    for sub in _user_data(assoc_pdu):
+        if uid_item is None and isinstance(sub, userdataitems.ImplementationClassUIDSubItem):
+            uid_item = sub
+        elif name_item is None and isinstance(
+                sub, userdataitems.ImplementationVersionNameSubItem):
+            name_item = sub
+    return uid_item, name_item
+
+
 def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
                      requestor: bool) -> association_context.AssociationInfo:
     """The ``AssociationInfo`` of ``assoc``, just established by ``rq`` and ``ac``
@@ -499,9 +511,9 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
         except (OSError, ValueError):
             cert = der = None
     identity = assoc.remote_ae.user_identity() if requestor else assoc.user_identity
-    # One pass over each PDU's sub-items (a handful), in their order: the first
-    # identity answer and implementation items count, the last of a class's answers.
-    answer = uid_item = name_item = None
+    # The first identity answer and implementation items count, the last of a
+    # class's answers; the peer's implementation is in the PDU it sent.
+    answer = None
     extended = {}
     for sub in _user_data(ac):
         if isinstance(sub, userdataitems.UserIdentityNegotiationSubItemAc):
@@ -509,25 +521,12 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
                 answer = sub
         elif isinstance(sub, userdataitems.SOPClassExtendedNegotiationSubItem):
             extended[sub.sop_class_uid] = bytes(sub.app_info)
-        elif requestor:
-            if uid_item is None and isinstance(
-                    sub, userdataitems.ImplementationClassUIDSubItem):
-                uid_item = sub
-            elif name_item is None and isinstance(
-                    sub, userdataitems.ImplementationVersionNameSubItem):
-                name_item = sub
     common = {}
     for sub in _user_data(rq):
         if isinstance(sub, userdataitems.SOPClassCommonExtendedNegotiationSubItem):
             common[sub.sop_class_uid] = (sub.service_class_uid,
                                          tuple(sub.related_general_sop_class_uids))
-        elif not requestor:
-            if uid_item is None and isinstance(
-                    sub, userdataitems.ImplementationClassUIDSubItem):
-                uid_item = sub
-            elif name_item is None and isinstance(
-                    sub, userdataitems.ImplementationVersionNameSubItem):
-                name_item = sub
+    uid_item, name_item = _implementation_items(ac if requestor else rq)
     contexts = assoc.accepted_contexts
     return association_context.AssociationInfo(
         calling_ae_title=str(rq.calling_ae_title).strip(),
