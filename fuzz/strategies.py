@@ -26,8 +26,10 @@ CORPUS_DIR = pathlib.Path(__file__).resolve().parent / 'corpus'
 #: Environment variable: run every target with this many examples (a long local run).
 EXAMPLES_VARIABLE = 'PYNETDICOM2_FUZZ_EXAMPLES'
 
+# CI draws the same examples every run (derandomize), like tests/conftest.py's profile.
 settings.register_profile(
     'pynetdicom2-fuzz-ci', deadline=None, print_blob=True,
+    derandomize=bool(os.environ.get('CI')),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.filter_too_much])
 settings.register_profile('pynetdicom2-fuzz-long', settings.get_profile('pynetdicom2-fuzz-ci'))

@@ -66,9 +66,27 @@ def test_flat_data_sets_encode_as_pydicom_encodes_them(ds, implicit):
 @given(flat_data_sets(), st.booleans())
 def test_data_sets_read_encode_flat_as_pydicom_encodes_them(ds, implicit):
     # Read in one VR encoding, sent in the other: raw elements of implicit VR take the
-    # dictionary's VR, as pydicom's writer gives them.
+    # dictionary's VR, as pydicom's writer gives them. encode_flat sends a read value's
+    # bytes as they came; pydicom strips a text value's trailing spaces and pads it again
+    # ('00  ' goes out as '00'). Both mean the same value, so the bytes agree whenever
+    # no text value ends in more than its one padding space.
     read = dsutils.decode_flat(pydicom_bytes(ds, not implicit), not implicit)
-    assert dsutils.encode_flat(read, implicit) == pydicom_bytes(read, implicit)
+    ours = dsutils.encode_flat(read, implicit)
+    theirs = pydicom_bytes(read, implicit)
+    assert values_of(ours, implicit) == values_of(theirs, implicit)
+    if not any(ends_in_two_spaces(element.value) for element in ds):
+        assert ours == theirs
+
+
+def ends_in_two_spaces(value) -> bool:
+    """Whether a text value, padded to even length, ends in two spaces."""
+    text = str(value)
+    return (text + ' ' * (len(text) % 2)).endswith('  ')
+
+
+def values_of(encoded: bytes, implicit: bool) -> list:
+    read = read_dataset(io.BytesIO(encoded), implicit, True)
+    return [(element.tag, element.VR, element.value) for element in read]
 
 
 def test_what_is_not_flat_is_left_to_pydicom():
