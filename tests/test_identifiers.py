@@ -72,7 +72,14 @@ def test_identifiers_decode_as_pydicom_reads_them_whole_or_cut(ds, ts, data):
     # The same raw elements (offsets and lengths too), encoding and character sets.
     assert vars(decoded) == vars(expected)
     if raw == whole:
-        assert decoded == ds  # every value converts back to what was sent
+        # Every value converts as pydicom converts it: a text value loses its padding
+        # spaces, and in implicit VR an element of a private creator the dictionary does
+        # not know reads as UN.
+        assert converted(decoded) == converted(expected)
+
+
+def converted(ds: Dataset) -> list:
+    return [(element.tag, element.VR, element.value) for element in ds]
 
 
 def test_a_header_cut_in_its_length_raises_dimse_processing_error():
