@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator, List, Optional, Union
 
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 from pynetdicom2 import fragmentation, pdu
 from pynetdicom2.dimsecodec import (
@@ -47,6 +48,9 @@ PRIORITY_HIGH = 0x0001
 _COMMAND_GROUP_LENGTH = 0x00000000
 _COMMAND_FIELD = 0x00000100
 _COMMAND_DATA_SET_TYPE = 0x00000800
+
+# The tag of each command element, to index a command set Dataset.
+_TAG_OF = {element: BaseTag(element) for element in COMMAND_ELEMENTS}
 
 # Element number of each command element, by keyword (for ``command_fields``).
 _ELEMENT_OF = {keyword: element for element, (_, keyword) in COMMAND_ELEMENTS.items()}
@@ -191,8 +195,12 @@ class DIMSEMessage:
         elements = self._elements
         if elements is not None:
             return elements.get(element)
-        elem = self._command_set.get(element)
-        return None if elem is None else elem.value
+        # Indexed by its BaseTag: Dataset.get makes a Tag of any key first (2.7 -> 1.3 us).
+        try:
+            elem = self._command_set[_TAG_OF.get(element) or BaseTag(element)]
+        except KeyError:
+            return None
+        return elem.value
 
     def _set_element(self, element: int, vr: str, value: Any) -> None:
         if value is not None:

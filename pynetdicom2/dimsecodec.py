@@ -397,11 +397,58 @@ def _element_error(raw: bytes, offset: int, group: int, element: int, length: in
         f'PS3.7 6.3.1 allows each at most once')
 
 
+# ``dataset_from`` makes each DataElement and the Dataset from the attributes pydicom's
+# constructors gave a first one (a 0.9.x ``get_file`` hook reads ``command_set`` once per
+# C-STORE: 27 -> 10 us for DCMTK's C-STORE-RQ). Those depend on the element, pydicom's
+# reading validation mode and (for the Dataset) its config of the moment, so the kept
+# ones are keyed by these; everything else an element holds is its value.
+_new_object = object.__new__
+_element_states: Dict[tuple, Dict[str, Any]] = {}
+_dataset_states: Dict[tuple, Dict[str, Any]] = {}
+_FRESH_PER_INSTANCE = (dict, list, set)
+
+
+def _element_state(element: int, mode: Any) -> Dict[str, Any]:
+    state = _element_states.get((element, mode))
+    if state is None:
+        state = vars(DataElement(element, _VR_OF[element], None, already_converted=True,
+                                 validation_mode=mode)).copy()
+        _element_states[element, mode] = state
+    return state
+
+
+def _dataset_state() -> Dict[str, Any]:
+    key = (getattr(pydicom_config, '_use_future', None),
+           getattr(pydicom_config, 'default_encoding', None))
+    state = _dataset_states.get(key)
+    if state is None:
+        state = _dataset_states[key] = vars(Dataset()).copy()
+    return state
+
+
 def dataset_from(elements: Dict[int, Any]) -> Dataset:
     """A pydicom Dataset holding ``{element number: value}`` as group-0000 elements."""
-    return Dataset({BaseTag(element): DataElement(element, _VR_OF.get(element, 'UN'), value,
-                                                  already_converted=True)
-                    for element, value in elements.items()})
+    mode = pydicom_config.settings.reading_validation_mode
+    state_of = _element_states.get
+    items = {}
+    for element, value in elements.items():
+        state = state_of((element, mode))
+        if state is None and element in _VR_OF:
+            state = _element_state(element, mode)
+        if state is not None:
+            elem = _new_object(DataElement)
+            attributes = elem.__dict__
+            attributes.update(state)
+            attributes['_value'] = value
+        else:  # unknown: pydicom may give a UN element a VR of its dictionary's
+            elem = DataElement(element, 'UN', value, already_converted=True)
+        items[BaseTag(element)] = elem
+    ds = _new_object(Dataset)
+    attributes = ds.__dict__
+    for name, value in _dataset_state().items():
+        attributes[name] = value.copy() if type(value) in _FRESH_PER_INSTANCE else value
+    attributes['_dict'] = items
+    return ds
 
 
 def decode_command_set(raw: Union[bytes, bytearray, memoryview]) -> Dataset:

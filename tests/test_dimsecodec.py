@@ -281,3 +281,43 @@ def test_many_different_uids_each_decode_to_their_own_value():
         decoded = dimse.decode_message(msg.encode_command_set())
         assert decoded.affected_sop_instance_uid == f'1.2.3.{n}'
         assert type(decoded.affected_sop_instance_uid) is UID
+
+
+def _constructed(elements):
+    """The Dataset pydicom's own constructors make of ``{element number: value}``."""
+    return Dataset({Tag(0x0000, element): DataElement(
+        element, dimsecodec.COMMAND_ELEMENTS.get(element, ('UN',))[0], value,
+        already_converted=True) for element, value in elements.items()})
+
+
+@pytest.mark.parametrize('mode', [None, 0, 1, 2])
+def test_dataset_from_makes_what_pydicoms_constructors_make(mode):
+    from pydicom import config
+    elements = {element: ('1.2.3' if vr == 'UI' else 7 if vr in ('US', 'UL') else 'X')
+                for element, (vr, _) in dimsecodec.COMMAND_ELEMENTS.items()}
+    elements[0x2222] = b'\x01\x02'  # not a command element
+    saved = config.settings.reading_validation_mode
+    try:
+        if mode is not None:
+            config.settings.reading_validation_mode = mode
+        for _ in range(2):  # the first call and the ones after it
+            ours, theirs = dimsecodec.dataset_from(elements), _constructed(elements)
+            assert type(ours) is Dataset and vars(ours) == vars(theirs)
+            for tag in theirs.keys():
+                assert type(ours[tag]) is DataElement
+                assert vars(ours[tag]) == vars(theirs[tag])
+    finally:
+        config.settings.reading_validation_mode = saved
+
+
+def test_datasets_from_dataset_from_share_nothing_changeable():
+    first = dimsecodec.dataset_from({0x0100: 1, 0x0110: 5})
+    second = dimsecodec.dataset_from({0x0100: 1, 0x0110: 6})
+    first.MessageID = 9
+    first.ErrorComment = 'only here'
+    first.private_block(0x0009, 'CREATOR', create=True)
+    assert second.MessageID == 6 and 'ErrorComment' not in second
+    for name, value in vars(second).items():
+        if isinstance(value, (dict, list, set)):
+            assert value is not vars(first)[name], name
+    assert second.private_block(0x0009, 'CREATOR', create=True).block_start == 0x1000
