@@ -161,7 +161,7 @@ class Association:
                     msg = self._feed(*pdv)
                     if msg is not None:
                         return self._received(msg, pdv[0])
-                    pdv = dul.buffered_pdv()
+                    pdv = self._feed_run(dul.buffered_pdv)
             try:
                 settings = self._settings
                 timeout = (settings.idle_wait if idle and not self._assembler.in_progress
@@ -203,6 +203,17 @@ class Association:
                 raise DIMSEProcessingError(
                     f'P-DATA for presentation context {context_id}, which was not accepted')
             return self._assembler.feed(context_id, control, fragment)
+        except DIMSEProcessingError as exc:
+            self._discard_partial()
+            self.abort_as_provider(0)
+            raise DIMSEProcessingError(f'from {self.dul.peer}: {exc}') from exc
+
+    def _feed_run(self, next_pdv):
+        """``_feed`` of the data fragments ``next_pdv`` gives while they continue the
+        data set being written (``MessageAssembler.feed_data_run``); the first PDV
+        that does not is returned, for ``_feed``."""
+        try:
+            return self._assembler.feed_data_run(next_pdv)
         except DIMSEProcessingError as exc:
             self._discard_partial()
             self.abort_as_provider(0)

@@ -9,7 +9,7 @@ sockets here: ``pynetdicom2.asceprovider`` feeds it what ``pynetdicom2.dulprovid
 from __future__ import annotations
 
 import logging
-from typing import Any, BinaryIO, Callable, List, Optional, Union
+from typing import Any, BinaryIO, Callable, List, Optional, Tuple, Union
 
 from pynetdicom2.dimse import DIMSEMessage, decode_message
 from pynetdicom2.exceptions import DIMSEProcessingError
@@ -25,6 +25,8 @@ __all__ = ['MAX_COMMAND_SET_LENGTH', 'MessageAssembler']
 #: Largest command set the assembler accepts. Real ones are a few hundred bytes; the
 #: bound keeps a hostile peer from growing one without end.
 MAX_COMMAND_SET_LENGTH = 1024 * 1024
+
+_COMMAND_OR_LAST = COMMAND_FRAGMENT | LAST_FRAGMENT
 
 
 class MessageAssembler:
@@ -156,9 +158,7 @@ class MessageAssembler:
             except OSError as exc:
                 self._sink_failed(msg, exc)
             except ValueError as exc:
-                raise DIMSEProcessingError(
-                    f'writing the data set of {type(msg).__name__} to its file failed: '
-                    f'{exc}') from exc
+                raise self._write_failed(msg, exc) from exc
         elif self._sink_error is None:
             self._gathered += len(fragment)
             limit = self.max_memory_data_set
@@ -185,6 +185,43 @@ class MessageAssembler:
             msg._data_set = b''.join(self._chunks)
         self._complete(msg)
         return msg
+
+    @staticmethod
+    def _write_failed(msg: DIMSEMessage, exc: ValueError) -> DIMSEProcessingError:
+        return DIMSEProcessingError(
+            f'writing the data set of {type(msg).__name__} to its file failed: {exc}')
+
+    def feed_data_run(self, next_pdv: Callable[[], Optional[Tuple[int, int, Any]]]
+                      ) -> Optional[Tuple[int, int, Any]]:
+        """Write the data fragments ``next_pdv()`` gives into the sink of the message
+        in progress, as ``feed`` would, while each is a data fragment on its context
+        and not the last; return the first PDV not taken (to ``feed``), or None when
+        ``next_pdv`` has no more.
+
+        A data set's PDUs already received (``DULServiceProvider.buffered_pdv``) go
+        to their file without ``feed``'s checks per fragment: those are the same for
+        every fragment of the run, and were made for the one before it.
+        """
+        pdv = next_pdv()
+        sink = self._sink
+        if sink is None:
+            return pdv
+        write = sink.write
+        context = self._context_id
+        while pdv is not None:
+            context_id, control_header, fragment = pdv
+            # Bits 2-7 are reserved (PS3.8 E.2); a command or last fragment goes to feed.
+            if context_id != context or control_header & _COMMAND_OR_LAST:
+                return pdv
+            try:
+                write(fragment)
+            except OSError as exc:
+                self._sink_failed(self._msg, exc)
+                return next_pdv()
+            except ValueError as exc:
+                raise self._write_failed(self._msg, exc) from exc
+            pdv = next_pdv()
+        return None
 
     def _complete(self, msg: DIMSEMessage) -> None:
         # TRACE: the association's DEBUG log shows each message whole (dumps.command).

@@ -6,19 +6,27 @@ the exception class and the wire values it carries.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
 import time
 
+import pydicom
 import pytest
 
 from pynetdicom2 import ae as ae_module
-from pynetdicom2 import pdu, sopclass, uids, userdataitems
+from pynetdicom2 import dimse, pdu, sopclass, uids, userdataitems
+from pynetdicom2.association import Association
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, AssociationReleasedError,
-    ClassNotSupportedError, DCMTimeoutError, NetDICOMError, PDUProcessingError)
+    ClassNotSupportedError, DCMTimeoutError, DIMSEProcessingError, NetDICOMError,
+    PDUProcessingError)
+from pynetdicom2.fsm import PContextDef
+from pynetdicom2.services.storage import encode_data_set
+from tests import memassoc
 from tests.fakepeer import FakePeer, associate_ac_for, read_pdu, read_until_closed
+from tests.peers import make_ct_file
 
 
 def make_server(ae_class=ae_module.AE, title='OUR_SCP'):
@@ -549,3 +557,117 @@ def test_abort_names_say_who_aborts_and_the_old_names_keep_their_meaning():
     requester.abort()
     acceptor.abort()
     assert (requester.dul.aborts, acceptor.dul.aborts) == ([(0, 0)], [(2, 0)])
+
+
+# -- the data set's PDUs already received (the DUL's buffered_pdv) ---------------------
+
+class _BufferedMemoryDUL(memassoc.MemoryDUL):
+    """A MemoryDUL that hands over whole one-PDV P-DATA-TF PDUs as the real DUL's
+    ``buffered_pdv`` does (the fast lane of a data set's stream of PDUs)."""
+
+    def buffered_pdv(self):
+        inbox = self.inbox
+        if len(inbox) < 12 or inbox[0] != pdu.P_DATA_TF:
+            return None
+        length, pdv_length = struct.unpack_from('>L L', inbox, 2)
+        if pdv_length != length - 4 or len(inbox) < 6 + length:
+            return None
+        raw = bytes(inbox[:6 + length])
+        del inbox[:6 + length]
+        return raw[10], raw[11], memoryview(raw)[12:]
+
+
+def _buffered_storage(tmp_path):
+    ae = ae_module.ClientStorageAE(tmp_path / 'store', 'MEMORY')
+    dul = _BufferedMemoryDUL()
+    assoc = Association(ae, dul)
+    for pc_id, sop_class in ((1, uids.VERIFICATION_SOP_CLASS), (3, uids.CT_IMAGE_STORAGE)):
+        assoc.accepted_contexts[pc_id] = PContextDef(pc_id, sop_class,
+                                                     uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    assoc.association_established = True
+    return ae, assoc, dul
+
+
+def _ct_store_pdus(tmp_path, max_pdu_length):
+    ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.9',
+                                      rows=64, cols=64))
+    rq = dimse.CStoreRQMessage()
+    rq.message_id = 7
+    rq.affected_sop_class_uid = str(ds.SOPClassUID)
+    rq.affected_sop_instance_uid = '1.2.3.9'
+    rq.data_set = encode_data_set(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    return ds, split_pdus(memassoc.pdus_of(rq, 3, max_pdu_length))
+
+
+def split_pdus(stream: bytes):
+    pdus, offset = [], 0
+    while offset < len(stream):
+        end = offset + 6 + struct.unpack_from('>L', stream, offset + 2)[0]
+        pdus.append(stream[offset:end])
+        offset = end
+    return pdus
+
+
+def test_a_data_set_already_received_is_written_whole(tmp_path):
+    ae, assoc, dul = _buffered_storage(tmp_path)
+    ds, pdus = _ct_store_pdus(tmp_path, 1024)
+    assert len(pdus) > 8
+    dul.feed(b''.join(pdus))
+    msg, pc_id = assoc.receive()
+    assert not dul.inbox and pc_id == 3
+    sopclass.storage_scp(assoc, assoc.accepted_contexts[pc_id], msg)
+    [(rsp, _)] = memassoc.messages_in(dul.sent)
+    assert (rsp.message_id_being_responded_to, rsp.status) == (7, 0x0000)
+    kept = pydicom.dcmread(os.path.join(ae.storage_dir, '1.2.3.9.dcm'))
+    assert kept.PixelData == ds.PixelData
+
+
+def test_a_fragment_on_another_context_within_a_data_set_aborts(tmp_path):
+    ae, assoc, dul = _buffered_storage(tmp_path)
+    _, pdus = _ct_store_pdus(tmp_path, 1024)
+    moved = bytearray(pdus[-3])
+    assert moved[10] == 3 and moved[11] == 0x00        # a data fragment, not the last
+    moved[10] = 1                                       # an accepted context, not this one
+    dul.feed(b''.join(pdus[:-3]) + bytes(moved) + b''.join(pdus[-2:]))
+    with pytest.raises(DIMSEProcessingError) as caught:
+        assoc.receive()
+    assert str(caught.value) == (
+        'from MEMORY-PEER: fragment for presentation context 1 arrived in the middle '
+        'of a message on context 3')
+    assert dul.aborted == (2, 0)
+    assert os.listdir(ae.storage_dir) == []             # the partial file is gone
+
+
+def test_a_sink_that_fails_within_a_data_set_aborts_naming_the_peer(tmp_path):
+    class ClosedMidway:
+        """A 0.9.x get_file's file that is closed under the data set's third write."""
+        writes = 0
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 3:
+                raise ValueError('I/O operation on closed file')
+            return len(data)
+
+        def close(self):
+            pass
+
+    class FileAE(ae_module.AE):
+        def get_file(self, context, command_set):
+            return ClosedMidway(), 0
+
+    ae = FileAE('MEMORY', 0)
+    ae.add_scp(sopclass.storage_scp)
+    dul = _BufferedMemoryDUL()
+    assoc = Association(ae, dul)
+    assoc.accepted_contexts[3] = PContextDef(3, uids.CT_IMAGE_STORAGE,
+                                             uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    assoc.association_established = True
+    _, pdus = _ct_store_pdus(tmp_path, 1024)
+    dul.feed(b''.join(pdus))
+    with pytest.raises(DIMSEProcessingError) as caught:
+        assoc.receive()
+    assert str(caught.value) == (
+        'from MEMORY-PEER: writing the data set of CStoreRQMessage to its file failed: '
+        'I/O operation on closed file')
+    assert dul.aborted == (2, 0)

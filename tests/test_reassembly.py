@@ -186,3 +186,107 @@ def test_sending_and_receiving_a_file_keeps_memory_bounded(tmp_path):
     # The sending thread's two read buffers (1 MiB each, made once and reused by every
     # message it sends) and the PDUs in flight; nothing grows with the data set.
     assert peak < 3 * 1024 * 1024
+
+
+# -- runs of data fragments (feed_data_run) ---------------------------------------------
+
+def _store_pdvs(size, msg_id=3, pdu_length=32):
+    msg = store_request(payload(size))
+    msg.message_id = msg_id
+    return [(c, h, f) for c, h, f, _ in parse_pdus(pdus_of(msg, 1, pdu_length), pdu_length)]
+
+
+class _Sink(io.BytesIO):
+    """A sink file that fails as told: OSError (a full disk) or ValueError (closed)
+    at its write number ``fail_at``."""
+
+    def __init__(self, fail_at=None, error=None):
+        super().__init__()
+        self.writes = 0
+        self.fail_at, self.error = fail_at, error
+
+    def write(self, data):
+        self.writes += 1
+        if self.writes == self.fail_at:
+            raise self.error
+        return super().write(data)
+
+
+def _drive(pdvs, use_runs, fail_at=None, error=None, sink_for_all=True):
+    """Feed ``pdvs`` as Association.receive does (``feed``, then ``feed_data_run`` of
+    the rest when ``use_runs``); what came out: messages, sink bytes, discards, error."""
+    sinks, discarded, got = [], [], []
+
+    def data_sink(msg):
+        if not sink_for_all:
+            return None
+        sinks.append(_Sink(fail_at, error))
+        return sinks[-1]
+
+    assembler = reassembly.MessageAssembler(data_sink, discarded.append,
+                                            max_memory_data_set=100)
+    queue = iter(pdvs)
+
+    def next_pdv():
+        return next(queue, None)
+
+    try:
+        pdv = next_pdv()
+        while pdv is not None:
+            msg = assembler.feed(*pdv)
+            if msg is not None:
+                data = msg.data_set
+                got.append((type(msg).__name__, msg.message_id,
+                            data.getvalue() if isinstance(data, io.BytesIO) else data,
+                            repr(msg.data_set_error)))
+            pdv = assembler.feed_data_run(next_pdv) if use_runs else next_pdv()
+    except DIMSEProcessingError as exc:
+        got.append(('error', str(exc)))
+    return got, [s.getvalue() for s in sinks], [s.getvalue() for s in discarded]
+
+
+def _wrong_context(pdvs):
+    c, h, f = pdvs[-3]
+    assert not h & 0x01  # a data fragment, within the data set
+    return pdvs[:-3] + [(c + 2, h, f)] + pdvs[-2:]
+
+
+def _command_in_data(pdvs):
+    assert not pdvs[-3][1] & 0x01
+    return pdvs[:-3] + [(1, 0x01, b'\x00\x00')] + pdvs[-3:]  # not the last
+
+
+@pytest.mark.parametrize('make, fail_at, error, sink_for_all', [
+    (lambda: _store_pdvs(300) + _store_pdvs(77, 4) + _store_pdvs(0, 5), None, None, True),
+    (lambda: _store_pdvs(90) + _store_pdvs(30, 4), None, None, False),    # in memory
+    (lambda: _store_pdvs(300), None, None, False),                        # over the bound
+    (lambda: _wrong_context(_store_pdvs(300)), None, None, True),
+    (lambda: _command_in_data(_store_pdvs(300)), None, None, True),
+    (lambda: _store_pdvs(300) + _store_pdvs(40, 4), 3, OSError(28, 'No space'), True),
+    (lambda: _store_pdvs(300), 1, OSError(28, 'No space'), True),
+    (lambda: _store_pdvs(300), 4, ValueError('I/O operation on closed file'), True),
+    (lambda: [(c, h | 0xF0, f) for c, h, f in _store_pdvs(300)], None, None, True),
+])
+def test_runs_of_data_fragments_assemble_as_feed_does(make, fail_at, error, sink_for_all):
+    pdvs = make()
+    by_runs = _drive(pdvs, True, fail_at, error, sink_for_all)
+    one_by_one = _drive(pdvs, False, fail_at, error, sink_for_all)
+    assert by_runs == one_by_one
+    assert by_runs[0]  # something came out: a message or an error
+
+
+def test_a_run_stops_where_feed_must_look():
+    pdvs = _store_pdvs(300)
+    assembler = reassembly.MessageAssembler(lambda msg: io.BytesIO())
+    commands = sum(1 for _, control, _ in pdvs if control & 0x01)
+    queue = iter(pdvs[commands:])
+    for pdv in pdvs[:commands]:                         # the command set
+        assert assembler.feed(*pdv) is None
+    last = assembler.feed_data_run(lambda: next(queue, None))
+    assert last == pdvs[-1] and next(queue, None) is None  # the last fragment is feed's
+    msg = assembler.feed(*last)
+    assert msg.data_set.getvalue() == payload(300)
+    # No message in progress: the first PDV goes back to feed untouched.
+    again = iter(_store_pdvs(10, 4))
+    first = next(again)
+    assert assembler.feed_data_run(lambda: first) is first
