@@ -45,13 +45,14 @@ undefined-length UN element the items are Implicit VR Little Endian (PS3.5 6.2.2
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Union
 
 from pydicom.datadict import DicomDictionary, RepeatersDictionary
 
-__all__ = ['ScanResult', 'scan_data_set', 'MAX_SEQUENCE_DEPTH']
+__all__ = ['ScanResult', 'scan_data_set', 'scan_written', 'MAX_SEQUENCE_DEPTH']
 
 IMPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2'
 EXPLICIT_VR_BIG_ENDIAN = '1.2.840.10008.1.2.2'
@@ -174,6 +175,52 @@ class _OnDisk:
 
     def reach(self, pos: int) -> bool:
         return pos <= self.end
+
+
+class _Written:
+    """A data set just written to a file whose first bytes are still in memory
+    (``head``): those are read where they are, the rest with ``os.pread`` (the file
+    position is never moved); the size is known, so nothing asks the file for it."""
+
+    def __init__(self, head, fd: int, offset: int, size: int) -> None:
+        if isinstance(head, memoryview) and (head.itemsize != 1 or head.ndim != 1):
+            head = head.cast('B')
+        if len(head) > size:
+            head = head[:size]
+        self.head = head
+        self.buf = head
+        self.base = 0
+        self.end = size
+        self.fd = fd
+        self.offset = offset
+
+    def window(self, pos: int, size: int):
+        if pos + size <= len(self.head):
+            self.buf, self.base = self.head, 0
+            return self.head, 0
+        want = min(max(size, _FILE_CHUNK), self.end - pos)
+        data = os.pread(self.fd, want, self.offset + pos) if want > 0 else b''
+        while len(data) < want:  # a file shorter than it was written (cut by another)
+            more = os.pread(self.fd, want - len(data), self.offset + pos + len(data))
+            if not more:
+                self.end = pos + len(data)
+                break
+            data += more
+        self.buf, self.base = data, pos
+        return data, pos
+
+    def reach(self, pos: int) -> bool:
+        return pos <= self.end
+
+
+def _pread_chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:
+    end = offset + size
+    while offset < end:
+        chunk = os.pread(fd, min(_DEFLATED_CHUNK, end - offset), offset)
+        if not chunk:
+            return
+        yield chunk
+        offset += len(chunk)
 
 
 def _compressed_chunks(source, offset: int) -> Iterator[bytes]:
@@ -580,4 +627,23 @@ def scan_data_set(source: Union[BinaryIO, bytes, bytearray, memoryview],
             src = _OnDisk(source, offset)
     except OSError as exc:
         return ScanResult(f'cannot read the data set: {exc}', None, None)
+    return _walk(src, syntax != IMPLICIT_VR_LITTLE_ENDIAN, syntax != EXPLICIT_VR_BIG_ENDIAN)
+
+
+def scan_written(head: Union[bytes, bytearray, memoryview], fd: int, size: int,
+                 transfer_syntax: str, offset: int = 0) -> ScanResult:
+    """``scan_data_set`` of a data set of ``size`` bytes just written to the file
+    descriptor ``fd`` from ``offset``, whose first bytes ``head`` are still in memory.
+
+    The same verdict as ``scan_data_set`` of that file; the headers ``head`` holds are
+    read from it, the others with ``os.pread`` (the file position stays where it is,
+    and the file's size is not asked for). ``head`` must be what the file holds there.
+    """
+    if offset < 0:
+        raise ValueError(f'offset must not be negative, not {offset}')
+    syntax = str(transfer_syntax).strip('\0 ')
+    if syntax in DEFLATED_TRANSFER_SYNTAXES:
+        src = _Inflated(_pread_chunks(fd, offset, size))
+    else:
+        src = _Written(head, fd, offset, size)
     return _walk(src, syntax != IMPLICIT_VR_LITTLE_ENDIAN, syntax != EXPLICIT_VR_BIG_ENDIAN)

@@ -108,6 +108,15 @@ class FolderStorageMixin:
 
     # -- the steps of keeping an instance ---------------------------------------------
 
+    def _unread_attributes(self) -> Optional[Dataset]:
+        """What ``read_attributes`` returns without reading when every step of keeping
+        an instance is the library's and none looks at attributes (the temporary file
+        is then touched only by ``place_instance``'s link), else None."""
+        if self.read_tags is not None and not self.read_tags and not any(
+                incoming.overridden(self, step) for step in _STEPS_SEEING_ATTRIBUTES):
+            return _NOTHING_READ
+        return None
+
     @incoming.library_default
     def read_attributes(self, path: str) -> Dataset:
         """The attributes named by ``read_tags`` of the complete file ``path``."""

@@ -209,6 +209,10 @@ class _NullFile(io.RawIOBase):
 # and a PDV is rarely a multiple of a page (16 KiB PDUs carry 16,378 data bytes).
 _PAGE = 4096
 _WRITE_CHUNK = 32 * _PAGE   # gathered bytes written at a time (128 KiB)
+# The data set's first bytes kept in memory when they are first written, so that the
+# check reads the headers there instead of reading them back (most data sets' headers,
+# all but pixel data, fit; what lies past it is read with os.pread).
+_HEAD = 16384
 
 
 class _FileDataSet(IncomingDataSet):
@@ -226,6 +230,13 @@ class _FileDataSet(IncomingDataSet):
         self._gathered = bytearray()
         self._written = 0  # bytes the file has been given
         self.offset = 0
+        # The descriptor of a plain unbuffered file (None: another kind of file, only
+        # its methods are used), the data set's first bytes as first written (None:
+        # nothing written yet), and whether the file object was handed out (someone
+        # else may then have written to it or moved its position).
+        self._fd: Optional[int] = None
+        self._head: Optional[bytes] = None
+        self._handed_out = False
 
     def _open(self) -> BinaryIO:
         raise NotImplementedError
@@ -236,6 +247,8 @@ class _FileDataSet(IncomingDataSet):
             return
         fp = self._open()
         self._file = fp
+        if type(fp) is io.FileIO:
+            self._fd = fp.fileno()
         try:
             fp.incoming_data_set = self  # a 0.9.x get_file override may hand it back
         except AttributeError:
@@ -248,9 +261,16 @@ class _FileDataSet(IncomingDataSet):
     def file(self) -> BinaryIO:
         """The Part-10 file the data set is written into (created on first use), with
         every byte received so far written to it."""
-        self.create()
-        self._write_gathered(len(self._gathered))
+        self._flush()
+        self._handed_out = True
         return self._file
+
+    def _flush(self) -> None:
+        """Create the file if needed and write every gathered byte to it."""
+        if self._file is None:
+            self.create()
+        if self._gathered:
+            self._write_gathered(len(self._gathered))
 
     def write(self, fragment) -> None:
         if self._file is None:
@@ -267,16 +287,51 @@ class _FileDataSet(IncomingDataSet):
         rest = view[top:]
         if len(gathered) % _PAGE:
             return
-        self._write_gathered(len(gathered))
         whole = len(rest) & ~(_PAGE - 1)
-        if whole:
-            self._write_all(rest[:whole])
+        if whole and self._fd is not None:
+            self._write_gathered_and(rest[:whole])  # one system call for both
+        else:
+            self._write_gathered(len(gathered))
+            if whole:
+                self._write_all(rest[:whole])
         gathered += rest[whole:]
+
+    def _keep_head(self, count: int) -> None:
+        """Keep the data set's first bytes (of the ``count`` about to be written)."""
+        start = self.offset - self._written
+        self._head = bytes(self._gathered[start:min(count, start + _HEAD)]) \
+            if start >= 0 else b''
+
+    def _write_gathered_and(self, more: memoryview) -> None:
+        """Write all that is gathered, then ``more``, with one ``os.writev``."""
+        gathered = self._gathered
+        count = len(gathered)
+        if self._head is None:
+            self._keep_head(count)
+        try:
+            view = memoryview(gathered)
+            total = count + len(more)
+            done = os.writev(self._fd, (view, more))
+            self._written += done
+            if done < total:  # a partial write: the rest one piece at a time
+                if done < count:
+                    self._write_all(view[done:])
+                    done = count
+                self._write_all(more[done - count:])
+            del view
+        except BaseException:
+            # The error's traceback may keep a view of the bytes: go on with a copy,
+            # which can still change size.
+            self._gathered = bytearray(gathered)
+            raise
+        del gathered[:]  # the view above is gone: no export left
 
     def _write_gathered(self, count: int) -> None:
         """Write the first ``count`` gathered bytes to the file and forget them."""
         if not count:
             return
+        if self._head is None:
+            self._keep_head(count)
         try:
             self._write_all(memoryview(self._gathered)[:count])
         except BaseException:
@@ -301,7 +356,7 @@ class _FileDataSet(IncomingDataSet):
         gathered = not self._written
         verdict = super().check() if gathered else None
         try:
-            self.file  # noqa: B018  (every byte reaches the file before it is read or kept)
+            self._flush()  # every byte reaches the file before it is read or kept
         except OSError as exc:  # a full disk: out of resources, as a failed write
             return Refusal(OUT_OF_RESOURCES, exc.strerror or str(exc))
         return verdict if gathered else super().check()
@@ -309,6 +364,12 @@ class _FileDataSet(IncomingDataSet):
     def scan(self) -> dscheck.ScanResult:
         if not self._written:
             return dscheck.scan_data_set(self._gathered, self.transfer_syntax, self.offset)
+        self._flush()
+        if self._fd is not None and not self._handed_out and self._head is not None:
+            # Only this object wrote the file: its size is what was written, its first
+            # bytes are in memory, the rest is read without moving the file position.
+            return dscheck.scan_written(self._head, self._fd, self._written - self.offset,
+                                        self.transfer_syntax, self.offset)
         return dscheck.scan_data_set(self.file, self.transfer_syntax, self.offset)
 
     def for_hook(self, in_file: bool = True, limit: Optional[int] = None):
@@ -389,21 +450,33 @@ class FolderDataSet(_FileDataSet):
         return fp
 
     def commit(self, context) -> Optional[str]:
-        self.file  # noqa: B018  (a data set with no bytes still has its file; all written)
+        self._flush()  # a data set with no bytes still has its file; all written
         self._close()  # complete: a closed file can be renamed on every platform
-        if not os.path.exists(self.path):
-            # The hook moved the file away itself: it is the hook's now.
-            logger.info('the received file %s was moved away by the hook; nothing to keep',
-                        self.path)
-            self.committed = True
-            return None
         storage = self.storage
-        attrs = storage.read_attributes(self.path)
-        final = storage.final_path(clean_uid(self.sop_instance_uid), attrs)
-        self.final_path = storage.place_instance(self.path, final, attrs, context)
+        # The library's own steps touch the file only to link it to its final name,
+        # which fails (FileNotFoundError) when it is gone: asked only then.
+        plain = getattr(storage, '_unread_attributes', None)
+        plain = plain() if plain is not None else None
+        if plain is None and not os.path.exists(self.path):
+            return self._moved_away()
+        try:
+            attrs = storage.read_attributes(self.path) if plain is None else plain
+            final = storage.final_path(clean_uid(self.sop_instance_uid), attrs)
+            self.final_path = storage.place_instance(self.path, final, attrs, context)
+        except FileNotFoundError:
+            if plain is not None and not os.path.exists(self.path):
+                return self._moved_away()
+            raise
         self.committed = True
         logger.debug('stored %s', self.final_path)
         return self.final_path
+
+    def _moved_away(self) -> None:
+        # The hook moved the file away itself: it is the hook's now.
+        logger.info('the received file %s was moved away by the hook; nothing to keep',
+                    self.path)
+        self.committed = True
+        return None
 
     def release(self) -> None:
         self.released = True

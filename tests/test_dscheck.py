@@ -8,7 +8,9 @@ A.4 (encapsulated Pixel Data), so each test shows the bytes a peer would send.
 from __future__ import annotations
 
 import io
+import os
 import struct
+import tempfile
 import warnings
 import zlib
 from typing import List, Optional
@@ -23,7 +25,7 @@ from pydicom.filewriter import write_data_element, write_dataset
 from pydicom.sequence import Sequence
 
 from pynetdicom2 import uids
-from pynetdicom2.dscheck import MAX_SEQUENCE_DEPTH, ScanResult, scan_data_set
+from pynetdicom2.dscheck import MAX_SEQUENCE_DEPTH, ScanResult, scan_data_set, scan_written
 
 IMPLICIT = str(uids.IMPLICIT_VR_LITTLE_ENDIAN)
 EXPLICIT = str(uids.EXPLICIT_VR_LITTLE_ENDIAN)
@@ -126,10 +128,26 @@ UIDS = (explicit(0x00080016, 'UI', CT.encode() + b'\0')
 NAME = explicit(0x00100010, 'PN', b'DOE^JANE')
 
 
+def written(data: bytes, syntax: str, head: int, offset: int = 0) -> ScanResult:
+    """``scan_written`` of ``data`` (a data set from ``offset``) written to a file, its
+    first ``head`` bytes given from memory; the file position is left where it was."""
+    with tempfile.TemporaryFile(buffering=0) as f:
+        f.write(data)
+        f.seek(3)
+        result = scan_written(data[offset:offset + head], f.fileno(), len(data) - offset,
+                              syntax, offset)
+        assert f.tell() == 3
+    return result
+
+
 def check(data, syntax: str = EXPLICIT, offset: int = 0) -> ScanResult:
-    """Scan from bytes and from a file; both must agree."""
+    """Scan from bytes, from a file and as just written (headers in memory up to a
+    point, the rest read back); all must agree."""
     result = scan_data_set(data, syntax, offset)
     assert scan_data_set(io.BytesIO(data), syntax, offset) == result
+    size = len(data) - offset
+    for head in sorted({0, 7, size // 2, size}):
+        assert written(data, syntax, head, offset) == result, head
     return result
 
 
@@ -208,6 +226,10 @@ def test_uids_found_wherever_a_file_window_cuts_them(tmp_path, syntax, gap):
     with open(path, 'rb') as fp:
         on_disk = scan_data_set(fp, syntax, 7)
     assert on_disk == check(data, syntax) == ScanResult(None, CT, INSTANCE)
+    # As just written, the first 16 KiB in memory (as a storage owner keeps them):
+    # the second UID's header or value lies across the end of what memory holds.
+    for head in (16384, gap, gap + 20):
+        assert written(b'x' * 7 + data, syntax, head, 7) == on_disk
 
 
 def test_uids_read_in_implicit_big_endian_and_deflated():
@@ -460,6 +482,42 @@ def test_messages_put_the_essence_in_the_first_64_characters():
     assert problem[:64].startswith('overrun: (0010,0010) needs 8 bytes, 6 left in item')
 
 
+def test_a_data_set_just_written_is_read_only_past_its_head(tmp_path, monkeypatch):
+    """Headers in memory are not read again; past them, 16 KiB reads at their place
+    (os.pread: the file position never moves); the size given bounds the data set."""
+    pixel = explicit(0x7FE00010, 'OW', b'', 64 * 1024 * 1024)
+    path = tmp_path / 'big.dcm'
+    with open(path, 'wb') as f:
+        f.write(b'\0' * 132 + UIDS + pixel)
+        f.truncate(132 + len(UIDS) + len(pixel) + 64 * 1024 * 1024)
+        f.seek(0, os.SEEK_END)
+        f.write(NAME)  # after the pixel data: read with one more chunk
+    size = len(UIDS) + len(pixel) + 64 * 1024 * 1024 + len(NAME)
+    reads = []
+    real_pread = os.pread
+
+    def counting(fd, count, at):
+        reads.append((count, at))
+        return real_pread(fd, count, at)
+
+    monkeypatch.setattr(os, 'pread', counting)
+    with open(path, 'rb', buffering=0) as f:
+        head = UIDS + pixel
+        assert scan_written(head, f.fileno(), size, EXPLICIT, 132) == \
+            ScanResult(None, CT, INSTANCE)
+        assert reads == [(len(NAME), 132 + size - len(NAME))]
+        assert f.tell() == 0
+        reads.clear()
+        # Told it is shorter, the data set ends inside the pixel data, as a file would.
+        assert scan_written(head, f.fileno(), size - len(NAME) - 2, EXPLICIT, 132) == \
+            ScanResult(f'truncated: (7FE0,0010) needs {64 * 1024 * 1024} bytes, '
+                       f'{64 * 1024 * 1024 - 2} left', CT, INSTANCE)
+        assert reads == []
+        # Told it is longer than the file: the file's end is the data set's end.
+        assert scan_written(head, f.fileno(), size + 8, EXPLICIT, 132) == \
+            scan_data_set(f, EXPLICIT, 132) == ScanResult(None, CT, INSTANCE)
+
+
 def test_big_file_on_disk_costs_a_few_reads(tmp_path):
     path = tmp_path / 'big.dcm'
     with open(path, 'wb') as f:
@@ -631,3 +689,22 @@ def test_damaged_data_sets_never_raise(ds, syntax, data):
     result = scan_data_set(bytes(raw[:cut]), syntax)
     assert isinstance(result, ScanResult)
     assert scan_data_set(io.BytesIO(bytes(raw[:cut])), syntax) == result
+
+
+@settings(max_examples=300, deadline=None)
+@given(ds=data_sets(), syntax=st.sampled_from(SYNTAXES), data=st.data())
+def test_a_data_set_just_written_gets_the_verdict_of_a_read_back(ds, syntax, data):
+    """The check of a data set just written (its first bytes in memory, the rest read
+    with os.pread, its size known) says what reading the whole file says, for valid,
+    cut and damaged data sets alike, wherever the bytes in memory end."""
+    raw = bytearray(encode(ds, syntax))
+    if raw and data.draw(st.booleans()):
+        for _ in range(data.draw(st.integers(1, 4))):
+            at = data.draw(st.integers(0, len(raw) - 1))
+            raw[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(raw)))
+    offset = data.draw(st.sampled_from([0, 132, 331]))
+    file = bytes(offset) + bytes(raw[:cut])
+    head = data.draw(st.integers(0, cut))
+    expected = scan_data_set(io.BytesIO(file), syntax, offset)
+    assert written(file, syntax, head, offset) == expected

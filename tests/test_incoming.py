@@ -639,3 +639,63 @@ def test_a_step_of_ones_own_gets_a_data_set_of_its_own_every_time(tmp_path, ct):
         owner.release()
     assert seen == [0, 0]
     assert listing(folder.storage_dir) == ['1.2.3.1.dcm', '1.2.3.2.dcm']
+
+
+# -- the check of a data set just written: its first bytes from memory ----------------
+
+def _with_private_value(ct: bytes, size: int) -> bytes:
+    """``ct`` with a private OB element of ``size`` bytes before its SOP UIDs, so that
+    the UIDs' headers lie past the first 16 KiB the owner keeps in memory."""
+    private = struct.pack('<HH2s2xL', 0x0009, 0x1010, b'OB', size) + b'\x5A' * size
+    return private + ct
+
+
+@pytest.mark.parametrize('owner_kind', ['folder', 'temporary'])
+def test_the_check_of_a_data_set_in_its_file_says_what_a_read_back_says(
+        tmp_path, ct, big_ct, owner_kind):
+    """Headers past the bytes kept in memory, a cut, a damaged header after the pixel
+    data, a UID past the head: the owner's verdict is the verdict on its file."""
+    from pynetdicom2 import dscheck
+    late = _with_private_value(ct, 40000)
+    damaged = bytearray(big_ct + struct.pack('<HH2sH', 0x0010, 0x0010, b'PN', 8) + b'DOE^')
+    variants = {
+        'big': big_ct, 'big cut': big_ct[:-3], 'late uids': late,
+        'late uids cut in a header': late[:40012 + 30],
+        'damaged after pixels': bytes(damaged),
+        'bad vr past the head': _with_private_value(ct, 20000)[:20012] + b'\x08\x00\x16\x00'
+                                b'u\x01\x04\x001.2\x00',
+    }
+    folder = Folder(tmp_path / 'store')
+    for name, data in variants.items():
+        uid = '1.2.3.5' if data[:len(big_ct) - 3] == big_ct[:len(big_ct) - 3] else '1.2.3.4'
+        if owner_kind == 'folder':
+            owner = folder.incoming_data_set(CT, uid, EXPLICIT)
+        else:
+            owner = incoming.TemporaryDataSet(CT, uid, EXPLICIT)
+        for fragment in fragments(data, (16378,)):
+            owner.write(fragment)
+        verdict = owner.scan()   # a small one is still all in memory: read there
+        assert verdict == dscheck.scan_data_set(data, EXPLICIT), name
+        expected = None if verdict.problem is None else incoming.Refusal(0xC000,
+                                                                         verdict.problem)
+        assert owner.check() == expected, name
+        assert owner.scan() == verdict, name   # now from the file (and what memory holds)
+        with open(owner.path if owner_kind == 'folder' else f'/proc/self/fd/{owner._fd}',
+                  'rb') as fp:
+            assert dscheck.scan_data_set(fp, EXPLICIT, owner.offset) == verdict, name
+        assert owner.for_hook(True).tell() == 0
+        owner.discard()
+    assert listing(folder.storage_dir) == []
+
+
+def test_a_file_handed_out_and_written_by_another_is_read_back_whole(tmp_path, ct):
+    """A 0.9.x ``get_file`` override that writes into the library's file itself:
+    the check reads the file as it is, not what the owner wrote."""
+    for data, expected in ((ct, None), (ct[:-10], 0xC000)):
+        owner = incoming.TemporaryDataSet(CT, '1.2.3.4', EXPLICIT)
+        owner.write(b'')   # created, the file meta gathered
+        fp = owner.file    # written out and handed over
+        fp.write(data)
+        refusal = owner.check()
+        assert (refusal and refusal.status) == expected
+        owner.release()
