@@ -95,6 +95,10 @@ _RAW_VRS = frozenset(('OB', 'OW', 'UN', 'OD', 'OF', 'OL', 'OV'))
 # VR of each command element, by element number; anything else is kept as raw UN bytes.
 _VR_OF = {element: vr for element, (vr, _) in COMMAND_ELEMENTS.items()}
 
+#: The tag of each command element, one object each (a command set Dataset is indexed
+#: with these: a dict finds its own key by identity, without BaseTag.__eq__).
+TAG_OF = {element: BaseTag(element) for element in COMMAND_ELEMENTS}
+
 # The VRs the decoder reads on its short path, by element number (a number is quicker
 # to test than a VR's name).
 _US, _UI, _UL = 1, 2, 3
@@ -417,13 +421,15 @@ def _element_state(element: int, mode: Any) -> Dict[str, Any]:
     return state
 
 
-def _dataset_state() -> Dict[str, Any]:
-    key = (getattr(pydicom_config, '_use_future', None),
-           getattr(pydicom_config, 'default_encoding', None))
-    state = _dataset_states.get(key)
-    if state is None:
-        state = _dataset_states[key] = vars(Dataset()).copy()
-    return state
+def _dataset_state() -> tuple:
+    """The attributes of a fresh Dataset, and the names of those each needs its own of."""
+    key = pydicom_config._use_future
+    kept = _dataset_states.get(key)
+    if kept is None:
+        state = vars(Dataset()).copy()
+        kept = _dataset_states[key] = (state, tuple(
+            name for name, value in state.items() if type(value) in _FRESH_PER_INSTANCE))
+    return kept
 
 
 def dataset_from(elements: Dict[int, Any]) -> Dataset:
@@ -440,13 +446,16 @@ def dataset_from(elements: Dict[int, Any]) -> Dataset:
             attributes = elem.__dict__
             attributes.update(state)
             attributes['_value'] = value
+            # The table's tag object: a look-up with it is found by identity.
+            items[TAG_OF[element]] = elem
         else:  # unknown: pydicom may give a UN element a VR of its dictionary's
-            elem = DataElement(element, 'UN', value, already_converted=True)
-        items[BaseTag(element)] = elem
+            items[BaseTag(element)] = DataElement(element, 'UN', value, already_converted=True)
     ds = _new_object(Dataset)
     attributes = ds.__dict__
-    for name, value in _dataset_state().items():
-        attributes[name] = value.copy() if type(value) in _FRESH_PER_INSTANCE else value
+    state, fresh = _dataset_states.get(pydicom_config._use_future) or _dataset_state()
+    attributes.update(state)
+    for name in fresh:
+        attributes[name] = state[name].copy()
     attributes['_dict'] = items
     return ds
 

@@ -7,6 +7,7 @@ import io
 import struct
 
 import pytest
+from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 
 from pynetdicom2 import dimse, dimsecodec, dimsemessages, pdu
@@ -126,6 +127,20 @@ def test_fresh_command_set_fields_set_through_the_dataset_are_sent():
     assert (decoded.affected_sop_instance_uid, decoded.message_id) == ('1.2.3.4', 7)
     assert decoded.move_originator_aet is None
     assert 0x00001030 not in decoded.command_set
+
+
+def test_properties_read_what_the_command_set_dataset_holds_now():
+    msg = dimse.decode_message(store_request(b'').encode_command_set())
+    ds = msg.command_set
+    assert (msg.message_id, msg.move_originator_aet) == (3, None)
+    ds.MessageID = 9                                  # changed through the Dataset
+    del ds.AffectedSOPInstanceUID
+    ds.MoveOriginatorApplicationEntityTitle = 'ELSEWHERE'
+    # An element as pydicom reads it from a file: raw until Dataset converts it.
+    ds[0x00000120] = RawDataElement(Tag(0x00000120), 'US', 2, b'\x05\x00', 0, True, True)
+    assert (msg.message_id, msg.affected_sop_instance_uid) == (9, None)
+    assert msg.move_originator_aet == 'ELSEWHERE'
+    assert msg.message_id_being_responded_to == 5
 
 
 @pytest.mark.parametrize('cls', ALL_CLASSES, ids=lambda c: c.__name__)

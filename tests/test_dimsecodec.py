@@ -290,16 +290,19 @@ def _constructed(elements):
         already_converted=True) for element, value in elements.items()})
 
 
-@pytest.mark.parametrize('mode', [None, 0, 1, 2])
-def test_dataset_from_makes_what_pydicoms_constructors_make(mode):
+@pytest.mark.parametrize('mode, future', [(None, None), (0, None), (1, None), (2, None),
+                                          (None, True), (None, False)])
+def test_dataset_from_makes_what_pydicoms_constructors_make(mode, future):
     from pydicom import config
     elements = {element: ('1.2.3' if vr == 'UI' else 7 if vr in ('US', 'UL') else 'X')
                 for element, (vr, _) in dimsecodec.COMMAND_ELEMENTS.items()}
     elements[0x2222] = b'\x01\x02'  # not a command element
-    saved = config.settings.reading_validation_mode
+    saved = config.settings.reading_validation_mode, config._use_future
     try:
         if mode is not None:
             config.settings.reading_validation_mode = mode
+        if future is not None:  # pydicom's switch to its next major version's ways
+            config._use_future = future
         for _ in range(2):  # the first call and the ones after it
             ours, theirs = dimsecodec.dataset_from(elements), _constructed(elements)
             assert type(ours) is Dataset and vars(ours) == vars(theirs)
@@ -307,7 +310,7 @@ def test_dataset_from_makes_what_pydicoms_constructors_make(mode):
                 assert type(ours[tag]) is DataElement
                 assert vars(ours[tag]) == vars(theirs[tag])
     finally:
-        config.settings.reading_validation_mode = saved
+        config.settings.reading_validation_mode, config._use_future = saved
 
 
 def test_datasets_from_dataset_from_share_nothing_changeable():
