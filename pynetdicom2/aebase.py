@@ -19,8 +19,8 @@ from pynetdicom2 import incoming, statuses, uids
 from pynetdicom2.asceprovider import AETParams, AssociationRequester, PContextDefList
 from pynetdicom2.exceptions import NetDICOMError
 from pynetdicom2.negotiation import (
-    GET_SOP_CLASSES, MAX_PRESENTATION_CONTEXTS, STORAGE_SOP_CLASSES, RemoteAEConfig,
-    number_contexts, syntax_groups)
+    AC_CHOICE_METHODS, GET_SOP_CLASSES, MAX_PRESENTATION_CONTEXTS, STORAGE_SOP_CLASSES,
+    RemoteAEConfig, number_contexts, syntax_groups)
 from pynetdicom2.settings import SETTING_NAMES, AssociationSettings, PeerSettings
 
 #: Transfer syntaxes an AE supports unless told otherwise, in order of preference: a
@@ -535,6 +535,13 @@ class AEBase:
     def on_receive_n_event_report(self, context, msg, ds):
         """Generic N-EVENT-REPORT (``msg.event_type_id``) with its event information."""
         raise NotImplementedError('on_receive_n_event_report is not implemented by this AE')
+
+
+# The library's own ways of choosing an A-ASSOCIATE-AC: while an AE's class keeps them
+# all, the same request gets the answer made before (negotiation.prepared_ac).
+for _name in AC_CHOICE_METHODS:
+    getattr(AEBase, _name).plain_negotiation = True
+del _name
 
 
 def _negotiating_view(ae: AEBase, settings: AssociationSettings) -> AEBase:

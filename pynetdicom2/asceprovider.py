@@ -222,8 +222,8 @@ class AssociationAcceptor(_Implementation, Association):
 
     def accept(self, rq: pdu.AAssociateRqPDU) -> None:
         """Send A-ASSOCIATE-AC built from our own configuration."""
-        ac = negotiation.build_ac(self, rq)
-        self.dul.send_associate_ac(ac, self._settings.acse_wait)
+        ac, encoded = negotiation.prepared_ac(self, rq)
+        self.dul.send_associate_ac(ac, self._settings.acse_wait, encoded)
         _log_accepted(self, 'Association Acknowledged', rq, ac, sent=True)
         self.association_established = True
         self._establish(rq, ac)

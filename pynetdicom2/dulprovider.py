@@ -179,9 +179,13 @@ class DULServiceProvider:
         """
         self._event('Evt2', rq if encoded is None else _Encoded(rq, encoded), timeout)
 
-    def send_associate_ac(self, ac: 'pdu.AAssociateAcPDU', timeout: float) -> None:
-        """A-ASSOCIATE response (accept), Evt7 -> AE-7."""
-        self._event('Evt7', ac, timeout)
+    def send_associate_ac(self, ac: 'pdu.AAssociateAcPDU', timeout: float,
+                          encoded: Optional[bytes] = None) -> None:
+        """A-ASSOCIATE response (accept), Evt7 -> AE-7.
+
+        ``encoded``, when given, is ``ac.encode()`` already made (sent as it is).
+        """
+        self._event('Evt7', ac if encoded is None else _Encoded(ac, encoded), timeout)
 
     def send_associate_rj(self, rj: 'pdu.AAssociateRjPDU', timeout: float) -> None:
         """A-ASSOCIATE response (reject), Evt8 -> AE-8; then wait for the peer to close."""

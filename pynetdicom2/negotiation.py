@@ -393,6 +393,97 @@ def build_ac(assoc, rq: pdu.AAssociateRqPDU) -> pdu.AAssociateAcPDU:
     return pdu.AAssociateAcPDU(rq.called_ae_title, rq.calling_ae_title, items)
 
 
+def prepared_ac(assoc, rq: pdu.AAssociateRqPDU
+                ) -> Tuple[pdu.AAssociateAcPDU, Optional[bytes]]:
+    """``build_ac(assoc, rq)`` and, when the answer is one made before, its encoding.
+
+    A peer associating again and again sends the same request and gets the same
+    answer: while nothing the answer is made of changes (the request's titles,
+    contexts and sub-items; the AE's classes, syntaxes and settings), the AC, its
+    bytes and what it records in ``assoc`` are kept (at most ``_AC_CACHE_SIZE``).
+    A request with sub-items that call the AE's hooks or carry an identity (role
+    selection, extended negotiation, user identity), or an AE that chooses through
+    methods of its own, is answered afresh, and its bytes are None.
+    """
+    key = _ac_key(assoc, rq)
+    if key is None:
+        return build_ac(assoc, rq), None
+    found = _AC_CACHE.get(key)
+    if found is None:
+        ac = build_ac(assoc, rq)
+        found = (ac, ac.encode(), tuple(assoc.accepted_contexts.items()))
+        if len(_AC_CACHE) >= _AC_CACHE_SIZE:
+            _AC_CACHE.clear()
+        _AC_CACHE[key] = found
+        return ac, found[1]
+    # What build_ac records in ``assoc``, as it records it.
+    assoc.accepted_contexts.update(found[2])
+    if key[1] is not None:
+        assoc.peer_max_pdu_length = key[1]
+    return found[0], found[1]
+
+
+# Answers made before: key (``_ac_key``) -> (AC, its bytes, accepted contexts). The AC
+# is only read (sent, logged, read by ``association_info``), so it is shared.
+_AC_CACHE: Dict[tuple, tuple] = {}
+_AC_CACHE_SIZE = 64
+
+#: The AE methods ``build_ac`` chooses through; an AE whose class has other ones
+#: (overrides) gets an answer made afresh for each request (``prepared_ac``).
+AC_CHOICE_METHODS = ('acceptable_sop_classes', 'transfer_syntax_preference',
+                     'transfer_syntaxes_for', '_explicit_preference',
+                     'choose_transfer_syntax', 'with_settings')
+# The sub-items of a request whose answer depends on nothing but their values.
+_PLAIN_SUB_ITEMS = frozenset({
+    userdataitems.MaximumLengthSubItem, userdataitems.ImplementationClassUIDSubItem,
+    userdataitems.ImplementationVersionNameSubItem,
+    userdataitems.AsynchronousOperationsWindowSubItem})
+
+
+def _ac_key(assoc, rq: pdu.AAssociateRqPDU) -> Optional[tuple]:
+    """Every value ``build_ac`` reads for ``rq``, or None when it would call a hook,
+    answer an identity or choose through an AE method not marked as the library's."""
+    ae = assoc.ae
+    cls = type(ae)
+    for name in AC_CHOICE_METHODS:
+        if not getattr(getattr(cls, name, None), 'plain_negotiation', False):
+            return None
+    if assoc.user_identity is not None or getattr(ae, 'ts_preferences', None):
+        return None
+    settings = assoc.settings
+    preference = ae.transfer_syntax_preference()
+    if settings.ts_preferences or settings.supported_ts != preference:
+        return None                     # a peer's own syntaxes: with_settings' view
+    max_length = None
+    asynchronous = False
+    info = rq.user_information
+    for sub in (info.user_data if info else ()):
+        kind = type(sub)
+        if kind not in _PLAIN_SUB_ITEMS:
+            return None
+        if kind is userdataitems.MaximumLengthSubItem:
+            max_length = sub.maximum_length_received
+        elif kind is userdataitems.AsynchronousOperationsWindowSubItem:
+            asynchronous = True
+    store_in_file = ae.store_in_file
+    contexts = []
+    for item in rq.presentation_context_items:
+        abstract = item.abs_sub_item
+        sop_class = abstract.name if abstract else None
+        contexts.append((item.context_id, sop_class,
+                         tuple([ts.name for ts in item.ts_sub_items]),
+                         sop_class in store_in_file))
+    key = (rq.called_ae_title, max_length, rq.calling_ae_title, asynchronous,
+           tuple(contexts), ae.acceptable_sop_classes(), preference,
+           ae.prefer_proposed_ts_for_storage, settings.max_pdu_length,
+           _implementation(assoc))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def _answer_roles(assoc, sub, retrieved: frozenset) -> Tuple[int, int]:
     """Our answer to one SCP/SCU Role Selection item (PS3.7 D.3.3.4): each role
     the requester proposed, kept only when this end can act opposite it, then as

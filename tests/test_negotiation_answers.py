@@ -150,3 +150,136 @@ def test_positive_identity_response_is_the_callers_choice(server, positive):
 def test_positive_response_defaults_to_asked():
     assert RemoteAEConfig('A', '127.0.0.1', 104, username='u').user_identity(
     ).positive_response_req == 1
+
+
+# -- the same request answered again (negotiation.prepared_ac), in this process --------
+
+def _request(*user_data, contexts=((1, VERIFICATION, (uids.IMPLICIT_VR_LITTLE_ENDIAN,)),
+                                   (3, CT, (uids.EXPLICIT_VR_LITTLE_ENDIAN,
+                                            uids.IMPLICIT_VR_LITTLE_ENDIAN)))):
+    items = [pdu.ApplicationContextItem(uids.APPLICATION_CONTEXT_NAME)]
+    items += [pdu.PresentationContextItemRQ(cid, pdu.AbstractSyntaxSubItem(uid),
+                                            [pdu.TransferSyntaxSubItem(ts) for ts in tss])
+              for cid, uid, tss in contexts]
+    items.append(pdu.UserInformationItem(
+        [userdataitems.MaximumLengthSubItem(32768),
+         userdataitems.ImplementationClassUIDSubItem('1.2.3.4'),
+         userdataitems.AsynchronousOperationsWindowSubItem(4, 4)] + list(user_data)))
+    return pdu.AAssociateRqPDU('NEG_SCP', 'NEG_SCU', items)
+
+
+def _answer(ae, rq, make):
+    """An acceptor of ``ae`` answering ``rq``; ``make`` is prepared_ac or build_ac.
+    Returns the AC's bytes (as sent) and what the acceptor recorded."""
+    import socket
+    from pynetdicom2 import negotiation
+    from pynetdicom2.asceprovider import AssociationAcceptor
+    ours, theirs = socket.socketpair()
+    try:
+        acceptor = AssociationAcceptor(ae, ours, ('127.0.0.1', 11112))
+        acceptor.rq = rq
+        identities = negotiation.sub_items(rq, userdataitems.UserIdentityNegotiationSubItem)
+        acceptor.user_identity = identities[0] if identities else None
+        if make == 'prepared':
+            ac, encoded = negotiation.prepared_ac(acceptor, rq)
+            assert encoded is None or encoded == ac.encode()
+        else:
+            ac, encoded = negotiation.build_ac(acceptor, rq), None
+        return (encoded if encoded is not None else ac.encode(),
+                dict(acceptor.accepted_contexts), acceptor.peer_max_pdu_length), encoded
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def _scp_ae():
+    ae = ae_module.ClientAE('NEG_SCP')
+    ae.add_scp(sopclass.verification_scp)
+    ae.add_scp(sopclass.storage_scp)
+    return ae
+
+
+@pytest.mark.unit
+def test_a_repeated_request_is_answered_as_build_ac_answers_it():
+    ae = _scp_ae()
+    rq = _request()
+    expected, _ = _answer(ae, rq, 'build')
+    first, _ = _answer(ae, rq, 'prepared')
+    again, kept = _answer(ae, _request(), 'prepared')
+    assert first == again == expected
+    assert kept is not None                   # the answer made before was sent
+    assert expected[2] == 32768 and sorted(expected[1]) == [1, 3]
+
+
+@pytest.mark.unit
+def test_every_change_of_the_ae_reaches_the_repeated_answer(monkeypatch):
+    from pynetdicom2 import asceprovider
+    ae = _scp_ae()
+    # Both contexts propose implicit first; which one we take depends on the AE.
+    implicit_first = (uids.IMPLICIT_VR_LITTLE_ENDIAN, uids.EXPLICIT_VR_LITTLE_ENDIAN)
+    rq = _request(contexts=((1, VERIFICATION, implicit_first), (3, CT, implicit_first)))
+    changes = [
+        lambda: setattr(ae, 'supported_ts', [uids.IMPLICIT_VR_LITTLE_ENDIAN]),
+        lambda: setattr(ae, 'supported_ts', [uids.EXPLICIT_VR_LITTLE_ENDIAN,
+                                             uids.IMPLICIT_VR_LITTLE_ENDIAN]),
+        lambda: ae.store_in_file.add(VERIFICATION),     # kept as it comes: implicit
+        lambda: setattr(ae, 'max_pdu_length', 4096),
+        lambda: setattr(ae, 'prefer_proposed_ts_for_storage', False),
+        lambda: ae.ts_preferences.update({CT: (uids.IMPLICIT_VR_LITTLE_ENDIAN,)}),
+        lambda: ae.ts_preferences.clear(),
+        lambda: monkeypatch.setattr(asceprovider, 'IMPLEMENTATION_UID', '1.2.826.0.1.99'),
+        lambda: ae.add_peer_settings(address='127.0.0.1', max_pdu_length=8192),
+    ]
+    answers = []
+    for change in changes:
+        _answer(ae, rq, 'prepared')
+        change()
+        expected, _ = _answer(ae, rq, 'build')
+        got, _ = _answer(ae, rq, 'prepared')
+        assert got == expected
+        answers.append(got[0])
+    # Each change but clearing ts_preferences (back to the answer before) changed
+    # the bytes sent.
+    assert all(answers[i] != answers[i + 1] for i in range(len(answers) - 1) if i != 5)
+    other = _request(contexts=((1, VERIFICATION, (uids.IMPLICIT_VR_LITTLE_ENDIAN,)),))
+    assert _answer(ae, other, 'prepared')[0] == _answer(ae, other, 'build')[0]
+
+
+@pytest.mark.unit
+def test_an_ae_choosing_its_own_way_is_asked_for_every_request():
+    asked = []
+
+    class Choosy(ae_module.ClientAE):
+        def choose_transfer_syntax(self, sop_class, proposed, storage=False):
+            asked.append(sop_class)
+            return proposed[-1]
+
+    ae = Choosy('NEG_SCP')
+    ae.add_scp(sopclass.verification_scp)
+    for _ in range(2):
+        got, kept = _answer(ae, _request(contexts=(
+            (1, VERIFICATION, (uids.EXPLICIT_VR_LITTLE_ENDIAN,
+                               uids.IMPLICIT_VR_LITTLE_ENDIAN)),)), 'prepared')
+        assert kept is None
+        assert got[1][1].supported_ts == uids.IMPLICIT_VR_LITTLE_ENDIAN
+    assert asked == [VERIFICATION, VERIFICATION]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize('extra', [
+    userdataitems.ScpScuRoleSelectionSubItem(CT, 1, 1),
+    userdataitems.UserIdentityNegotiationSubItem('user', 'secret', 2, 1),
+    userdataitems.SOPClassExtendedNegotiationSubItem(CT, b'\x01'),
+], ids=['roles', 'identity', 'extended'])
+def test_requests_with_hooks_or_identity_are_answered_afresh(extra):
+    ae = _scp_ae()
+    calls = []
+    ae.on_role_selection = lambda *args: calls.append('roles')
+    ae.on_extended_negotiation = lambda *args: calls.append('extended')
+    rq = _request(extra)
+    for _ in range(2):
+        got, kept = _answer(ae, rq, 'prepared')
+        assert kept is None
+        assert got == _answer(ae, rq, 'build')[0]
+    if not isinstance(extra, userdataitems.UserIdentityNegotiationSubItem):
+        assert len(calls) == 4                # twice prepared, twice built
