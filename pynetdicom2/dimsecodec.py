@@ -189,6 +189,42 @@ def _encode_value(element: int, vr: str, value: Any) -> bytes:
         f'value; only bytes can be sent for it')
 
 
+# The command set of most responses (C-STORE-RSP, N-*-RSP without a comment): Affected
+# SOP Class UID, Command Field, Message ID Being Responded To, Command Data Set Type,
+# Status, Affected SOP Instance UID. The four US elements lie together in tag order.
+_RESPONSE_SHAPE = frozenset((0x0002, 0x0100, 0x0120, 0x0800, 0x0900, 0x1000))
+_FOUR_US = struct.Struct('<' + 'HHLH' * 4)
+
+
+def _encode_response(elements: Dict[int, Any]) -> Optional[bytes]:
+    """``encode_elements`` of a response-shaped command set in one piece (3.9 -> 2 us
+    a C-STORE-RSP), or None when a value is not of the common types (an int in range,
+    an ASCII UID or str): the general way then encodes it, or says what is wrong."""
+    sop_class, instance = elements[0x0002], elements[0x1000]
+    field, message_id = elements[0x0100], elements[0x0120]
+    data_set_type, status = elements[0x0800], elements[0x0900]
+    if not (type(field) is int and type(message_id) is int and type(data_set_type) is int
+            and type(status) is int and (type(sop_class) is UID or type(sop_class) is str)
+            and (type(instance) is UID or type(instance) is str)
+            and sop_class.isascii() and instance.isascii()):
+        return None
+    try:
+        numbers = _FOUR_US.pack(0, 0x0100, 2, field, 0, 0x0120, 2, message_id,
+                                0, 0x0800, 2, data_set_type, 0, 0x0900, 2, status)
+    except struct.error:  # out of the US range
+        return None
+    sop_class = sop_class.encode('ascii')
+    if len(sop_class) % 2:
+        sop_class += b'\x00'  # PS3.5 6.2: UI values are padded with NUL
+    instance = instance.encode('ascii')
+    if len(instance) % 2:
+        instance += b'\x00'
+    return b''.join((
+        _UL_ELEMENT.pack(0, 0, 4, 56 + len(sop_class) + len(instance)),
+        _ELEMENT_HEADER.pack(0, 0x0002, len(sop_class)), sop_class, numbers,
+        _ELEMENT_HEADER.pack(0, 0x1000, len(instance)), instance))
+
+
 def encode_elements(elements: Dict[int, Any], vrs: Optional[Dict[int, str]] = None
                      ) -> bytes:
     """Encode ``{element number: value}`` as a command set, in one pass.
@@ -196,6 +232,10 @@ def encode_elements(elements: Dict[int, Any], vrs: Optional[Dict[int, str]] = No
     ``vrs`` gives the VR of elements the PS3.7 table does not know (default UN).
     Command Group Length (0000,0000) is computed from what follows.
     """
+    if not vrs and elements.keys() == _RESPONSE_SHAPE:
+        raw = _encode_response(elements)
+        if raw is not None:
+            return raw
     key = None
     if (elements.get(0x0900) in _PENDING and not vrs
             and _KEYABLE.issuperset(map(type, elements.values()))):
