@@ -85,8 +85,9 @@ class FolderStorageMixin:
 
     def create_temporary_file(self):
         """A new ``<prefix><random>.part`` file, open for reading and writing, and its path."""
-        folder = os.path.join(self.storage_dir, self.incoming_folder)
+        folder = self.storage_dir
         if self.incoming_folder:
+            folder = os.path.join(folder, self.incoming_folder)
             os.makedirs(folder, exist_ok=True)
         for _ in range(100):
             path = os.path.join(folder, f'{self.temporary_prefix}{os.urandom(8).hex()}.part')
@@ -98,7 +99,8 @@ class FolderStorageMixin:
                 return io.FileIO(path, 'x+'), path
             except FileExistsError:
                 continue
-        raise OSError(f'no free temporary file name in {folder}')
+        raise OSError('no free temporary file name in '
+                      f'{os.path.join(self.storage_dir, self.incoming_folder)}')
 
     def on_receive_store(self, context, ds):
         """Decide the status of a received data set: SUCCESS (it is then kept).
@@ -185,9 +187,13 @@ class FolderStorageMixin:
         same UID never overwrite each other; where hard links are not supported,
         a check and ``os.replace`` under a lock do the same within this process.
         """
-        base, ext = os.path.splitext(final_path)
         for n in range(self.max_iterations + 1):
-            final = final_path if n == 0 else f'{base}_{n}{ext}'
+            if n == 0:
+                final = final_path
+            else:
+                if n == 1:  # the name is taken (rare): the numbered ones
+                    base, ext = os.path.splitext(final_path)
+                final = f'{base}_{n}{ext}'
             try:
                 os.link(temp_path, final)
             except FileExistsError:

@@ -637,17 +637,24 @@ def meta_bytes(sop_class_uid, sop_instance_uid, ts) -> bytes:
     instance of ``sop_class_uid`` / ``sop_instance_uid`` encoded in ``ts``.
 
     The group is small and fixed, so it is encoded here directly (explicit VR little
-    endian) rather than through a pydicom data set: this runs once per stored file.
+    endian) rather than through a pydicom data set: this runs once per stored file,
+    and what comes before and after the instance UID is kept per SOP class and
+    transfer syntax.
     """
-    elements = b''.join([
-        _VERSION_ELEMENT,
-        _meta_element(0x0002, b'UI', _uid_value(sop_class_uid)),
-        _meta_element(0x0003, b'UI', _uid_value(sop_instance_uid)),
-        _meta_element(0x0010, b'UI', _uid_value(ts)),
-        _IMPLEMENTATION_ELEMENTS,
-    ])
-    group_length = _meta_element(0x0000, b'UL', struct.pack('<L', len(elements)))
-    return _PREAMBLE + group_length + elements
+    key = (sop_class_uid, ts)
+    around = _meta_around.get(key) if isinstance(sop_class_uid, str) and \
+        isinstance(ts, str) else None
+    if around is None:
+        around = (_VERSION_ELEMENT + _meta_element(0x0002, b'UI', _uid_value(sop_class_uid)),
+                  _meta_element(0x0010, b'UI', _uid_value(ts)) + _IMPLEMENTATION_ELEMENTS)
+        if isinstance(sop_class_uid, str) and isinstance(ts, str):
+            if len(_meta_around) >= 256:  # the peer names the classes: bounded
+                _meta_around.clear()
+            _meta_around[key] = around
+    instance = _meta_element(0x0003, b'UI', _uid_value(sop_instance_uid))
+    length = len(around[0]) + len(instance) + len(around[1])
+    return b''.join((_PREAMBLE, _GROUP_LENGTH_HEADER, struct.pack('<L', length),
+                     around[0], instance, around[1]))
 
 
 def _uid_value(uid) -> bytes:
@@ -665,6 +672,9 @@ def _meta_element(element: int, vr: bytes, value: bytes) -> bytes:
 
 
 _PREAMBLE = b'\x00' * 128 + b'DICM'
+_GROUP_LENGTH_HEADER = struct.pack('<HH2sH', 0x0002, 0x0000, b'UL', 4)
+# (SOP class, transfer syntax) -> the meta elements before and after the instance UID.
+_meta_around: dict = {}
 _VERSION_ELEMENT = _meta_element(0x0001, b'OB', b'\x00\x01')
 _IMPLEMENTATION_ELEMENTS = (
     _meta_element(0x0012, b'UI', _uid_value(IMPLEMENTATION_UID))

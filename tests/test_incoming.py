@@ -408,6 +408,37 @@ def test_write_meta_takes_a_dataset_or_a_dict():
     assert a.getvalue() == b.getvalue() and ae_module.write_meta is incoming.write_meta
 
 
+def test_meta_bytes_are_pydicoms_file_meta_for_every_class_instance_and_syntax():
+    """The parts kept per SOP class and transfer syntax never leak into another
+    instance's meta: each call, first or repeated, is what pydicom writes."""
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomFileLike
+    from pydicom.filewriter import write_file_meta_info
+
+    from pynetdicom2.asceprovider import IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME
+
+    def pydicoms(sop_class, instance, syntax):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = sop_class
+        meta.MediaStorageSOPInstanceUID = instance
+        meta.TransferSyntaxUID = syntax
+        meta.ImplementationClassUID = IMPLEMENTATION_UID
+        meta.ImplementationVersionName = IMPLEMENTATION_VERSION_NAME
+        out = io.BytesIO()
+        out.write(b'\x00' * 128 + b'DICM')
+        write_file_meta_info(DicomFileLike(out), meta, enforce_standard=True)
+        return out.getvalue()
+
+    cases = [(CT, '1.2.3.4', EXPLICIT), (CT, '1.2.3.45', EXPLICIT),
+             (uids.MR_IMAGE_STORAGE, '1.2.3.4', EXPLICIT),
+             (CT, '1.2.3.4', uids.IMPLICIT_VR_LITTLE_ENDIAN),
+             (pydicom.uid.UID(CT), '1.2.' + '3' * 60, pydicom.uid.UID(EXPLICIT))]
+    for _ in range(2):
+        for sop_class, instance, syntax in cases:
+            assert incoming.meta_bytes(sop_class, instance, syntax) == \
+                pydicoms(sop_class, instance, syntax), (sop_class, instance, syntax)
+
+
 # -- one storage path: the library's StorageAE, storescp's and qrscp's -------------------------
 
 def truncated(ct: bytes) -> dict:
