@@ -156,8 +156,9 @@ class Association:
                 if msg is not None:
                     return self._received(msg, context_id)
             if dul is not None:
-                pdv = dul.buffered_pdv()
-                while pdv is not None:  # the PDUs of a data set, already received
+                # The PDUs already received: a data set's go to its sink by runs.
+                pdv = self._feed_run(dul.buffered_pdv)
+                while pdv is not None:
                     msg = self._feed(*pdv)
                     if msg is not None:
                         return self._received(msg, pdv[0])

@@ -563,9 +563,17 @@ def test_abort_names_say_who_aborts_and_the_old_names_keep_their_meaning():
 
 class _BufferedMemoryDUL(memassoc.MemoryDUL):
     """A MemoryDUL that hands over whole one-PDV P-DATA-TF PDUs as the real DUL's
-    ``buffered_pdv`` does (the fast lane of a data set's stream of PDUs)."""
+    ``buffered_pdv`` does (the fast lane of a data set's stream of PDUs); with
+    ``hold_every`` n, every n-th PDU is left for ``receive_pdu``, as when it has
+    not all arrived yet."""
+
+    hold_every = None
+    calls = 0
 
     def buffered_pdv(self):
+        self.calls += 1
+        if self.hold_every and self.calls % self.hold_every == 0:
+            return None
         inbox = self.inbox
         if len(inbox) < 12 or inbox[0] != pdu.P_DATA_TF:
             return None
@@ -608,8 +616,10 @@ def split_pdus(stream: bytes):
     return pdus
 
 
-def test_a_data_set_already_received_is_written_whole(tmp_path):
+@pytest.mark.parametrize('hold_every', [None, 2, 3])
+def test_a_data_set_already_received_is_written_whole(tmp_path, hold_every):
     ae, assoc, dul = _buffered_storage(tmp_path)
+    dul.hold_every = hold_every
     ds, pdus = _ct_store_pdus(tmp_path, 1024)
     assert len(pdus) > 8
     dul.feed(b''.join(pdus))
