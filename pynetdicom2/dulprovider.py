@@ -344,6 +344,9 @@ class DULServiceProvider:
         try:
             if pdu_type == pdu.P_DATA_TF:
                 received = PDataFragments(body[pdu.PDU_HEADER_LENGTH:])
+            elif pdu_type <= pdu.A_ASSOCIATE_AC:
+                # The same peer's request (or answer) again: copied, not decoded.
+                received = pdu.decode_associate(body)
             else:
                 received = pdu.decode_pdu(body)
         except PDUProcessingError as exc:

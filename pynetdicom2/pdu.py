@@ -449,6 +449,61 @@ def decode_pdu(raw: Union[bytes, bytearray, memoryview],
     return PDU_TYPES[pdu_type]._decode_view(view)
 
 
+def decode_associate(raw: Union[bytes, bytearray, memoryview]) -> PDU:
+    """``decode_pdu`` for the A-ASSOCIATE-RQ or -AC that opens an association: a
+    peer associating again and again sends the same bytes, so a PDU decoded before
+    from the very same bytes is copied instead of decoded again (at most
+    ``_KEPT_LIMIT`` kept, each at most ``_KEPT_BYTES`` long). The copy is made of
+    objects of its own, as a decode makes them: changing it changes no other."""
+    view = as_byte_view(raw)
+    if len(view) > _KEPT_BYTES:
+        return decode_pdu(view)
+    key = bytes(view)
+    kept = _KEPT.get(key)
+    if kept is not None:
+        return _copy_item(kept)
+    decoded = decode_pdu(view)
+    if type(decoded) in _KEPT_TYPES:
+        try:
+            kept = _copy_item(decoded)
+        except TypeError:                   # a value not plain enough to copy: not kept
+            return decoded
+        if len(_KEPT) >= _KEPT_LIMIT:
+            _KEPT.clear()
+        _KEPT[key] = kept
+    return decoded
+
+
+# Decoded A-ASSOCIATE PDUs by their bytes: never handed out, only copied.
+_KEPT: dict = {}
+_KEPT_LIMIT = 64
+_KEPT_BYTES = 8192
+_KEPT_TYPES = frozenset({AAssociateRqPDU, AAssociateAcPDU})
+# Values shared between a kept PDU and its copies: immutable.
+_PLAIN_VALUES = frozenset({str, int, bool, bytes, type(None)})
+_new_object = object.__new__
+
+
+def _copy_item(value: Any) -> Any:
+    """A copy of a decoded PDU, item or sub-item, its lists and objects fresh; a value
+    of a type it does not know (a view into a buffer, say) raises ``TypeError``."""
+    kind = type(value)
+    if kind is list:
+        return [item if type(item) in _PLAIN_VALUES else _copy_item(item) for item in value]
+    if kind is tuple:
+        return tuple([item if type(item) in _PLAIN_VALUES else _copy_item(item)
+                      for item in value])
+    # Wire objects keep their fields in __dict__ (none has slots): copied one level
+    # down at a time.
+    if not issubclass(kind, WireObject) or '__slots__' in kind.__dict__:
+        raise TypeError(f'cannot copy a {kind.__name__}')
+    fields = value.__dict__
+    copy = _new_object(kind)
+    copy.__dict__ = {name: item if type(item) in _PLAIN_VALUES else _copy_item(item)
+                     for name, item in fields.items()}
+    return copy
+
+
 def _pdv_spans(reader: ByteReader) -> Iterator[tuple[int, memoryview]]:
     """``(context_id, data_value)`` per PDV item left in ``reader``, as zero-copy slices."""
     view = reader.view

@@ -640,3 +640,56 @@ def test_equality_and_repr():
     assert repr(pdu.AReleaseRqPDU()) == 'AReleaseRqPDU()'
     text = repr(pdu.PresentationDataValueItem(1, b'\x00' + b'x' * 5000))
     assert '5001 bytes' in text and len(text) < 200
+
+
+# -- decode_associate: the same A-ASSOCIATE bytes again are copied, not decoded ---------
+
+def _every_object(value, seen=None):
+    """Every list and wire object inside a decoded PDU (itself included)."""
+    seen = [] if seen is None else seen
+    if isinstance(value, list):
+        seen.append(value)
+        for item in value:
+            _every_object(item, seen)
+    elif hasattr(value, '__dict__'):
+        seen.append(value)
+        for item in vars(value).values():
+            _every_object(item, seen)
+    return seen
+
+
+@pytest.mark.parametrize('raw', [SMALL_RQ, SMALL_AC, full_rq().encode(),
+                                 small_ac_pdu().encode()],
+                         ids=['small-rq', 'small-ac', 'full-rq', 'ac'])
+def test_decode_associate_gives_what_decode_pdu_gives_in_objects_of_its_own(raw):
+    first = pdu.decode_associate(raw)
+    second = pdu.decode_associate(bytearray(raw))
+    third = pdu.decode_associate(memoryview(raw))
+    assert first == second == third == pdu.decode_pdu(raw)
+    assert third.encode() == pdu.decode_pdu(raw).encode()
+    # No list or object is shared: changing one decode changes no other.
+    ids = [set(map(id, _every_object(p))) for p in (first, second, third)]
+    assert not ids[0] & ids[1] and not ids[1] & ids[2] and not ids[0] & ids[2]
+    first.variable_items.clear()
+    first.called_ae_title = 'CHANGED'
+    second.variable_items[-1].user_data.append(udi.MaximumLengthSubItem(1))
+    assert pdu.decode_associate(raw) == pdu.decode_pdu(raw)
+
+
+def test_decode_associate_of_other_or_bad_bytes_is_decode_pdus():
+    release = pdu.AReleaseRqPDU().encode()
+    assert pdu.decode_associate(release) == pdu.decode_pdu(release)
+    cut = SMALL_RQ[:-3]
+    for _ in range(2):
+        with pytest.raises(PDUProcessingError) as raised:
+            pdu.decode_associate(cut)
+        with pytest.raises(PDUProcessingError) as expected:
+            pdu.decode_pdu(cut)
+        assert str(raised.value) == str(expected.value)
+    big = pdu.AAssociateRqPDU('ANY-SCP', 'ECHOSCU', [
+        pdu.ApplicationContextItem(APP_CONTEXT)] + [
+        pdu.PresentationContextItemRQ(2 * i + 1, pdu.AbstractSyntaxSubItem(VERIFICATION),
+                                      [pdu.TransferSyntaxSubItem(IMPLICIT_LE)] * 40)
+        for i in range(12)]).encode()
+    assert len(big) > 8192
+    assert pdu.decode_associate(big) == pdu.decode_associate(big) == pdu.decode_pdu(big)
