@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 import pytest
+from pydicom import config
 from pydicom.datadict import DicomDictionary
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
@@ -17,6 +18,7 @@ from pydicom.uid import UID
 
 from pynetdicom2 import dimse, dimsecodec
 from pynetdicom2.exceptions import DIMSEProcessingError
+from pynetdicom2.services.common import response_to
 
 
 def hand_element(element: int, value: bytes) -> bytes:
@@ -293,7 +295,6 @@ def _constructed(elements):
 @pytest.mark.parametrize('mode, future', [(None, None), (0, None), (1, None), (2, None),
                                           (None, True), (None, False)])
 def test_dataset_from_makes_what_pydicoms_constructors_make(mode, future):
-    from pydicom import config
     elements = {element: ('1.2.3' if vr == 'UI' else 7 if vr in ('US', 'UL') else 'X')
                 for element, (vr, _) in dimsecodec.COMMAND_ELEMENTS.items()}
     elements[0x2222] = b'\x01\x02'  # not a command element
@@ -369,7 +370,6 @@ def test_a_c_store_response_reads_back_as_sent():
     request = dimse.decode_message(dimsecodec.encode_elements({
         0x0002: '1.2.840.10008.5.1.4.1.1.2', 0x0100: 0x0001, 0x0110: 12, 0x0700: 0,
         0x0800: 0x0001, 0x1000: '1.2.826.0.1.3680043.8.498.1'}))
-    from pynetdicom2.services.common import response_to
     raw = response_to(request, dimse.CStoreRSPMessage, 0xB000).encode_command_set()
     theirs = read_dataset(DicomBytesIO(raw), is_implicit_VR=True, is_little_endian=True)
     assert [(e.tag, e.value) for e in theirs] == [
