@@ -408,6 +408,32 @@ def test_write_meta_takes_a_dataset_or_a_dict():
     assert a.getvalue() == b.getvalue() and ae_module.write_meta is incoming.write_meta
 
 
+def test_uid_problem_accepts_exactly_digit_components_joined_by_dots():
+    """PS3.5 9.1, as a regular expression says it: ASCII digits, dots between
+    non-empty components, at most 64 characters; anything else is named."""
+    import random
+    import re
+    form = re.compile(r'[0-9]+(?:\.[0-9]+)*')
+    rnd = random.Random(18)
+    alphabet = '0123456789.' * 4 + './x \x00\n\u0661\u00b2\uff11-'
+    strings = [''.join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 70)))
+               for _ in range(20000)]
+    strings += ['1', '0.0', '01.002', '1' * 64, '1.' * 32, '.1', '1.', '1..2', '.', '..',
+                '\u0661.\u0662', '1.\u00b2', '1.2\n', '1 .2', '1.2.3\x00']
+    for uid in strings:
+        problem = incoming.uid_problem(uid, 'SOP Instance UID')
+        if len(uid) > 64:
+            assert problem == "SOP Instance UID longer than 64 characters: " \
+                f"{uid[:40] + '...'!r}"
+        elif form.fullmatch(uid):
+            assert problem is None, uid
+        else:
+            shown = uid[:40] + ('...' if len(uid) > 40 else '')
+            assert problem == f'invalid SOP Instance UID {shown!r}', uid
+    assert incoming.uid_problem('') == incoming.uid_problem(None) == 'no UID'
+    assert incoming.uid_problem(pydicom.uid.UID('1.2.3')) is None
+
+
 def test_meta_bytes_are_pydicoms_file_meta_for_every_class_instance_and_syntax():
     """The parts kept per SOP class and transfer syntax never leak into another
     instance's meta: each call, first or repeated, is what pydicom writes."""
