@@ -60,11 +60,10 @@ class _PendingConnection:
     exactly one of them, by whoever takes the connection out of its table.
     """
 
-    __slots__ = ('peer', 'since', '_control', '_family')
+    __slots__ = ('_address', 'since', '_control', '_family')
 
     def __init__(self, sock, client_address, family: int = socket.AF_INET) -> None:
-        self.peer = ('%s:%s' % (plain_address(client_address[0]), client_address[1])
-                     if client_address else '?')
+        self._address = client_address
         self.since = time.monotonic()
         self._family = family
         try:
@@ -72,6 +71,12 @@ class _PendingConnection:
             self._control: Optional[int] = os.dup(sock.fileno())
         except OSError:  # out of descriptors: this one just cannot be cut early
             self._control = None
+
+    @property
+    def peer(self) -> str:
+        """The peer's address and port, for the log (read only when a line names it)."""
+        address = self._address
+        return '%s:%s' % (plain_address(address[0]), address[1]) if address else '?'
 
     def waited(self) -> float:
         return time.monotonic() - self.since

@@ -68,8 +68,9 @@ _READ_AHEAD = 64 * 1024
 _QUICK_ACK = getattr(socket, 'TCP_QUICKACK', 0)
 _SMALL_WRITE = 1024
 
-# The table's answers already looked up: (state, event, is_requestor) -> (action,
-# next state). Seven events per association; the table's checks run once per cell.
+# The table's answers already looked up: (state, event, is_requestor) -> the
+# transition as ``trace`` records it, (state, event, action, next state). Seven
+# events per association; the table's checks run once per cell.
 _STEPS: dict = {}
 
 # A-ABORT reasons (PS3.8 9.3.8) for the failures we detect.
@@ -555,12 +556,13 @@ class DULServiceProvider:
         key = (self.state, event, self.is_requestor)
         step = _STEPS.get(key)
         if step is None:
-            step = _STEPS[key] = fsm.next_step(*key)     # raises for a blank cell
-        action, next_state = step
+            action, next_state = fsm.next_step(*key)     # raises for a blank cell
+            step = _STEPS[key] = (self.state, event, action, next_state)
+        action = step[2]
+        next_state = step[3]
         if logger.isEnabledFor(TRACE):
-            logger.log(TRACE, '%s: %s + %s -> %s -> %s', self.peer, self.state, event,
-                       action, next_state)
-        self.trace.append((self.state, event, action, next_state))
+            logger.log(TRACE, '%s: %s + %s -> %s -> %s', self.peer, *step)
+        self.trace.append(step)
         self.last_action = action
         self.state = next_state
         if action in SENDING_ACTIONS:

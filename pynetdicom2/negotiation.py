@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from pynetdicom2 import context as association_context, pdu, transcode, uids, userdataitems
@@ -575,6 +576,11 @@ def _implementation_items(assoc_pdu) -> tuple:
     return uid_item, name_item
 
 
+# The empty read-only mapping every association without roles or extended
+# negotiation shares (nothing can reach the dict behind it).
+_NOTHING = MappingProxyType({})
+
+
 def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
                      requestor: bool) -> association_context.AssociationInfo:
     """The ``AssociationInfo`` of ``assoc``, just established by ``rq`` and ``ac``
@@ -607,6 +613,8 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
     answer = None
     extended = {}
     for sub in _user_data(ac):
+        if type(sub) in _PLAIN_SUB_ITEMS:
+            continue                    # most of an AC: nothing to read here
         if isinstance(sub, userdataitems.UserIdentityNegotiationSubItemAc):
             if answer is None:
                 answer = sub
@@ -614,19 +622,22 @@ def association_info(assoc, rq: pdu.AAssociateRqPDU, ac: pdu.AAssociateAcPDU,
             extended[sub.sop_class_uid] = bytes(sub.app_info)
     common = {}
     for sub in _user_data(rq):
-        if isinstance(sub, userdataitems.SOPClassCommonExtendedNegotiationSubItem):
+        if type(sub) not in _PLAIN_SUB_ITEMS and isinstance(
+                sub, userdataitems.SOPClassCommonExtendedNegotiationSubItem):
             common[sub.sop_class_uid] = (sub.service_class_uid,
                                          tuple(sub.related_general_sop_class_uids))
     uid_item, name_item = _implementation_items(ac if requestor else rq)
     contexts = assoc.accepted_contexts
+    roles = assoc.roles
+    # Read-only views of dicts made here (AssociationInfo would copy a dict again).
     return association_context.AssociationInfo(
         calling_ae_title=str(rq.calling_ae_title).strip(),
         called_ae_title=str(rq.called_ae_title).strip(),
         is_requestor=requestor, peer_address=address, peer_port=port,
-        presentation_contexts=tuple(contexts[pc_id] for pc_id in sorted(contexts)),
-        roles=dict(assoc.roles),
-        extended_negotiation=extended,
-        common_extended_negotiation=common,
+        presentation_contexts=tuple([contexts[pc_id] for pc_id in sorted(contexts)]),
+        roles=MappingProxyType(dict(roles)) if roles else _NOTHING,
+        extended_negotiation=MappingProxyType(extended) if extended else _NOTHING,
+        common_extended_negotiation=MappingProxyType(common) if common else _NOTHING,
         user_identity=association_context.UserIdentity.from_sub_item(identity),
         user_identity_response=answer.server_response if answer is not None else None,
         peer_max_pdu_length=assoc.peer_max_pdu_length,
