@@ -407,9 +407,12 @@ def prepared_ac(assoc, rq: pdu.AAssociateRqPDU
     methods of its own, is answered afresh, and its bytes are None.
     """
     key = _ac_key(assoc, rq)
+    try:
+        found = None if key is None else _AC_CACHE.get(key)
+    except TypeError:                   # a value that is no plain value: made afresh
+        key = None
     if key is None:
         return build_ac(assoc, rq), None
-    found = _AC_CACHE.get(key)
     if found is None:
         ac = build_ac(assoc, rq)
         found = (ac, ac.encode(), tuple(assoc.accepted_contexts.items()))
@@ -443,11 +446,14 @@ _PLAIN_SUB_ITEMS = frozenset({
 
 def _ac_key(assoc, rq: pdu.AAssociateRqPDU) -> Optional[tuple]:
     """Every value ``build_ac`` reads for ``rq``, or None when it would call a hook,
-    answer an identity or choose through an AE method not marked as the library's."""
+    answer an identity or choose through an AE method not marked as the library's
+    (a key that cannot be hashed is refused where it is looked up)."""
     ae = assoc.ae
     cls = type(ae)
+    own = getattr(ae, '__dict__', {})
     for name in AC_CHOICE_METHODS:
-        if not getattr(getattr(cls, name, None), 'plain_negotiation', False):
+        # Overridden by the class, or set on the AE itself: its own way, every time.
+        if name in own or not getattr(getattr(cls, name, None), 'plain_negotiation', False):
             return None
     if assoc.user_identity is not None or getattr(ae, 'ts_preferences', None):
         return None
@@ -478,10 +484,6 @@ def _ac_key(assoc, rq: pdu.AAssociateRqPDU) -> Optional[tuple]:
            tuple(contexts), ae.acceptable_sop_classes(), preference,
            ae.prefer_proposed_ts_for_storage, settings.max_pdu_length,
            _implementation(assoc))
-    try:
-        hash(key)
-    except TypeError:
-        return None
     return key
 
 

@@ -266,6 +266,27 @@ def test_an_ae_choosing_its_own_way_is_asked_for_every_request():
 
 
 @pytest.mark.unit
+def test_a_chooser_set_on_the_ae_itself_is_asked_for_every_request():
+    ae = _scp_ae()
+    rq = _request(contexts=((1, VERIFICATION, (uids.EXPLICIT_VR_LITTLE_ENDIAN,
+                                              uids.IMPLICIT_VR_LITTLE_ENDIAN)),))
+    first, _ = _answer(ae, rq, 'prepared')        # kept for the AE as its class chooses
+    asked = []
+
+    def choose(sop_class, proposed, storage=False):
+        asked.append(sop_class)
+        return proposed[-1]
+
+    ae.choose_transfer_syntax = choose
+    for _ in range(2):
+        got, kept = _answer(ae, rq, 'prepared')
+        assert kept is None
+        assert got[1][1].supported_ts == uids.IMPLICIT_VR_LITTLE_ENDIAN
+    assert first[1][1].supported_ts == uids.EXPLICIT_VR_LITTLE_ENDIAN
+    assert asked == [VERIFICATION, VERIFICATION]
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize('extra', [
     userdataitems.ScpScuRoleSelectionSubItem(CT, 1, 1),
     userdataitems.UserIdentityNegotiationSubItem('user', 'secret', 2, 1),
