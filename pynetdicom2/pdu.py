@@ -459,48 +459,64 @@ def decode_associate(raw: Union[bytes, bytearray, memoryview]) -> PDU:
     if len(view) > _KEPT_BYTES:
         return decode_pdu(view)
     key = bytes(view)
-    kept = _KEPT.get(key)
-    if kept is not None:
-        return _copy_item(kept)
+    plan = _KEPT.get(key)
+    if plan is not None:
+        return _build(plan)
     decoded = decode_pdu(view)
     if type(decoded) in _KEPT_TYPES:
         try:
-            kept = _copy_item(decoded)
+            plan = _plan(decoded)
         except TypeError:                   # a value not plain enough to copy: not kept
             return decoded
         if len(_KEPT) >= _KEPT_LIMIT:
             _KEPT.clear()
-        _KEPT[key] = kept
+        _KEPT[key] = plan
     return decoded
 
 
-# Decoded A-ASSOCIATE PDUs by their bytes: never handed out, only copied.
+# How to make the A-ASSOCIATE PDUs decoded before, by their bytes (``_plan``).
 _KEPT: dict = {}
 _KEPT_LIMIT = 64
 _KEPT_BYTES = 8192
 _KEPT_TYPES = frozenset({AAssociateRqPDU, AAssociateAcPDU})
-# Values shared between a kept PDU and its copies: immutable.
+# Values shared between the copies of a PDU: immutable.
 _PLAIN_VALUES = frozenset({str, int, bool, bytes, type(None)})
 _new_object = object.__new__
 
 
-def _copy_item(value: Any) -> Any:
-    """A copy of a decoded PDU, item or sub-item, its lists and objects fresh; a value
-    of a type it does not know (a view into a buffer, say) raises ``TypeError``."""
+def _plan(value: Any) -> tuple:
+    """How ``_build`` makes a fresh copy of a decoded PDU, item or sub-item:
+    ``(type, fields, parts)`` with its plain fields (the others None, in their
+    place) and a plan for each other one; for a list or tuple, ``(type, ((value,
+    None) or (None, plan), ...), None)``. A value of a type it does not know (a
+    view into a buffer, say) raises ``TypeError``."""
     kind = type(value)
-    if kind is list:
-        return [item if type(item) in _PLAIN_VALUES else _copy_item(item) for item in value]
-    if kind is tuple:
-        return tuple([item if type(item) in _PLAIN_VALUES else _copy_item(item)
-                      for item in value])
-    # Wire objects keep their fields in __dict__ (none has slots): copied one level
-    # down at a time.
+    if kind is list or kind is tuple:
+        return (kind, tuple([(item, None) if type(item) in _PLAIN_VALUES
+                             else (None, _plan(item)) for item in value]), None)
+    # Wire objects keep their fields in __dict__ (none has slots).
     if not issubclass(kind, WireObject) or '__slots__' in kind.__dict__:
         raise TypeError(f'cannot copy a {kind.__name__}')
-    fields = value.__dict__
+    fields = dict(value.__dict__)
+    parts = []
+    for name, item in fields.items():
+        if type(item) not in _PLAIN_VALUES:
+            parts.append((name, _plan(item)))
+            fields[name] = None
+    return (kind, fields, tuple(parts))
+
+
+def _build(plan: tuple) -> Any:
+    """A fresh copy from its ``_plan``: lists and objects of its own."""
+    kind, fields, parts = plan
+    if parts is None:
+        items = [item if part is None else _build(part) for item, part in fields]
+        return items if kind is list else tuple(items)
     copy = _new_object(kind)
-    copy.__dict__ = {name: item if type(item) in _PLAIN_VALUES else _copy_item(item)
-                     for name, item in fields.items()}
+    values = fields.copy()
+    for name, part in parts:
+        values[name] = _build(part)
+    copy.__dict__ = values
     return copy
 
 

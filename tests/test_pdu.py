@@ -667,6 +667,7 @@ def test_decode_associate_gives_what_decode_pdu_gives_in_objects_of_its_own(raw)
     third = pdu.decode_associate(memoryview(raw))
     assert first == second == third == pdu.decode_pdu(raw)
     assert third.encode() == pdu.decode_pdu(raw).encode()
+    assert repr(third) == repr(pdu.decode_pdu(raw))     # fields in their order too
     # No list or object is shared: changing one decode changes no other.
     ids = [set(map(id, _every_object(p))) for p in (first, second, third)]
     assert not ids[0] & ids[1] and not ids[1] & ids[2] and not ids[0] & ids[2]
