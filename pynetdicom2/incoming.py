@@ -386,7 +386,10 @@ class _FileDataSet(IncomingDataSet):
         return read_exactly(fp, size)
 
     def _close(self) -> None:
+        # The file object refers back to this owner (``incoming_data_set``): the pair
+        # lives until the cyclic garbage collector runs, so let go of the buffers now.
         self._gathered = bytearray()
+        self._head = None
         fp = self._file
         if fp is not None and not fp.closed:
             fp.close()

@@ -9,12 +9,14 @@ sets to a server in its own process, whose peak RSS is read from /proc.
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import os
 import socket
 import struct
 import sys
 import time
+import tracemalloc
 
 import pydicom
 import pytest
@@ -116,6 +118,34 @@ def fragments(data: bytes, sizes=FRAGMENT_SIZES):
         size = sizes[n % len(sizes)]
         yield data[start:start + size]
         start, n = start + size, n + 1
+
+
+def test_a_stored_instance_leaves_no_buffer_behind_until_the_garbage_collector_runs(
+        tmp_path, big_ct):
+    # An owner and its file refer to each other, so a stored instance's objects wait for
+    # the cyclic collector: what they still hold then must be small, or a busy server's
+    # memory grows with every instance between two collections.
+    folder = Folder(tmp_path / 'store')
+    folder.replace_existing = True  # the same instance 40 times, one file
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for n in range(40):
+            owner = folder.incoming_data_set(CT, '1.2.3.5', EXPLICIT)
+            for fragment in fragments(big_ct, (16378,)):
+                owner.write(memoryview(fragment))
+            assert owner.check() is None
+            owner.commit(CTX)
+            owner.release()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert listing(folder.storage_dir) == ['1.2.3.5.dcm']
+    assert len(folder.stored) == 40
+    assert held < 40 * 4096, f'{held} bytes still held by 40 stored instances'
 
 
 @pytest.mark.parametrize('owner_kind', ['folder', 'temporary'])
