@@ -162,10 +162,9 @@ class _OnDisk:
 
     def window(self, pos: int, size: int):
         want = min(max(size, _FILE_CHUNK), self.end - pos)
-        self.file.seek(self.offset + pos)
-        data = self.file.read(want) if want > 0 else b''
+        data = self._read(pos, want) if want > 0 else b''
         while len(data) < want:  # a raw file may return less than asked
-            more = self.file.read(want - len(data))
+            more = self._read(pos + len(data), want - len(data))
             if not more:
                 self.end = pos + len(data)  # the file is shorter than it said
                 break
@@ -173,11 +172,15 @@ class _OnDisk:
         self.buf, self.base = data, pos
         return data, pos
 
+    def _read(self, pos: int, count: int) -> bytes:
+        self.file.seek(self.offset + pos)
+        return self.file.read(count)
+
     def reach(self, pos: int) -> bool:
         return pos <= self.end
 
 
-class _Written:
+class _Written(_OnDisk):
     """A data set just written to a file whose first bytes are still in memory
     (``head``): those are read where they are, the rest with ``os.pread`` (the file
     position is never moved); the size is known, so nothing asks the file for it."""
@@ -198,19 +201,10 @@ class _Written:
         if pos + size <= len(self.head):
             self.buf, self.base = self.head, 0
             return self.head, 0
-        want = min(max(size, _FILE_CHUNK), self.end - pos)
-        data = os.pread(self.fd, want, self.offset + pos) if want > 0 else b''
-        while len(data) < want:  # a file shorter than it was written (cut by another)
-            more = os.pread(self.fd, want - len(data), self.offset + pos + len(data))
-            if not more:
-                self.end = pos + len(data)
-                break
-            data += more
-        self.buf, self.base = data, pos
-        return data, pos
+        return super().window(pos, size)
 
-    def reach(self, pos: int) -> bool:
-        return pos <= self.end
+    def _read(self, pos: int, count: int) -> bytes:
+        return os.pread(self.fd, count, self.offset + pos)
 
 
 def _pread_chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:
