@@ -53,11 +53,13 @@ _PDU_HEADER = struct.Struct('>BBI')
 # A P-DATA-TF's headers up to its first fragment: the PDU's 6 bytes, then the PDV's
 # length, presentation context ID and message control header (PS3.8 9.3.5, E.2).
 _PDATA_HEADERS = pdu.PDU_HEADER_LENGTH + 6
-_PDV_LENGTH = struct.Struct('>L')
+# Those headers in one: PDU type, reserved, PDU length, PDV length, context ID, control.
+_PDATA_HEAD = struct.Struct('>BxILBB')
 # A P-DATA-TF arriving in Sta6 (PS3.8 Table 9-10): (state, event, action, next state).
 _PDATA_STATE = 'Sta6'
 _PDATA_STEP = (_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF],
                *fsm.next_step(_PDATA_STATE, fsm.EVENT_FOR_PDU_TYPE[pdu.P_DATA_TF], False))
+_PDATA_ACTION = _PDATA_STEP[2]
 # A P-DATA request in Sta6 (PS3.8 Table 9-10): DT-1 sends it, the state stays.
 _PDATA_SEND_STEP = (_PDATA_STATE, 'Evt9', *fsm.next_step(_PDATA_STATE, 'Evt9', False))
 _RECEIVE_CHUNK = 256 * 1024
@@ -112,8 +114,9 @@ class DULServiceProvider:
         #: The latest transitions as (state, event, action, next state), for logs and tests.
         self.trace: deque = deque(maxlen=16)
         # Received bytes live in _buf[_start:_end]; one recv_into may bring several
-        # PDUs, each parsed in place.
-        self._buf = bytearray(_INITIAL_BUFFER)
+        # PDUs, each parsed in place. _buf is a view of a bytearray: each PDU handed
+        # out is a slice of it, without a view made first.
+        self._buf = memoryview(bytearray(_INITIAL_BUFFER))
         self._start = self._end = 0
         self._bulk = False                    # large P-DATA seen: use _BULK_BUFFER
         self._sock_timeout: object = ()       # what settimeout() was last given
@@ -309,23 +312,23 @@ class DULServiceProvider:
         view valid until the next read.
         """
         start = self._start
-        if self._end - start < _PDATA_HEADERS or self.state != _PDATA_STATE:
+        end = self._end
+        if end - start < _PDATA_HEADERS or self.state != _PDATA_STATE:
             return None
         buf = self._buf
-        # PDU type, reserved, PDU length (6 bytes); PDV length (4), context ID, control.
-        pdu_type, _, length = _PDU_HEADER.unpack_from(buf, start)
-        total = pdu.PDU_HEADER_LENGTH + length
-        if (pdu_type != pdu.P_DATA_TF or length < 6 or self._end - start < total
-                or length > (self.max_pdu_length or UNLIMITED_PDATA_CAP)
-                or _PDV_LENGTH.unpack_from(buf, start + 6)[0] != length - 4
+        # PDU type, reserved, PDU length; PDV length, context ID, control: one unpack.
+        pdu_type, length, pdv_length, context_id, control = _PDATA_HEAD.unpack_from(buf, start)
+        stop = start + pdu.PDU_HEADER_LENGTH + length
+        if (pdu_type != pdu.P_DATA_TF or pdv_length != length - 4 or length < 6
+                or stop > end or length > (self.max_pdu_length or UNLIMITED_PDATA_CAP)
                 or logger.isEnabledFor(TRACE)):
             return None
-        self._start = start + total
+        self._start = stop
         if length >= _BULK_PDU_LENGTH:
             self._bulk = True
         self.trace.append(_PDATA_STEP)
-        self.last_action = _PDATA_STEP[2]
-        return buf[start + 10], buf[start + 11], memoryview(buf)[start + 12:start + total]
+        self.last_action = _PDATA_ACTION
+        return context_id, control, buf[start + _PDATA_HEADERS:stop]
 
     def _dispatch(self, pdu_type: int, body: memoryview):
         if pdu_type == pdu.P_DATA_TF and self.state == _PDATA_STATE:
@@ -419,7 +422,7 @@ class DULServiceProvider:
             self._bulk = True
         begin = self._start
         self._start += total
-        return memoryview(self._buf)[begin:begin + total]
+        return self._buf[begin:begin + total]
 
     def _fill(self, need: int, deadline: Optional[float]) -> None:
         """Make ``need`` bytes available at ``_buf[_start:]``, reading as they come."""
@@ -434,10 +437,10 @@ class DULServiceProvider:
                 size = _BULK_BUFFER
             if need > size:
                 size = min(need, max(2 * size, available + _RECEIVE_CHUNK))
-            buf = bytearray(size) if size != len(self._buf) else self._buf
+            buf = memoryview(bytearray(size)) if size != len(self._buf) else self._buf
             if available:
                 # One memmove (a memoryview assignment copes with the overlap).
-                memoryview(buf)[:available] = memoryview(self._buf)[self._start:self._end]
+                buf[:available] = self._buf[self._start:self._end]
             self._buf, self._start, self._end = buf, 0, available
         quick_ack = _QUICK_ACK
         while self._end - self._start < need:
@@ -448,8 +451,8 @@ class DULServiceProvider:
                 self._ack_now()
                 quick_ack = False
             if self._end == len(self._buf):
-                grown = bytearray(min(self._start + need, 2 * len(self._buf)))
-                memoryview(grown)[:self._end] = memoryview(self._buf)[:self._end]
+                grown = memoryview(bytearray(min(self._start + need, 2 * len(self._buf))))
+                grown[:self._end] = self._buf[:self._end]
                 self._buf = grown
             # What is left over after the PDUs read is what later moves to the front
             # of the buffer: at most part of one PDU. PDUs up to _READ_AHEAD long fill
@@ -457,7 +460,7 @@ class DULServiceProvider:
             stop = len(self._buf)
             if need > _READ_AHEAD:
                 stop = min(stop, self._start + need + _READ_AHEAD)
-            self._end += self._recv_into(memoryview(self._buf)[self._end:stop], deadline)
+            self._end += self._recv_into(self._buf[self._end:stop], deadline)
 
     def _recv_into(self, view: memoryview, deadline: Optional[float]) -> int:
         """One ``recv_into``, bounded by ``deadline``; returns the count (never 0)."""

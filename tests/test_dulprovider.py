@@ -208,3 +208,20 @@ def test_buffered_pdv_only_in_sta6():
         assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 0, b'xy')]
         assert dul.buffered_pdv() is None                          # the second is buffered
         assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 2, b'z')]
+
+
+def test_buffered_pdv_leaves_a_pdv_shorter_than_its_headers_to_receive_pdu():
+    # A PDV of one byte (its context ID, no message control header, PS3.8 9.3.5.1)
+    # between good PDUs: 12 bytes are there, but they are not one PDV's headers.
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False)
+        dul.state = 'Sta6'
+        peer.sendall(_pdata((1, b'\x00xy')) + struct.pack('>BxLLB', pdu.P_DATA_TF, 5, 1, 1)
+                     + _pdata((1, b'\x02z')))
+        time.sleep(0.05)  # every byte sent is there before the first read
+        assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 0, b'xy')]
+        assert dul.buffered_pdv() is None
+        assert dul.state == 'Sta6'
+        with pytest.raises(PDUProcessingError):
+            dul.receive_pdu(2)
