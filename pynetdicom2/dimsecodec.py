@@ -472,8 +472,17 @@ def _dataset_state() -> tuple:
     return kept
 
 
+# Whether pydicom's objects keep their attributes in a __dict__ to copy (every pydicom
+# from 2.4 to 3.0 does); if a later one does not, its constructors are used.
+_COPYABLE = all(not hasattr(cls, '__slots__') for cls in (DataElement, Dataset))
+
+
 def dataset_from(elements: Dict[int, Any]) -> Dataset:
     """A pydicom Dataset holding ``{element number: value}`` as group-0000 elements."""
+    if not _COPYABLE:
+        return Dataset({BaseTag(element): DataElement(
+            element, _VR_OF.get(element, 'UN'), value, already_converted=True)
+            for element, value in elements.items()})
     mode = pydicom_config.settings.reading_validation_mode
     state_of = _element_states.get
     items = {}

@@ -314,6 +314,16 @@ def test_dataset_from_makes_what_pydicoms_constructors_make(mode, future):
         config.settings.reading_validation_mode, config._use_future = saved
 
 
+def test_dataset_from_uses_the_constructors_when_pydicom_objects_cannot_be_copied(
+        monkeypatch):
+    # A pydicom whose DataElement or Dataset had __slots__ (no __dict__ to copy).
+    monkeypatch.setattr(dimsecodec, '_COPYABLE', False)
+    elements = {0x0002: '1.2.3', 0x0100: 1, 0x0110: 5, 0x2222: b'\x01\x02'}
+    ours, theirs = dimsecodec.dataset_from(elements), _constructed(elements)
+    assert vars(ours) == vars(theirs)
+    assert [vars(element) for element in ours] == [vars(element) for element in theirs]
+
+
 def test_datasets_from_dataset_from_share_nothing_changeable():
     first = dimsecodec.dataset_from({0x0100: 1, 0x0110: 5})
     second = dimsecodec.dataset_from({0x0100: 1, 0x0110: 6})
