@@ -15,6 +15,7 @@ process (``process_count``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import mmap
 import os
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from typing import Callable, Dict, List, Optional, Tuple
 
 logger = logging.getLogger(__name__)
@@ -92,6 +94,12 @@ def _on_sigterm(signum, frame) -> None:
     raise WorkerStop()
 
 
+def _new_thread_lock(counts_ref) -> None:
+    counts = counts_ref()
+    if counts is not None:
+        counts._thread_lock = threading.Lock()
+
+
 class SharedCounts:
     """Two counters per worker, in memory the parent and its workers share.
 
@@ -101,7 +109,9 @@ class SharedCounts:
     (``lockf``: per process, released by the kernel if a worker dies holding it).
     ``held``: connections a worker has accepted and not yet closed, for balancing
     (``least_loaded``). The parent clears a dead worker's counters before replacing
-    it. Within a process the caller serializes its calls (the AE holds its lock).
+    it. A file lock belongs to a process, not a thread, so the threads of one process
+    take the file lock one at a time (``_thread_lock``): two of them at once would
+    share it, and Linux may then refuse one with EDEADLK.
     """
 
     _FIELDS = 2     # admitted, held
@@ -116,17 +126,22 @@ class SharedCounts:
         self._memory = mmap.mmap(-1, 8 * self._FIELDS * slots)
         self._values = memoryview(self._memory).cast('q')
         self._lockfile = tempfile.TemporaryFile(prefix='pynetdicom2-workers-')
+        self._thread_lock = threading.Lock()
+        # A worker forked while another thread of the parent held it starts unlocked.
+        os.register_at_fork(after_in_child=functools.partial(_new_thread_lock,
+                                                             weakref.ref(self)))
         for slot in range(slots):
             self._values[2 * slot + 1] = self._DEAD
 
     @contextlib.contextmanager
     def _locked(self):
         fd = self._lockfile.fileno()
-        self._fcntl.lockf(fd, self._fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            self._fcntl.lockf(fd, self._fcntl.LOCK_UN)
+        with self._thread_lock:
+            self._fcntl.lockf(fd, self._fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                self._fcntl.lockf(fd, self._fcntl.LOCK_UN)
 
     def admit(self, slot: int, limit: Optional[int]) -> bool:
         """Count one more association for ``slot`` unless ``limit`` (over all workers)

@@ -507,3 +507,47 @@ def test_fewer_than_one_worker_is_refused(bad):
     with pytest.raises(ValueError, match='at least 1'):
         ae_module.AE('WORKERS', 0, bind_address='127.0.0.1', bind_and_activate=False,
                      workers=bad)
+
+
+
+def _admit_and_leave(counts: workers.SharedCounts, slot: int) -> List[BaseException]:
+    """Eight threads admitting and leaving 2000 times each; what they raised."""
+    errors: List[BaseException] = []
+
+    def run() -> None:
+        try:
+            for _ in range(2000):
+                assert counts.admit(slot, None)
+                counts.leave(slot)
+        except BaseException as exc:  # noqa: BLE001 (reported by the test)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    return errors
+
+
+def test_shared_counts_take_turns_between_the_threads_of_several_processes():
+    # A file lock belongs to a process: threads of several processes taking it at once
+    # made Linux refuse one (EDEADLK: qrscp --workers aborted that association) and
+    # lost counts. The parent and two workers, eight threads each.
+    counts = workers.SharedCounts(3)
+    children = []
+    for slot in (1, 2):
+        child = os.fork()
+        if child == 0:  # a worker: exit status 0 when none of its threads failed
+            code = 1
+            try:
+                code = 1 if _admit_and_leave(counts, slot) else 0
+            finally:
+                os._exit(code)
+        children.append(child)
+    try:
+        errors = _admit_and_leave(counts, 0)
+    finally:
+        statuses = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
+    assert errors == [] and statuses == [0, 0]
+    assert counts.admitted() == 0

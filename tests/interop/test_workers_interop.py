@@ -157,7 +157,8 @@ def test_qrscp_with_two_workers_keeps_its_index_in_agreement_with_the_disk(tmp_p
                         '127.0.0.1', port)
         log = peers.process_output(proc)
     for sender in senders:
-        assert sender.returncode == 0, peers.process_output(sender)
+        assert sender.returncode == 0, (peers.process_output(sender)
+                                        + '\n--- the server ---\n' + log)
         statuses = [line.rsplit(' ', 1)[1] for line in
                     pathlib.Path(sender.logdir, 'stdout').read_text().splitlines()]
         assert statuses == ['0'] * 11
