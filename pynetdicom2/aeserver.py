@@ -188,6 +188,8 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         self._idle_threads = 0
         self._idle_lock = threading.Lock()
         self._handover: queue.SimpleQueue = queue.SimpleQueue()
+        # Set by quit(): a thread that finishes its association after that ends too.
+        self._idle_closed = False
         self._bound = False
         self.local_ae = AETParams(bind_address or socket.gethostname(), ae_title, port)
         socketserver.ThreadingTCPServer.__init__(
@@ -370,6 +372,8 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
     def _next_connection(self) -> tuple:
         """Wait ``idle_thread_timeout`` for a connection; ``(None, None)``: end."""
         with self._idle_lock:
+            if self._idle_closed:
+                return None, None
             self._idle_threads += 1
         try:
             return self._handover.get(timeout=self.idle_thread_timeout)
@@ -385,6 +389,7 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
 
     def _end_idle_threads(self) -> None:
         with self._idle_lock:
+            self._idle_closed = True
             for _ in range(self._idle_threads):
                 self._handover.put((None, None))
             self._idle_threads = 0
@@ -464,6 +469,8 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         (a worker that dies is replaced). Workers end with this thread."""
         count = worker_processes.process_count(self.workers)
         if count <= 1 or self.worker_number is not None:
+            with self._idle_lock:
+                self._idle_closed = False
             socketserver.ThreadingTCPServer.serve_forever(self, poll_interval)
             return
         self._supervising = True
@@ -513,6 +520,7 @@ class AE(socketserver.ThreadingTCPServer, AEBase):
         self._idle_lock = threading.Lock()
         self._handover = queue.SimpleQueue()
         self._idle_threads = 0
+        self._idle_closed = False
         self._active = set()
         self._pending = {}
         self._serving_thread = None

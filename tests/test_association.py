@@ -361,6 +361,23 @@ def test_back_to_back_associations_reuse_their_thread_until_it_idles_out():
         assert echo(scu, remote(srv), 11).is_success                # a new one serves
 
 
+def test_quit_ends_a_thread_whose_association_ends_after_it():
+    class SlowToFinish(ae_module.AE):
+        def serve_association(self, sock, client_address):
+            super().serve_association(sock, client_address)
+            finished.wait(10)  # still finishing this association when quit() runs
+
+    finished = threading.Event()
+    srv = make_server(SlowToFinish)
+    srv.idle_thread_timeout = 60
+    others = set(_association_threads(srv))
+    with srv:
+        assert echo(client(), remote(srv), 1).is_success
+        assert _settles(lambda: len(set(_association_threads(srv)) - others) == 1)
+    finished.set()  # after quit(): the thread would now wait for the next connection
+    assert _settles(lambda: not set(_association_threads(srv)) - others, 2)
+
+
 def test_quit_ends_idle_association_threads_at_once():
     srv = make_server()
     srv.idle_thread_timeout = 60
