@@ -197,7 +197,8 @@ class DIMSEMessage:
         # Dataset[tag] gives a DataElement from its element dict as it is (pydicom 2.x and
         # 3.x alike): read there (Dataset.get 2.7 us -> 0.3 us). A raw element, not yet
         # converted, takes Dataset's way.
-        elem = ds._dict.get(tag)
+        elements_of = getattr(ds, '_dict', None)  # None: a pydicom that keeps them elsewhere
+        elem = elements_of.get(tag) if elements_of is not None else ds.get(tag)
         if type(elem) is not DataElement:
             if elem is None:
                 return None

@@ -472,9 +472,11 @@ def _dataset_state() -> tuple:
     return kept
 
 
-# Whether pydicom's objects keep their attributes in a __dict__ to copy (every pydicom
-# from 2.4 to 3.0 does); if a later one does not, its constructors are used.
-_COPYABLE = all(not hasattr(cls, '__slots__') for cls in (DataElement, Dataset))
+# Whether pydicom's objects keep their attributes in a __dict__ to copy, the Dataset's
+# elements in its ``_dict`` (every pydicom from 2.4 to 3.0 does); if a later one does
+# not, its constructors are used.
+_COPYABLE = (all(not hasattr(cls, '__slots__') for cls in (DataElement, Dataset))
+             and '_dict' in vars(Dataset()))
 
 
 def dataset_from(elements: Dict[int, Any]) -> Dataset:
