@@ -157,12 +157,12 @@ class Association:
                     return self._received(msg, context_id)
             if dul is not None:
                 # The PDUs already received: a data set's go to its sink by runs.
-                pdv = self._feed_run(dul.buffered_pdv)
+                pdv = self._feed_run(dul)
                 while pdv is not None:
                     msg = self._feed(*pdv)
                     if msg is not None:
                         return self._received(msg, pdv[0])
-                    pdv = self._feed_run(dul.buffered_pdv)
+                    pdv = self._feed_run(dul)
             try:
                 settings = self._settings
                 timeout = (settings.idle_wait if idle and not self._assembler.in_progress
@@ -209,12 +209,12 @@ class Association:
             self.abort_as_provider(0)
             raise DIMSEProcessingError(f'from {self.dul.peer}: {exc}') from exc
 
-    def _feed_run(self, next_pdv):
-        """``_feed`` of the data fragments ``next_pdv`` gives while they continue the
-        data set being written (``MessageAssembler.feed_data_run``); the first PDV
-        that does not is returned, for ``_feed``."""
+    def _feed_run(self, dul):
+        """``_feed`` of the data fragments ``dul`` has already received that continue
+        the data set being written (``MessageAssembler.feed_data_run``); the next PDV
+        it has is returned, for ``_feed`` (None: none)."""
         try:
-            return self._assembler.feed_data_run(next_pdv)
+            return self._assembler.feed_data_run(dul.buffered_data_run, dul.buffered_pdv)
         except DIMSEProcessingError as exc:
             self._discard_partial()
             self.abort_as_provider(0)

@@ -18,6 +18,7 @@ import ssl
 import struct
 import time
 from collections import deque
+from itertools import repeat
 from typing import Callable, Optional, Union
 
 from pynetdicom2 import fsm, pdu, pdudumps
@@ -26,7 +27,7 @@ from pynetdicom2.pdudumps import TRACE
 from pynetdicom2.exceptions import (
     AssociationAbortedError, AssociationRejectedError, DCMTimeoutError, NetDICOMError,
     PDUProcessingError)
-from pynetdicom2.fragmentation import PDataFragments
+from pynetdicom2.fragmentation import COMMAND_FRAGMENT, LAST_FRAGMENT, PDataFragments
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ _PDATA_ACTION = _PDATA_STEP[2]
 # A P-DATA request in Sta6 (PS3.8 Table 9-10): DT-1 sends it, the state stays.
 _PDATA_SEND_STEP = (_PDATA_STATE, 'Evt9', *fsm.next_step(_PDATA_STATE, 'Evt9', False))
 _RECEIVE_CHUNK = 256 * 1024
+# Most fragments ``buffered_data_run`` hands over at once (an os.writev takes 1024).
+_MAX_RUN = 256
+_COMMAND_OR_LAST = COMMAND_FRAGMENT | LAST_FRAGMENT
 _READ_AHEAD = 64 * 1024
 
 # Linux's TCP_QUICKACK (0: not available), and how few bytes of a PDU may have come
@@ -329,6 +333,39 @@ class DULServiceProvider:
         self.trace.append(_PDATA_STEP)
         self.last_action = _PDATA_ACTION
         return context_id, control, buf[start + _PDATA_HEADERS:stop]
+
+    def buffered_data_run(self, context_id: int) -> list:
+        """The fragments of the P-DATA-TF PDUs already received that continue a data
+        set on ``context_id``, in order: each a whole PDU of one PDV, a data fragment
+        that is not the last. Empty when the next PDU is anything else.
+
+        ``buffered_pdv`` for a data set's stream, a run at a time: one loop, and the
+        fragments go to the file together. They are views valid until the next read.
+        """
+        run: list = []
+        if self.state != _PDATA_STATE or logger.isEnabledFor(TRACE):
+            return run
+        buf = self._buf
+        start = self._start
+        end = self._end
+        cap = self.max_pdu_length or UNLIMITED_PDATA_CAP
+        unpack = _PDATA_HEAD.unpack_from
+        while end - start >= _PDATA_HEADERS and len(run) < _MAX_RUN:
+            pdu_type, length, pdv_length, pdv_context, control = unpack(buf, start)
+            stop = start + pdu.PDU_HEADER_LENGTH + length
+            if (pdu_type != pdu.P_DATA_TF or pdv_length != length - 4 or length < 6
+                    or stop > end or length > cap or pdv_context != context_id
+                    or control & _COMMAND_OR_LAST):
+                break
+            run.append(buf[start + _PDATA_HEADERS:stop])
+            start = stop
+        if run:
+            self._start = start
+            if len(run[-1]) + 6 >= _BULK_PDU_LENGTH:  # the PDU's length: PDV headers too
+                self._bulk = True
+            self.trace.extend(repeat(_PDATA_STEP, min(len(run), self.trace.maxlen)))
+            self.last_action = _PDATA_ACTION
+        return run
 
     def _dispatch(self, pdu_type: int, body: memoryview):
         if pdu_type == pdu.P_DATA_TF and self.state == _PDATA_STATE:

@@ -131,6 +131,12 @@ class IncomingDataSet:
         """Take the next fragment of the data set; ``OSError``: it cannot be kept."""
         raise NotImplementedError
 
+    def write_run(self, fragments) -> None:
+        """``write`` each of ``fragments`` in order (a data set's PDUs received
+        together; each may be a view of a receive buffer, valid only during the call)."""
+        for fragment in fragments:
+            self.write(fragment)
+
     # -- deciding ---------------------------------------------------------------------
 
     def scan(self) -> Optional[dscheck.ScanResult]:
@@ -221,9 +227,10 @@ class _FileDataSet(IncomingDataSet):
     """A data set received into a Part-10 file: preamble, file meta, then the data set.
 
     Fragments are gathered in memory and reach the file in page-aligned chunks of
-    ``_WRITE_CHUNK`` bytes; ``file`` (the file object, for a hook or a 0.9.x
-    ``get_file``) writes out what is gathered first, so whoever holds it sees every
-    byte received so far.
+    ``_WRITE_CHUNK`` bytes; a run of fragments (``write_run``) goes out in whole pages
+    at once, uncopied. ``file`` (the file object, for a hook or a 0.9.x ``get_file``)
+    writes out what is gathered first, so whoever holds it sees every byte received
+    so far.
     """
 
     def __init__(self, sop_class_uid, sop_instance_uid, transfer_syntax) -> None:
@@ -298,18 +305,60 @@ class _FileDataSet(IncomingDataSet):
                 self._write_all(rest[:whole])
         gathered += rest[whole:]
 
-    def _keep_head(self, count: int) -> None:
-        """Keep the data set's first bytes (of the ``count`` about to be written)."""
-        start = self.offset - self._written
-        self._head = bytes(self._gathered[start:min(count, start + _HEAD)]) \
-            if start >= 0 else b''
+    def write_run(self, fragments) -> None:
+        # What fills whole pages goes from the receive buffer to the file in one
+        # os.writev, with what was gathered before it (no copy of the fragments);
+        # what is left of the last page is gathered.
+        gathered = self._gathered
+        total = len(gathered) + sum(map(len, fragments))
+        last = fragments[-1]
+        tail = total % _PAGE
+        if total < _PAGE or self._fd is None or len(last) < tail:
+            for fragment in fragments:
+                self.write(fragment)
+            return
+        pieces = [gathered, *fragments]
+        pieces[-1] = last[:len(last) - tail]
+        if self._head is None:
+            self._keep_head(pieces)
+        try:
+            done = os.writev(self._fd, pieces)
+            self._written += done
+            if done < total - tail:  # a partial write: the rest one piece at a time
+                for piece in pieces:
+                    if done >= len(piece):
+                        done -= len(piece)
+                        continue
+                    self._write_all(memoryview(piece)[done:])
+                    done = 0
+        except BaseException:
+            self._gathered = bytearray(gathered)  # a traceback may hold a view
+            raise
+        del gathered[:]
+        gathered += last[len(last) - tail:]
+
+    def _keep_head(self, pieces) -> None:
+        """Keep the data set's first bytes, from ``pieces``: the next bytes the file
+        gets, as a list of bytes-like objects (nothing kept if the start is past)."""
+        skip = self.offset - self._written  # the file meta before the data set
+        if skip < 0:
+            self._head = b''
+            return
+        wanted = skip + _HEAD
+        parts = []
+        for piece in pieces:
+            if wanted <= 0:
+                break
+            parts.append(piece[:wanted])
+            wanted -= len(parts[-1])
+        self._head = b''.join(parts)[skip:]
 
     def _write_gathered_and(self, more: memoryview) -> None:
         """Write all that is gathered, then ``more``, with one ``os.writev``."""
         gathered = self._gathered
         count = len(gathered)
         if self._head is None:
-            self._keep_head(count)
+            self._keep_head((gathered, more))
         try:
             view = memoryview(gathered)
             total = count + len(more)
@@ -333,7 +382,8 @@ class _FileDataSet(IncomingDataSet):
         if not count:
             return
         if self._head is None:
-            self._keep_head(count)
+            with memoryview(self._gathered) as view:
+                self._keep_head((view[:count],))
         try:
             self._write_all(memoryview(self._gathered)[:count])
         except BaseException:
@@ -508,6 +558,9 @@ class NullDataSet(IncomingDataSet):
         self.offset = 0
 
     def write(self, fragment) -> None:
+        pass
+
+    def write_run(self, fragments) -> None:
         pass
 
     def check(self) -> Optional[Refusal]:

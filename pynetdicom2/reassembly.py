@@ -191,37 +191,37 @@ class MessageAssembler:
         return DIMSEProcessingError(
             f'writing the data set of {type(msg).__name__} to its file failed: {exc}')
 
-    def feed_data_run(self, next_pdv: Callable[[], Optional[Tuple[int, int, Any]]]
+    def feed_data_run(self, take_run: Callable[[int], List[Any]],
+                      next_pdv: Callable[[], Optional[Tuple[int, int, Any]]]
                       ) -> Optional[Tuple[int, int, Any]]:
-        """Write the data fragments ``next_pdv()`` gives into the sink of the message
-        in progress, as ``feed`` would, while each is a data fragment on its context
-        and not the last; return the first PDV not taken (to ``feed``), or None when
-        ``next_pdv`` has no more.
+        """Write the data fragments already received that continue the data set in
+        progress into its sink, as ``feed`` would, then return ``next_pdv()`` (the
+        next PDV for ``feed``, or None).
 
-        A data set's PDUs already received (``DULServiceProvider.buffered_pdv``) go
-        to their file without ``feed``'s checks per fragment: those are the same for
-        every fragment of the run, and were made for the one before it.
+        ``take_run(context_id)`` gives them (``DULServiceProvider.buffered_data_run``):
+        data fragments on the message's context, none the last. They go to the sink
+        together (its ``write_run``, when it has one), without ``feed``'s checks per
+        fragment: those are the same for every fragment of the run, and were made for
+        the one before it.
         """
-        pdv = next_pdv()
         sink = self._sink
         if sink is None:
-            return pdv
-        write = sink.write
-        context = self._context_id
-        while pdv is not None:
-            context_id, control_header, fragment = pdv
-            # Bits 2-7 are reserved (PS3.8 E.2); a command or last fragment goes to feed.
-            if context_id != context or control_header & _COMMAND_OR_LAST:
-                return pdv
+            return next_pdv()
+        run = take_run(self._context_id)
+        if run:
             try:
-                write(fragment)
+                write_run = getattr(sink, 'write_run', None)
+                if write_run is not None:
+                    write_run(run)
+                else:
+                    write = sink.write
+                    for fragment in run:
+                        write(fragment)
             except OSError as exc:
                 self._sink_failed(self._msg, exc)
-                return next_pdv()
             except ValueError as exc:
                 raise self._write_failed(self._msg, exc) from exc
-            pdv = next_pdv()
-        return None
+        return next_pdv()
 
     def _complete(self, msg: DIMSEMessage) -> None:
         # TRACE: the association's DEBUG log shows each message whole (dumps.command).

@@ -46,6 +46,9 @@ class MemoryDUL:
     def buffered_pdv(self):
         return None  # every PDU takes receive_pdu here
 
+    def buffered_data_run(self, context_id):
+        return []
+
     def data_waiting(self) -> bool:
         return bool(self.inbox)
 

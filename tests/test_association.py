@@ -593,19 +593,41 @@ class _BufferedMemoryDUL(memassoc.MemoryDUL):
     hold_every = None
     calls = 0
 
-    def buffered_pdv(self):
-        self.calls += 1
-        if self.hold_every and self.calls % self.hold_every == 0:
-            return None
+    def _whole_pdu(self):
+        """The length of the whole one-PDV P-DATA-TF at the inbox's start, or None."""
         inbox = self.inbox
         if len(inbox) < 12 or inbox[0] != pdu.P_DATA_TF:
             return None
         length, pdv_length = struct.unpack_from('>L L', inbox, 2)
         if pdv_length != length - 4 or len(inbox) < 6 + length:
             return None
-        raw = bytes(inbox[:6 + length])
-        del inbox[:6 + length]
+        return 6 + length
+
+    def _take(self, size):
+        raw = bytes(self.inbox[:size])
+        del self.inbox[:size]
         return raw[10], raw[11], memoryview(raw)[12:]
+
+    def _held(self):
+        self.calls += 1
+        return self.hold_every and self.calls % self.hold_every == 0
+
+    def buffered_pdv(self):
+        if self._held():
+            return None
+        size = self._whole_pdu()
+        return None if size is None else self._take(size)
+
+    def buffered_data_run(self, context_id):
+        """As the real DUL's: the data fragments that follow on ``context_id``, none
+        the last, until one is not (or is held back)."""
+        run = []
+        while not self._held():
+            size = self._whole_pdu()
+            if size is None or self.inbox[10] != context_id or self.inbox[11] & 0x03:
+                break
+            run.append(self._take(size)[2])
+        return run
 
 
 def _buffered_storage(tmp_path):
@@ -619,9 +641,9 @@ def _buffered_storage(tmp_path):
     return ae, assoc, dul
 
 
-def _ct_store_pdus(tmp_path, max_pdu_length):
+def _ct_store_pdus(tmp_path, max_pdu_length, rows=64):
     ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.9',
-                                      rows=64, cols=64))
+                                      rows=rows, cols=64))
     rq = dimse.CStoreRQMessage()
     rq.message_id = 7
     rq.affected_sop_class_uid = str(ds.SOPClassUID)
@@ -639,11 +661,13 @@ def split_pdus(stream: bytes):
     return pdus
 
 
-@pytest.mark.parametrize('hold_every', [None, 2, 3])
-def test_a_data_set_already_received_is_written_whole(tmp_path, hold_every):
+@pytest.mark.parametrize('hold_every', [None, 2, 3, 7])
+@pytest.mark.parametrize('max_pdu_length, rows', [(1024, 64), (16384, 2048)])
+def test_a_data_set_already_received_is_written_whole(tmp_path, hold_every,
+                                                       max_pdu_length, rows):
     ae, assoc, dul = _buffered_storage(tmp_path)
     dul.hold_every = hold_every
-    ds, pdus = _ct_store_pdus(tmp_path, 1024)
+    ds, pdus = _ct_store_pdus(tmp_path, max_pdu_length, rows)
     assert len(pdus) > 8
     dul.feed(b''.join(pdus))
     msg, pc_id = assoc.receive()

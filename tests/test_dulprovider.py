@@ -198,6 +198,38 @@ def test_buffered_pdv_takes_whole_one_pdv_pdata_and_leaves_the_rest():
         assert dul.state != 'Sta6'
 
 
+def test_buffered_data_run_takes_the_data_fragments_that_continue_a_data_set():
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False, max_pdu_length=1000)
+        dul.state = 'Sta6'
+        assert dul.buffered_data_run(1) == []                      # nothing read yet
+        stream = (_pdata((1, b'\x00' + b'z' * 3))                  # read by receive_pdu
+                  + _pdata((1, b'\x00a')) + _pdata((1, b'\xfcb'))   # reserved bits set
+                  + _pdata((3, b'\x00c'))                          # another context
+                  + _pdata((3, b'\x00d')) + _pdata((3, b'\x01e'))   # a command fragment
+                  + _pdata((3, b'\x02f'))                          # the last
+                  + _pdata((3, b'\x00g'), (3, b'\x02h'))           # two PDVs
+                  + _pdata((3, b'\x00' + b'i' * 1200)))            # over max_pdu_length
+        peer.sendall(stream[:-100])
+        time.sleep(0.05)  # every byte sent is there before the first read
+        assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 0, b'zzz')]
+        assert [bytes(f) for f in dul.buffered_data_run(1)] == [b'a', b'b']
+        assert dul.buffered_data_run(1) == []
+        assert [bytes(f) for f in dul.buffered_data_run(3)] == [b'c', b'd']
+        assert dul.buffered_data_run(3) == []
+        assert [(c, h, bytes(f)) for c, h, f in [dul.buffered_pdv(), dul.buffered_pdv()]] \
+            == [(3, 1, b'e'), (3, 2, b'f')]
+        assert dul.buffered_data_run(3) == []                      # several PDVs
+        assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(3, 0, b'g'),
+                                                                         (3, 2, b'h')]
+        assert dul.buffered_data_run(3) == []                      # incomplete, then too long
+        peer.sendall(stream[-100:])
+        with pytest.raises(PDUProcessingError, match='1000'):
+            dul.receive_pdu(2)
+        assert dul.state != 'Sta6'
+
+
 def test_buffered_pdv_only_in_sta6():
     ours, peer = socket.socketpair()
     with ours, peer:
@@ -207,6 +239,7 @@ def test_buffered_pdv_only_in_sta6():
         time.sleep(0.05)
         assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 0, b'xy')]
         assert dul.buffered_pdv() is None                          # the second is buffered
+        assert dul.buffered_data_run(1) == []
         assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == [(1, 2, b'z')]
 
 

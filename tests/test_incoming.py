@@ -120,6 +120,26 @@ def fragments(data: bytes, sizes=FRAGMENT_SIZES):
         start, n = start + size, n + 1
 
 
+def feed(owner, data: bytes, sizes=FRAGMENT_SIZES, runs=None) -> None:
+    """Write ``data`` into ``owner`` in fragments of ``sizes``: one ``write`` each, or
+    (``runs``, a cycle of run lengths) ``write_run`` of that many at a time, as the
+    receive loop hands over the PDUs already received."""
+    pieces = [memoryview(fragment) for fragment in fragments(data, sizes)]
+    if runs is None:
+        for piece in pieces:
+            owner.write(piece)
+        return
+    n = 0
+    while pieces:
+        count = runs[n % len(runs)]
+        owner.write_run(pieces[:count])
+        del pieces[:count]
+        n += 1
+
+
+RUNS = (1, 8, 3, 16, 2, 40)
+
+
 def test_a_stored_instance_leaves_no_buffer_behind_until_the_garbage_collector_runs(
         tmp_path, big_ct):
     # An owner and its file refer to each other, so a stored instance's objects wait for
@@ -149,14 +169,16 @@ def test_a_stored_instance_leaves_no_buffer_behind_until_the_garbage_collector_r
 
 
 @pytest.mark.parametrize('owner_kind', ['folder', 'temporary'])
-def test_fragments_of_any_size_reach_the_file_byte_for_byte(tmp_path, big_ct, owner_kind):
+@pytest.mark.parametrize('sizes, runs', [(FRAGMENT_SIZES, None), (FRAGMENT_SIZES, RUNS),
+                                         ((16378,), RUNS), ((1018, 4095, 1), RUNS)])
+def test_fragments_of_any_size_reach_the_file_byte_for_byte(tmp_path, big_ct, owner_kind,
+                                                            sizes, runs):
     folder = Folder(tmp_path / 'store')
     if owner_kind == 'folder':
         owner = folder.incoming_data_set(CT, '1.2.3.5', EXPLICIT)
     else:
         owner = incoming.TemporaryDataSet(CT, '1.2.3.5', EXPLICIT)
-    for fragment in fragments(big_ct):
-        owner.write(memoryview(fragment))
+    feed(owner, big_ct, sizes, runs)
     assert owner.check() is None
     assert owner.for_hook(False) == big_ct
     received = pydicom.dcmread(owner.for_hook(True))
@@ -197,6 +219,20 @@ class Trickle(io.RawIOBase):
     def close(self):
         self.inner.close()
         super().close()
+
+
+def test_a_run_the_system_writes_in_part_still_reaches_the_file_whole(
+        tmp_path, big_ct, monkeypatch):
+    writev = os.writev
+    monkeypatch.setattr(incoming.os, 'writev',
+                        lambda fd, buffers: writev(fd, [b''.join(buffers)[:5000]]))
+    folder = Folder(tmp_path / 'store')
+    owner = folder.incoming_data_set(CT, '1.2.3.5', EXPLICIT)
+    feed(owner, big_ct, (16378, 5000), RUNS)
+    assert owner.check() is None
+    path = owner.commit(CTX)
+    owner.release()
+    assert data_set_of(path) == big_ct
 
 
 def test_a_file_that_takes_less_than_it_is_given_still_gets_every_byte(tmp_path, big_ct):
@@ -738,8 +774,9 @@ def _with_private_value(ct: bytes, size: int) -> bytes:
 
 
 @pytest.mark.parametrize('owner_kind', ['folder', 'temporary'])
+@pytest.mark.parametrize('runs', [None, (1, 5, 2)])
 def test_the_check_of_a_data_set_in_its_file_says_what_a_read_back_says(
-        tmp_path, ct, big_ct, owner_kind):
+        tmp_path, ct, big_ct, owner_kind, runs):
     """Headers past the bytes kept in memory, a cut, a damaged header after the pixel
     data, a UID past the head: the owner's verdict is the verdict on its file."""
     from pynetdicom2 import dscheck
@@ -759,8 +796,7 @@ def test_the_check_of_a_data_set_in_its_file_says_what_a_read_back_says(
             owner = folder.incoming_data_set(CT, uid, EXPLICIT)
         else:
             owner = incoming.TemporaryDataSet(CT, uid, EXPLICIT)
-        for fragment in fragments(data, (16378,)):
-            owner.write(fragment)
+        feed(owner, data, (16378,), runs)
         verdict = owner.scan()   # a small one is still all in memory: read there
         assert verdict == dscheck.scan_data_set(data, EXPLICIT), name
         expected = None if verdict.problem is None else incoming.Refusal(0xC000,

@@ -212,6 +212,22 @@ class _Sink(io.BytesIO):
         return super().write(data)
 
 
+def _queue(pdvs):
+    """``next_pdv`` and ``take_run`` over ``pdvs``, as the DUL's ``buffered_pdv`` and
+    ``buffered_data_run`` over the PDUs it has received."""
+    pending = list(pdvs)
+
+    def next_pdv():
+        return pending.pop(0) if pending else None
+
+    def take_run(context_id):
+        run = []
+        while pending and pending[0][0] == context_id and not pending[0][1] & 0x03:
+            run.append(pending.pop(0)[2])
+        return run
+    return next_pdv, take_run
+
+
 def _drive(pdvs, use_runs, fail_at=None, error=None, sink_for_all=True):
     """Feed ``pdvs`` as Association.receive does (``feed``, then ``feed_data_run`` of
     the rest when ``use_runs``); what came out: messages, sink bytes, discards, error."""
@@ -225,11 +241,7 @@ def _drive(pdvs, use_runs, fail_at=None, error=None, sink_for_all=True):
 
     assembler = reassembly.MessageAssembler(data_sink, discarded.append,
                                             max_memory_data_set=100)
-    queue = iter(pdvs)
-
-    def next_pdv():
-        return next(queue, None)
-
+    next_pdv, take_run = _queue(pdvs)
     try:
         pdv = next_pdv()
         while pdv is not None:
@@ -239,7 +251,7 @@ def _drive(pdvs, use_runs, fail_at=None, error=None, sink_for_all=True):
                 got.append((type(msg).__name__, msg.message_id,
                             data.getvalue() if isinstance(data, io.BytesIO) else data,
                             repr(msg.data_set_error)))
-            pdv = assembler.feed_data_run(next_pdv) if use_runs else next_pdv()
+            pdv = assembler.feed_data_run(take_run, next_pdv) if use_runs else next_pdv()
     except DIMSEProcessingError as exc:
         got.append(('error', str(exc)))
     return got, [s.getvalue() for s in sinks], [s.getvalue() for s in discarded]
@@ -279,14 +291,13 @@ def test_a_run_stops_where_feed_must_look():
     pdvs = _store_pdvs(300)
     assembler = reassembly.MessageAssembler(lambda msg: io.BytesIO())
     commands = sum(1 for _, control, _ in pdvs if control & 0x01)
-    queue = iter(pdvs[commands:])
+    next_pdv, take_run = _queue(pdvs[commands:])
     for pdv in pdvs[:commands]:                         # the command set
         assert assembler.feed(*pdv) is None
-    last = assembler.feed_data_run(lambda: next(queue, None))
-    assert last == pdvs[-1] and next(queue, None) is None  # the last fragment is feed's
+    last = assembler.feed_data_run(take_run, next_pdv)
+    assert last == pdvs[-1] and next_pdv() is None      # the last fragment is feed's
     msg = assembler.feed(*last)
     assert msg.data_set.getvalue() == payload(300)
-    # No message in progress: the first PDV goes back to feed untouched.
-    again = iter(_store_pdvs(10, 4))
-    first = next(again)
-    assert assembler.feed_data_run(lambda: first) is first
+    # No message in progress: the first PDV goes back to feed untouched, none is taken.
+    first = _store_pdvs(10, 4)[0]
+    assert assembler.feed_data_run(lambda _: pytest.fail('a run taken'), lambda: first) is first
