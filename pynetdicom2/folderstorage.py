@@ -19,6 +19,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from pynetdicom2 import incoming, statuses
+from pynetdicom2.sparefiles import SpareFiles
 from pynetdicom2.aebase import ClientAE
 from pynetdicom2.aeserver import AE
 from pynetdicom2.exceptions import EventHandlingError
@@ -83,15 +84,39 @@ class FolderStorageMixin:
         owner.create()  # now: a full disk is known before the data
         return owner
 
+    def _temporary_folder(self) -> str:
+        if not self.incoming_folder:
+            return self.storage_dir
+        return os.path.join(self.storage_dir, self.incoming_folder)
+
+    def _spare_files(self) -> SpareFiles:
+        spares = self.__dict__.get('_spares')
+        if spares is None:
+            spares = self.__dict__.setdefault('_spares', SpareFiles())
+        return spares
+
+    def prepare_temporary_file(self) -> None:
+        """Make the file of the next received data set now: the storage service calls
+        this once a C-STORE response has gone, while the peer prepares its next
+        request (``pynetdicom2.sparefiles``). Never raises."""
+        # Only this class's create_temporary_file takes them.
+        if self.discard or 'create_temporary_file' in self.__dict__ or \
+                type(self).create_temporary_file is not FolderStorageMixin.create_temporary_file:
+            return
+        self._spare_files().prepare(self._temporary_folder())
+
     def create_temporary_file(self):
         """A new ``<prefix><random>.part`` file, open for reading and writing, and its path."""
-        folder = self.storage_dir
+        folder = self._temporary_folder()
         if self.incoming_folder:
-            folder = os.path.join(folder, self.incoming_folder)
             os.makedirs(folder, exist_ok=True)
+        spares = self.__dict__.get('_spares')
         for _ in range(100):
             path = os.path.join(folder, f'{self.temporary_prefix}{os.urandom(8).hex()}.part')
             try:
+                fp = spares.take(folder, path) if spares is not None else None
+                if fp is not None:
+                    return fp, path  # made ahead, named now
                 # 'x': created here or not at all; 0o666 minus the umask, as any other
                 # file the user's programs write. ``fp.name`` is the path, which a
                 # 0.9.x hook may read (``pydicom.dcmread(ds.name)``). Unbuffered: the

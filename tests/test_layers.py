@@ -18,6 +18,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'pynetdicom2'
 LAYERS = [
     '__main__', 'apps', 'applicationentity', 'dimsemessages', 'commands', 'ssl_ae', 'ae',
     'folderstorage', 'aeserver', 'workers', 'aebase', 'sopclass', 'services', 'incoming',
+    'sparefiles',
     'asceprovider', 'association', 'negotiation', 'context', 'settings',
     'reassembly', 'dumps', 'dimsedumps', 'dimse', 'dimsecodec',
     'dulprovider', 'fsm', 'pdudumps', 'tls',

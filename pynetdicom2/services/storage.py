@@ -486,6 +486,10 @@ def storage_scp(asce, ctx, msg) -> None:
     finally:
         release(msg)
     answer(asce, msg, ctx.id, status, comment)
+    # The peer now prepares its next request: the time to make the next file.
+    prepare = getattr(asce.ae, 'prepare_temporary_file', None)
+    if prepare is not None:
+        prepare()
 
 
 storage_scp.data_sink = c_store_sink
