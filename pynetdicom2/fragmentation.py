@@ -93,21 +93,29 @@ def small_message_batch(command: bytes, data_set: Any, pc_id: int,
                  LAST_FRAGMENT), data_set]
 
 
-def _small_file(data: Any, size: int) -> Optional[bytes]:
+def _small_file(data: Any, size: int) -> Optional[memoryview]:
     """The rest of a file opened with ``open(path, 'rb')`` when it fits one fragment
-    of ``size`` bytes, read to its end; None, with nothing read, otherwise."""
+    of ``size`` bytes, read to its end into the thread's read buffer (valid until the
+    thread reads the next); None, with nothing read, otherwise."""
     if type(data) is not io.BufferedReader:
         return None
     try:
-        if os.fstat(data.fileno()).st_size - data.tell() > size:
-            return None
-        rest = data.read(size + 1)
-        if len(rest) > size:  # it grew since: the general way cuts it
-            data.seek(-len(rest), io.SEEK_CUR)
-            return None
+        left = os.fstat(data.fileno()).st_size - data.tell()
     except OSError as exc:
         raise DIMSEProcessingError(f'reading the data set file failed: {exc}') from exc
-    return rest
+    if left > size:
+        return None
+    # Into a buffer made once: a new bytes object per file (often over malloc's
+    # threshold for mapping memory) cost more than reading it.
+    buffer = _read_buffers(max(left, 0) + 1)[0]
+    count = _read_chunk(data, buffer)
+    if count > left:  # it grew since: the general way reads it to its end
+        try:
+            data.seek(-count, io.SEEK_CUR)
+        except OSError as exc:
+            raise DIMSEProcessingError(f'reading the data set file failed: {exc}') from exc
+        return None
+    return buffer[:count]
 
 
 def iter_pdu_batches(command: bytes, data_set: Any, pc_id: int,

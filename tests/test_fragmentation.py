@@ -6,6 +6,7 @@ split into its PDVs by ``PDataFragments``."""
 from __future__ import annotations
 
 import io
+import os
 import struct
 import tracemalloc
 
@@ -269,6 +270,26 @@ def test_a_small_message_is_one_batch_of_the_same_pdus(max_pdu_length, tmp_path)
             assert [bytes(part) for part in small] == general
     for pc_id in (0, 2, 256, '1', None):
         assert fragmentation.small_message_batch(b'\0' * 4, None, pc_id, 0) is None
+
+
+def test_a_file_that_grew_since_its_size_was_read_is_sent_whole(tmp_path, monkeypatch):
+    path = tmp_path / 'data'
+    path.write_bytes(b'PREAMBLE' + payload(100))
+    command = store_request(None).encode_command_set()
+    real_fstat = os.fstat
+
+    class Smaller:  # the size as it was before the last 50 bytes were written
+        def __init__(self, fd):
+            self.st_size = real_fstat(fd).st_size - 50
+    monkeypatch.setattr(fragmentation.os, 'fstat', Smaller)
+    with open(path, 'rb') as fp:
+        fp.seek(8)
+        assert fragmentation.small_message_batch(command, fp, 3, 16384) is None
+        assert fp.tell() == 8  # nothing read: the general way reads it to its end
+        monkeypatch.undo()
+        sent = [bytes(part) for batch in fragmentation.iter_pdu_batches(
+            command, fp, 3, 16384) for part in batch]
+    assert sent[-1] == payload(100)
 
 
 def test_sending_errors():
