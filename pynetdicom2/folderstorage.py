@@ -19,11 +19,11 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from pynetdicom2 import incoming, statuses
-from pynetdicom2.sparefiles import SpareFiles
 from pynetdicom2.aebase import ClientAE
 from pynetdicom2.aeserver import AE
 from pynetdicom2.exceptions import EventHandlingError
 from pynetdicom2.services import storage as storage_service, verification as verification_service
+from pynetdicom2.sparefiles import SpareFiles
 
 # Files that cannot be stored are logged where they always were (docs/howto/logging.rst).
 logger = logging.getLogger('pynetdicom2.ae')
@@ -104,6 +104,17 @@ class FolderStorageMixin:
                 type(self).create_temporary_file is not FolderStorageMixin.create_temporary_file:
             return
         self._spare_files().prepare(self._temporary_folder())
+
+    def quit(self) -> None:
+        """The AE's ``quit``, if it has one; the files made ahead are closed too."""
+        try:
+            quit_ = getattr(super(), 'quit', None)
+            if quit_ is not None:
+                quit_()
+        finally:
+            spares = self.__dict__.get('_spares')
+            if spares is not None:
+                spares.close()
 
     def create_temporary_file(self):
         """A new ``<prefix><random>.part`` file, open for reading and writing, and its path."""

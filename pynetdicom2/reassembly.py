@@ -26,7 +26,6 @@ __all__ = ['MAX_COMMAND_SET_LENGTH', 'MessageAssembler']
 #: bound keeps a hostile peer from growing one without end.
 MAX_COMMAND_SET_LENGTH = 1024 * 1024
 
-_COMMAND_OR_LAST = COMMAND_FRAGMENT | LAST_FRAGMENT
 
 
 class MessageAssembler:

@@ -141,3 +141,31 @@ def test_without_unnamed_files_the_storage_creates_its_files_as_before(tmp_path,
     fp, path = folder.create_temporary_file()
     with fp:
         assert not folder._spares.works and os.listdir(tmp_path) == [os.path.basename(path)]
+
+
+def unnamed_files_in(folder) -> int:
+    """Descriptors of this process open on unnamed files of ``folder`` (spares)."""
+    count = 0
+    for fd in os.listdir('/proc/self/fd'):
+        try:
+            target = os.readlink(f'/proc/self/fd/{fd}')
+        except OSError:
+            continue
+        if target.startswith(str(folder)) and target.endswith('(deleted)'):
+            count += 1
+    return count
+
+
+@pytest.mark.socket
+def test_a_storage_server_stores_through_spares_and_closes_them_when_it_quits(tmp_path):
+    from tests.peers import make_ct_file
+    from tests.test_storage import make_server, store
+    sources = [make_ct_file(tmp_path / f'{n}.dcm', sop_instance_uid=f'1.2.3.{n}')
+               for n in range(3)]
+    store_dir = tmp_path / 'store'
+    with make_server(store_dir) as server:
+        assert [int(s) for s in store(server, *map(str, sources))] == [0, 0, 0]
+        # Exactly the instances, none of the files made ahead.
+        assert sorted(os.listdir(store_dir)) == ['1.2.3.0.dcm', '1.2.3.1.dcm', '1.2.3.2.dcm']
+        assert unnamed_files_in(store_dir) == 1  # made after the last response
+    assert unnamed_files_in(store_dir) == 0
