@@ -98,10 +98,15 @@ class FolderStorageMixin:
     def prepare_temporary_file(self) -> None:
         """Make the file of the next received data set now: the storage service calls
         this once a C-STORE response has gone, while the peer prepares its next
-        request (``pynetdicom2.sparefiles``). Never raises."""
+        request (``pynetdicom2.sparefiles``). Never raises.
+
+        Only while one association is served: with several, the others' work fills
+        that time, and making files ahead would only add to it."""
         # Only this class's create_temporary_file takes them.
         if self.discard or 'create_temporary_file' in self.__dict__ or \
                 type(self).create_temporary_file is not FolderStorageMixin.create_temporary_file:
+            return
+        if getattr(self, 'active_associations', 1) > 1:
             return
         self._spare_files().prepare(self._temporary_folder())
 

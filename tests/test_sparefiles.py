@@ -132,6 +132,19 @@ def test_a_storage_with_its_own_temporary_files_or_discarding_prepares_none(tmp_
     assert open_descriptors() == before and '_spares' not in folder.__dict__
 
 
+def test_no_file_is_made_ahead_while_several_associations_are_served(tmp_path):
+    before = open_descriptors()
+    folder = Folder(tmp_path)
+    folder.active_associations = 2   # as AE counts them
+    folder.prepare_temporary_file()
+    assert open_descriptors() == before
+    folder.active_associations = 1
+    folder.prepare_temporary_file()
+    assert open_descriptors() == before + 1
+    folder.quit()
+    assert open_descriptors() == before
+
+
 def test_without_unnamed_files_the_storage_creates_its_files_as_before(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError(errno.EISDIR, 'Is a directory')  # what old kernels answer
