@@ -23,6 +23,7 @@ __all__ = ['SpareFiles']
 # What os.open answers where a file system has no unnamed files.
 _UNSUPPORTED = (errno.EISDIR, errno.EOPNOTSUPP, errno.EINVAL)
 
+# Every SpareFiles of this process, for the fork handler at the end.
 _every = weakref.WeakSet()
 
 
