@@ -103,8 +103,7 @@ class FolderStorageMixin:
         Only while one association is served: with several, the others' work fills
         that time, and making files ahead would only add to it."""
         # Only this class's create_temporary_file takes them.
-        if self.discard or 'create_temporary_file' in self.__dict__ or \
-                type(self).create_temporary_file is not FolderStorageMixin.create_temporary_file:
+        if self.discard or incoming.overridden(self, 'create_temporary_file'):
             return
         if getattr(self, 'active_associations', 1) > 1:
             return
@@ -121,6 +120,7 @@ class FolderStorageMixin:
             if spares is not None:
                 spares.close()
 
+    @incoming.library_default
     def create_temporary_file(self):
         """A new ``<prefix><random>.part`` file, open for reading and writing, and its path."""
         folder = self._temporary_folder()

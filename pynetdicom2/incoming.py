@@ -344,14 +344,19 @@ class _FileDataSet(IncomingDataSet):
         if skip < 0:
             self._head = b''
             return
-        wanted = skip + _HEAD
+        wanted = _HEAD
         parts = []
         for piece in pieces:
             if wanted <= 0:
                 break
-            parts.append(piece[:wanted])
-            wanted -= len(parts[-1])
-        self._head = b''.join(parts)[skip:]
+            if skip >= len(piece):
+                skip -= len(piece)
+                continue
+            part = memoryview(piece)[skip:skip + wanted]
+            parts.append(part)
+            wanted -= len(part)
+            skip = 0
+        self._head = b''.join(parts)  # the one copy
 
     def _write_gathered_and(self, more: memoryview) -> None:
         """Write all that is gathered, then ``more``, with one ``os.writev``."""

@@ -15,7 +15,6 @@ process (``process_count``).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import mmap
 import os
@@ -94,10 +93,18 @@ def _on_sigterm(signum, frame) -> None:
     raise WorkerStop()
 
 
-def _new_thread_lock(counts_ref) -> None:
-    counts = counts_ref()
-    if counts is not None:
+# Every SharedCounts of this process: a worker forked while another thread of the
+# parent held one's thread lock starts with it unlocked (one fork handler for all).
+_every_counts = weakref.WeakSet()
+
+
+def _new_thread_locks() -> None:
+    for counts in list(_every_counts):
         counts._thread_lock = threading.Lock()
+
+
+if hasattr(os, 'register_at_fork'):
+    os.register_at_fork(after_in_child=_new_thread_locks)
 
 
 class SharedCounts:
@@ -127,9 +134,7 @@ class SharedCounts:
         self._values = memoryview(self._memory).cast('q')
         self._lockfile = tempfile.TemporaryFile(prefix='pynetdicom2-workers-')
         self._thread_lock = threading.Lock()
-        # A worker forked while another thread of the parent held it starts unlocked.
-        os.register_at_fork(after_in_child=functools.partial(_new_thread_lock,
-                                                             weakref.ref(self)))
+        _every_counts.add(self)
         for slot in range(slots):
             self._values[2 * slot + 1] = self._DEAD
 

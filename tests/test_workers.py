@@ -551,3 +551,32 @@ def test_shared_counts_take_turns_between_the_threads_of_several_processes():
         statuses = [os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) for child in children]
     assert errors == [] and statuses == [0, 0]
     assert counts.admitted() == 0
+
+
+def test_a_worker_forked_while_a_thread_holds_the_counts_starts_with_them_free():
+    # The forking thread's siblings do not exist in the child: a lock one of them held
+    # at the fork would stay held there for ever.
+    held, release = threading.Event(), threading.Event()
+    every = [workers.SharedCounts(2), workers.SharedCounts(2)]
+
+    def hold():
+        with every[0]._thread_lock, every[1]._thread_lock:
+            held.set()
+            release.wait(TIMEOUT)
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert held.wait(TIMEOUT)
+        child = os.fork()
+        if child == 0:
+            free = True
+            for c in every:
+                free = free and c._thread_lock.acquire(timeout=2)
+                if free:
+                    c._thread_lock.release()
+            os._exit(0 if free and every[0].admit(1, None) else 1)
+        status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    finally:
+        release.set()
+        holder.join(TIMEOUT)
+    assert status == 0
