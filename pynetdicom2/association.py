@@ -163,14 +163,17 @@ class Association:
                     if msg is not None:
                         return self._received(msg, pdv[0])
                     pdv = self._feed_run(dul)
+            settings = self._settings
+            assembler = self._assembler
+            timeout = (settings.idle_wait if idle and not assembler.in_progress
+                       else settings.dcm_timeout)
+            streaming = assembler.streaming_context
+            if streaming is not None and self._receive_run(dul, streaming, timeout):
+                continue
             try:
-                settings = self._settings
-                timeout = (settings.idle_wait if idle and not self._assembler.in_progress
-                           else settings.dcm_timeout)
                 received = dul.receive_pdu(timeout)
             except NetDICOMError as exc:
-                self._discard_partial()       # a half-received data set never lands
-                self._ended_by(exc)
+                self._read_failed(exc)
                 raise
             if isinstance(received, PDataFragments):
                 single = received.single
@@ -205,9 +208,7 @@ class Association:
                     f'P-DATA for presentation context {context_id}, which was not accepted')
             return self._assembler.feed(context_id, control, fragment)
         except DIMSEProcessingError as exc:
-            self._discard_partial()
-            self.abort_as_provider(0)
-            raise DIMSEProcessingError(f'from {self.dul.peer}: {exc}') from exc
+            raise self._unassembled(exc) from exc
 
     def _feed_run(self, dul):
         """``_feed`` of the data fragments ``dul`` has already received that continue
@@ -216,9 +217,36 @@ class Association:
         try:
             return self._assembler.feed_data_run(dul.buffered_data_run, dul.buffered_pdv)
         except DIMSEProcessingError as exc:
-            self._discard_partial()
-            self.abort_as_provider(0)
-            raise DIMSEProcessingError(f'from {self.dul.peer}: {exc}') from exc
+            raise self._unassembled(exc) from exc
+
+    def _receive_run(self, dul, context_id: int, timeout: float) -> bool:
+        """Wait for the next PDUs when they continue the data set streaming into its
+        sink on ``context_id`` and write them there (``dul.receive_data_run``); False
+        when the next PDU is anything else, for ``receive_pdu``."""
+        try:
+            run = dul.receive_data_run(context_id, timeout)
+        except NetDICOMError as exc:
+            self._read_failed(exc)
+            raise
+        if not run:
+            return False
+        try:
+            self._assembler.write_data_run(run)
+        except DIMSEProcessingError as exc:
+            raise self._unassembled(exc) from exc
+        return True
+
+    def _read_failed(self, exc: NetDICOMError) -> None:
+        """Reading from the peer failed (``exc``, raised next): the association is over."""
+        self._discard_partial()       # a half-received data set never lands
+        self._ended_by(exc)
+
+    def _unassembled(self, exc: DIMSEProcessingError) -> DIMSEProcessingError:
+        """A message that does not assemble: drop what it wrote, abort the association,
+        and give the error to raise, naming the peer."""
+        self._discard_partial()
+        self.abort_as_provider(0)
+        return DIMSEProcessingError(f'from {self.dul.peer}: {exc}')
 
     def _data_sink(self, msg):
         """Where an incoming data set goes: the sink the SCP service registered for its

@@ -19,7 +19,7 @@ import struct
 import time
 from collections import deque
 from itertools import repeat
-from typing import Callable, Optional, Union
+from typing import Callable, NoReturn, Optional, Union
 
 from pynetdicom2 import fsm, pdu, pdudumps
 from pynetdicom2.fsm import CLOSING_ACTIONS, SENDING_ACTIONS
@@ -123,6 +123,9 @@ class DULServiceProvider:
         self._buf = memoryview(bytearray(_INITIAL_BUFFER))
         self._start = self._end = 0
         self._bulk = False                    # large P-DATA seen: use _BULK_BUFFER
+        # TCP_QUICKACK asked since this end last sent: Linux then acknowledges at once
+        # until we send again (sending is what brings its delayed ACKs back).
+        self._acking = False
         self._sock_timeout: object = ()       # what settimeout() was last given
         self._quiet_close = False             # closing after _await_close: no shutdown
         #: (address, port) of the peer when known without asking the socket.
@@ -293,18 +296,23 @@ class DULServiceProvider:
         try:
             pdu_type, length = self._read_header(deadline)
             body = self._read_body(pdu_type, length, deadline)
-        except TransportClosed:
+        except (TransportClosed, OSError) as exc:
+            self._reading_failed(exc, timeout)
+        return self._dispatch(pdu_type, body)
+
+    def _reading_failed(self, exc: Exception, timeout: Optional[float]) -> NoReturn:
+        """Raise what a failed read means: the peer closed (Evt17), the wait ran out
+        (the association is aborted), or the connection failed (Evt17)."""
+        if isinstance(exc, TransportClosed):
             state = self.state_name()
             self._event('Evt17')
             raise AssociationAbortedError(
                 2, 0, f'{self._who()} closed the connection in {state}') from None
-        except socket.timeout:
-            return self._timed_out(timeout)
-        except OSError as exc:
-            self._event('Evt17')
-            raise AssociationAbortedError(
-                2, 0, f'connection to {self._who()} failed: {exc}') from exc
-        return self._dispatch(pdu_type, body)
+        if isinstance(exc, socket.timeout):
+            self._timed_out(timeout)
+        self._event('Evt17')
+        raise AssociationAbortedError(
+            2, 0, f'connection to {self._who()} failed: {exc}') from exc
 
     def buffered_pdv(self):
         """``(context_id, message_control_header, fragment)`` of the next PDU when it
@@ -366,6 +374,38 @@ class DULServiceProvider:
             self.trace.extend(repeat(_PDATA_STEP, min(len(run), self.trace.maxlen)))
             self.last_action = _PDATA_ACTION
         return run
+
+    def receive_data_run(self, context_id: int, timeout: Optional[float]) -> list:
+        """``buffered_data_run(context_id)`` once the next PDU is whole: when it
+        continues the data set on ``context_id`` (a P-DATA-TF of one PDV, a data
+        fragment that is not the last), wait up to ``timeout`` seconds for the rest of
+        it. Empty at once when the next PDU is anything else, left for ``receive_pdu``;
+        a failed read raises as there.
+
+        A data set streaming into its file runs through here, each read going
+        straight to the file, without a message step per PDU.
+        """
+        if self.sock is None or self.state != _PDATA_STATE or logger.isEnabledFor(TRACE):
+            return []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            if self._end - self._start < pdu.PDU_HEADER_LENGTH:
+                self._fill(pdu.PDU_HEADER_LENGTH, deadline)
+            pdu_type, _, length = _PDU_HEADER.unpack_from(self._buf, self._start)
+            # What the PDU header says first: an A-ABORT is shorter than a PDV header.
+            if (pdu_type != pdu.P_DATA_TF or length < 6
+                    or length > (self.max_pdu_length or UNLIMITED_PDATA_CAP)):
+                return []
+            self._fill(_PDATA_HEADERS, deadline)
+            _, _, pdv_length, pdv_context, control = _PDATA_HEAD.unpack_from(
+                self._buf, self._start)
+            if pdv_length != length - 4 or pdv_context != context_id \
+                    or control & _COMMAND_OR_LAST:
+                return []
+            self._fill(pdu.PDU_HEADER_LENGTH + length, deadline)
+        except (TransportClosed, OSError) as exc:
+            self._reading_failed(exc, timeout)
+        return self.buffered_data_run(context_id)
 
     def _dispatch(self, pdu_type: int, body: memoryview):
         if pdu_type == pdu.P_DATA_TF and self.state == _PDATA_STATE:
@@ -479,13 +519,14 @@ class DULServiceProvider:
                 # One memmove (a memoryview assignment copes with the overlap).
                 buf[:available] = self._buf[self._start:self._end]
             self._buf, self._start, self._end = buf, 0, available
-        quick_ack = _QUICK_ACK
+        quick_ack = _QUICK_ACK and not self._acking
         while self._end - self._start < need:
             if quick_ack and 0 < self._end - self._start < _SMALL_WRITE:
                 # A few bytes of a PDU came and the rest has not: a peer without
                 # TCP_NODELAY (DCMTK's tools write a PDU's headers apart) holds the rest
                 # until they are acknowledged, and our delayed ACK would wait ~40 ms.
                 self._ack_now()
+                self._acking = True
                 quick_ack = False
             if self._end == len(self._buf):
                 grown = memoryview(bytearray(min(self._start + need, 2 * len(self._buf))))
@@ -630,6 +671,7 @@ class DULServiceProvider:
             raise AssociationAbortedError(2, 0, f'the connection to {self._who()} is closed')
         if logger.isEnabledFor(TRACE):
             logger.log(TRACE, '%s: sending %s', self.peer, _describe(item))
+        self._acking = False
         try:
             self._set_timeout(timeout)
             if isinstance(item, list):

@@ -203,24 +203,35 @@ class MessageAssembler:
         fragment: those are the same for every fragment of the run, and were made for
         the one before it.
         """
-        sink = self._sink
-        if sink is None:
+        if self._sink is None:
             return next_pdv()
         run = take_run(self._context_id)
         if run:
-            try:
-                write_run = getattr(sink, 'write_run', None)
-                if write_run is not None:
-                    write_run(run)
-                else:
-                    write = sink.write
-                    for fragment in run:
-                        write(fragment)
-            except OSError as exc:
-                self._sink_failed(self._msg, exc)
-            except ValueError as exc:
-                raise self._write_failed(self._msg, exc) from exc
+            self.write_data_run(run)
         return next_pdv()
+
+    @property
+    def streaming_context(self) -> Optional[int]:
+        """The presentation context ID of the data set being written into its sink
+        (None when no data set is streaming into one)."""
+        return self._context_id if self._sink is not None else None
+
+    def write_data_run(self, run: List[Any]) -> None:
+        """Write ``run``, data fragments that continue the data set streaming into its
+        sink (none the last), as ``feed_data_run`` does."""
+        sink = self._sink
+        try:
+            write_run = getattr(sink, 'write_run', None)
+            if write_run is not None:
+                write_run(run)
+            else:
+                write = sink.write
+                for fragment in run:
+                    write(fragment)
+        except OSError as exc:
+            self._sink_failed(self._msg, exc)
+        except ValueError as exc:
+            raise self._write_failed(self._msg, exc) from exc
 
     def _complete(self, msg: DIMSEMessage) -> None:
         # TRACE: the association's DEBUG log shows each message whole (dumps.command).

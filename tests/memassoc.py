@@ -49,6 +49,9 @@ class MemoryDUL:
     def buffered_data_run(self, context_id):
         return []
 
+    def receive_data_run(self, context_id, timeout):
+        return self.buffered_data_run(context_id)  # no waiting in memory
+
     def data_waiting(self) -> bool:
         return bool(self.inbox)
 

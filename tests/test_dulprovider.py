@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
 import tracemalloc
 
 import pytest
 
 from pynetdicom2 import dulprovider, fsm, pdu
-from pynetdicom2.exceptions import NetDICOMError, PDUProcessingError
+from pynetdicom2.exceptions import (AssociationAbortedError, DCMTimeoutError, NetDICOMError,
+                                    PDUProcessingError)
 
 RQ = pdu.AAssociateRqPDU('CALLED', 'CALLING', [
     pdu.ApplicationContextItem('1.2.840.10008.3.1.1.1'),
@@ -258,3 +260,82 @@ def test_buffered_pdv_leaves_a_pdv_shorter_than_its_headers_to_receive_pdu():
         assert dul.state == 'Sta6'
         with pytest.raises(PDUProcessingError):
             dul.receive_pdu(2)
+
+
+def test_receive_data_run_waits_for_the_rest_of_a_pdu_that_continues_the_data_set():
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False, max_pdu_length=1000)
+        dul.state = 'Sta6'
+        first, second = _pdata((3, b'\x00' + b'a' * 500)), _pdata((3, b'\x00' + b'b' * 20))
+        peer.sendall(first[:9])  # the PDU's header and half the PDV's: the rest comes later
+
+        def send_rest():
+            time.sleep(0.1)
+            peer.sendall(first[9:300])
+            time.sleep(0.1)
+            peer.sendall(first[300:] + second)
+
+        sender = threading.Thread(target=send_rest)
+        sender.start()
+        try:
+            run = [bytes(f) for f in dul.receive_data_run(3, 2)]
+        finally:
+            sender.join(5)
+        assert run[0] == b'a' * 500 and run[1:] in ([], [b'b' * 20])
+        if len(run) == 1:
+            assert [bytes(f) for f in dul.receive_data_run(3, 2)] == [b'b' * 20]
+        assert dul.state == 'Sta6' and dul.last_action == 'DT-2'
+
+
+@pytest.mark.parametrize('following, then', [
+    pytest.param(_pdata((3, b'\x02last')), [(3, 2, b'last')], id='the last fragment'),
+    pytest.param(_pdata((3, b'\x01cmd')), [(3, 1, b'cmd')], id='a command fragment'),
+    pytest.param(_pdata((1, b'\x00other')), [(1, 0, b'other')], id='another context'),
+    pytest.param(_pdata((3, b'\x00g'), (3, b'\x02h')), [(3, 0, b'g'), (3, 2, b'h')],
+                 id='two PDVs'),
+    pytest.param(_pdata((3, b'\x00' + b'i' * 1200)), PDUProcessingError,
+                 id='over max_pdu_length'),
+    pytest.param(pdu.AReleaseRqPDU().encode(), pdu.AReleaseRqPDU, id='A-RELEASE-RQ'),
+    pytest.param(pdu.AAbortPDU(0, 0).encode(), AssociationAbortedError, id='A-ABORT'),
+])
+def test_receive_data_run_leaves_any_other_pdu_to_receive_pdu_at_once(following, then):
+    # Ten bytes (A-RELEASE-RQ, A-ABORT) are shorter than a PDV's headers: nothing
+    # waits for more than the PDU header says there is.
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False, max_pdu_length=1000)
+        dul.state = 'Sta6'
+        peer.sendall(following[:12])  # all of a short PDU; the headers of a long one
+        started = time.monotonic()
+        assert dul.receive_data_run(3, 5) == []
+        assert time.monotonic() - started < 2
+        assert dul.state == 'Sta6'
+        peer.sendall(following[12:])
+        if isinstance(then, list):
+            assert [(c, h, bytes(f)) for c, h, f in dul.receive_pdu(2)] == then
+        elif issubclass(then, Exception):
+            with pytest.raises(then):
+                dul.receive_pdu(2)
+        else:
+            assert isinstance(dul.receive_pdu(2), then)
+
+
+def test_receive_data_run_reports_the_peer_closing_and_the_timeout():
+    ours, peer = socket.socketpair()
+    with ours:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False)
+        dul.state = 'Sta6'
+        peer.sendall(_pdata((3, b'\x00' + b'a' * 500))[:100])
+        peer.close()
+        with pytest.raises(AssociationAbortedError, match='closed the connection'):
+            dul.receive_data_run(3, 2)
+        assert dul.state == 'Sta1'
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False)
+        dul.state = 'Sta6'
+        peer.sendall(_pdata((3, b'\x00' + b'a' * 500))[:100])
+        with pytest.raises(DCMTimeoutError):
+            dul.receive_data_run(3, 0.2)
+        assert peer.recv(100)[:1] == bytes([pdu.A_ABORT])
