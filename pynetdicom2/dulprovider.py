@@ -43,10 +43,15 @@ DRAIN_LIMIT = 64 * 1024
 # Enough for an A-ASSOCIATE-RQ and a PDU of DCMTK's default 16 KiB; larger PDUs grow
 # it (a fresh 64 KiB buffer per association cost more than the PDUs it was read for).
 _INITIAL_BUFFER = 16 * 1024 + pdu.PDU_HEADER_LENGTH
-# Once large P-DATA PDUs have really arrived, the buffer grows to this: each
-# recv_into then brings several PDUs (a read stops _READ_AHEAD past the PDU it needs),
-# and bulk transfers make fewer system calls. A PDU longer than this grows it to fit.
+# Once large P-DATA PDUs have really arrived, the buffer grows to _BULK_BUFFER, or to
+# hold _BULK_PDUS of the longest seen, up to _MAX_BULK_BUFFER: each recv_into then
+# brings several PDUs and bulk transfers make fewer system calls. A read fills the
+# buffer when it holds _FILLED_PDUS of the PDU it completes, else stops _READ_AHEAD
+# past it. A PDU longer than the buffer grows it to fit.
 _BULK_BUFFER = 256 * 1024 + pdu.PDU_HEADER_LENGTH
+_BULK_PDUS = 8
+_FILLED_PDUS = 4
+_MAX_BULK_BUFFER = 1024 * 1024 + pdu.PDU_HEADER_LENGTH
 _BULK_PDU_LENGTH = 8 * 1024
 _MAX_IOVECS = 512
 # Type, reserved byte, length of every PDU (PS3.8 9.3.1).
@@ -122,7 +127,7 @@ class DULServiceProvider:
         # out is a slice of it, without a view made first.
         self._buf = memoryview(bytearray(_INITIAL_BUFFER))
         self._start = self._end = 0
-        self._bulk = False                    # large P-DATA seen: use _BULK_BUFFER
+        self._bulk = 0                        # longest P-DATA PDU of 8 KiB or more seen
         # TCP_QUICKACK asked since this end last sent: Linux then acknowledges at once
         # until we send again (sending is what brings its delayed ACKs back).
         self._acking = False
@@ -336,8 +341,8 @@ class DULServiceProvider:
                 or logger.isEnabledFor(TRACE)):
             return None
         self._start = stop
-        if length >= _BULK_PDU_LENGTH:
-            self._bulk = True
+        if length > self._bulk and length >= _BULK_PDU_LENGTH:
+            self._bulk = length
         self.trace.append(_PDATA_STEP)
         self.last_action = _PDATA_ACTION
         return context_id, control, buf[start + _PDATA_HEADERS:stop]
@@ -369,8 +374,9 @@ class DULServiceProvider:
             start = stop
         if run:
             self._start = start
-            if len(run[-1]) + 6 >= _BULK_PDU_LENGTH:  # the PDU's length: PDV headers too
-                self._bulk = True
+            length = len(run[-1]) + 6  # the PDU's length: PDV headers too
+            if length > self._bulk and length >= _BULK_PDU_LENGTH:
+                self._bulk = length
             self.trace.extend(repeat(_PDATA_STEP, min(len(run), self.trace.maxlen)))
             self.last_action = _PDATA_ACTION
         return run
@@ -495,8 +501,8 @@ class DULServiceProvider:
         total = pdu.PDU_HEADER_LENGTH + length
         if self._end - self._start < total:
             self._fill(total, deadline)
-        if length >= _BULK_PDU_LENGTH and pdu_type == pdu.P_DATA_TF:
-            self._bulk = True
+        if length > self._bulk and length >= _BULK_PDU_LENGTH and pdu_type == pdu.P_DATA_TF:
+            self._bulk = length
         begin = self._start
         self._start += total
         return self._buf[begin:begin + total]
@@ -510,8 +516,10 @@ class DULServiceProvider:
             # Move what is left to the front; grow only as far as bytes really arrive,
             # so a declared length allocates nothing by itself.
             size = len(self._buf)
-            if self._bulk and size < _BULK_BUFFER:
-                size = _BULK_BUFFER
+            if self._bulk:
+                # Room for several PDUs: the part of one cut by the buffer's end moves
+                # to its front (a copy), so the fewer such cuts the better.
+                size = max(size, _BULK_BUFFER, min(_BULK_PDUS * self._bulk, _MAX_BULK_BUFFER))
             if need > size:
                 size = min(need, max(2 * size, available + _RECEIVE_CHUNK))
             buf = memoryview(bytearray(size)) if size != len(self._buf) else self._buf
@@ -533,10 +541,11 @@ class DULServiceProvider:
                 grown[:self._end] = self._buf[:self._end]
                 self._buf = grown
             # What is left over after the PDUs read is what later moves to the front
-            # of the buffer: at most part of one PDU. PDUs up to _READ_AHEAD long fill
-            # the buffer (fewer reads); a longer one reads at most _READ_AHEAD past it.
+            # of the buffer: at most part of one PDU. A buffer that holds several PDUs
+            # is filled (fewer reads, and a cut PDU is rare); otherwise a read stops
+            # at most _READ_AHEAD past the PDU it needs.
             stop = len(self._buf)
-            if need > _READ_AHEAD:
+            if need > _READ_AHEAD and _FILLED_PDUS * need > stop:
                 stop = min(stop, self._start + need + _READ_AHEAD)
             self._end += self._recv_into(self._buf[self._end:stop], deadline)
 

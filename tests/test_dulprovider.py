@@ -8,6 +8,8 @@ state, and the PDU that reached the peer.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
 import struct
 import threading
@@ -339,3 +341,48 @@ def test_receive_data_run_reports_the_peer_closing_and_the_timeout():
         with pytest.raises(DCMTimeoutError):
             dul.receive_data_run(3, 0.2)
         assert peer.recv(100)[:1] == bytes([pdu.A_ABORT])
+
+
+@pytest.mark.parametrize('pdu_length', [128 * 1024, 512 * 1024])
+def test_long_pdus_arrive_whole_through_a_buffer_that_stays_bounded(pdu_length):
+    # 3 MiB in long PDUs, written in pieces that never match them: the buffer grows to
+    # hold several (up to a MiB), is filled by each read, and what is cut at its end
+    # moves to its front; every byte arrives in order, and memory stays near that MiB.
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        dul = dulprovider.DULServiceProvider(ours, is_requestor=False, max_pdu_length=0)
+        dul.state = 'Sta6'
+        fragments = [bytes([n]) * 7 + os.urandom(pdu_length - 6 - 7)
+                     for n in range(3 * 1024 * 1024 // pdu_length)]
+        stream = b''.join(_pdata((3, b'\x00' + fragment)) for fragment in fragments)
+
+        def send():
+            view, sizes = memoryview(stream), (1, 5, 70001, 131078, 200003, 12)
+            position = count = 0
+            while position < len(view):
+                size = sizes[count % len(sizes)]
+                peer.sendall(view[position:position + size])
+                position += size
+                count += 1
+
+        sender = threading.Thread(target=send)
+        tracemalloc.start()
+        sender.start()
+        try:
+            received = hashlib.sha256()
+            count = 0
+            for _ in range(1000):
+                run = dul.receive_data_run(3, 5)
+                assert run, 'every PDU continues the data set'
+                for fragment in run:
+                    received.update(fragment)
+                count += len(run)
+                if count == len(fragments):
+                    break
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            sender.join(5)
+        assert count == len(fragments)
+        assert received.digest() == hashlib.sha256(b''.join(fragments)).digest()
+        assert peak < 2 << 20      # the receive buffer is at most a MiB (two while it grows)
