@@ -211,11 +211,19 @@ class Association:
             raise self._unassembled(exc) from exc
 
     def _feed_run(self, dul):
-        """``_feed`` of the data fragments ``dul`` has already received that continue
-        the data set being written (``MessageAssembler.feed_data_run``); the next PDV
-        it has is returned, for ``_feed`` (None: none)."""
+        """Write the data fragments ``dul`` has already received that continue the data
+        set streaming into its sink; the next PDV it has is returned, for ``_feed``
+        (None: none)."""
+        streaming = self._assembler.streaming_context
+        if streaming is not None:
+            run = dul.buffered_data_run(streaming)
+            if run:
+                self._write_run(run)
+        return dul.buffered_pdv()
+
+    def _write_run(self, run) -> None:
         try:
-            return self._assembler.feed_data_run(dul.buffered_data_run, dul.buffered_pdv)
+            self._assembler.write_data_run(run)
         except DIMSEProcessingError as exc:
             raise self._unassembled(exc) from exc
 
@@ -230,10 +238,7 @@ class Association:
             raise
         if not run:
             return False
-        try:
-            self._assembler.write_data_run(run)
-        except DIMSEProcessingError as exc:
-            raise self._unassembled(exc) from exc
+        self._write_run(run)
         return True
 
     def _read_failed(self, exc: NetDICOMError) -> None:

@@ -9,7 +9,7 @@ sockets here: ``pynetdicom2.asceprovider`` feeds it what ``pynetdicom2.dulprovid
 from __future__ import annotations
 
 import logging
-from typing import Any, BinaryIO, Callable, List, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, List, Optional, Union
 
 from pynetdicom2.dimse import DIMSEMessage, decode_message
 from pynetdicom2.exceptions import DIMSEProcessingError
@@ -25,7 +25,6 @@ __all__ = ['MAX_COMMAND_SET_LENGTH', 'MessageAssembler']
 #: Largest command set the assembler accepts. Real ones are a few hundred bytes; the
 #: bound keeps a hostile peer from growing one without end.
 MAX_COMMAND_SET_LENGTH = 1024 * 1024
-
 
 
 class MessageAssembler:
@@ -190,26 +189,6 @@ class MessageAssembler:
         return DIMSEProcessingError(
             f'writing the data set of {type(msg).__name__} to its file failed: {exc}')
 
-    def feed_data_run(self, take_run: Callable[[int], List[Any]],
-                      next_pdv: Callable[[], Optional[Tuple[int, int, Any]]]
-                      ) -> Optional[Tuple[int, int, Any]]:
-        """Write the data fragments already received that continue the data set in
-        progress into its sink, as ``feed`` would, then return ``next_pdv()`` (the
-        next PDV for ``feed``, or None).
-
-        ``take_run(context_id)`` gives them (``DULServiceProvider.buffered_data_run``):
-        data fragments on the message's context, none the last. They go to the sink
-        together (its ``write_run``, when it has one), without ``feed``'s checks per
-        fragment: those are the same for every fragment of the run, and were made for
-        the one before it.
-        """
-        if self._sink is None:
-            return next_pdv()
-        run = take_run(self._context_id)
-        if run:
-            self.write_data_run(run)
-        return next_pdv()
-
     @property
     def streaming_context(self) -> Optional[int]:
         """The presentation context ID of the data set being written into its sink
@@ -217,8 +196,10 @@ class MessageAssembler:
         return self._context_id if self._sink is not None else None
 
     def write_data_run(self, run: List[Any]) -> None:
-        """Write ``run``, data fragments that continue the data set streaming into its
-        sink (none the last), as ``feed_data_run`` does."""
+        """Write ``run`` into the sink of the data set streaming into one: data
+        fragments on its context, none the last (``DULServiceProvider.buffered_data_run``),
+        as ``feed`` would write them, without its checks per fragment (the same for
+        every fragment of the run, made for the one before it)."""
         sink = self._sink
         try:
             write_run = getattr(sink, 'write_run', None)

@@ -188,7 +188,7 @@ def test_sending_and_receiving_a_file_keeps_memory_bounded(tmp_path):
     assert peak < 3 * 1024 * 1024
 
 
-# -- runs of data fragments (feed_data_run) ---------------------------------------------
+# -- runs of data fragments (write_data_run) --------------------------------------------
 
 def _store_pdvs(size, msg_id=3, pdu_length=32):
     msg = store_request(payload(size))
@@ -229,8 +229,9 @@ def _queue(pdvs):
 
 
 def _drive(pdvs, use_runs, fail_at=None, error=None, sink_for_all=True):
-    """Feed ``pdvs`` as Association.receive does (``feed``, then ``feed_data_run`` of
-    the rest when ``use_runs``); what came out: messages, sink bytes, discards, error."""
+    """Feed ``pdvs`` as Association.receive does (``feed``, and ``write_data_run`` of the
+    runs that continue a streaming data set when ``use_runs``); what came out:
+    messages, sink bytes, discards, error."""
     sinks, discarded, got = [], [], []
 
     def data_sink(msg):
@@ -251,7 +252,12 @@ def _drive(pdvs, use_runs, fail_at=None, error=None, sink_for_all=True):
                 got.append((type(msg).__name__, msg.message_id,
                             data.getvalue() if isinstance(data, io.BytesIO) else data,
                             repr(msg.data_set_error)))
-            pdv = assembler.feed_data_run(take_run, next_pdv) if use_runs else next_pdv()
+            streaming = assembler.streaming_context
+            if use_runs and streaming is not None:   # as Association._feed_run does
+                run = take_run(streaming)
+                if run:
+                    assembler.write_data_run(run)
+            pdv = next_pdv()
     except DIMSEProcessingError as exc:
         got.append(('error', str(exc)))
     return got, [s.getvalue() for s in sinks], [s.getvalue() for s in discarded]
@@ -290,14 +296,20 @@ def test_runs_of_data_fragments_assemble_as_feed_does(make, fail_at, error, sink
 def test_a_run_stops_where_feed_must_look():
     pdvs = _store_pdvs(300)
     assembler = reassembly.MessageAssembler(lambda msg: io.BytesIO())
+    assert assembler.streaming_context is None                # no message yet
     commands = sum(1 for _, control, _ in pdvs if control & 0x01)
     next_pdv, take_run = _queue(pdvs[commands:])
     for pdv in pdvs[:commands]:                         # the command set
         assert assembler.feed(*pdv) is None
-    last = assembler.feed_data_run(take_run, next_pdv)
+    assert assembler.streaming_context == 1
+    assembler.write_data_run(take_run(1))
+    last = next_pdv()
     assert last == pdvs[-1] and next_pdv() is None      # the last fragment is feed's
     msg = assembler.feed(*last)
     assert msg.data_set.getvalue() == payload(300)
-    # No message in progress: the first PDV goes back to feed untouched, none is taken.
-    first = _store_pdvs(10, 4)[0]
-    assert assembler.feed_data_run(lambda _: pytest.fail('a run taken'), lambda: first) is first
+    assert assembler.streaming_context is None          # complete: nothing streams
+    # A data set gathered in memory has no sink: it never streams.
+    in_memory = reassembly.MessageAssembler(lambda msg: None)
+    for pdv in pdvs[:commands]:
+        in_memory.feed(*pdv)
+    assert in_memory.in_progress and in_memory.streaming_context is None
