@@ -23,7 +23,7 @@ from pynetdicom2.aebase import ClientAE
 from pynetdicom2.aeserver import AE
 from pynetdicom2.exceptions import EventHandlingError
 from pynetdicom2.services import storage as storage_service, verification as verification_service
-from pynetdicom2.sparefiles import SpareFiles
+from pynetdicom2.sparefiles import SpareFiles, UnnamedFile
 
 # Files that cannot be stored are logged where they always were (docs/howto/logging.rst).
 logger = logging.getLogger('pynetdicom2.ae')
@@ -41,8 +41,9 @@ class FolderStorageMixin:
     library: ``StorageAE``, ``ClientStorageAE`` and the command-line tools use it.
 
     A data set streams into a temporary ``.tmp-<random>.part`` file inside the
-    directory (``incoming_folder`` and ``temporary_prefix`` say where) and gets its
-    final name only when complete, checked (it parses to its end and names the
+    directory (``incoming_folder`` and ``temporary_prefix`` say where; on Linux, a
+    file made ahead that gets that name only if something asks for its ``name``,
+    ``pynetdicom2.sparefiles``) and gets its final name only when complete, checked (it parses to its end and names the
     request's UIDs) and accepted by ``on_receive_store`` with a Success or Warning
     status, before the response leaves. The hook only decides the status: whether or
     not it calls this class's version, the file is kept on Success or Warning, and
@@ -120,19 +121,30 @@ class FolderStorageMixin:
             if spares is not None:
                 spares.close()
 
+    def incoming_file(self):
+        """The file of the next received data set and its path: a spare made ahead
+        (``sparefiles.UnnamedFile``; path None, it is named when something asks for
+        its ``name``), else ``create_temporary_file``'s."""
+        # Spares exist only while create_temporary_file is the library's.
+        spares = self.__dict__.get('_spares')
+        if spares is not None:
+            fp = spares.take(self._temporary_folder(), self._temporary_path)
+            if fp is not None:
+                return fp, None
+        return self.create_temporary_file()
+
+    def _temporary_path(self) -> str:
+        return os.path.join(self._temporary_folder(),
+                            f'{self.temporary_prefix}{os.urandom(8).hex()}.part')
+
     @incoming.library_default
     def create_temporary_file(self):
         """A new ``<prefix><random>.part`` file, open for reading and writing, and its path."""
-        folder = self._temporary_folder()
         if self.incoming_folder:
-            os.makedirs(folder, exist_ok=True)
-        spares = self.__dict__.get('_spares')
+            os.makedirs(self._temporary_folder(), exist_ok=True)
         for _ in range(100):
-            path = os.path.join(folder, f'{self.temporary_prefix}{os.urandom(8).hex()}.part')
+            path = self._temporary_path()
             try:
-                fp = spares.take(folder, path) if spares is not None else None
-                if fp is not None:
-                    return fp, path  # made ahead, named now
                 # 'x': created here or not at all; 0o666 minus the umask, as any other
                 # file the user's programs write. ``fp.name`` is the path, which a
                 # 0.9.x hook may read (``pydicom.dcmread(ds.name)``). Unbuffered: the
@@ -221,6 +233,17 @@ class FolderStorageMixin:
     def instance_stored(self, path: str, attrs: Dataset, context) -> None:
         """Called when an instance has reached its final name ``path``; default: nothing."""
 
+    def place_unnamed(self, fp: UnnamedFile, command_uid: str) -> Optional[str]:
+        """Link the complete, checked file ``fp``, never named, straight to its final
+        name (or its first free ``_<n>`` variant), when every step of keeping an
+        instance is the library's; returns that name. None: a step is the user's and
+        takes a path, so the file needs a temporary name first."""
+        if self.replace_existing or self._unread_attributes() is None:
+            return None
+        # The library's place_instance, with no temporary name to remove and
+        # instance_stored doing nothing.
+        return self._first_free(self.final_path(command_uid, _NOTHING_READ), fp.link)
+
     def _link_numbered(self, temp_path: str, final_path: str) -> str:
         """Give ``temp_path`` the name ``final_path``, or its first free ``_<n>`` variant.
 
@@ -228,6 +251,28 @@ class FolderStorageMixin:
         same UID never overwrite each other; where hard links are not supported,
         a check and ``os.replace`` under a lock do the same within this process.
         """
+        def link(final: str) -> None:
+            try:
+                os.link(temp_path, final)
+            except (OSError, AttributeError, NotImplementedError) as exc:
+                if isinstance(exc, FileExistsError) or (
+                        isinstance(exc, OSError) and exc.errno not in _NO_LINK_ERRNOS):
+                    raise
+                with _replace_lock:
+                    if os.path.lexists(final):
+                        raise FileExistsError(errno.EEXIST, 'File exists', final) from None
+                    os.replace(temp_path, final)
+
+        placed = self._first_free(final_path, link)
+        try:
+            os.unlink(temp_path)
+        except FileNotFoundError:
+            pass  # replaced, where there are no hard links
+        return placed
+
+    def _first_free(self, final_path: str, link) -> str:
+        """``link(name)`` on ``final_path``, then on its ``_1`` ... variants while
+        ``link`` raises ``FileExistsError``; returns the name it took."""
         for n in range(self.max_iterations + 1):
             if n == 0:
                 final = final_path
@@ -236,21 +281,9 @@ class FolderStorageMixin:
                     base, ext = os.path.splitext(final_path)
                 final = f'{base}_{n}{ext}'
             try:
-                os.link(temp_path, final)
+                link(final)
             except FileExistsError:
                 continue
-            except (OSError, AttributeError, NotImplementedError) as exc:
-                if isinstance(exc, OSError) and exc.errno not in _NO_LINK_ERRNOS:
-                    raise
-                with _replace_lock:
-                    if os.path.lexists(final):
-                        continue
-                    os.replace(temp_path, final)
-                return final
-            try:
-                os.unlink(temp_path)
-            except FileNotFoundError:
-                pass
             return final
         raise OSError(errno.EEXIST, f'{os.path.basename(final_path)} and its '
                       f'{self.max_iterations} numbered variants already exist in '

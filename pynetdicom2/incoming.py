@@ -28,6 +28,7 @@ from typing import Any, BinaryIO, NamedTuple, Optional
 from pynetdicom2 import dscheck
 from pynetdicom2.asceprovider import IMPLEMENTATION_UID, IMPLEMENTATION_VERSION_NAME
 from pynetdicom2.exceptions import EventHandlingError
+from pynetdicom2.sparefiles import UnnamedFile
 
 logger = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class _FileDataSet(IncomingDataSet):
             return
         fp = self._open()
         self._file = fp
-        if type(fp) is io.FileIO:
+        if type(fp) is io.FileIO or type(fp) is UnnamedFile:  # plain files: their descriptor
             self._fd = fp.fileno()
         try:
             fp.incoming_data_set = self  # a 0.9.x get_file override may hand it back
@@ -496,21 +497,42 @@ class TemporaryDataSet(_FileDataSet):
 
 class FolderDataSet(_FileDataSet):
     """A temporary ``.part`` file of a folder storage, given its final name by
-    ``commit`` through the storage's ``final_path`` and ``place_instance`` hooks."""
+    ``commit`` through the storage's ``final_path`` and ``place_instance`` hooks; or a
+    file made ahead and still unnamed (``sparefiles.UnnamedFile``), linked straight to
+    its final name when those steps are the library's."""
 
     keeps_files = True
 
     def __init__(self, storage, sop_class_uid, sop_instance_uid, transfer_syntax) -> None:
         super().__init__(sop_class_uid, sop_instance_uid, transfer_syntax)
         self.storage = storage
-        self.path: Optional[str] = None
+        self._path: Optional[str] = None
+
+    @property
+    def path(self) -> Optional[str]:
+        """The temporary file's path; None before it is created, and while it is a
+        spare nobody has asked the name of (``sparefiles.UnnamedFile``)."""
+        fp = self._file
+        return fp.path if type(fp) is UnnamedFile else self._path
 
     def _open(self) -> BinaryIO:
-        fp, self.path = self.storage.create_temporary_file()
+        fp, self._path = self.storage.incoming_file()
         return fp
 
     def commit(self, context) -> Optional[str]:
         self._flush()  # a data set with no bytes still has its file; all written
+        fp = self._file
+        if type(fp) is UnnamedFile and fp.path is None:
+            # Nobody has looked for the file by its name: when every step of keeping
+            # it is the library's, it is linked once, straight to its final name.
+            final = self.storage.place_unnamed(fp, clean_uid(self.sop_instance_uid))
+            if final is not None:
+                self._close()
+                self.final_path = final
+                self.committed = True
+                logger.debug('stored %s', final)
+                return final
+            fp.give_name()  # the user's steps take the file by its path
         self._close()  # complete: a closed file can be renamed on every platform
         storage = self.storage
         # The library's own steps touch the file only to link it to its final name,
@@ -540,6 +562,8 @@ class FolderDataSet(_FileDataSet):
 
     def release(self) -> None:
         self.released = True
+        if not self.committed and type(self._file) is UnnamedFile:
+            self._file.discard()  # not kept: unnamed, it vanishes
         self._close()
         if not self.committed and self.path is not None:
             try:

@@ -23,7 +23,7 @@ import pytest
 from pydicom.dataset import Dataset
 
 from pynetdicom2 import ae as ae_module
-from pynetdicom2 import dimse, incoming, pdu, reassembly, sopclass, uids
+from pynetdicom2 import dimse, incoming, pdu, reassembly, sopclass, sparefiles, uids
 from pynetdicom2.exceptions import DIMSEProcessingError, EventHandlingError
 from pynetdicom2.services.storage import encode_data_set, read_file_meta
 from tests.fakepeer import associate_raw, read_until_closed
@@ -302,6 +302,120 @@ def test_replace_existing_keeps_one_file(tmp_path, ct):
         owner.commit(CTX)
         owner.release()
     assert listing(folder.storage_dir) == ['1.2.3.4.dcm']
+
+
+# -- a file made ahead (sparefiles): unnamed until needed ----------------------------------
+
+needs_spares = pytest.mark.skipif(not sparefiles.SpareFiles().works,
+                                  reason='no O_TMPFILE and /proc here: no spares')
+
+
+class PlainFolder(ae_module.FolderStorageMixin):
+    """The folder storage with every step of keeping an instance the library's."""
+
+    def __init__(self, storage_dir):
+        self.storage_dir = str(storage_dir)
+        os.makedirs(self.storage_dir, exist_ok=True)
+
+
+def spared(folder):
+    """``folder`` with one spare made, and the temporary names it gives, in order."""
+    named = []
+    make = folder._temporary_path
+    folder._temporary_path = lambda: (named.append(make()), named[-1])[1]
+    folder.prepare_temporary_file()
+    assert len(folder._spares._spares) == 1
+    return named
+
+
+@needs_spares
+def test_a_spare_goes_straight_to_its_final_name_then_to_a_numbered_one(tmp_path, ct):
+    folder = PlainFolder(tmp_path / 'store')
+    for expected in ('1.2.3.4.dcm', '1.2.3.4_1.dcm'):
+        named = spared(folder)
+        owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+        feed(owner, ct, sizes=(100,))
+        assert owner.path is None and owner.check() is None
+        assert owner.commit(CTX) == os.path.join(folder.storage_dir, expected)
+        owner.release()
+        assert named == [] and listing(folder.storage_dir)[-1] == expected  # no .part ever
+        assert data_set_of(os.path.join(folder.storage_dir, expected)) == ct
+
+
+@needs_spares
+@pytest.mark.parametrize('hook', ['name', 'dcmread', 'close'])
+def test_a_spare_a_hook_looked_up_by_name_or_closed_is_kept_the_usual_way(tmp_path, ct, hook):
+    folder = PlainFolder(tmp_path / 'store')
+    named = spared(folder)
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    feed(owner, ct)
+    assert owner.check() is None
+    fp = owner.for_hook(True)
+    if hook == 'name':
+        assert pydicom.dcmread(fp.name).SOPInstanceUID == '1.2.3.4'
+    elif hook == 'dcmread':
+        assert pydicom.dcmread(fp).filename == owner.path
+    else:
+        fp.close()
+    assert named == [owner.path] and listing(folder.storage_dir) == [
+        os.path.basename(owner.path)]
+    owner.commit(CTX)
+    owner.release()
+    assert listing(folder.storage_dir) == ['1.2.3.4.dcm']
+    assert data_set_of(os.path.join(folder.storage_dir, '1.2.3.4.dcm')) == ct
+
+
+@needs_spares
+def test_a_spare_with_steps_of_ones_own_gets_a_temporary_name_for_them(tmp_path, ct):
+    folder = Folder(tmp_path / 'store')  # its own instance_stored
+    folder.read_tags = ['SOPInstanceUID']
+    seen = []
+    place = folder.place_instance
+    folder.place_instance = lambda temp, final, attrs, context: (
+        seen.append((os.path.exists(temp), attrs.SOPInstanceUID)),
+        place(temp, final, attrs, context))[1]
+    named = spared(folder)
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    feed(owner, ct)
+    assert owner.commit(CTX).endswith('1.2.3.4.dcm')
+    owner.release()
+    assert len(named) == 1 and seen == [(True, '1.2.3.4')]
+    assert folder.stored == [('1.2.3.4.dcm', CT)] and listing(folder.storage_dir) == [
+        '1.2.3.4.dcm']
+
+
+@needs_spares
+def test_a_spare_replacing_an_instance_keeps_one_file(tmp_path, ct):
+    folder = PlainFolder(tmp_path / 'store')
+    folder.replace_existing = True
+    (tmp_path / 'store' / '1.2.3.4.dcm').write_bytes(b'old')
+    spared(folder)
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    feed(owner, ct)
+    owner.commit(CTX)
+    owner.release()
+    assert listing(folder.storage_dir) == ['1.2.3.4.dcm']
+    assert data_set_of(os.path.join(folder.storage_dir, '1.2.3.4.dcm')) == ct
+
+
+@needs_spares
+def test_a_spare_refused_or_failing_to_be_placed_leaves_nothing(tmp_path, ct):
+    folder = PlainFolder(tmp_path / 'store')
+    spared(folder)
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    feed(owner, ct)
+    owner.discard()  # a failure status
+    assert listing(folder.storage_dir) == []
+    folder.max_iterations = 0
+    (tmp_path / 'store' / '1.2.3.4.dcm').write_bytes(b'theirs')
+    spared(folder)
+    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
+    feed(owner, ct)
+    with pytest.raises(OSError) as info:
+        owner.commit(CTX)
+    owner.discard()
+    assert info.value.errno == errno.EEXIST and listing(folder.storage_dir) == ['1.2.3.4.dcm']
+    assert (tmp_path / 'store' / '1.2.3.4.dcm').read_bytes() == b'theirs'
 
 
 @pytest.mark.parametrize('uid', ['../x', '1.2/3', '', '1' * 65, '1..2'])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import gc
 import os
 
 import pytest
@@ -19,28 +20,72 @@ def open_descriptors() -> int:
     return len(os.listdir('/proc/self/fd'))
 
 
-def test_a_spare_is_invisible_until_taken_then_named_and_open(tmp_path):
+def names(*paths):
+    """A ``new_path`` giving ``paths`` in turn."""
+    given = iter(paths)
+    return lambda: str(next(given))
+
+
+def test_a_spare_stays_unnamed_until_its_name_is_asked_for(tmp_path):
     spares = SpareFiles()
     spares.prepare(str(tmp_path))
     assert os.listdir(tmp_path) == []
-    fp = spares.take(str(tmp_path), str(tmp_path / 'a.part'))
+    fp = spares.take(str(tmp_path), names(tmp_path / 'a.part'))
     with fp:
-        assert fp.name == str(tmp_path / 'a.part') and os.listdir(tmp_path) == ['a.part']
         fp.write(b'DICM')
         fp.seek(0)
-        assert fp.read() == b'DICM'
+        assert fp.read() == b'DICM' and fp.path is None and os.listdir(tmp_path) == []
+        assert fp.name == str(tmp_path / 'a.part') == fp.path
+        assert os.listdir(tmp_path) == ['a.part'] and fp.name == fp.path  # named once
     assert (tmp_path / 'a.part').read_bytes() == b'DICM'
-    assert spares.take(str(tmp_path), str(tmp_path / 'b.part')) is None  # none left
+    assert spares.take(str(tmp_path), names(tmp_path / 'b.part')) is None  # none left
 
 
-def test_at_most_keep_spares_and_close_lets_them_go(tmp_path):
+def test_a_spare_discarded_or_dropped_without_a_name_vanishes(tmp_path):
+    spares = SpareFiles()
     before = open_descriptors()
-    spares = SpareFiles(keep=2)
-    for _ in range(5):
+    for end in ('discard', 'drop'):
         spares.prepare(str(tmp_path))
-    assert open_descriptors() == before + 2
-    spares.close()
-    assert open_descriptors() == before and os.listdir(tmp_path) == []
+        fp = spares.take(str(tmp_path), names())
+        fp.write(b'never kept')
+        if end == 'discard':
+            fp.discard()
+        del fp
+        gc.collect()
+        assert os.listdir(tmp_path) == [] and open_descriptors() == before
+
+
+def test_a_spare_closed_without_a_name_is_named_first(tmp_path):
+    spares = SpareFiles()
+    spares.prepare(str(tmp_path))
+    fp = spares.take(str(tmp_path), names(tmp_path / 'a.part'))
+    fp.write(b'kept')
+    fp.close()  # a hook closing the file it was handed loses nothing
+    fp.close()
+    assert fp.path == str(tmp_path / 'a.part') and (tmp_path / 'a.part').read_bytes() == b'kept'
+
+
+def test_a_spare_linked_to_its_final_name_gets_no_other(tmp_path):
+    (tmp_path / 'taken.dcm').write_bytes(b'theirs')
+    spares = SpareFiles()
+    spares.prepare(str(tmp_path))
+    with spares.take(str(tmp_path), names()) as fp:
+        fp.write(b'ours')
+        with pytest.raises(FileExistsError):
+            fp.link(str(tmp_path / 'taken.dcm'))
+        fp.link(str(tmp_path / 'free.dcm'))
+    assert sorted(os.listdir(tmp_path)) == ['free.dcm', 'taken.dcm']
+    assert (tmp_path / 'free.dcm').read_bytes() == b'ours'
+    assert (tmp_path / 'taken.dcm').read_bytes() == b'theirs'
+
+
+def test_a_temporary_name_taken_is_passed_over(tmp_path):
+    (tmp_path / 'a.part').write_bytes(b'theirs')
+    spares = SpareFiles()
+    spares.prepare(str(tmp_path))
+    with spares.take(str(tmp_path), names(tmp_path / 'a.part', tmp_path / 'b.part')) as fp:
+        assert fp.name == str(tmp_path / 'b.part')
+    assert (tmp_path / 'a.part').read_bytes() == b'theirs'
 
 
 def test_a_spare_of_another_folder_is_dropped(tmp_path):
@@ -48,19 +93,8 @@ def test_a_spare_of_another_folder_is_dropped(tmp_path):
     spares = SpareFiles()
     before = open_descriptors()
     spares.prepare(str(tmp_path / 'old'))
-    assert spares.take(str(tmp_path), str(tmp_path / 'a.part')) is None
+    assert spares.take(str(tmp_path), names()) is None
     assert open_descriptors() == before and os.listdir(tmp_path / 'old') == []
-
-
-def test_a_name_taken_keeps_the_spare_for_the_next(tmp_path):
-    (tmp_path / 'a.part').write_bytes(b'theirs')
-    spares = SpareFiles()
-    spares.prepare(str(tmp_path))
-    with pytest.raises(FileExistsError):
-        spares.take(str(tmp_path), str(tmp_path / 'a.part'))
-    assert (tmp_path / 'a.part').read_bytes() == b'theirs'
-    with spares.take(str(tmp_path), str(tmp_path / 'b.part')) as fp:
-        assert fp.name.endswith('b.part')
 
 
 def test_a_file_system_without_unnamed_files_gets_none(tmp_path, monkeypatch):
@@ -69,21 +103,30 @@ def test_a_file_system_without_unnamed_files_gets_none(tmp_path, monkeypatch):
     spares = SpareFiles()
     monkeypatch.setattr(sparefiles.os, 'open', refuse)
     spares.prepare(str(tmp_path))
-    assert not spares.works and spares.take(str(tmp_path), str(tmp_path / 'a')) is None
+    assert not spares.works and spares.take(str(tmp_path), names()) is None
 
 
-def test_no_proc_link_to_follow_closes_the_spare_and_stops(tmp_path, monkeypatch):
-    spares = SpareFiles()
-    spares.prepare(str(tmp_path))
-    before = open_descriptors()
-
+def test_without_a_proc_link_to_follow_no_spare_is_made(tmp_path, monkeypatch):
     def no_proc(*args, **kwargs):
         raise FileNotFoundError(errno.ENOENT, 'No such file or directory')
+    spares = SpareFiles()
+    before = open_descriptors()
     monkeypatch.setattr(sparefiles.os, 'link', no_proc)
-    assert spares.take(str(tmp_path), str(tmp_path / 'a.part')) is None
-    assert not spares.works and open_descriptors() == before - 1
     spares.prepare(str(tmp_path))
-    assert open_descriptors() == before - 1
+    assert not spares.works and open_descriptors() == before
+    assert spares.take(str(tmp_path), names()) is None and os.listdir(tmp_path) == []
+
+
+def test_naming_is_tried_once_per_folder_and_leaves_nothing(tmp_path, monkeypatch):
+    spares = SpareFiles()
+    links = []
+    link = sparefiles.os.link
+    monkeypatch.setattr(sparefiles.os, 'link', lambda *a, **k: (links.append(a), link(*a, **k)))
+    spares.prepare(str(tmp_path))
+    spares.prepare(str(tmp_path))
+    assert len(links) == 1 and os.listdir(tmp_path) == []
+    with spares.take(str(tmp_path), names(tmp_path / 'a.part')) as fp:
+        assert fp.name.endswith('a.part')  # the probe's link spoiled no spare
 
 
 @pytest.mark.socket  # a child process
@@ -93,11 +136,11 @@ def test_a_forked_child_never_writes_into_its_parents_spares(tmp_path):
     spares.prepare(str(tmp_path))
     pid = os.fork()
     if pid == 0:  # the child: its copy of the spare is closed
-        code = 0 if spares.take(str(tmp_path), str(tmp_path / 'child.part')) is None else 1
+        code = 0 if spares.take(str(tmp_path), names(tmp_path / 'child.part')) is None else 1
         os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.WEXITSTATUS(status) == 0 and os.listdir(tmp_path) == []
-    with spares.take(str(tmp_path), str(tmp_path / 'parent.part')) as fp:
+    with spares.take(str(tmp_path), names(tmp_path / 'parent.part')) as fp:
         assert fp.name.endswith('parent.part')
 
 
@@ -115,11 +158,16 @@ def test_the_folder_storage_takes_what_it_prepared(tmp_path, incoming_folder):
     folder.prepare_temporary_file()
     assert os.listdir(where) == []
     spare = folder._spares._spares[0][0]
-    fp, path = folder.create_temporary_file()
+    fp, path = folder.incoming_file()
     with fp:
-        assert fp.fileno() == spare and fp.name == path
-        assert os.listdir(where) == [os.path.basename(path)]
-        assert path.endswith('.part') and os.path.dirname(path) == where.rstrip(os.sep)
+        assert fp.fileno() == spare and path is None and os.listdir(where) == []
+        name = fp.name  # a hook asking for it: a temporary name in the incoming folder
+        assert os.listdir(where) == [os.path.basename(name)]
+        assert name.endswith('.part') and os.path.dirname(name) == where.rstrip(os.sep)
+        assert os.path.basename(name).startswith(folder.temporary_prefix)
+    fp, path = folder.incoming_file()  # none left: created, named
+    with fp:
+        assert os.path.exists(path) and fp.name == path
 
 
 def test_a_storage_with_its_own_temporary_files_or_discarding_prepares_none(tmp_path):
@@ -151,7 +199,7 @@ def test_without_unnamed_files_the_storage_creates_its_files_as_before(tmp_path,
     monkeypatch.setattr(sparefiles.os, 'open', refuse)
     folder = Folder(tmp_path)
     folder.prepare_temporary_file()
-    fp, path = folder.create_temporary_file()
+    fp, path = folder.incoming_file()
     with fp:
         assert not folder._spares.works and os.listdir(tmp_path) == [os.path.basename(path)]
 

@@ -309,7 +309,9 @@ def test_a_worker_stopped_with_sigterm_ends_its_associations_cleanly_and_is_repl
             manager, assoc = associate_when_admitted(server)
             victim = serving_pid(assoc)
             os.kill(victim, signal.SIGTERM)
-            # The worker closes the association it serves before it ends.
+            # The worker closes the association it serves before it ends (waited for:
+            # a request sent before the signal is handled would still be answered).
+            assert wait_until(lambda: process_state(victim) in (None, 'Z'))
             with pytest.raises(Exception):
                 serving_pid(assoc)
             with contextlib.suppress(Exception):
