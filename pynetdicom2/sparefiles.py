@@ -37,15 +37,14 @@ class UnnamedFile(io.FileIO):
     only ``discard`` lets it vanish."""
 
     def __init__(self, fd: int, new_path: Callable[[], str]) -> None:
-        self.path: Optional[str] = None  # its temporary name; None: not asked for
-        self.linked = False  # it has a name in a folder
+        self.path: Optional[str] = None  # its name in a folder; None: none yet
         self._new_path = new_path
         super().__init__(fd, 'r+')
 
     def close(self) -> None:
         """Close the file, giving it a temporary name first when it has none (a hook
         closing the file it was handed loses nothing)."""
-        if not self.linked and not self.closed:
+        if self.path is None and not self.closed:
             self.give_name()
         super().close()
 
@@ -76,7 +75,6 @@ class UnnamedFile(io.FileIO):
                     self.link(path)
                 except FileExistsError:
                     continue
-                self.path = path
                 break
             else:
                 raise OSError(errno.EEXIST,
@@ -84,9 +82,10 @@ class UnnamedFile(io.FileIO):
         return self.path
 
     def link(self, path: str) -> None:
-        """Give the file the name ``path`` too; ``FileExistsError``: the name is taken."""
+        """Give the file, which has no name yet, the name ``path``; ``FileExistsError``:
+        the name is taken."""
         self.link_descriptor(self.fileno(), path)
-        self.linked = True
+        self.path = path
 
     @staticmethod
     def link_descriptor(fd: int, path: str) -> None:

@@ -336,9 +336,12 @@ def test_a_spare_goes_straight_to_its_final_name_then_to_a_numbered_one(tmp_path
         owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
         feed(owner, ct, sizes=(100,))
         assert owner.path is None and owner.check() is None
+        hook_file = owner.for_hook(True)
         assert owner.commit(CTX) == os.path.join(folder.storage_dir, expected)
         owner.release()
         assert named == [] and listing(folder.storage_dir)[-1] == expected  # no .part ever
+        # A 0.9.x discard_file looking at the file afterwards finds it by its name.
+        assert hook_file.closed and hook_file.name == owner.final_path == owner.path
         assert data_set_of(os.path.join(folder.storage_dir, expected)) == ct
 
 
