@@ -43,8 +43,8 @@ class FolderStorageMixin:
     A data set streams into a temporary ``.tmp-<random>.part`` file inside the
     directory (``incoming_folder`` and ``temporary_prefix`` say where; on Linux, a
     file made ahead that gets that name only if something asks for its ``name``,
-    ``pynetdicom2.sparefiles``) and gets its final name only when complete, checked (it parses to its end and names the
-    request's UIDs) and accepted by ``on_receive_store`` with a Success or Warning
+    ``pynetdicom2.sparefiles``) and gets its final name only when complete, checked
+    (it parses to its end and names the request's UIDs) and accepted by ``on_receive_store`` with a Success or Warning
     status, before the response leaves. The hook only decides the status: whether or
     not it calls this class's version, the file is kept on Success or Warning, and
     nothing is kept on a Failure or ``EventHandlingError``. A name already taken gets

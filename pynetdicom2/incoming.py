@@ -511,7 +511,8 @@ class FolderDataSet(_FileDataSet):
     @property
     def path(self) -> Optional[str]:
         """The temporary file's path; None before it is created, and while it is a
-        spare nobody has asked the name of (``sparefiles.UnnamedFile``)."""
+        spare nobody has asked the name of (``sparefiles.UnnamedFile``; once it is
+        linked straight to its final name, that name)."""
         fp = self._file
         return fp.path if type(fp) is UnnamedFile else self._path
 

@@ -117,21 +117,26 @@ class SpareFiles:
             if exc.errno in _UNSUPPORTED:
                 self.works = False
             return
-        if folder not in self._can_name and not self._naming_works(folder):
-            os.close(fd)
-            self.works = False  # no /proc link to follow here: files are made as before
-            return
+        if folder not in self._can_name:
+            works = self._naming_works(folder)
+            if not works:
+                os.close(fd)
+                if works is False:
+                    self.works = False  # no /proc link to follow: files made as before
+                return
         self._spares.append((fd, folder))
 
-    def _naming_works(self, folder: str) -> bool:
-        # Spares are named later, in the middle of a store, where failing would lose
-        # the instance: tried once per folder, on a file and a name of its own (an
-        # unnamed file can be linked only once it has never had a name).
+    def _naming_works(self, folder: str) -> Optional[bool]:
+        """Whether an unnamed file of ``folder`` can be named (None: not known now).
+
+        Spares are named later, in the middle of a store, where failing would lose
+        the instance: tried once per folder, on a file and a name of its own (an
+        unnamed file can be linked only while it has never had a name)."""
         probe = os.path.join(folder, f'.spare-probe-{os.getpid()}-{os.urandom(4).hex()}')
         try:
             fd = os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o600)
         except OSError:
-            return False
+            return None  # out of descriptors or space: perhaps next time
         try:
             UnnamedFile.link_descriptor(fd, probe)
         except OSError:
