@@ -41,8 +41,8 @@ class FolderStorageMixin:
     library: ``StorageAE``, ``ClientStorageAE`` and the command-line tools use it.
 
     A data set streams into a temporary ``.tmp-<random>.part`` file inside the
-    directory (``incoming_folder`` and ``temporary_prefix`` say where; on Linux, a
-    file made ahead that gets that name only if something asks for its ``name``,
+    directory (``incoming_folder`` and ``temporary_prefix`` say where; on Linux, an
+    unnamed file that gets that name only if something asks for its ``name``,
     ``pynetdicom2.sparefiles``) and gets its final name only when complete, checked
     (it parses to its end and names the request's UIDs) and accepted by ``on_receive_store`` with a Success or Warning
     status, before the response leaves. The hook only decides the status: whether or
@@ -122,13 +122,16 @@ class FolderStorageMixin:
                 spares.close()
 
     def incoming_file(self):
-        """The file of the next received data set and its path: a spare made ahead
-        (``sparefiles.UnnamedFile``; path None, it is named when something asks for
-        its ``name``), else ``create_temporary_file``'s."""
-        # Spares exist only while create_temporary_file is the library's.
-        spares = self.__dict__.get('_spares')
-        if spares is not None:
-            fp = spares.take(self._temporary_folder(), self._temporary_path)
+        """The file of the next received data set and its path: an unnamed file
+        (``sparefiles.UnnamedFile``, path None: named only when something asks for
+        its ``name``), made ahead or now; else, or with a ``create_temporary_file``
+        of one's own, ``create_temporary_file``'s."""
+        if not incoming.overridden(self, 'create_temporary_file'):
+            spares = self._spare_files()
+            folder = self._temporary_folder()
+            fp = spares.take(folder, self._temporary_path)
+            if fp is None:
+                fp = spares.make_now(folder, self._temporary_path)
             if fp is not None:
                 return fp, None
         return self.create_temporary_file()

@@ -4,13 +4,14 @@ its response.
 
 Creating a file (a new inode) is the costliest single step of storing an instance,
 more so on a busy or network file system. A folder storage calls ``SpareFiles.prepare``
-once a C-STORE response has gone, and ``take`` when the next data set arrives. A spare
-is an unnamed file (Linux ``O_TMPFILE``) in the directory where it will live: nothing
-to see or to clean up, and gone with its process. It stays unnamed while it is filled
-(``UnnamedFile``): when every step of keeping it is the library's, it is linked once,
-straight to its final name; a temporary name is given only when something asks for
-the file's ``name`` (a hook reading it by path). Where the system or the file system
-cannot make or name one, nothing is prepared and files are created as before.
+once a C-STORE response has gone, and ``take`` when the next data set arrives
+(``make_now`` when none is ready). A spare is an unnamed file (Linux ``O_TMPFILE``) in
+the directory where it will live: nothing to see or to clean up, and gone with its
+process. It stays unnamed while it is filled (``UnnamedFile``): when every step of
+keeping it is the library's, it is linked once, straight to its final name; a
+temporary name is given only when something asks for the file's ``name`` (a hook
+reading it by path). Where the system or the file system cannot make or name one,
+files are created, with their temporary names, as before.
 """
 
 from __future__ import annotations
@@ -109,22 +110,35 @@ class SpareFiles:
 
     def prepare(self, folder: str) -> None:
         """Make one more spare in ``folder``, unless ``keep`` are ready (never raises)."""
-        if not self.works or len(self._spares) >= self.keep:
-            return
+        if len(self._spares) < self.keep:
+            fd = self._make(folder)
+            if fd is not None:
+                self._spares.append((fd, folder))
+
+    def make_now(self, folder: str, new_path: Callable[[], str]) -> Optional[UnnamedFile]:
+        """An unnamed file made now in ``folder`` (none was made ahead), as ``take``
+        gives; None where none can be made (never raises)."""
+        fd = self._make(folder)
+        return None if fd is None else UnnamedFile(fd, new_path)
+
+    def _make(self, folder: str) -> Optional[int]:
+        """The descriptor of a new unnamed file of ``folder`` that can be named later."""
+        if not self.works:
+            return None
         try:
             fd = os.open(folder, os.O_TMPFILE | os.O_RDWR, 0o666)  # as 'x' mode would
         except OSError as exc:
             if exc.errno in _UNSUPPORTED:
                 self.works = False
-            return
+            return None
         if folder not in self._can_name:
             works = self._naming_works(folder)
             if not works:
                 os.close(fd)
                 if works is False:
                     self.works = False  # no /proc link to follow: files made as before
-                return
-        self._spares.append((fd, folder))
+                return None
+        return fd
 
     def _naming_works(self, folder: str) -> Optional[bool]:
         """Whether an unnamed file of ``folder`` can be named (None: not known now).

@@ -304,6 +304,21 @@ def describe(result: subprocess.CompletedProcess) -> str:
             f"--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}")
 
 
+def receiving_files(folder) -> int:
+    """Files of ``folder`` that may be receiving a data set: ``.part`` names, and the
+    unnamed files of ``folder`` this process holds open (Linux ``O_TMPFILE``: a folder
+    storage's incoming files have no name until they are kept)."""
+    count = sum(1 for name in os.listdir(folder) if name.endswith('.part'))
+    prefix = os.path.realpath(folder) + os.sep
+    with contextlib.suppress(OSError):
+        for fd in os.listdir('/proc/self/fd'):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f'/proc/self/fd/{fd}')
+                if target.startswith(prefix) and target.endswith(' (deleted)'):
+                    count += 1
+    return count
+
+
 def make_ct_file(path: str | os.PathLike, sop_instance_uid: Optional[str] = None,
                  rows: int = 64, cols: int = 64,
                  transfer_syntax: str = ExplicitVRLittleEndian) -> pathlib.Path:

@@ -60,17 +60,19 @@ def test_a_hook_that_moved_the_file_away_keeps_it_and_nothing_is_named(tmp_path,
     assert folder.stored == () if storage is Noting else True
 
 
-def test_a_missing_final_folder_fails_the_store_and_keeps_nothing(tmp_path, ct):
+@pytest.mark.parametrize('unnamed', [True, False])
+def test_a_missing_final_folder_fails_the_store_and_keeps_nothing(tmp_path, ct, unnamed):
     """A FileNotFoundError that is not the temporary file's absence is the disk's
     failure (0xA700 above), not a file moved away."""
     folder = Plain(tmp_path / 'store')
+    folder._spare_files().works = unnamed and folder._spare_files().works
     owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
     owner.write(ct)
     assert owner.check() is None
     folder.storage_dir = str(tmp_path / 'gone')   # final names point nowhere now
     with pytest.raises(FileNotFoundError):
         owner.commit(CTX)
-    assert os.path.exists(owner.path)
+    assert not owner.committed and (owner.path is None or os.path.exists(owner.path))
     owner.discard()
     assert os.listdir(tmp_path / 'store') == [] and not os.path.exists(tmp_path / 'gone')
 

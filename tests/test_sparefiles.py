@@ -165,9 +165,20 @@ def test_the_folder_storage_takes_what_it_prepared(tmp_path, incoming_folder):
         assert os.listdir(where) == [os.path.basename(name)]
         assert name.endswith('.part') and os.path.dirname(name) == where.rstrip(os.sep)
         assert os.path.basename(name).startswith(folder.temporary_prefix)
-    fp, path = folder.incoming_file()  # none left: created, named
+    fp, path = folder.incoming_file()  # none left: made now, unnamed as well
     with fp:
-        assert os.path.exists(path) and fp.name == path
+        assert path is None and os.listdir(where) == [os.path.basename(name)]
+        assert fp.name.endswith('.part') and len(os.listdir(where)) == 2
+
+
+def test_a_storage_with_its_own_temporary_files_gets_them_and_no_unnamed_one(tmp_path):
+    folder = Folder(tmp_path)
+    made = []
+    folder.create_temporary_file = lambda: made.append(1) or (
+        open(tmp_path / 'mine.part', 'w+b'), str(tmp_path / 'mine.part'))
+    fp, path = folder.incoming_file()
+    with fp:
+        assert made == [1] and path == str(tmp_path / 'mine.part') == fp.name
 
 
 def test_a_storage_with_its_own_temporary_files_or_discarding_prepares_none(tmp_path):

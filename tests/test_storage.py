@@ -23,7 +23,7 @@ from pynetdicom2.exceptions import (
     AssociationAbortedError, ClassNotSupportedError, EventHandlingError)
 from pynetdicom2.services.storage import encode_data_set, read_file_meta, read_instance_uids
 from tests.fakepeer import associate_raw, read_until_closed
-from tests.peers import dcmtk, make_ct_file, run_tool
+from tests.peers import dcmtk, make_ct_file, receiving_files, run_tool
 
 CT = uids.CT_IMAGE_STORAGE
 
@@ -425,13 +425,14 @@ def test_peer_dying_mid_data_set_leaves_nothing(server, store_dir, tmp_path, how
         for raw in pdus[:len(pdus) // 2]:
             sock.sendall(raw)
         # The data set is streaming into a temporary file, under no final name.
-        assert wait_until(lambda: any(n.endswith('.part') for n in listing(store_dir)))
+        assert wait_until(lambda: receiving_files(store_dir) == 1)
         assert not any(n.endswith('.dcm') for n in listing(store_dir))
         if how == 'a-abort':
             sock.sendall(pdu.AAbortPDU(0, 0).encode())
     finally:
         sock.close()
-    assert wait_until(lambda: listing(store_dir) == []), listing(store_dir)
+    assert wait_until(lambda: listing(store_dir) == [] and receiving_files(store_dir) == 0), \
+        listing(store_dir)
     # The AE keeps serving.
     with client().request_association(remote(server)) as assoc:
         assert int(assoc.get_scu(uids.VERIFICATION_SOP_CLASS)(1)) == 0
@@ -453,9 +454,10 @@ def test_peer_stalling_mid_data_set_times_out_and_leaves_nothing(store_dir, tmp_
         try:
             for raw in pdus[:3]:
                 sock.sendall(raw)
-            assert wait_until(lambda: any(n.endswith('.part') for n in listing(store_dir)))
+            assert wait_until(lambda: receiving_files(store_dir) == 1)
             # We send nothing more: the SCP gives up after dcm_timeout and cleans up.
-            assert wait_until(lambda: listing(store_dir) == [], timeout=5), listing(store_dir)
+            assert wait_until(lambda: listing(store_dir) == [] and
+                              receiving_files(store_dir) == 0, timeout=5), listing(store_dir)
             # ... and the connection is closed (after an A-ABORT, PS3.8 9.2.3 ARTIM/AA-2).
             rest = read_until_closed(sock, timeout=5)
             assert rest == b'' or rest[0] == 0x07, rest[:16]
@@ -517,10 +519,12 @@ def test_client_storage_ae_folder_owner_and_legacy_get_file(tmp_path):
     ds = pydicom.dcmread(make_ct_file(tmp_path / 'ct.dcm', sop_instance_uid='1.2.3.44'))
     ctx = ae_module.PContextDefList(1, CT, uids.EXPLICIT_VR_LITTLE_ENDIAN)
     raw = encode_data_set(ds, uids.EXPLICIT_VR_LITTLE_ENDIAN)
-    # The factory: a .part file in the folder until committed.
+    # The factory: a temporary file of the folder (unnamed where the system can) until
+    # committed.
     owner = scu.incoming_data_set(CT, '1.2.3.44', uids.EXPLICIT_VR_LITTLE_ENDIAN)
     owner.write(raw)
-    assert listing(tmp_path / 'got')[0].startswith('.tmp-')
+    assert receiving_files(tmp_path / 'got') == 1
+    assert not any(name.endswith('.dcm') for name in listing(tmp_path / 'got'))
     assert owner.check() is None
     assert owner.commit(ctx) == str(tmp_path / 'got' / '1.2.3.44.dcm')
     owner.release()
