@@ -44,13 +44,14 @@ class FolderStorageMixin:
     directory (``incoming_folder`` and ``temporary_prefix`` say where; on Linux, an
     unnamed file that gets that name only if something asks for its ``name``,
     ``pynetdicom2.sparefiles``) and gets its final name only when complete, checked
-    (it parses to its end and names the request's UIDs) and accepted by ``on_receive_store`` with a Success or Warning
-    status, before the response leaves. The hook only decides the status: whether or
-    not it calls this class's version, the file is kept on Success or Warning, and
-    nothing is kept on a Failure or ``EventHandlingError``. A name already taken gets
-    ``_1`` ... ``_<max_iterations>``; beyond that the store fails with ``OSError``
-    (answered 0xA700, out of resources). A SOP Instance UID that is not a valid UID is
-    refused with 0xC000 (cannot understand) and an Error Comment saying why.
+    (it parses to its end and names the request's UIDs) and accepted by
+    ``on_receive_store`` with a Success or Warning status, before the response leaves.
+    The hook only decides the status: whether or not it calls this class's version,
+    the file is kept on Success or Warning, and nothing is kept on a Failure or
+    ``EventHandlingError``. A name already taken gets ``_1`` ... ``_<max_iterations>``;
+    beyond that the store fails with ``OSError`` (answered 0xA700, out of resources).
+    A SOP Instance UID that is not a valid UID is refused with 0xC000 (cannot
+    understand) and an Error Comment saying why.
 
     The steps of keeping an instance are hooks: ``read_attributes`` (``read_tags``),
     ``final_path``, ``place_instance`` and ``instance_stored``. ``discard`` receives

@@ -79,7 +79,10 @@ def test_threads_and_processes_of_three_implementations_store_everything_once(
     sources = make_sources(tmp_path / 'src', groups, PER_ASSOCIATION)
     every = {uid: path for group in sources.values() for uid, path in group.items()}
     group_of = {uid: group for group, members in sources.items() for uid in members}
-    server = storage_server(store_dir, max_associations=40)
+    # 36 processes share two cores here: a starved peer may stay silent longer than the
+    # usual 20 s. Waiting past pynetdicom's own 30 s DIMSE timeout also tells a slow peer
+    # (it goes on) from a lost response (it aborts, and files are missing).
+    server = storage_server(store_dir, max_associations=40, dcm_timeout=60)
     kinds = ['ours'] * OURS + ['dcmtk'] * DCMTK + ['pynetdicom'] * PYNETDICOM
 
     def sender(group: int):
