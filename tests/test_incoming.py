@@ -334,6 +334,16 @@ def spared(folder):
     return named
 
 
+def kept(folder, data: bytes, uid: str = '1.2.3.4') -> str:
+    """Receive ``data`` as instance ``uid`` into ``folder`` and keep it; its final name."""
+    owner = folder.incoming_data_set(CT, uid, EXPLICIT)
+    feed(owner, data)
+    try:
+        return owner.commit(CTX)
+    finally:
+        owner.release()
+
+
 @needs_spares
 def test_a_spare_goes_straight_to_its_final_name_then_to_a_numbered_one(tmp_path, ct):
     folder = PlainFolder(tmp_path / 'store')
@@ -384,10 +394,7 @@ def test_a_spare_with_steps_of_ones_own_gets_a_temporary_name_for_them(tmp_path,
         seen.append((os.path.exists(temp), attrs.SOPInstanceUID)),
         place(temp, final, attrs, context))[1]
     named = spared(folder)
-    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
-    feed(owner, ct)
-    assert owner.commit(CTX).endswith('1.2.3.4.dcm')
-    owner.release()
+    assert kept(folder, ct).endswith('1.2.3.4.dcm')
     assert len(named) == 1 and seen == [(True, '1.2.3.4')]
     assert folder.stored == [('1.2.3.4.dcm', CT)] and listing(folder.storage_dir) == [
         '1.2.3.4.dcm']
@@ -399,10 +406,7 @@ def test_a_spare_replacing_an_instance_keeps_one_file(tmp_path, ct):
     folder.replace_existing = True
     (tmp_path / 'store' / '1.2.3.4.dcm').write_bytes(b'old')
     spared(folder)
-    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
-    feed(owner, ct)
-    owner.commit(CTX)
-    owner.release()
+    kept(folder, ct)
     assert listing(folder.storage_dir) == ['1.2.3.4.dcm']
     assert data_set_of(os.path.join(folder.storage_dir, '1.2.3.4.dcm')) == ct
 
@@ -418,11 +422,8 @@ def test_a_spare_refused_or_failing_to_be_placed_leaves_nothing(tmp_path, ct):
     folder.max_iterations = 0
     (tmp_path / 'store' / '1.2.3.4.dcm').write_bytes(b'theirs')
     spared(folder)
-    owner = folder.incoming_data_set(CT, '1.2.3.4', EXPLICIT)
-    feed(owner, ct)
     with pytest.raises(OSError) as info:
-        owner.commit(CTX)
-    owner.discard()
+        kept(folder, ct)
     assert info.value.errno == errno.EEXIST and listing(folder.storage_dir) == ['1.2.3.4.dcm']
     assert (tmp_path / 'store' / '1.2.3.4.dcm').read_bytes() == b'theirs'
 

@@ -11,6 +11,7 @@ import pytest
 from pynetdicom2 import sparefiles
 from pynetdicom2.ae import FolderStorageMixin
 from pynetdicom2.sparefiles import SpareFiles
+from tests.peers import receiving_files
 
 pytestmark = pytest.mark.skipif(
     not SpareFiles().works, reason='no O_TMPFILE and /proc here: files are made as before')
@@ -215,19 +216,6 @@ def test_without_unnamed_files_the_storage_creates_its_files_as_before(tmp_path,
         assert not folder._spares.works and os.listdir(tmp_path) == [os.path.basename(path)]
 
 
-def unnamed_files_in(folder) -> int:
-    """Descriptors of this process open on unnamed files of ``folder`` (spares)."""
-    count = 0
-    for fd in os.listdir('/proc/self/fd'):
-        try:
-            target = os.readlink(f'/proc/self/fd/{fd}')
-        except OSError:
-            continue
-        if target.startswith(str(folder)) and target.endswith('(deleted)'):
-            count += 1
-    return count
-
-
 @pytest.mark.socket
 def test_a_storage_server_stores_through_spares_and_closes_them_when_it_quits(tmp_path):
     from tests.peers import make_ct_file
@@ -239,5 +227,5 @@ def test_a_storage_server_stores_through_spares_and_closes_them_when_it_quits(tm
         assert [int(s) for s in store(server, *map(str, sources))] == [0, 0, 0]
         # Exactly the instances, none of the files made ahead.
         assert sorted(os.listdir(store_dir)) == ['1.2.3.0.dcm', '1.2.3.1.dcm', '1.2.3.2.dcm']
-        assert unnamed_files_in(store_dir) == 1  # made after the last response
-    assert unnamed_files_in(store_dir) == 0
+        assert receiving_files(store_dir) == 1  # made after the last response
+    assert receiving_files(store_dir) == 0
