@@ -9,7 +9,8 @@ association each) against DCMTK ``storescp --fork`` and against our SCP
 ``storescp --fork +B -od`` / ``StorageAE``). Prints a Markdown table of medians:
 instances/s, the SCP's CPU seconds per 1000 instances (parent and every child
 process, from /proc), the SCUs' CPU, the peak RSS of each SCP process and of the
-SCUs, and the ratio against DCMTK -> DCMTK in the same mode.
+SCUs, and the ratio against DCMTK -> DCMTK in the same mode. The SCPs of a mode run
+side by side and each repeat runs every row once, in turn (forward, then backward).
 
 Our SCU processes import first and start storing together when told (interpreter
 start-up is not timed); DCMTK's start-up (about 15 ms) is. ``--handler-case`` measures
@@ -169,13 +170,14 @@ class Row:
     scp: str            # 'dcmtk' (storescp --fork) or 'p2'
     workers: int        # our SCP's worker processes (0 for DCMTK)
     mode: str           # 'ignore' or 'write'
+    processes: int = 8  # SCU processes
 
     @property
     def label(self) -> str:
         scp = 'DCMTK storescp --fork' if self.scp == 'dcmtk' else (
             f'pynetdicom2, {self.workers} worker{"s" if self.workers > 1 else ""}'
             if self.workers > 1 else 'pynetdicom2, 1 process')
-        return f'{"DCMTK storescu" if self.scu == "dcmtk" else "pynetdicom2"} x 8 -> {scp}'
+        return f'{"DCMTK storescu" if self.scu == "dcmtk" else "pynetdicom2"} x {self.processes} -> {scp}'
 
 
 @dataclass
@@ -231,10 +233,6 @@ def _scu_argvs(row: Row, port: int, pdu: int, shares: List[List[str]]) -> List[L
 
 
 def run_sample(row: Row, scp: Scp, pdu: int, shares: List[List[str]]) -> Sample:
-    if row.mode == 'write':
-        for path in scp.out.iterdir():
-            if path.is_file():
-                path.unlink()
     pid = scp.peer.pid
     for member in process_tree(pid):
         reset_peak(member)
@@ -287,6 +285,11 @@ def run_sample(row: Row, scp: Scp, pdu: int, shares: List[List[str]]) -> Sample:
     scp_cpu = tree_cpu(pid) - cpu_before
     if row.mode == 'write':
         kept = sum(1 for p in scp.out.rglob('*') if p.is_file() and not p.name.startswith('.'))
+        for path in scp.out.iterdir():
+            if path.is_file():
+                path.unlink()
+        # The next run never pays for the disk writing back what this one left.
+        os.sync()
         if kept != sum(len(s) for s in shares):
             raise PeerError(f'{kept} files on disk, {sum(len(s) for s in shares)} sent')
     return Sample(wall, scp_cpu, scu_cpu, rss, scu_rss, len(processes))
@@ -294,20 +297,21 @@ def run_sample(row: Row, scp: Scp, pdu: int, shares: List[List[str]]) -> Sample:
 
 def plan(args) -> List[Row]:
     rows = []
+    n = args.processes
     for mode in args.modes:
-        rows.append(Row('dcmtk', 'dcmtk', 0, mode))
+        rows.append(Row('dcmtk', 'dcmtk', 0, mode, n))
         for workers in args.workers:
-            rows.append(Row('dcmtk', 'p2', workers, mode))
+            rows.append(Row('dcmtk', 'p2', workers, mode, n))
         if 'p2' in args.scus:
-            rows.append(Row('p2', 'dcmtk', 0, mode))
+            rows.append(Row('p2', 'dcmtk', 0, mode, n))
             for workers in args.workers:
-                rows.append(Row('p2', 'p2', workers, mode))
+                rows.append(Row('p2', 'p2', workers, mode, n))
     return rows
 
 
-def table(results: List[Result], count: int) -> str:
-    out = ['| SCU -> SCP | mode | inst/s | x DCMTK | SCP CPU s / 1000 inst | SCU CPU s '
-           '(all 8) | SCP processes: peak RSS MiB | SCU peak RSS MiB |',
+def table(results: List[Result], count: int, processes: int) -> str:
+    out = [f'| SCU -> SCP | mode | inst/s | x DCMTK | SCP CPU s / 1000 inst | SCU CPU s '
+           f'(all {processes}) | SCP processes: peak RSS MiB | SCU peak RSS MiB |',
            '|---|---|---|---|---|---|---|---|']
     reference = {r.row.mode: count / r.median('wall') for r in results
                  if r.row.scu == 'dcmtk' and r.row.scp == 'dcmtk' and r.samples}
@@ -325,6 +329,47 @@ def table(results: List[Result], count: int) -> str:
                    f'{1000 * r.median("scp_cpu") / count:.2f} | {r.median("scu_cpu"):.2f} | '
                    f'{rss} (max {max(peaks):.0f}) | {scu_rss} |')
     return '\n'.join(out)
+
+
+def run_rows(rows: List[Row], args, shares: List[List[str]],
+             out: pathlib.Path) -> List[Result]:
+    """Run every row ``args.repeat`` times; returns their results in the rows' order.
+
+    The SCPs of one mode run side by side (one per row, each with its own folder), and
+    each repeat runs every row of the mode once: forward on even repeats, backward on
+    odd ones, so a drift in the machine's state reaches every row alike.
+    """
+    results = {row: Result(row) for row in rows}
+    for mode in dict.fromkeys(row.mode for row in rows):
+        group = [row for row in rows if row.mode == mode]
+        scps: Dict[Row, Scp] = {}
+        try:
+            for row in group:
+                folder = out / str(len(scps))
+                folder.mkdir()
+                try:
+                    scps[row] = Scp(row, args.pdu, folder)
+                except (PeerError, OSError, ValueError) as exc:
+                    results[row].error = str(exc).splitlines()[0][:200]
+            for rep in range(args.repeat):
+                for row in (group if rep % 2 == 0 else group[::-1]):
+                    result = results[row]
+                    if result.error:
+                        continue
+                    scp = scps[row]
+                    try:
+                        result.samples.append(run_sample(row, scp, args.pdu, shares))
+                    except (PeerError, OSError, ValueError) as exc:
+                        result.error = str(exc).splitlines()[0][:200]
+                        print(scp.peer.output(2000), file=sys.stderr)
+                        continue
+                    print(f'{row.label} [{row.mode}]: {args.count / result.samples[-1].wall:.0f}'
+                          f' inst/s, SCP CPU {result.samples[-1].scp_cpu:.2f} s',
+                          file=sys.stderr, flush=True)
+        finally:
+            for scp in scps.values():
+                scp.stop()
+    return [results[row] for row in rows]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -354,32 +399,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     data_dir = args.data_dir or tempfile.mkdtemp(prefix='bench-concurrency-')
     files = data.prepare(data_dir, {'ct512k': (args.count, 512, 512)})['ct512k']
     shares = [files[n::args.processes] for n in range(args.processes)]
-    results = []
     out = pathlib.Path(tempfile.mkdtemp(prefix='bench-concurrency-out-'))
     try:
-        for row in plan(args):
-            result = Result(row)
-            results.append(result)
-            scp = None
-            try:
-                scp = Scp(row, args.pdu, out)
-                for _ in range(args.repeat):
-                    result.samples.append(run_sample(row, scp, args.pdu, shares))
-                    print(f'{row.label} [{row.mode}]: {args.count / result.samples[-1].wall:.0f}'
-                          f' inst/s, SCP CPU {result.samples[-1].scp_cpu:.2f} s',
-                          file=sys.stderr, flush=True)
-            except (PeerError, OSError, ValueError) as exc:
-                result.error = str(exc).splitlines()[0][:200]
-                if scp is not None:
-                    print(scp.peer.output(2000), file=sys.stderr)
-            finally:
-                if scp is not None:
-                    scp.stop()
+        results = run_rows(plan(args), args, shares, out)
     finally:
         shutil.rmtree(out, ignore_errors=True)
         if not args.data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
-    print(table(results, len(files)))
+    print(table(results, len(files), args.processes))
     load = os.getloadavg()
     print(f'\n{args.processes} SCU processes, {len(files)} instances, PDU {args.pdu}, '
           f'medians of {args.repeat}; {os.cpu_count()} cores, load average '

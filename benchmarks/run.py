@@ -291,40 +291,58 @@ def check_written(job: Job, out_dir: str) -> None:
 
 
 def run_all(jobs: List[Job], repeat: int, work: str, log) -> List[Result]:
+    """Run every job ``repeat`` times; returns their results in the jobs' order.
+
+    The SCPs of one case and setting (one process per configuration, so memory one
+    left behind never shows in another's RSS) run side by side, and each repeat runs
+    every job of them once: forward on even repeats, backward on odd ones. A drift
+    in the machine's state (inodes freed by earlier runs, page cache, other load) then
+    reaches every row of the case alike, not the SCP that happens to run first.
+    """
     results = {job: Result(job) for job in jobs}
-    # One SCP process per case and configuration, serving that case's runs: memory a
-    # previous case left behind (a 256 MiB data set) never shows in another's RSS.
-    groups: Dict[Tuple[str, ScpConfig], List[Job]] = {}
+    cases: Dict[Tuple[str, str, int], Dict[ScpConfig, List[Job]]] = {}
     for job in jobs:
-        groups.setdefault((job.case, job.scp), []).append(job)
-    out_dir = os.path.join(work, 'received')
-    os.makedirs(out_dir, exist_ok=True)
-    for (_, cfg), group in groups.items():
-        log(f'SCP {cfg.impl} mode={cfg.mode} pdu={cfg.pdu}: {len(group)} job(s) x {repeat}')
-        try:
-            with start_scp(cfg, out_dir) as (scp, port):
-                for rep in range(repeat):
-                    for job in group:
-                        res = results[job]
-                        if res.error:
-                            continue
-                        try:
-                            res.samples.append(run_one(job, scp, port, work, out_dir))
-                        except PeerError as exc:
-                            res.error = str(exc).splitlines()[0][:120]
-                            log(f'  FAILED {job.case} {job.scu}->{cfg.impl}: {exc}')
-                            if scp.proc.poll() is not None:
-                                raise PeerError(f'the SCP died\n{scp.output()}')
-                        else:
-                            s = res.samples[-1]
-                            log(f'  {job.case} {job.scu}->{cfg.impl} {job.mode} '
-                                f'#{rep + 1}: {s.wall:.3f} s')
-        except PeerError as exc:
-            log(f'  SCP {cfg.impl} failed: {exc}')
-            for job in group:
-                if not results[job].error and len(results[job].samples) < repeat:
-                    results[job].error = 'SCP failed: ' + str(exc).splitlines()[0][:100]
+        cases.setdefault((job.case, job.mode, job.pdu), {}).setdefault(job.scp, []).append(job)
+    for (case, mode, pdu), by_scp in cases.items():
+        log(f'{case} mode={mode} pdu={pdu}: {len(by_scp)} SCP(s), '
+            f'{sum(map(len, by_scp.values()))} job(s) x {repeat}')
+        with contextlib.ExitStack() as stack:
+            scps: Dict[ScpConfig, Tuple[Peer, int, str]] = {}
+            for cfg, group in by_scp.items():
+                out_dir = os.path.join(work, f'received-{len(scps)}')
+                os.makedirs(out_dir, exist_ok=True)
+                try:
+                    scps[cfg] = (*stack.enter_context(start_scp(cfg, out_dir)), out_dir)
+                except PeerError as exc:
+                    _scp_failed(cfg, group, results, exc, log)
+            order = [job for cfg, group in by_scp.items() if cfg in scps for job in group]
+            for rep in range(repeat):
+                for job in (order if rep % 2 == 0 else order[::-1]):
+                    res = results[job]
+                    if res.error:
+                        continue
+                    scp, port, out_dir = scps[job.scp]
+                    try:
+                        res.samples.append(run_one(job, scp, port, work, out_dir))
+                    except PeerError as exc:
+                        res.error = str(exc).splitlines()[0][:120]
+                        log(f'  FAILED {job.case} {job.scu}->{job.scp.impl}: {exc}')
+                        if scp.proc.poll() is not None:
+                            _scp_failed(job.scp, by_scp[job.scp], results,
+                                        PeerError(f'the SCP died\n{scp.output()}'), log, repeat)
+                    else:
+                        log(f'  {job.case} {job.scu}->{job.scp.impl} {job.mode} '
+                            f'#{rep + 1}: {res.samples[-1].wall:.3f} s')
     return [results[job] for job in jobs]
+
+
+def _scp_failed(cfg: ScpConfig, group: List[Job], results: Dict[Job, Result],
+                exc: PeerError, log, repeat: int = 1) -> None:
+    """The jobs of ``cfg`` that still had runs to make fail with its SCP."""
+    log(f'  SCP {cfg.impl} failed: {exc}')
+    for job in group:
+        if not results[job].error and len(results[job].samples) < repeat:
+            results[job].error = 'SCP failed: ' + str(exc).splitlines()[0][:100]
 
 
 def run_one(job: Job, scp: Peer, port: int, work: str, out_dir: str) -> Sample:
@@ -440,7 +458,9 @@ def notes(results: List[Result], args: argparse.Namespace) -> str:
                    'in memory; "(tempfile)" keeps the AE\'s default get_file (a temporary '
                    'Part-10 file per instance). Write mode: StorageAE vs storescp +B -od.')
     load = os.getloadavg()
-    out.append(f'- {args.repeat} repeat(s), medians; {os.cpu_count()} CPUs, load average '
+    out.append(f'- {args.repeat} repeat(s), medians; each repeat runs the rows of a case, '
+               f'mode and PDU setting in turn (forward, then backward), against SCPs '
+               f'started side by side; {os.cpu_count()} CPUs, load average '
                f'{getattr(args, "load_at_start", 0.0):.2f} at the start and {load[0]:.2f} at '
                f'the end (other work on the machine competes for the same cores); Python '
                f'{platform.python_version()}.')

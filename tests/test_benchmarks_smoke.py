@@ -109,3 +109,44 @@ def test_micro_benchmarks_print_their_table():
     assert 'C-STORE-RQ command set decode (decode_message)' in names
     assert 'iter_pdu_batches 16 MiB file, 1 MiB PDU' in names
     assert len(names) == 13
+
+
+def run_order(stderr: str, case: str) -> list:
+    """``(repeat, SCU->SCP, mode)`` of each run, in the order the progress lines give."""
+    runs = []
+    for line in stderr.splitlines():
+        words = line.split()
+        if len(words) == 6 and words[0] == case and words[3].startswith('#'):
+            runs.append((int(words[3][1:].rstrip(':')), words[1], words[2]))
+    return runs
+
+
+def test_each_repeat_runs_the_rows_in_turn_forward_then_backward():
+    dcmtk('storescp')
+    result = run([sys.executable, '-m', 'benchmarks.run', '--smoke', '--cases', 'tiny',
+                  '--impls', 'p2,dcmtk', '--repeat', '3'], timeout=120)
+    assert result.returncode == 0, f'{result.stdout}\n{result.stderr}'
+    # One SCP process per configuration for all repeats: both started before the first run.
+    assert 'tiny mode=write pdu=16384: 2 SCP(s), 4 job(s) x 3' in result.stderr
+    forward = ['p2->p2', 'dcmtk->p2', 'p2->dcmtk', 'dcmtk->dcmtk']
+    runs = [(rep, pair) for rep, pair, mode in run_order(result.stderr, 'tiny')
+            if mode == 'write']
+    assert runs == ([(1, pair) for pair in forward] + [(2, pair) for pair in forward[::-1]]
+                    + [(3, pair) for pair in forward])
+
+
+def test_concurrency_smoke_counts_files_and_takes_turns():
+    dcmtk('storescp')
+    result = run([sys.executable, '-m', 'benchmarks.concurrency', '--modes', 'write',
+                  '--count', '12', '--processes', '2', '--repeat', '2', '--workers', '1',
+                  '--scus', 'dcmtk'], timeout=180)
+    # A run whose files on disk are not the instances sent fails the whole command.
+    assert result.returncode == 0, f'{result.stdout}\n{result.stderr}'
+    rows = [line.split('|')[1].strip() for line in result.stdout.splitlines()
+            if line.startswith('| DCMTK')]
+    assert rows == ['DCMTK storescu x 2 -> DCMTK storescp --fork',
+                    'DCMTK storescu x 2 -> pynetdicom2, 1 process']
+    assert 'SCU CPU s (all 2)' in result.stdout
+    order = [line.split(' [')[0] for line in result.stderr.splitlines()
+             if line.endswith(' s') and ' [write]: ' in line]
+    assert order == rows + rows[::-1]
