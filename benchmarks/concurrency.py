@@ -345,7 +345,7 @@ def run_rows(rows: List[Row], args, shares: List[List[str]],
         scps: Dict[Row, Scp] = {}
         try:
             for row in group:
-                folder = out / str(len(scps))
+                folder = out / f'{mode}-{len(scps)}'
                 folder.mkdir()
                 try:
                     scps[row] = Scp(row, args.pdu, folder)

@@ -137,16 +137,19 @@ def test_each_repeat_runs_the_rows_in_turn_forward_then_backward():
 
 def test_concurrency_smoke_counts_files_and_takes_turns():
     dcmtk('storescp')
-    result = run([sys.executable, '-m', 'benchmarks.concurrency', '--modes', 'write',
+    result = run([sys.executable, '-m', 'benchmarks.concurrency', '--modes', 'ignore,write',
                   '--count', '12', '--processes', '2', '--repeat', '2', '--workers', '1',
                   '--scus', 'dcmtk'], timeout=180)
     # A run whose files on disk are not the instances sent fails the whole command.
     assert result.returncode == 0, f'{result.stdout}\n{result.stderr}'
-    rows = [line.split('|')[1].strip() for line in result.stdout.splitlines()
+    rows = [line.split('|')[1:3] for line in result.stdout.splitlines()
             if line.startswith('| DCMTK')]
-    assert rows == ['DCMTK storescu x 2 -> DCMTK storescp --fork',
-                    'DCMTK storescu x 2 -> pynetdicom2, 1 process']
+    pairs = ['DCMTK storescu x 2 -> DCMTK storescp --fork',
+             'DCMTK storescu x 2 -> pynetdicom2, 1 process']
+    assert [(name.strip(), mode.strip()) for name, mode in rows] == \
+        [(pair, mode) for mode in ('ignore', 'write') for pair in pairs]
     assert 'SCU CPU s (all 2)' in result.stdout
-    order = [line.split(' [')[0] for line in result.stderr.splitlines()
-             if line.endswith(' s') and ' [write]: ' in line]
-    assert order == rows + rows[::-1]
+    for mode in ('ignore', 'write'):
+        order = [line.split(' [')[0] for line in result.stderr.splitlines()
+                 if line.endswith(' s') and f' [{mode}]: ' in line]
+        assert order == pairs + pairs[::-1], mode
