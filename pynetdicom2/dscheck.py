@@ -6,6 +6,8 @@ when the data set does not parse to its end; on the way it reads the SOP Class a
 Instance UIDs at the top level. A storage SCP runs it before it answers Success (a
 Success promises the instance is stored whole). It reads nothing but headers,
 so a 256 MiB instance costs a few seeks, and it never raises for what the data hold.
+``walk_prefix`` walks the first bytes of a data set while the rest is still arriving;
+the check of the complete data set (``scan_written``) then resumes after them.
 
 What is checked (PS3.5 7.1, 7.5, A.4):
 
@@ -52,7 +54,8 @@ from typing import BinaryIO, Dict, Iterator, List, NamedTuple, Optional, Union
 
 from pydicom.datadict import DicomDictionary, RepeatersDictionary
 
-__all__ = ['ScanResult', 'scan_data_set', 'scan_written', 'MAX_SEQUENCE_DEPTH']
+__all__ = ['ScanResult', 'Prefix', 'scan_data_set', 'scan_written', 'walk_prefix',
+           'MAX_SEQUENCE_DEPTH']
 
 IMPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2'
 EXPLICIT_VR_BIG_ENDIAN = '1.2.840.10008.1.2.2'
@@ -123,6 +126,14 @@ class ScanResult(NamedTuple):
     problem: Optional[str]
     sop_class_uid: Optional[str]
     sop_instance_uid: Optional[str]
+
+
+class Prefix(NamedTuple):
+    """Where the walk of a data set may resume (``walk_prefix``): the end of its first
+    top-level elements, each whole and plain, and the SOP UIDs among them."""
+
+    pos: int
+    found: Dict[int, str]
 
 
 class _Problem(Exception):
@@ -368,12 +379,61 @@ def _uid_text(raw: bytes) -> str:
     return raw.decode('latin-1').strip('\0 ')
 
 
-def _walk(src, explicit: bool, little: bool) -> ScanResult:
-    found: Dict[int, str] = {}
+def _plain_run(buf, base: int, pos: int, stop: int, last: int, at_top: bool,
+               found: Dict[int, str], explicit: bool, little: bool) -> int:
+    """Walk the plain elements from ``pos``: headers before ``stop``, values ending by
+    ``last``, no sequence, no undefined length, no delimiter. Returns where it
+    stopped; the walk's long way takes the element there.
+
+    ``buf`` holds the data from ``base``. At the top level (``at_top``) the SOP Class
+    and Instance UIDs go into ``found`` when their values lie in ``buf``.
+    """
+    unpack_explicit, unpack_implicit, unpack_long = _STRUCTS[little]
+    window_end = base + len(buf)
+    if explicit:
+        header_sizes = _PLAIN_HEADER_SIZES
+        while pos + 12 <= stop:
+            i = pos - base
+            group, element, vr, length = unpack_explicit(buf, i)
+            header = header_sizes.get(vr)
+            if header is None or group == 0xFFFE:
+                break  # SQ, an unknown VR, a delimiter
+            if header == 12:
+                length = unpack_long(buf, i + 8)[0]
+            after = pos + header + length
+            if after > last:
+                break  # undefined or too long
+            if group == 8 and (element == 0x16 or element == 0x18) and at_top:
+                if after > window_end or length > _UID_MAX:
+                    break
+                tag = 0x00080000 | element
+                if tag not in found:
+                    found[tag] = _uid_text(bytes(buf[i + header:after - base]))
+            pos = after
+    else:
+        sq_tags = _SQ_TAGS
+        while pos + 8 <= stop:
+            group, element, length = unpack_implicit(buf, pos - base)
+            after = pos + 8 + length
+            if after > last or group == 0xFFFE or \
+                    (group << 16 | element) in sq_tags:
+                break
+            if group == 8 and (element == 0x16 or element == 0x18) and at_top:
+                if after > window_end or length > _UID_MAX:
+                    break
+                tag = 0x00080000 | element
+                if tag not in found:
+                    found[tag] = _uid_text(bytes(buf[pos - base + 8:after - base]))
+            pos = after
+    return pos
+
+
+def _walk(src, explicit: bool, little: bool, prefix: Optional[Prefix] = None) -> ScanResult:
+    found: Dict[int, str] = dict(prefix.found) if prefix is not None else {}
     top = _Frame(_DATA_SET, None, src.end, None, 0, 0, explicit, little)
     stack: List[_Frame] = [top]
     frame = top
-    pos = 0
+    pos = prefix.pos if prefix is not None else 0
     buf, base = src.buf, src.base
     unpack_explicit, unpack_implicit, unpack_long = _STRUCTS[little]
     try:
@@ -410,48 +470,10 @@ def _walk(src, explicit: bool, little: bool) -> ScanResult:
                 stop = base + len(buf)
                 if limit is not None and limit < stop:
                     stop = limit
-                last = limit if limit is not None else stop
-                start = pos
-                # The top level's SOP Class and Instance UIDs are read here too when
-                # their values lie in the window (always, for a data set in memory).
-                window_end = base + len(buf)
-                at_top = frame is top
-                if explicit:
-                    header_sizes = _PLAIN_HEADER_SIZES
-                    while pos + 12 <= stop:
-                        i = pos - base
-                        group, element, vr, length = unpack_explicit(buf, i)
-                        header = header_sizes.get(vr)
-                        if header is None or group == 0xFFFE:
-                            break  # SQ, an unknown VR, a delimiter
-                        if header == 12:
-                            length = unpack_long(buf, i + 8)[0]
-                        after = pos + header + length
-                        if after > last:
-                            break  # undefined or too long
-                        if group == 8 and (element == 0x16 or element == 0x18) and at_top:
-                            if after > window_end or length > _UID_MAX:
-                                break
-                            tag = 0x00080000 | element
-                            if tag not in found:
-                                found[tag] = _uid_text(bytes(buf[i + header:after - base]))
-                        pos = after
-                else:
-                    sq_tags = _SQ_TAGS
-                    while pos + 8 <= stop:
-                        group, element, length = unpack_implicit(buf, pos - base)
-                        after = pos + 8 + length
-                        if after > last or group == 0xFFFE or \
-                                (group << 16 | element) in sq_tags:
-                            break
-                        if group == 8 and (element == 0x16 or element == 0x18) and at_top:
-                            if after > window_end or length > _UID_MAX:
-                                break
-                            tag = 0x00080000 | element
-                            if tag not in found:
-                                found[tag] = _uid_text(bytes(buf[pos - base + 8:after - base]))
-                        pos = after
-                if pos != start:
+                after = _plain_run(buf, base, pos, stop, limit if limit is not None else stop,
+                                   frame is top, found, explicit, frame.little)
+                if after != pos:
+                    pos = after
                     continue
                 if explicit:
                     group, element, vr, length = unpack_explicit(buf, i)
@@ -625,19 +647,44 @@ def scan_data_set(source: Union[BinaryIO, bytes, bytearray, memoryview],
 
 
 def scan_written(head: Union[bytes, bytearray, memoryview], fd: int, size: int,
-                 transfer_syntax: str, offset: int = 0) -> ScanResult:
+                 transfer_syntax: str, offset: int = 0,
+                 prefix: Optional[Prefix] = None) -> ScanResult:
     """``scan_data_set`` of a data set of ``size`` bytes just written to the file
     descriptor ``fd`` from ``offset``, whose first bytes ``head`` are still in memory.
 
     The same verdict as ``scan_data_set`` of that file; the headers ``head`` holds are
     read from it, the others with ``os.pread`` (the file position stays where it is,
     and the file's size is not asked for). ``head`` must be what the file holds there.
+    ``prefix``, ``walk_prefix(head, transfer_syntax)`` made while the rest was still
+    arriving, spares walking those elements again.
     """
     if offset < 0:
         raise ValueError(f'offset must not be negative, not {offset}')
     syntax = str(transfer_syntax).strip('\0 ')
     if syntax in DEFLATED_TRANSFER_SYNTAXES:
         src = _Inflated(_pread_chunks(fd, offset, size))
+        prefix = None
     else:
         src = _Written(head, fd, offset, size)
-    return _walk(src, syntax != IMPLICIT_VR_LITTLE_ENDIAN, syntax != EXPLICIT_VR_BIG_ENDIAN)
+    return _walk(src, syntax != IMPLICIT_VR_LITTLE_ENDIAN, syntax != EXPLICIT_VR_BIG_ENDIAN,
+                 prefix)
+
+
+def walk_prefix(head: Union[bytes, bytearray, memoryview],
+                transfer_syntax: str) -> Optional[Prefix]:
+    """Walk the top-level elements that lie whole in ``head``, a data set's first
+    bytes, up to the first that is not plain (a sequence, an undefined length, one
+    running past ``head``); None for a deflated data set.
+
+    A storage SCP calls it while the rest of the data set is still arriving, so the
+    check once it is complete (``scan_written(..., prefix=)``) is shorter by that much.
+    """
+    syntax = str(transfer_syntax).strip('\0 ')
+    if syntax in DEFLATED_TRANSFER_SYNTAXES:
+        return None
+    if isinstance(head, memoryview) and (head.itemsize != 1 or head.ndim != 1):
+        head = head.cast('B')
+    found: Dict[int, str] = {}
+    pos = _plain_run(head, 0, 0, len(head), len(head), True, found,
+                     syntax != IMPLICIT_VR_LITTLE_ENDIAN, syntax != EXPLICIT_VR_BIG_ENDIAN)
+    return Prefix(pos, found)

@@ -247,6 +247,9 @@ class _FileDataSet(IncomingDataSet):
         self._fd: Optional[int] = None
         self._head: Optional[bytes] = None
         self._handed_out = False
+        # The check's walk of the elements in ``_head``, made as soon as it is kept:
+        # while the rest of a large data set arrives, not after (dscheck.walk_prefix).
+        self._prefix: Optional[dscheck.Prefix] = None
 
     def _open(self) -> BinaryIO:
         raise NotImplementedError
@@ -358,6 +361,7 @@ class _FileDataSet(IncomingDataSet):
             wanted -= len(part)
             skip = 0
         self._head = b''.join(parts)  # the one copy
+        self._prefix = dscheck.walk_prefix(self._head, self.transfer_syntax)
 
     def _write_gathered_and(self, more: memoryview) -> None:
         """Write all that is gathered, then ``more``, with one ``os.writev``."""
@@ -427,7 +431,7 @@ class _FileDataSet(IncomingDataSet):
             # Only this object wrote the file: its size is what was written, its first
             # bytes are in memory, the rest is read without moving the file position.
             return dscheck.scan_written(self._head, self._fd, self._written - self.offset,
-                                        self.transfer_syntax, self.offset)
+                                        self.transfer_syntax, self.offset, self._prefix)
         return dscheck.scan_data_set(self.file, self.transfer_syntax, self.offset)
 
     def for_hook(self, in_file: bool = True, limit: Optional[int] = None):
@@ -446,6 +450,7 @@ class _FileDataSet(IncomingDataSet):
         # lives until the cyclic garbage collector runs, so let go of the buffers now.
         self._gathered = bytearray()
         self._head = None
+        self._prefix = None
         fp = self._file
         if fp is not None and not fp.closed:
             fp.close()

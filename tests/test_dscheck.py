@@ -25,7 +25,8 @@ from pydicom.filewriter import write_data_element, write_dataset
 from pydicom.sequence import Sequence
 
 from pynetdicom2 import uids
-from pynetdicom2.dscheck import MAX_SEQUENCE_DEPTH, ScanResult, scan_data_set, scan_written
+from pynetdicom2.dscheck import (MAX_SEQUENCE_DEPTH, Prefix, ScanResult, scan_data_set,
+                                  scan_written, walk_prefix)
 
 IMPLICIT = str(uids.IMPLICIT_VR_LITTLE_ENDIAN)
 EXPLICIT = str(uids.EXPLICIT_VR_LITTLE_ENDIAN)
@@ -128,14 +129,17 @@ UIDS = (explicit(0x00080016, 'UI', CT.encode() + b'\0')
 NAME = explicit(0x00100010, 'PN', b'DOE^JANE')
 
 
-def written(data: bytes, syntax: str, head: int, offset: int = 0) -> ScanResult:
+def written(data: bytes, syntax: str, head: int, offset: int = 0,
+            resumed: bool = False) -> ScanResult:
     """``scan_written`` of ``data`` (a data set from ``offset``) written to a file, its
-    first ``head`` bytes given from memory; the file position is left where it was."""
+    first ``head`` bytes given from memory; the file position is left where it was.
+    ``resumed``: the walk resumes after ``walk_prefix`` of those bytes, as an SCP's does."""
+    first = data[offset:offset + head]
+    prefix = walk_prefix(first, syntax) if resumed else None
     with tempfile.TemporaryFile(buffering=0) as f:
         f.write(data)
         f.seek(3)
-        result = scan_written(data[offset:offset + head], f.fileno(), len(data) - offset,
-                              syntax, offset)
+        result = scan_written(first, f.fileno(), len(data) - offset, syntax, offset, prefix)
         assert f.tell() == 3
     return result
 
@@ -148,6 +152,7 @@ def check(data, syntax: str = EXPLICIT, offset: int = 0) -> ScanResult:
     size = len(data) - offset
     for head in sorted({0, 7, size // 2, size}):
         assert written(data, syntax, head, offset) == result, head
+        assert written(data, syntax, head, offset, resumed=True) == result, head
     return result
 
 
@@ -708,3 +713,39 @@ def test_a_data_set_just_written_gets_the_verdict_of_a_read_back(ds, syntax, dat
     head = data.draw(st.integers(0, cut))
     expected = scan_data_set(io.BytesIO(file), syntax, offset)
     assert written(file, syntax, head, offset) == expected
+
+
+# -- the walk of a data set's first bytes, made while the rest arrives -----------------
+
+def test_walk_prefix_stops_at_the_first_element_not_plain_and_whole():
+    pixel = explicit(0x7FE00010, 'OW', b'\0' * 64)
+    # Stops at pixel data running past the bytes given, with the UIDs read.
+    head = UIDS + NAME + pixel[:20]
+    assert walk_prefix(head, EXPLICIT) == Prefix(len(UIDS + NAME),
+                                                 {0x00080016: CT, 0x00080018: INSTANCE})
+    # Stops at a sequence, even a whole one; and at a header cut short.
+    sequence = explicit(0x00081115, 'SQ', b'', 0)
+    assert walk_prefix(UIDS + sequence + NAME, EXPLICIT).pos == len(UIDS)
+    assert walk_prefix(UIDS + NAME[:6], EXPLICIT).pos == len(UIDS)
+    assert walk_prefix(implicit(0x00100010, b'DOE^JANE') + implicit(0x00081115, b''),
+                       IMPLICIT).pos == 16
+    assert walk_prefix(deflate(UIDS), DEFLATED) is None
+
+
+def test_a_resumed_walk_reads_nothing_before_its_prefix_again():
+    pixel = explicit(0x7FE00010, 'OW', b'\0' * 4096)
+    data = UIDS + NAME + pixel
+    head = data[:1000]
+    prefix = walk_prefix(head, EXPLICIT)
+    assert prefix.pos == len(UIDS + NAME)
+    # The file's first bytes now say nonsense; resumed past them, the walk never sees it.
+    spoiled = b'\xff' * prefix.pos + data[prefix.pos:]
+    with tempfile.TemporaryFile(buffering=0) as f:
+        f.write(spoiled)
+        fd = f.fileno()
+        assert scan_written(spoiled[:1000], fd, len(data), EXPLICIT, 0, prefix) == \
+            ScanResult(None, CT, INSTANCE)
+        assert scan_written(spoiled[:1000], fd, len(data), EXPLICIT).problem is not None
+        # What follows the prefix is still checked: pixel data cut short.
+        assert scan_written(spoiled[:1000], fd, len(data) - 10, EXPLICIT, 0, prefix) == \
+            ScanResult('truncated: (7FE0,0010) needs 4096 bytes, 4086 left', CT, INSTANCE)
