@@ -177,7 +177,8 @@ class Row:
         scp = 'DCMTK storescp --fork' if self.scp == 'dcmtk' else (
             f'pynetdicom2, {self.workers} worker{"s" if self.workers > 1 else ""}'
             if self.workers > 1 else 'pynetdicom2, 1 process')
-        return f'{"DCMTK storescu" if self.scu == "dcmtk" else "pynetdicom2"} x {self.processes} -> {scp}'
+        scu = 'DCMTK storescu' if self.scu == 'dcmtk' else 'pynetdicom2'
+        return f'{scu} x {self.processes} -> {scp}'
 
 
 @dataclass
