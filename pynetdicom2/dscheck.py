@@ -143,12 +143,18 @@ class _Problem(Exception):
 # -- Sources: a window of data-set bytes at positions counted from the data set's start
 
 
+def _byte_view(data):
+    """``data`` indexed by byte: a memoryview of another format or shape is cast."""
+    if isinstance(data, memoryview) and (data.itemsize != 1 or data.ndim != 1):
+        return data.cast('B')
+    return data
+
+
 class _InMemory:
     """The whole data set is in memory: one window that never moves."""
 
     def __init__(self, data: Union[bytes, bytearray, memoryview], offset: int) -> None:
-        if isinstance(data, memoryview) and (data.itemsize != 1 or data.ndim != 1):
-            data = data.cast('B')
+        data = _byte_view(data)
         self.buf = data
         self.base = -offset
         self.end = max(len(data) - offset, 0)
@@ -197,8 +203,7 @@ class _Written(_OnDisk):
     position is never moved); the size is known, so nothing asks the file for it."""
 
     def __init__(self, head, fd: int, offset: int, size: int) -> None:
-        if isinstance(head, memoryview) and (head.itemsize != 1 or head.ndim != 1):
-            head = head.cast('B')
+        head = _byte_view(head)
         if len(head) > size:
             head = head[:size]
         self.head = head
@@ -230,8 +235,7 @@ def _pread_chunks(fd: int, offset: int, size: int) -> Iterator[bytes]:
 
 def _compressed_chunks(source, offset: int) -> Iterator[bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
-        view = memoryview(source).cast('B') if isinstance(source, memoryview) \
-            else memoryview(source)
+        view = _byte_view(memoryview(source))
         for start in range(offset, len(view), _DEFLATED_CHUNK):
             yield view[start:start + _DEFLATED_CHUNK]
         return
@@ -682,8 +686,7 @@ def walk_prefix(head: Union[bytes, bytearray, memoryview],
     syntax = str(transfer_syntax).strip('\0 ')
     if syntax in DEFLATED_TRANSFER_SYNTAXES:
         return None
-    if isinstance(head, memoryview) and (head.itemsize != 1 or head.ndim != 1):
-        head = head.cast('B')
+    head = _byte_view(head)
     found: Dict[int, str] = {}
     pos = _plain_run(head, 0, 0, len(head), len(head), True, found,
                      syntax != IMPLICIT_VR_LITTLE_ENDIAN, syntax != EXPLICIT_VR_BIG_ENDIAN)

@@ -361,7 +361,8 @@ class _FileDataSet(IncomingDataSet):
             wanted -= len(part)
             skip = 0
         self._head = b''.join(parts)  # the one copy
-        self._prefix = dscheck.walk_prefix(self._head, self.transfer_syntax)
+        if self._fd is not None:  # else the check reads the file object (scan)
+            self._prefix = dscheck.walk_prefix(self._head, self.transfer_syntax)
 
     def _write_gathered_and(self, more: memoryview) -> None:
         """Write all that is gathered, then ``more``, with one ``os.writev``."""
