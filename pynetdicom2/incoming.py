@@ -248,8 +248,10 @@ class _FileDataSet(IncomingDataSet):
         self._head: Optional[bytes] = None
         self._handed_out = False
         # The check's walk of the elements in ``_head``, made as soon as it is kept:
-        # while the rest of a large data set arrives, not after (dscheck.walk_prefix).
+        # while the rest of a large data set arrives, not after (dscheck.walk_prefix);
+        # not made for a data set checked whole in memory, before its first write.
         self._prefix: Optional[dscheck.Prefix] = None
+        self._walk_head = True
 
     def _open(self) -> BinaryIO:
         raise NotImplementedError
@@ -361,7 +363,7 @@ class _FileDataSet(IncomingDataSet):
             wanted -= len(part)
             skip = 0
         self._head = b''.join(parts)  # the one copy
-        if self._fd is not None:  # else the check reads the file object (scan)
+        if self._fd is not None and self._walk_head:  # else scan reads the file object
             self._prefix = dscheck.walk_prefix(self._head, self.transfer_syntax)
 
     def _write_gathered_and(self, more: memoryview) -> None:
@@ -417,7 +419,10 @@ class _FileDataSet(IncomingDataSet):
         # A small data set, all still gathered, is read where it is (no read-back);
         # a full disk still outranks what the data say.
         gathered = not self._written
-        verdict = super().check() if gathered else None
+        verdict = None
+        if gathered:
+            verdict = super().check()
+            self._walk_head = False  # walked whole just now
         try:
             self._flush()  # every byte reaches the file before it is read or kept
         except OSError as exc:  # a full disk: out of resources, as a failed write

@@ -945,3 +945,23 @@ def test_a_file_handed_out_and_written_by_another_is_read_back_whole(tmp_path, c
         refusal = owner.check()
         assert (refusal and refusal.status) == expected
         owner.release()
+
+
+def test_a_data_set_is_walked_once_whether_checked_in_memory_or_early(
+        tmp_path, ct, big_ct, monkeypatch):
+    """A small data set, still all in memory when checked, is walked there and not
+    again when it reaches its file; a large one has its head walked once, early."""
+    from pynetdicom2 import dscheck
+    walks = []
+    real = dscheck.walk_prefix
+    monkeypatch.setattr(dscheck, 'walk_prefix', lambda *a: walks.append(a) or real(*a))
+    folder = Folder(tmp_path / 'store')
+    for data, early_walks in ((ct, 0), (big_ct, 1)):
+        walks.clear()
+        owner = folder.incoming_data_set(CT, '1.2.3.4' if data is ct else '1.2.3.5', EXPLICIT)
+        feed(owner, data, (16378,), None)
+        assert owner.check() is None
+        assert len(walks) == early_walks
+        owner.commit(CTX)
+        owner.release()
+    assert listing(folder.storage_dir) == ['1.2.3.4.dcm', '1.2.3.5.dcm']
