@@ -40,7 +40,7 @@ if __package__ in (None, ''):  # run as a script
     __package__ = 'benchmarks'
 
 from benchmarks import data  # noqa: E402
-from benchmarks.procs import Peer, PeerError, free_port  # noqa: E402
+from benchmarks.procs import Peer, PeerError, file_system_of, free_port  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -388,6 +388,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument('--repeat', type=int, default=3)
     p.add_argument('--count', type=int, default=500, help='instances of 512 KiB (500)')
     p.add_argument('--data-dir', help='where to generate (and reuse) the data')
+    p.add_argument('--write-dir', help='where the SCPs write in write mode (default: the '
+                   'system\'s temporary folder)')
     p.add_argument('--handler-case', action='store_true',
                    help='only the case of a handler that needs the CPU (no data)')
     args = p.parse_args(argv)
@@ -400,7 +402,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     data_dir = args.data_dir or tempfile.mkdtemp(prefix='bench-concurrency-')
     files = data.prepare(data_dir, {'ct512k': (args.count, 512, 512)})['ct512k']
     shares = [files[n::args.processes] for n in range(args.processes)]
-    out = pathlib.Path(tempfile.mkdtemp(prefix='bench-concurrency-out-'))
+    out = pathlib.Path(tempfile.mkdtemp(prefix='bench-concurrency-out-', dir=args.write_dir))
     try:
         results = run_rows(plan(args), args, shares, out)
     finally:
@@ -411,7 +413,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     load = os.getloadavg()
     print(f'\n{args.processes} SCU processes, {len(files)} instances, PDU {args.pdu}, '
           f'medians of {args.repeat}; {os.cpu_count()} cores, load average '
-          f'{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end.')
+          f'{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end. Write mode wrote into '
+          f'{out.parent} ({file_system_of(str(out.parent))}).')
     return 0 if all(not r.error for r in results) else 1
 
 

@@ -39,6 +39,23 @@ def listening_ports() -> set:
     return ports
 
 
+def file_system_of(path: str) -> str:
+    """``"<type> at <mount point>"`` of the file system holding ``path`` (/proc/mounts),
+    for the notes: how costly creating a file is depends on it."""
+    path = os.path.realpath(path)
+    best, kind = '', 'unknown'
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path('/proc/mounts').read_text().splitlines():
+            fields = line.split()
+            if len(fields) < 3:
+                continue
+            mount = fields[1].replace('\\040', ' ')
+            inside = path == mount or path.startswith(mount.rstrip('/') + '/')
+            if inside and len(mount) >= len(best):
+                best, kind = mount, fields[2]
+    return f'{kind} at {best or "?"}'
+
+
 def free_port() -> int:
     """A port that was free a moment ago (racy; only for tools that need a port number)."""
     with socket.socket() as sock:

@@ -30,7 +30,8 @@ if __package__ in (None, ''):  # run as a script: python3 benchmarks/run.py
     __package__ = 'benchmarks'
 
 from benchmarks import data  # noqa: E402
-from benchmarks.procs import Peer, PeerError, free_port, run_to_end  # noqa: E402
+from benchmarks.procs import (  # noqa: E402
+    Peer, PeerError, file_system_of, free_port, run_to_end)
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -457,6 +458,12 @@ def notes(results: List[Result], args: argparse.Namespace) -> str:
                    'the storage classes out of store_in_file, so each data set is gathered '
                    'in memory; "(tempfile)" keeps the AE\'s default get_file (a temporary '
                    'Part-10 file per instance). Write mode: StorageAE vs storescp +B -od.')
+    if any(r.job.mode == 'write' for r in results):
+        where = os.path.dirname(getattr(args, 'work', '')) or tempfile.gettempdir()
+        out.append(f'- Write mode: the SCPs wrote into {where} ({file_system_of(where)}); '
+                   'creating a file costs '
+                   'very differently on other file systems, and on ext4 without a journal '
+                   'it grows with the files deleted in the last minutes (docs/performance.rst).')
     load = os.getloadavg()
     out.append(f'- {args.repeat} repeat(s), medians; each repeat runs the rows of a case, '
                f'mode and PDU setting in turn (forward, then backward), against SCPs '
@@ -487,6 +494,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--find-matches', type=int, help='matches in the C-FIND case (5000)')
     p.add_argument('--data-dir', help='keep the generated data here and reuse it '
                    '(default: a temporary folder, deleted at the end)')
+    p.add_argument('--write-dir', help='where the SCPs write in write mode (default: the '
+                   'system\'s temporary folder); the notes name its file system')
     p.add_argument('--quiet', action='store_true', help='no progress lines on stderr')
     args = p.parse_args(argv)
     args.cases = [c for c in args.cases.split(',') if c]
@@ -533,7 +542,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     available(args, log)
     args.load_at_start = os.getloadavg()[0]
-    work = tempfile.mkdtemp(prefix='pynetdicom2-bench-')
+    work = tempfile.mkdtemp(prefix='pynetdicom2-bench-', dir=args.write_dir)
+    args.work = work
     data_dir = args.data_dir or os.path.join(work, 'data')
     try:
         t0 = time.monotonic()

@@ -14,6 +14,7 @@ import sys
 
 import pytest
 
+from benchmarks.procs import file_system_of
 from tests.peers import dcmtk, require_pynetdicom
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -121,11 +122,17 @@ def run_order(stderr: str, case: str) -> list:
     return runs
 
 
-def test_each_repeat_runs_the_rows_in_turn_forward_then_backward():
+def test_each_repeat_runs_the_rows_in_turn_forward_then_backward(tmp_path):
     dcmtk('storescp')
     result = run([sys.executable, '-m', 'benchmarks.run', '--smoke', '--cases', 'tiny',
-                  '--impls', 'p2,dcmtk', '--repeat', '3'], timeout=120)
+                  '--impls', 'p2,dcmtk', '--repeat', '3', '--write-dir', str(tmp_path)],
+                 timeout=120)
     assert result.returncode == 0, f'{result.stdout}\n{result.stderr}'
+    # The notes say where the files went and on what file system; nothing stays there.
+    assert f'the SCPs wrote into {tmp_path} ({file_system_of(str(tmp_path))})' \
+        in result.stdout
+    assert not file_system_of(str(tmp_path)).startswith('unknown')
+    assert os.listdir(tmp_path) == []
     # One SCP process per configuration for all repeats: both started before the first run.
     assert 'tiny mode=write pdu=16384: 2 SCP(s), 4 job(s) x 3' in result.stderr
     forward = ['p2->p2', 'dcmtk->p2', 'p2->dcmtk', 'dcmtk->dcmtk']
@@ -135,13 +142,16 @@ def test_each_repeat_runs_the_rows_in_turn_forward_then_backward():
                     + [(3, pair) for pair in forward])
 
 
-def test_concurrency_smoke_counts_files_and_takes_turns():
+def test_concurrency_smoke_counts_files_and_takes_turns(tmp_path):
     dcmtk('storescp')
     result = run([sys.executable, '-m', 'benchmarks.concurrency', '--modes', 'ignore,write',
                   '--count', '12', '--processes', '2', '--repeat', '2', '--workers', '1',
-                  '--scus', 'dcmtk'], timeout=180)
+                  '--scus', 'dcmtk', '--write-dir', str(tmp_path)], timeout=180)
     # A run whose files on disk are not the instances sent fails the whole command.
     assert result.returncode == 0, f'{result.stdout}\n{result.stderr}'
+    assert f'Write mode wrote into {tmp_path} ({file_system_of(str(tmp_path))})' \
+        in result.stdout
+    assert os.listdir(tmp_path) == []
     rows = [line.split('|')[1:3] for line in result.stdout.splitlines()
             if line.startswith('| DCMTK')]
     pairs = ['DCMTK storescu x 2 -> DCMTK storescp --fork',
