@@ -461,9 +461,9 @@ def notes(results: List[Result], args: argparse.Namespace) -> str:
     if any(r.job.mode == 'write' for r in results):
         where = os.path.dirname(getattr(args, 'work', '')) or tempfile.gettempdir()
         out.append(f'- Write mode: the SCPs wrote into {where} ({file_system_of(where)}); '
-                   'creating a file costs '
-                   'very differently on other file systems, and on ext4 without a journal '
-                   'it grows with the files deleted in the last minutes (docs/performance.rst).')
+                   'creating a file costs very differently on other file systems, and on '
+                   'ext4 without a journal it grows with the files deleted in the last '
+                   'minutes (docs/performance.rst).')
     load = os.getloadavg()
     out.append(f'- {args.repeat} repeat(s), medians; each repeat runs the rows of a case, '
                f'mode and PDU setting in turn (forward, then backward), against SCPs '
